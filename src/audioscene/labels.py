@@ -1,0 +1,160 @@
+"""Label sets: the 527 AudioSet labels and their ontology, the 10 DCASE 2018 task 4 classes.
+
+>>> from audioscene import labels
+>>> audioset = labels.audioset()
+>>> len(audioset), audioset.index("Dog"), audioset.names[74]
+(527, 74, 'Dog')
+>>> labels.dcase2018_to_audioset()["Cat"]
+(81,)
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import json
+from dataclasses import dataclass
+from functools import cache, cached_property
+from importlib import resources
+
+import numpy as np
+
+
+class UnknownLabelError(ValueError):
+    """A label name or mid that the label set does not contain."""
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """An ordered list of class names (and optional AudioSet mids); position = output index."""
+
+    names: tuple[str, ...]
+    mids: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        if len(set(self.names)) != len(self.names):
+            raise ValueError("label names must be unique")
+        if self.mids is not None and len(self.mids) != len(self.names):
+            raise ValueError("need one mid per label name")
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @cached_property
+    def _index_by_name(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.names)}
+
+    @cached_property
+    def _index_by_mid(self) -> dict[str, int]:
+        return {mid: i for i, mid in enumerate(self.mids or ())}
+
+    def index(self, name: str) -> int:
+        """Output index of a display name; an unknown name raises with the closest names."""
+        try:
+            return self._index_by_name[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, self.names, n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise UnknownLabelError(f"unknown label {name!r}{hint}") from None
+
+    def index_of_mid(self, mid: str) -> int:
+        """Output index of an AudioSet machine id such as '/m/0bt9lr'."""
+        try:
+            return self._index_by_mid[mid]
+        except KeyError:
+            raise UnknownLabelError(f"unknown label mid {mid!r}") from None
+
+    def multi_hot(self, names: list[str] | tuple[str, ...]) -> np.ndarray:
+        """float32 vector with ones at the given label names."""
+        target = np.zeros(len(self), dtype=np.float32)
+        target[[self.index(name) for name in names]] = 1.0
+        return target
+
+
+def _resource_text(name: str) -> str:
+    return resources.files("audioscene").joinpath("resources", name).read_text(encoding="utf-8")
+
+
+@cache
+def audioset() -> LabelSet:
+    """The 527 AudioSet labels in the order of `class_labels_indices.csv`."""
+    rows = list(csv.DictReader(io.StringIO(_resource_text("class_labels_indices.csv"))))
+    if [int(row["index"]) for row in rows] != list(range(len(rows))):
+        raise ValueError("class_labels_indices.csv: indices are not 0..N-1 in order")
+    return LabelSet(tuple(row["display_name"] for row in rows), tuple(row["mid"] for row in rows))
+
+
+@dataclass(frozen=True)
+class OntologyNode:
+    mid: str
+    name: str
+    description: str
+    child_ids: tuple[str, ...]
+    restrictions: tuple[str, ...]
+
+
+class Ontology:
+    """The AudioSet ontology (632 nodes): names, children and parents by mid."""
+
+    def __init__(self, nodes: list[OntologyNode]):
+        self.nodes = {node.mid: node for node in nodes}
+        self._parents: dict[str, list[str]] = {mid: [] for mid in self.nodes}
+        for node in nodes:
+            for child in node.child_ids:
+                self._parents[child].append(node.mid)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def node(self, mid: str) -> OntologyNode:
+        try:
+            return self.nodes[mid]
+        except KeyError:
+            raise UnknownLabelError(f"unknown ontology mid {mid!r}") from None
+
+    def children(self, mid: str) -> list[OntologyNode]:
+        return [self.nodes[child] for child in self.node(mid).child_ids]
+
+    def parents(self, mid: str) -> list[OntologyNode]:
+        self.node(mid)
+        return [self.nodes[parent] for parent in self._parents[mid]]
+
+
+@cache
+def ontology() -> Ontology:
+    """The AudioSet ontology shipped with the package."""
+    raw = json.loads(_resource_text("ontology.json"))
+    return Ontology([
+        OntologyNode(n["id"], n["name"], n["description"], tuple(n["child_ids"]), tuple(n["restrictions"]))
+        for n in raw
+    ])
+
+
+# DCASE 2018 task 4 classes → AudioSet display names (ours, SPEC §6). A DCASE class's score is
+# the max over its AudioSet labels.
+DCASE2018_AUDIOSET_NAMES: dict[str, tuple[str, ...]] = {
+    "Alarm_bell_ringing": ("Alarm", "Alarm clock", "Bell", "Telephone bell ringing",
+                           "Smoke detector, smoke alarm", "Fire alarm"),
+    "Blender": ("Blender",),
+    "Cat": ("Cat",),
+    "Dishes": ("Dishes, pots, and pans",),
+    "Dog": ("Dog",),
+    "Electric_shaver_toothbrush": ("Electric shaver, electric razor", "Electric toothbrush"),
+    "Frying": ("Frying (food)",),
+    "Running_water": ("Water tap, faucet", "Sink (filling or washing)"),
+    "Speech": ("Speech", "Male speech, man speaking", "Female speech, woman speaking",
+               "Child speech, kid speaking", "Conversation"),
+    "Vacuum_cleaner": ("Vacuum cleaner",),
+}
+
+
+def dcase2018() -> LabelSet:
+    """The 10 DCASE 2018 task 4 classes, alphabetical as in the challenge."""
+    return LabelSet(tuple(DCASE2018_AUDIOSET_NAMES))
+
+
+def dcase2018_to_audioset() -> dict[str, tuple[int, ...]]:
+    """DCASE 2018 class → indices of its AudioSet labels."""
+    table = audioset()
+    return {cls: tuple(table.index(name) for name in names) for cls, names in DCASE2018_AUDIOSET_NAMES.items()}

@@ -1,0 +1,71 @@
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audioscene import labels
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "audioset"
+
+
+def test_audioset_has_527_labels_in_file_order():
+    table = labels.audioset()
+    assert len(table) == 527
+    assert table.names[0] == "Speech" and table.mids[0] == "/m/09x0r"
+    assert table.names[526] == "Field recording"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs the shared data folder beside the checkout")
+def test_packaged_copy_equals_shared_csv():
+    with open(SHARED / "class_labels_indices.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert labels.audioset().names == tuple(r["display_name"] for r in rows)
+
+
+@pytest.mark.parametrize("index", [0, 74, 81, 300, 526])
+def test_round_trips(index):
+    table = labels.audioset()
+    assert table.index(table.names[index]) == index
+    assert table.index_of_mid(table.mids[index]) == index
+
+
+def test_unknown_name_lists_close_matches():
+    with pytest.raises(labels.UnknownLabelError, match="unknown label 'Dogg'.*'Dog'"):
+        labels.audioset().index("Dogg")
+    with pytest.raises(labels.UnknownLabelError, match="unknown label mid"):
+        labels.audioset().index_of_mid("/m/nope")
+
+
+def test_multi_hot():
+    target = labels.dcase2018().multi_hot(["Cat", "Speech"])
+    assert target.dtype == np.float32 and target.sum() == 2
+    assert target[labels.dcase2018().index("Cat")] == 1
+
+
+def test_label_set_rejects_duplicates():
+    with pytest.raises(ValueError, match="unique"):
+        labels.LabelSet(("a", "a"))
+
+
+def test_ontology_parents_and_children():
+    onto = labels.ontology()
+    assert len(onto) == 632
+    dog = labels.audioset().mids[labels.audioset().index("Dog")]
+    parents = [p.name for p in onto.parents(dog)]
+    assert "Domestic animals, pets" in parents
+    assert "Bark" in [c.name for c in onto.children(dog)]
+    for parent in onto.parents(dog):
+        assert dog in parent.child_ids
+    with pytest.raises(labels.UnknownLabelError):
+        onto.children("/m/nope")
+
+
+def test_dcase_mapping_resolves_to_existing_labels():
+    mapping = labels.dcase2018_to_audioset()
+    assert tuple(mapping) == labels.dcase2018().names and len(mapping) == 10
+    names = labels.audioset().names
+    assert [names[i] for i in mapping["Electric_shaver_toothbrush"]] == [
+        "Electric shaver, electric razor", "Electric toothbrush"]
+    assert [names[i] for i in mapping["Dog"]] == ["Dog"]
+    assert all(0 <= i < 527 for indices in mapping.values() for i in indices)

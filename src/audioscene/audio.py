@@ -1,7 +1,7 @@
 """Audio input: decode any file libsndfile reads, downmix to mono and resample with soxr.
 
 >>> from audioscene.audio import load
->>> wave = load("clip.flac")           # float32, mono, 16 kHz, values in [-1, 1]
+>>> wave = load("clip.flac")  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -1,0 +1,121 @@
+"""The Table-1 models as configurations of one `AudioResNet`, and `create(name, ...)` to build them.
+
+>>> import torch
+>>> from audioscene import models
+>>> model = models.create("resnet_b_att", n_classes=10, width=16)
+>>> out = model(torch.zeros(2, 998, 64))
+>>> out["clipwise"].shape, out["framewise"].shape, out["frame_hop"]
+(torch.Size([2, 10]), torch.Size([2, 32, 10]), 0.32)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import torch
+from torch import Tensor, nn
+
+from .blocks import ResNetTrunk
+from .heads import HEADS
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model (stored in every checkpoint)."""
+
+    name: str
+    n_classes: int = 527
+    width: int = 64  # base channels of the first stage (64 in the paper)
+    block: str = "bottleneck"  # "basic" (ResNet34) or "bottleneck" (ResNet50/101)
+    layers: tuple[int, ...] = (3, 4, 6, 3)
+    stem_stride: int = 2
+    pooling: str = "global"  # "global" or "attention"
+    example_frames: int | None = None  # cut the input into examples of this many frames (ResNet A)
+    n_mels: int = 64
+    input_hop_s: float = 0.01  # hop of the log-mel frames fed to the model
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelConfig":
+        return cls(**{**values, "layers": tuple(values["layers"])})
+
+
+RESNET34 = dict(block="basic", layers=(3, 4, 6, 3))
+RESNET50 = dict(block="bottleneck", layers=(3, 4, 6, 3))
+RESNET101 = dict(block="bottleneck", layers=(3, 4, 23, 3))
+
+VARIANTS: dict[str, dict] = {
+    "resnet_a": dict(**RESNET50, pooling="global", stem_stride=1, example_frames=96),
+    "resnet_b": dict(**RESNET50, pooling="global"),
+    "resnet_b_att": dict(**RESNET50, pooling="attention"),
+    "resnet_c_att": dict(**RESNET34, pooling="attention"),
+    "resnet_d_att": dict(**RESNET101, pooling="attention"),
+}
+
+
+class AudioResNet(nn.Module):
+    """Log-mel `[B, T, n_mels]` → `{"clipwise": [B, K], "framewise": [B, T', K], "frame_hop": s}`.
+
+    Attention models also return `"attention"` `[B, T', K]` (weights summing to 1 over time).
+    With `example_frames` set (ResNet A), the input is cut into examples of that many frames (the
+    last one zero-padded), which run as one batch; clipwise is the mean of the example predictions
+    and framewise is the per-example prediction. Inputs shorter than the model needs are
+    zero-padded.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.trunk = ResNetTrunk(config.block, config.layers, config.width, in_channels=1,
+                                 stem_stride=config.stem_stride)
+        self.head = HEADS[config.pooling](self.trunk.out_channels, config.n_classes)
+
+    @property
+    def frame_hop(self) -> float:
+        """Seconds between framewise outputs."""
+        frames = self.config.example_frames or self.trunk.stride
+        return round(frames * self.config.input_hop_s, 6)
+
+    def forward(self, logmel: Tensor) -> dict[str, Tensor | float]:
+        if logmel.dim() != 3 or logmel.shape[2] != self.config.n_mels:
+            raise ValueError(f"expected log-mel of shape [batch, frames, {self.config.n_mels}], "
+                             f"got {tuple(logmel.shape)}")
+        batch, n_frames, n_mels = logmel.shape
+        unit = self.config.example_frames or self.trunk.stride
+        padded = -(-n_frames // unit) * unit if self.config.example_frames else max(n_frames, unit)
+        x = nn.functional.pad(logmel, (0, 0, 0, padded - n_frames))  # (batch, time, mel)
+        if self.config.example_frames:
+            x = x.reshape(-1, unit, n_mels)  # (batch · examples, example_frames, mel)
+        out = self.head(self.trunk(x[:, None]))  # trunk input (batch, 1, time, mel)
+        if self.config.example_frames:
+            examples = out["clipwise"].reshape(batch, -1, self.config.n_classes)  # (batch, examples, classes)
+            out = {"clipwise": examples.mean(dim=1), "framewise": examples}
+        return {**out, "frame_hop": self.frame_hop}
+
+
+def available() -> list[str]:
+    """Names accepted by `create`."""
+    return list(VARIANTS)
+
+
+def config_for(name: str, n_classes: int = 527, width: int = 64, **overrides) -> ModelConfig:
+    """The `ModelConfig` of a Table-1 variant, with any field overridden."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(available())}")
+    config = ModelConfig(name=name, n_classes=n_classes, width=width, **VARIANTS[name])
+    try:
+        return replace(config, **overrides)
+    except TypeError as exc:
+        raise ValueError(f"bad model override for {name!r}: {exc}") from None
+
+
+def create(name: str, n_classes: int = 527, width: int = 64, **overrides) -> AudioResNet:
+    """Build a Table-1 model: `resnet_a`, `resnet_b`, `resnet_b_att`, `resnet_c_att`, `resnet_d_att`."""
+    return AudioResNet(config_for(name, n_classes, width, **overrides))
+
+
+def from_config(config: ModelConfig | dict) -> AudioResNet:
+    """Rebuild a model from a stored config (as saved in checkpoints)."""
+    return AudioResNet(config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config))

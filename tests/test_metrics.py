@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from audioscene.metrics import average_precision, d_prime, roc_auc, summarize
+
+
+def per_class_sklearn(metric, y_true, y_score):
+    return np.array([metric(y_true[:, c], y_score[:, c]) for c in range(y_true.shape[1])])
+
+
+def random_case(seed: int, decimals: int | None = None, n: int = 400, k: int = 30):
+    rng = np.random.default_rng(seed)
+    y_true = (rng.random((n, k)) < rng.uniform(0.02, 0.4, k)).astype(int)
+    y_true[0], y_true[1] = 1, 0  # every class has a positive and a negative
+    y_score = rng.random((n, k)) + 0.3 * y_true
+    return y_true, (np.round(y_score, decimals) if decimals is not None else y_score)
+
+
+@pytest.mark.parametrize("seed, decimals", [(0, None), (1, None), (2, 1), (3, 1), (4, 0)])
+def test_equal_to_sklearn(seed, decimals):
+    y_true, y_score = random_case(seed, decimals)
+    np.testing.assert_allclose(average_precision(y_true, y_score),
+                               per_class_sklearn(average_precision_score, y_true, y_score), atol=1e-10, rtol=0)
+    np.testing.assert_allclose(roc_auc(y_true, y_score),
+                               per_class_sklearn(roc_auc_score, y_true, y_score), atol=1e-10, rtol=0)
+
+
+def test_single_positive_classes():
+    rng = np.random.default_rng(5)
+    y_true = np.zeros((200, 12), dtype=int)
+    y_true[rng.integers(0, 200, 12), np.arange(12)] = 1
+    y_score = np.round(rng.random((200, 12)), 2)
+    np.testing.assert_allclose(average_precision(y_true, y_score),
+                               per_class_sklearn(average_precision_score, y_true, y_score), atol=1e-10, rtol=0)
+    np.testing.assert_allclose(roc_auc(y_true, y_score),
+                               per_class_sklearn(roc_auc_score, y_true, y_score), atol=1e-10, rtol=0)
+
+
+def test_d_prime_matches_the_paper():
+    assert d_prime(0.971) == pytest.approx(2.681, abs=1e-3)
+    assert d_prime(0.959) == pytest.approx(2.460, abs=1e-3)
+    # The paper's 2.582 for "0.966" comes from an AUC that was rounded to 3 decimals; sqrt(2)·Φ⁻¹
+    # gives 2.5809 at exactly 0.966, and 2.582 lies inside the rounding interval's image.
+    assert d_prime(0.966) == pytest.approx(2.581, abs=1e-3)
+    assert d_prime(0.9655) < 2.582 < d_prime(0.9665)
+    assert d_prime(0.5) == 0.0
+
+
+def test_summarize_skips_and_counts_classes_without_positives_or_negatives():
+    y_true, y_score = random_case(6)
+    y_true[:, 3] = 0
+    y_true[:, 7] = 1
+    result = summarize(y_true, y_score)
+    assert (result["n_classes_scored"], result["n_classes_skipped"]) == (28, 2)
+    keep = [c for c in range(30) if c not in (3, 7)]
+    assert result["mAP"] == pytest.approx(per_class_sklearn(average_precision_score, y_true[:, keep], y_score[:, keep]).mean(), abs=1e-12)
+    assert result["mAUC"] == pytest.approx(per_class_sklearn(roc_auc_score, y_true[:, keep], y_score[:, keep]).mean(), abs=1e-12)
+    assert result["d_prime"] == pytest.approx(d_prime(result["mAUC"]))
+    assert np.isnan(result["per_class"]["ap"][[3, 7]]).all() and np.isnan(result["per_class"]["auc"][[3, 7]]).all()
+
+
+def test_perfect_and_reversed_scores():
+    y_true = np.array([[1], [1], [0], [0]])
+    assert summarize(y_true, np.array([[0.9], [0.8], [0.2], [0.1]]))["mAP"] == 1.0
+    assert roc_auc(y_true, np.array([[0.1], [0.2], [0.8], [0.9]]))[0] == 0.0
+
+
+@pytest.mark.parametrize("y_true, y_score, message", [
+    (np.ones((4, 3)), np.ones((4, 2)), "n_clips, n_classes"),
+    (np.array([[1], [0]]), np.array([[np.nan], [0.1]]), "NaN"),
+    (np.array([[2], [0]]), np.array([[0.3], [0.1]]), "only 0 and 1"),
+    (np.zeros((3, 2)), np.zeros((3, 2)), "nothing to score"),
+])
+def test_bad_input(y_true, y_score, message):
+    with pytest.raises(ValueError, match=message):
+        summarize(y_true, y_score)

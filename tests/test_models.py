@@ -1,0 +1,126 @@
+import pytest
+import torch
+
+from audioscene import models
+from audioscene.models.blocks import ResNetTrunk
+
+
+def n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("block, layers, expected", [
+    ("basic", (3, 4, 6, 3), 21_278_400),  # ResNet34 without fc, 1-channel stem
+    ("bottleneck", (3, 4, 6, 3), 23_501_760),  # ResNet50
+    ("bottleneck", (3, 4, 23, 3), 42_493_888),  # ResNet101
+])
+def test_trunk_parameter_counts_equal_imagenet_resnets(block, layers, expected):
+    assert n_params(ResNetTrunk(block, layers, width=64)) == expected
+
+
+@pytest.mark.parametrize("name, trunk_params, n_fc", [
+    ("resnet_a", 23_501_760, 1), ("resnet_b", 23_501_760, 1), ("resnet_b_att", 23_501_760, 2),
+    ("resnet_c_att", 21_278_400, 2), ("resnet_d_att", 42_493_888, 2),
+])
+def test_heads_add_one_fc_or_two_for_attention(name, trunk_params, n_fc):
+    model = models.create(name, n_classes=527)
+    features = model.trunk.out_channels
+    assert n_params(model.trunk) == trunk_params
+    assert n_params(model.head) == n_fc * 527 * (features + 1)
+
+
+SMALL = dict(n_classes=7, width=8)
+
+
+@pytest.fixture(scope="module", params=models.available())
+def small_model(request):
+    torch.manual_seed(0)
+    return models.create(request.param, **SMALL).eval()
+
+
+def test_every_registry_entry_outputs_probabilities(small_model):
+    with torch.no_grad():
+        out = small_model(torch.randn(2, 998, 64))
+    name = small_model.config.name
+    t_out, hop = (11, 0.96) if name == "resnet_a" else (32, 0.32)
+    assert out["clipwise"].shape == (2, 7)
+    assert out["framewise"].shape == (2, t_out, 7)
+    assert out["frame_hop"] == pytest.approx(hop) == small_model.frame_hop
+    for key in ("clipwise", "framewise"):
+        assert ((out[key] >= 0) & (out[key] <= 1)).all()
+
+
+@pytest.mark.parametrize("n_frames", [10, 6000])
+def test_short_and_long_inputs_work(small_model, n_frames):
+    with torch.no_grad():
+        out = small_model(torch.randn(1, n_frames, 64))
+    assert out["clipwise"].shape == (1, 7)
+    if small_model.config.name == "resnet_a":
+        assert out["framewise"].shape[1] == -(-n_frames // 96)
+    else:
+        assert out["framewise"].shape[1] == max(-(-n_frames // 32), 1)
+
+
+def test_gradients_reach_the_stem(small_model):
+    small_model.train()
+    out = small_model(torch.randn(2, 300, 64))
+    out["clipwise"].sum().backward()
+    stem_grad = small_model.trunk.stem[0].weight.grad
+    assert stem_grad is not None and stem_grad.abs().sum() > 0
+    small_model.zero_grad()
+    small_model.eval()
+
+
+@pytest.mark.parametrize("shape", [(998, 64), (2, 998, 40), (2, 1, 998, 64)])
+def test_wrong_shape_is_a_clear_error(small_model, shape):
+    with pytest.raises(ValueError, match=r"\[batch, frames, 64\]"):
+        small_model(torch.zeros(shape))
+
+
+def test_attention_weights_sum_to_one_and_pool_framewise():
+    model = models.create("resnet_b_att", **SMALL).eval()
+    with torch.no_grad():
+        out = model(torch.randn(3, 998, 64))
+    attention = out["attention"]
+    assert attention.shape == (3, 32, 7)
+    torch.testing.assert_close(attention.sum(dim=1), torch.ones(3, 7))
+    torch.testing.assert_close(out["clipwise"], (attention * out["framewise"]).sum(dim=1))
+
+
+def test_global_pool_framewise_is_the_fc_per_frame():
+    """For linear heads, the FC of the time-mean equals the time-mean of the per-frame logits."""
+    model = models.create("resnet_b", **SMALL).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 998, 64))
+    frame_logits = torch.logit(out["framewise"].double())
+    torch.testing.assert_close(torch.sigmoid(frame_logits.mean(dim=1)).float(), out["clipwise"], atol=1e-5, rtol=0)
+
+
+def test_resnet_a_uses_eleven_examples_for_a_10s_clip():
+    model = models.create("resnet_a", **SMALL).eval()
+    calls = []
+    model.trunk.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape))
+    clip = torch.randn(2, 998, 64)
+    with torch.no_grad():
+        out = model(clip)
+    assert calls == [(22, 1, 96, 64)]  # 2 clips x 11 examples, one batch
+    torch.testing.assert_close(out["clipwise"], out["framewise"].mean(dim=1))
+    # the 11th example is the last 38 frames followed by zeros
+    padded = torch.cat([clip[:1, 960:], torch.zeros(1, 96 - 38, 64)], dim=1)
+    with torch.no_grad():
+        last = model(padded)["clipwise"]
+    torch.testing.assert_close(last[0], out["framewise"][0, 10], atol=1e-6, rtol=0)
+
+
+def test_create_rejects_unknown_names_and_overrides():
+    with pytest.raises(ValueError, match="available: resnet_a"):
+        models.create("resnet_z")
+    with pytest.raises(ValueError, match="bad model override"):
+        models.create("resnet_b", colour="blue")
+
+
+def test_config_round_trip_rebuilds_the_same_model():
+    model = models.create("resnet_c_att", n_classes=5, width=8, stem_stride=1)
+    rebuilt = models.from_config(model.config.to_dict())
+    rebuilt.load_state_dict(model.state_dict())
+    assert rebuilt.config == model.config and rebuilt.frame_hop == pytest.approx(0.16)

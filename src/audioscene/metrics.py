@@ -12,21 +12,73 @@ Pure functions over `[n_clips, n_classes]` arrays, vectorised over classes, equa
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
-from scipy.stats import norm, rankdata
+import torch
+from scipy.stats import norm
 
 
 def _validate(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    y_true, y_score = np.asarray(y_true), np.asarray(y_score, dtype=np.float64)
+    y_true, y_score = np.asarray(y_true), np.asarray(y_score)
     if y_true.ndim == 1:
         y_true, y_score = y_true[:, None], y_score[:, None] if y_score.ndim == 1 else y_score
     if y_true.shape != y_score.shape or y_true.ndim != 2:
         raise ValueError(f"y_true and y_score must both be [n_clips, n_classes]; got {y_true.shape} and {y_score.shape}")
+    if not np.issubdtype(y_score.dtype, np.floating):
+        y_score = y_score.astype(np.float64)
     if not np.isfinite(y_score).all():
         raise ValueError("y_score contains NaN or Inf")
     if not np.isin(y_true, (0, 1)).all():
         raise ValueError("y_true must contain only 0 and 1")
     return y_true.astype(bool), y_score
+
+
+class _Steps(NamedTuple):
+    """Per class (rows), clips sorted by descending score: cumulative true/false positives after
+    each clip, the same at the end of the previous threshold step, and where each step ends
+    (tied scores form one step). All `[n_classes, n_clips]`."""
+
+    tp: np.ndarray
+    fp: np.ndarray
+    tp_before: np.ndarray
+    fp_before: np.ndarray
+    step_end: np.ndarray
+
+
+def _threshold_steps(y_true: np.ndarray, y_score: np.ndarray) -> _Steps:
+    y_true, y_score = _validate(y_true, y_score)
+    # torch's multi-threaded sort is the bulk of the work; ties need no stable order (one step)
+    sorted_scores, order = torch.sort(torch.from_numpy(np.ascontiguousarray(y_score.T)), dim=1, descending=True)
+    sorted_scores, order = sorted_scores.numpy(), order.numpy()
+    hits = np.take_along_axis(np.ascontiguousarray(y_true.T), order, axis=1)
+    tp = np.cumsum(hits, axis=1, dtype=np.int32)
+    fp = np.arange(1, tp.shape[1] + 1, dtype=np.int32) - tp
+    step_end = np.ones_like(sorted_scores, dtype=bool)
+    step_end[:, :-1] = sorted_scores[:, :-1] != sorted_scores[:, 1:]
+
+    def before(counts):  # counts are non-decreasing, so the running max over step ends is the last one
+        at_ends = np.maximum.accumulate(np.where(step_end, counts, 0), axis=1)
+        return np.concatenate([np.zeros((len(counts), 1), dtype=counts.dtype), at_ends[:, :-1]], axis=1)
+
+    return _Steps(tp, fp, before(tp), before(fp), step_end)
+
+
+def _ap(steps: _Steps) -> np.ndarray:
+    ranks = np.arange(1, steps.tp.shape[1] + 1, dtype=np.float64)
+    n_positive = steps.tp[:, -1].astype(np.float64)
+    gained = np.where(steps.step_end, steps.tp - steps.tp_before, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n_positive > 0, (gained * (steps.tp / ranks)).sum(axis=1) / n_positive, np.nan)
+
+
+def _auc(steps: _Steps) -> np.ndarray:
+    n_positive, n_negative = steps.tp[:, -1].astype(np.float64), steps.fp[:, -1].astype(np.float64)
+    # trapezoids between consecutive steps of the ROC curve (a tie counts 1/2); twice the area in int64
+    doubled = np.where(steps.step_end, (steps.fp - steps.fp_before).astype(np.int64) * (steps.tp + steps.tp_before), 0)
+    area = doubled.sum(axis=1) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((n_positive > 0) & (n_negative > 0), area / (n_positive * n_negative), np.nan)
 
 
 def average_precision(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
@@ -35,36 +87,16 @@ def average_precision(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
     Returns `[n_classes]`; NaN for a class without positives. Same as sklearn
     `average_precision_score(y_true[:, c], y_score[:, c])`.
     """
-    y_true, y_score = _validate(y_true, y_score)
-    order = np.argsort(-y_score, axis=0, kind="stable")
-    scores = np.take_along_axis(y_score, order, axis=0)
-    true_positives = np.cumsum(np.take_along_axis(y_true, order, axis=0), axis=0, dtype=np.float64)
-    ranks = np.arange(1, len(scores) + 1, dtype=np.float64)[:, None]
-    # a threshold step ends where the next (lower) score differs, and at the last clip
-    step_end = np.ones_like(scores, dtype=bool)
-    step_end[:-1] = scores[:-1] != scores[1:]
-    tp_at_ends = np.where(step_end, true_positives, 0.0)
-    tp_before = np.vstack([np.zeros((1, scores.shape[1])), np.maximum.accumulate(tp_at_ends, axis=0)[:-1]])
-    gained = np.where(step_end, true_positives - tp_before, 0.0)
-    n_positive = true_positives[-1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (gained * true_positives / ranks).sum(axis=0) / n_positive * np.where(n_positive > 0, 1.0, np.nan)
+    return _ap(_threshold_steps(y_true, y_score))
 
 
 def roc_auc(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
     """Per-class area under the ROC curve, `P(score_pos > score_neg) + ½ P(score_pos = score_neg)`.
 
-    Computed from average ranks (Mann–Whitney U). Returns `[n_classes]`; NaN for a class without
+    Trapezoidal area over the distinct thresholds. Returns `[n_classes]`; NaN for a class without
     positives or without negatives. Same as sklearn `roc_auc_score(y_true[:, c], y_score[:, c])`.
     """
-    y_true, y_score = _validate(y_true, y_score)
-    ranks = rankdata(y_score, method="average", axis=0)
-    n_positive = y_true.sum(axis=0).astype(np.float64)
-    n_negative = len(y_true) - n_positive
-    rank_sum = np.where(y_true, ranks, 0.0).sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        auc = (rank_sum - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative)
-    return np.where((n_positive > 0) & (n_negative > 0), auc, np.nan)
+    return _auc(_threshold_steps(y_true, y_score))
 
 
 def d_prime(auc: float | np.ndarray) -> float | np.ndarray:
@@ -78,7 +110,8 @@ def summarize(y_true: np.ndarray, y_score: np.ndarray) -> dict:
     Returns `mAP`, `mAUC`, `d_prime` (of the mean AUC), `n_classes_scored`, `n_classes_skipped`
     and `per_class` = `{"ap": [K], "auc": [K]}` with NaN for skipped classes.
     """
-    ap, auc = average_precision(y_true, y_score), roc_auc(y_true, y_score)
+    steps = _threshold_steps(y_true, y_score)
+    ap, auc = _ap(steps), _auc(steps)
     scored = np.isfinite(auc)
     ap = np.where(scored, ap, np.nan)
     if not scored.any():

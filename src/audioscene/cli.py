@@ -41,11 +41,53 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _model_names() -> list[str]:
+    from .models import available
+
+    return available()
+
+
 def _cmd_synth(args) -> None:
     from .data.synthetic import generate
 
     out = generate(args.out, n_clips=args.n_clips, seed=args.seed, snr_db=args.snr_db)
     print(f"wrote {args.n_clips} clips to {out} (weak.csv, strong.tsv, audio/)")
+
+
+TRAIN_FLAGS = {  # CLI flag -> TrainConfig field; flags left out keep the config's value
+    "train_data": "train_data", "eval_data": "eval_data", "out": "out_dir", "model": "model", "width": "width",
+    "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "seed": "seed", "workers": "workers",
+    "device": "device", "amp": "amp", "channels_last": "channels_last",
+}
+
+
+def _cmd_train(args) -> None:
+    from .train import TrainConfig, resume, train
+
+    overrides = {field: getattr(args, flag) for flag, field in TRAIN_FLAGS.items() if getattr(args, flag) is not None}
+    if args.resume:
+        run_dir = resume(args.resume, **overrides)
+    else:
+        config = TrainConfig.from_toml(args.config, **overrides) if args.config else TrainConfig.from_dict(overrides)
+        if not (config.train_data and config.eval_data):
+            raise ValueError("need --train-data and --eval-data (or a --config that sets train_data and eval_data)")
+        run_dir = train(config)
+    print(f"run finished: checkpoints and metrics.csv in {run_dir}")
+
+
+def _cmd_evaluate(args) -> None:
+    from .report import table2, write_per_class_csv
+    from .train import evaluate_run
+
+    result = evaluate_run(args.run, args.data, device=args.device, batch_size=args.batch_size, workers=args.workers)
+    name = args.run.name
+    rows = [(f"{name} (peak, epoch {result['peak_epoch']})", result["peak"]),
+            (f"{name} (Avg of {len(result['epochs'])} checkpoints)", result["avg"])]
+    per_class = args.per_class or args.run / f"per_class_{args.data.name}.csv"
+    write_per_class_csv(per_class, result["labels"].names, [("peak", result["peak"]), ("avg", result["avg"])])
+    print(f"{result['n_clips']} clips from {args.data}\n")
+    print(table2(rows))
+    print(f"\nper-class AP/AUC: {per_class}")
 
 
 def _cmd_demo(args) -> None:
@@ -69,6 +111,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snr-db", type=_snr_range, default=(0.0, 15.0),
                    help="event-to-background ratio in dB: a value or LOW,HIGH (default 0,15)")
     p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("train", help="train a Table-1 model (checkpoint every epoch, resumable)",
+                       description="Train a model on a data folder (weak.csv + audio/), evaluating after every epoch.",
+                       epilog="examples:\n  audioscene train --train-data data/train --eval-data data/eval --model resnet_b_att "
+                              "--width 16 --epochs 5 --out runs/b_att\n  audioscene train --config run.toml --seed 3\n"
+                              "  audioscene train --resume runs/b_att --epochs 10",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, help="TOML file with TrainConfig keys; flags override it")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint")
+    p.add_argument("--train-data", help="training folder (weak.csv + audio/)")
+    p.add_argument("--eval-data", help="evaluation folder, scored after every epoch")
+    p.add_argument("--out", help="run folder for checkpoints and metrics (default runs/run)")
+    p.add_argument("--model", choices=_model_names(), help="Table-1 model (default resnet_b_att)")
+    p.add_argument("--width", type=_positive_int, help="base channels (64 in the paper)")
+    p.add_argument("--epochs", type=_positive_int, help="number of epochs (default 50)")
+    p.add_argument("--batch-size", type=_positive_int, help="clips per batch (default 32)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--workers", type=int, help="data loader worker processes (default 0)")
+    p.add_argument("--device", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--no-amp", dest="amp", action="store_const", const=False, help="no mixed precision on CUDA")
+    p.add_argument("--channels-last", action="store_const", const=True, help="channels_last memory format")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="Table-2 style scores of a run: peak epoch and checkpoint-averaged outputs",
+                       description="Score every checkpoint of a run on a data folder; report the peak epoch and 'Avg' "
+                                   "(the mean of all checkpoints' outputs, scored).",
+                       epilog="example: audioscene evaluate --run runs/b_att --data data/eval")
+    p.add_argument("--run", type=Path, required=True, help="run folder with epoch_NNN.pt files")
+    p.add_argument("--data", type=Path, required=True, help="data folder (weak.csv + audio/)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="clips per batch (default 64)")
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes (default 0)")
+    p.add_argument("--per-class", type=Path, help="per-class CSV path (default RUN/per_class_DATA.csv)")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("demo", help="run the pipeline on the embedded synthetic data set",
                        description="Run the whole pipeline offline on synthetic data.",

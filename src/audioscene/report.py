@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from collections import defaultdict
 from typing import Sequence
 
 import numpy as np
 
+from ._io import atomic_open
 from .sed import Event
+
+# Table 2 of the paper (AudioSet evaluation set): mAP, AUC, d′.
+PAPER_TABLE2: tuple[tuple[str, float, float, float], ...] = (
+    ("Hershey et al. (baseline)", 0.314, 0.959, 2.452),
+    ("Yu et al.", 0.360, 0.970, 2.660),
+    ("Kong et al.", 0.369, 0.969, 2.640),
+    ("ResNet A", 0.347, 0.966, 2.582),
+    ("ResNet B", 0.329, 0.966, 2.584),
+    ("ResNet B + att", 0.379, 0.970, 2.657),
+    ("ResNet B + att (Avg)", 0.392, 0.971, 2.682),
+    ("ResNet C + att", 0.360, 0.966, 2.587),
+    ("ResNet D + att", 0.380, 0.970, 2.655),
+)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence], align: str | None = None) -> str:
@@ -26,6 +41,29 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence], align: str |
 
     rule = "|" + "|".join(("-" * (w + 1) + ":") if a == "r" else ("-" * (w + 2)) for w, a in zip(widths, align)) + "|"
     return "\n".join([line(list(map(str, header))), rule, *map(line, cells)])
+
+
+def table2(results: Sequence[tuple[str, dict]], with_paper: bool = True) -> str:
+    """Table-2 style comparison: one row per `(name, metrics.summarize result)`, then the paper's rows."""
+    rows = [(name, r["mAP"], r["mAUC"], r["d_prime"], f"{r['n_classes_scored']}/{r['n_classes_scored'] + r['n_classes_skipped']}")
+            for name, r in results]
+    if with_paper:
+        rows += [(f"paper: {name}", m, a, d, "527 (AudioSet)") for name, m, a, d in PAPER_TABLE2]
+    return markdown_table(("model", "mAP", "AUC", "d′", "classes scored"), rows)
+
+
+def write_per_class_csv(path: str | os.PathLike, labels: Sequence[str], results: Sequence[tuple[str, dict]]) -> None:
+    """Per-class AP and AUC for each named result (empty cells for classes that were skipped)."""
+    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["label"] + [f"{metric}_{name}" for name, _ in results for metric in ("ap", "auc")])
+        for index, label in enumerate(labels):
+            cells = []
+            for _, result in results:
+                for metric in ("ap", "auc"):
+                    value = result["per_class"][metric][index]
+                    cells.append("" if np.isnan(value) else f"{value:.6f}")
+            writer.writerow([label] + cells)
 
 
 def event_summary(events: Sequence[Event], n_clips: int) -> str:

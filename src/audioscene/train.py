@@ -1,0 +1,354 @@
+"""Training, checkpoints, resume and checkpoint-averaged evaluation (SPEC §4, paper §4.3–4.4).
+
+One plain loop: log-mel features are computed on the batch on the model's device, BCE on the
+clip-level output, Adam with the paper's settings, an evaluation and an atomic checkpoint
+`epoch_NNN.pt` after every epoch, `metrics.csv` and TensorBoard scalars beside it. The data order
+of epoch `e` depends only on `(seed, e)`, so a run resumed from its last checkpoint reaches the
+same weights as one that was never interrupted.
+
+>>> from audioscene.train import TrainConfig, train      # doctest: +SKIP
+>>> train(TrainConfig(train_data="data/train", eval_data="data/eval", out_dir="runs/b_att",
+...                   model="resnet_b_att", width=16, epochs=5))
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import re
+import time
+import tomllib
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from . import models
+from ._io import atomic_open
+from .data.folder import ClipDataset
+from .features import FrontendConfig, LogMel
+from .labels import LabelSet
+from .metrics import summarize
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "audioscene-checkpoint/1"
+CHECKPOINT_PATTERN = re.compile(r"^epoch_(\d{3,})\.pt$")
+METRIC_COLUMNS = ("epoch", "train_loss", "mAP", "mAUC", "d_prime", "train_clips_per_s", "seconds")
+
+
+class ConfigError(ValueError):
+    """A training configuration that cannot be used (unknown key, bad value)."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file or run folder that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; defaults are the paper's (batch size is ours)."""
+
+    train_data: str = ""  # folder with weak.csv and audio/
+    eval_data: str = ""
+    out_dir: str = "runs/run"
+    model: str = "resnet_b_att"
+    width: int = 64
+    stem_stride: int | None = None  # None: the variant's own (1 for resnet_a, 2 otherwise)
+    epochs: int = 50
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 5e-7
+    betas: tuple[float, float] = (0.95, 0.999)
+    seed: int = 0
+    clip_seconds: float = 10.0
+    workers: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling)
+    channels_last: bool = False
+    eval_batch_size: int = 64
+
+    def __post_init__(self):
+        positive = ("width", "epochs", "batch_size", "eval_batch_size")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.weight_decay < 0 or self.workers < 0:
+            raise ConfigError("need lr > 0, weight_decay >= 0 and workers >= 0")
+        if self.model not in models.available():
+            raise ConfigError(f"unknown model {self.model!r}; available: {', '.join(models.available())}")
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        if "betas" in values:
+            values = {**values, "betas": tuple(values["betas"])}
+        return cls(**values)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike, **overrides) -> "TrainConfig":
+        """Read a TOML file of `key = value` lines (the field names); `overrides` win."""
+        try:
+            with open(path, "rb") as f:
+                values = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        return cls.from_dict({**values, **overrides}, source=str(path))
+
+    def model_config(self, n_classes: int) -> models.ModelConfig:
+        extra = {} if self.stem_stride is None else {"stem_stride": self.stem_stride}
+        return models.config_for(self.model, n_classes=n_classes, width=self.width, **extra)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def _autocast(device: torch.device, amp: bool):
+    if device.type == "cuda" and amp:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype), dtype
+    return nullcontext(), torch.float32
+
+
+def bce_loss(clipwise: torch.Tensor, target: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Binary cross-entropy on probabilities, in float32 and clamped (attention pools probabilities)."""
+    return torch.nn.functional.binary_cross_entropy(clipwise.float().clamp(eps, 1 - eps), target.float())
+
+
+# --- checkpoints --------------------------------------------------------------------------------
+
+def checkpoint_path(run_dir: str | os.PathLike, epoch: int) -> Path:
+    return Path(run_dir) / f"epoch_{epoch:03d}.pt"
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """The run's `epoch_NNN.pt` files in epoch order (only complete ones exist: writes are atomic)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: no such run folder")
+    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write atomically: a crash leaves the previous file (or none), never a partial one."""
+    with atomic_open(path, "wb") as f:
+        torch.save(state, f)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint written by `train`; a missing, truncated or foreign file raises `CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated/garbled files
+        raise CheckpointError(f"{path}: not a readable checkpoint, the file is truncated or corrupt ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not an audioscene checkpoint (expected format {CHECKPOINT_FORMAT})")
+    return state
+
+
+def model_from_checkpoint(state: dict) -> tuple[models.AudioResNet, LogMel, LabelSet]:
+    """Rebuild model (with weights, in eval mode), front end and label set from a checkpoint."""
+    model = models.from_config(state["model_config"])
+    model.load_state_dict(state["model"])
+    frontend = LogMel(FrontendConfig(**state["frontend_config"]))
+    return model.eval(), frontend, LabelSet(tuple(state["labels"]))
+
+
+# --- prediction -----------------------------------------------------------------------------------
+
+@torch.no_grad()
+def predict(model: models.AudioResNet, frontend: LogMel, dataset: ClipDataset, device: torch.device,
+            batch_size: int = 64, workers: int = 0, framewise: bool = False, desc: str = "predict",
+            progress: bool = True) -> dict[str, np.ndarray]:
+    """Model outputs over a data set: `clipwise` `[N, K]` (and `framewise` `[N, T', K]` if asked)."""
+    model.eval().to(device)
+    frontend.to(device)
+    autocast, _ = _autocast(device, amp=True)
+    clipwise, frames = [], []
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    for waves, _ in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
+        with autocast:
+            out = model(frontend(waves.to(device)))
+        clipwise.append(out["clipwise"].float().cpu())
+        if framewise:
+            frames.append(out["framewise"].float().cpu())
+    result = {"clipwise": torch.cat(clipwise).numpy()}
+    if framewise:
+        result["framewise"] = torch.cat(frames).numpy()
+    return result
+
+
+# --- the loop ------------------------------------------------------------------------------------
+
+def _write_metrics_csv(run_dir: Path, history: list[dict]) -> None:
+    with atomic_open(run_dir / "metrics.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: row[k] for k in METRIC_COLUMNS} for row in history)
+
+
+def _epoch_order(seed: int, epoch: int, n: int) -> list[int]:
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator).tolist()
+
+
+RESUME_OVERRIDES = ("epochs", "device", "workers", "eval_batch_size")
+
+
+def train(config: TrainConfig, progress: bool = True) -> Path:
+    """Train `config.model` on `config.train_data` into a new run folder `config.out_dir`; return it."""
+    run_dir = Path(config.out_dir)
+    if run_dir.is_dir() and list_checkpoints(run_dir):
+        raise CheckpointError(f"{run_dir}: already holds checkpoints; resume it with --resume or choose another --out")
+    return _run(config, None, progress)
+
+
+def resume(run_dir: str | os.PathLike, progress: bool = True, **overrides) -> Path:
+    """Continue a run from its last checkpoint with its stored configuration.
+
+    Only `epochs` (to extend a run), `device`, `workers` and `eval_batch_size` may be overridden.
+    """
+    run_dir = Path(run_dir)
+    checkpoints = list_checkpoints(run_dir)
+    if not checkpoints:
+        raise CheckpointError(f"{run_dir}: nothing to resume, no epoch_NNN.pt checkpoint")
+    bad = sorted(set(overrides) - set(RESUME_OVERRIDES))
+    if bad:
+        raise ConfigError(f"cannot change {', '.join(bad)} when resuming; only {', '.join(RESUME_OVERRIDES)}")
+    state = load_checkpoint(checkpoints[-1])
+    config = replace(TrainConfig.from_dict(state["train_config"]), out_dir=str(run_dir), **overrides)
+    log.info("resuming %s after epoch %d of %d", run_dir, state["epoch"], config.epochs)
+    return _run(config, state, progress)
+
+
+def _run(config: TrainConfig, state: dict | None, progress: bool) -> Path:
+    run_dir = Path(config.out_dir)
+    device = resolve_device(config.device)
+    label_set = LabelSet(tuple(state["labels"])) if state else None
+    train_set = ClipDataset.from_folder(config.train_data, label_set, config.clip_seconds)
+    label_set = train_set.label_set
+    eval_set = ClipDataset.from_folder(config.eval_data, label_set, config.clip_seconds)
+
+    torch.manual_seed(config.seed)
+    model = models.AudioResNet(config.model_config(len(label_set))).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    frontend = LogMel().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    autocast, amp_dtype = _autocast(device, config.amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    history: list[dict] = []
+    start_epoch = 1
+    if state:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        history, start_epoch = list(state["history"]), state["epoch"] + 1
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_epoch * len(train_set))
+    log.info("training %s (width %d, %s parameters) on %d clips, evaluating on %d, %d classes, device %s",
+             config.model, config.width, f"{sum(p.numel() for p in model.parameters()):,}",
+             len(train_set), len(eval_set), len(label_set), device)
+    for epoch in range(start_epoch, config.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        loader = DataLoader(train_set, batch_size=config.batch_size, sampler=_epoch_order(config.seed, epoch, len(train_set)),
+                            num_workers=config.workers, pin_memory=device.type == "cuda",
+                            persistent_workers=False)
+        losses = []
+        bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=not progress)
+        for step, (waves, targets) in enumerate(bar):
+            waves, targets = waves.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+            with torch.no_grad():
+                features = frontend(waves)
+            with autocast:
+                out = model(features)
+            loss = bce_loss(out["clipwise"], targets)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            losses.append(loss.item())
+            clips_done = step * config.batch_size + len(waves)
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", clips_per_s=f"{clips_done / (time.perf_counter() - started):.1f}")
+            writer.add_scalar("train/loss", losses[-1], (epoch - 1) * len(train_set) + clips_done)
+        train_seconds = time.perf_counter() - started
+        outputs = predict(model, frontend, eval_set, device, config.eval_batch_size, config.workers,
+                          desc=f"evaluate epoch {epoch}", progress=progress)
+        scores = summarize(eval_set.targets, outputs["clipwise"])
+        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "mAP": scores["mAP"], "mAUC": scores["mAUC"],
+               "d_prime": scores["d_prime"], "train_clips_per_s": len(train_set) / train_seconds,
+               "seconds": time.perf_counter() - started}
+        history.append(row)
+        save_checkpoint(checkpoint_path(run_dir, epoch), {
+            "format": CHECKPOINT_FORMAT, "epoch": epoch, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+            "model_config": model.config.to_dict(), "frontend_config": asdict(frontend.config),
+            "labels": list(label_set.names), "train_config": asdict(config), "metrics": row,
+            "history": history, "rng": {"torch": torch.get_rng_state()},
+        })
+        _write_metrics_csv(run_dir, history)
+        for key in ("train_loss", "mAP", "mAUC", "d_prime"):
+            writer.add_scalar(f"epoch/{key}", row[key], epoch)
+        writer.flush()
+        log.info("epoch %d/%d: loss %.4f, eval mAP %.3f, mAUC %.3f, d' %.3f (%.0f s, %.1f clips/s)",
+                 epoch, config.epochs, row["train_loss"], row["mAP"], row["mAUC"], row["d_prime"],
+                 row["seconds"], row["train_clips_per_s"])
+    writer.close()
+    return run_dir
+
+
+# --- evaluation of a finished run ------------------------------------------------------------
+
+def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, device: str = "auto",
+                 batch_size: int = 64, workers: int = 0, progress: bool = True) -> dict:
+    """Score every epoch checkpoint of a run on a data set, plus "Avg": the mean of all
+    checkpoints' clip outputs, scored (output averaging, not weight averaging; SPEC §4).
+
+    Returns `{"labels", "epochs": {epoch: summary}, "peak_epoch", "peak": summary, "avg": summary}`.
+    """
+    checkpoints = list_checkpoints(run_dir)
+    if not checkpoints:
+        raise CheckpointError(f"{run_dir}: no epoch_NNN.pt checkpoints to evaluate")
+    torch_device = resolve_device(device)
+    label_set = dataset = None
+    per_epoch, outputs = {}, []
+    for path in tqdm(checkpoints, desc="checkpoints", unit="ckpt", disable=not progress):
+        state = load_checkpoint(path)
+        model, frontend, labels = model_from_checkpoint(state)
+        if label_set is None:
+            label_set = labels
+            dataset = ClipDataset.from_folder(data_dir, label_set, TrainConfig.from_dict(state["train_config"]).clip_seconds)
+        elif labels != label_set:
+            raise CheckpointError(f"{path}: its label set differs from {checkpoints[0].name}'s")
+        clipwise = predict(model, frontend, dataset, torch_device, batch_size, workers,
+                           desc=path.name, progress=progress)["clipwise"]
+        outputs.append(clipwise)
+        per_epoch[state["epoch"]] = summarize(dataset.targets, clipwise)
+    peak_epoch = max(per_epoch, key=lambda e: per_epoch[e]["mAP"])
+    return {"labels": label_set, "epochs": per_epoch, "peak_epoch": peak_epoch, "peak": per_epoch[peak_epoch],
+            "avg": summarize(dataset.targets, np.mean(outputs, axis=0)), "n_clips": len(dataset)}

@@ -40,6 +40,6 @@ def test_library_error_gives_one_line(tmp_path):
 
 
 def test_every_command_has_help_with_example():
-    for command in ("synth", "demo"):
+    for command in ("synth", "train", "evaluate", "demo"):
         result = run_cli(command, "--help")
-        assert result.returncode == 0 and "example:" in result.stdout
+        assert result.returncode == 0 and "example" in result.stdout and "audioscene " + command in result.stdout

@@ -50,7 +50,7 @@ def _model_names() -> list[str]:
 def _cmd_synth(args) -> None:
     from .data.synthetic import generate
 
-    out = generate(args.out, n_clips=args.n_clips, seed=args.seed, snr_db=args.snr_db)
+    out = generate(args.out, n_clips=args.n_clips, seed=args.seed, snr_db=args.snr_db, workers=args.workers)
     print(f"wrote {args.n_clips} clips to {out} (weak.csv, strong.tsv, audio/)")
 
 
@@ -91,9 +91,9 @@ def _cmd_evaluate(args) -> None:
 
 
 def _cmd_demo(args) -> None:
-    from .demo import run_demo
+    from .demo import DemoConfig, run_demo
 
-    print(run_demo(args.out, seed=args.seed))
+    print(run_demo(args.out, DemoConfig(seed=args.seed)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
     p.add_argument("--snr-db", type=_snr_range, default=(0.0, 15.0),
                    help="event-to-background ratio in dB: a value or LOW,HIGH (default 0,15)")
+    p.add_argument("--workers", type=_positive_int, help="processes rendering clips (default: one per CPU)")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("train", help="train a Table-1 model (checkpoint every epoch, resumable)",
@@ -132,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="data loader worker processes (default 0)")
     p.add_argument("--device", help="auto, cpu or cuda (default auto)")
     p.add_argument("--no-amp", dest="amp", action="store_const", const=False, help="no mixed precision on CUDA")
-    p.add_argument("--channels-last", action="store_const", const=True, help="channels_last memory format")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_const", const=False,
+                   help="keep the default memory format (channels_last is on by default: faster on CPU)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="Table-2 style scores of a run: peak epoch and checkpoint-averaged outputs",

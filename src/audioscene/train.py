@@ -6,9 +6,11 @@ clip-level output, Adam with the paper's settings, an evaluation and an atomic c
 of epoch `e` depends only on `(seed, e)`, so a run resumed from its last checkpoint reaches the
 same weights as one that was never interrupted.
 
->>> from audioscene.train import TrainConfig, train      # doctest: +SKIP
->>> train(TrainConfig(train_data="data/train", eval_data="data/eval", out_dir="runs/b_att",
-...                   model="resnet_b_att", width=16, epochs=5))
+Example::
+
+    from audioscene.train import TrainConfig, train
+    train(TrainConfig(train_data="data/train", eval_data="data/eval", out_dir="runs/b_att",
+                      model="resnet_b_att", width=16, epochs=5))
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class TrainConfig:
     workers: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling)
-    channels_last: bool = False
+    channels_last: bool = True  # faster on CPU for every Table-1 model (benchmarks/bench_models.py)
     eval_batch_size: int = 64
 
     def __post_init__(self):

@@ -24,6 +24,7 @@ a larger set extends a smaller one. Output layout::
     DIR/audio/synth_000000.flac ...   16 kHz mono FLAC (16 bit)
     DIR/weak.csv                      filename,labels   (labels comma-separated, quoted)
     DIR/strong.tsv                    DCASE TSV: filename onset offset event_label
+    DIR/synth.json                    the generator's settings, written last
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -250,12 +254,21 @@ class SynthConfig:
     snr_db: tuple[float, float] = (0.0, 15.0)
 
 
+def _write_clip(job: tuple[Path, int, int, tuple[float, float]]) -> list[Event]:
+    audio_dir, seed, index, snr_db = job
+    filename = f"synth_{index:06d}.flac"
+    audio, events = render_clip(seed, index, snr_db, filename)
+    sf.write(audio_dir / filename, audio, SR, format="FLAC", subtype="PCM_16")
+    return events
+
+
 def generate(out_dir: str | os.PathLike, n_clips: int = 100, seed: int = 0,
-             snr_db: tuple[float, float] = (0.0, 15.0), progress: bool = True) -> Path:
+             snr_db: tuple[float, float] = (0.0, 15.0), progress: bool = True, workers: int | None = None) -> Path:
     """Write a synthetic data set of `n_clips` clips to `out_dir` (layout in the module doc).
 
-    Existing clip files are overwritten; the CSV and TSV are written atomically last, so a set is
-    complete when `strong.tsv` exists.
+    Clips are rendered by `workers` processes (default: one per CPU); the output does not depend
+    on it. Existing clip files are overwritten; the CSV and TSV are written atomically last, so a
+    set is complete when `synth.json` exists.
     """
     if n_clips < 1:
         raise ValueError(f"n_clips must be >= 1, got {n_clips}")
@@ -264,17 +277,19 @@ def generate(out_dir: str | os.PathLike, n_clips: int = 100, seed: int = 0,
         raise ValueError(f"snr_db range must be (low, high) with low <= high, got {snr_db}")
     out_dir = Path(out_dir)
     (out_dir / "audio").mkdir(parents=True, exist_ok=True)
-    weak_rows, strong = [], []
-    for index in tqdm(range(n_clips), desc=f"synth {out_dir.name}", unit="clip", disable=not progress):
-        filename = f"synth_{index:06d}.flac"
-        audio, events = render_clip(seed, index, (low, high), filename)
-        sf.write(out_dir / "audio" / filename, audio, SR, format="FLAC", subtype="PCM_16")
-        weak_rows.append((filename, ",".join(sorted({e.label for e in events}))))
-        strong.extend(events)
+    jobs = [(out_dir / "audio", seed, index, (low, high)) for index in range(n_clips)]
+    workers = min(workers or os.cpu_count() or 1, n_clips)
+    # spawn, not fork: the caller may already run torch's OpenMP threads, which do not survive a fork
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else None
+    with pool or nullcontext():
+        clips = pool.map(_write_clip, jobs, chunksize=8) if pool else map(_write_clip, jobs)
+        per_clip = list(tqdm(clips, total=n_clips, desc=f"synth {out_dir.name}", unit="clip", disable=not progress))
+    strong = [event for events in per_clip for event in events]
     with atomic_open(out_dir / "weak.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(("filename", "labels"))
-        writer.writerows(weak_rows)
+        writer.writerows((f"synth_{index:06d}.flac", ",".join(sorted({e.label for e in events})))
+                         for index, events in enumerate(per_clip))
     write_events_tsv(out_dir / "strong.tsv", strong)
     with atomic_open(out_dir / "synth.json", "w", encoding="utf-8") as f:
         json.dump(asdict(SynthConfig(n_clips, seed, (low, high))), f, indent=2)

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Sizes chosen so the demo ends in about 10 minutes on 2 CPU cores."""
+    """Sizes chosen so the demo ends in about 7 minutes on 2 CPU cores."""
 
     n_train: int = 2000
     n_eval: int = 300

@@ -11,7 +11,7 @@ from .audio import AudioError
 
 PROG = "audioscene"
 # Errors a user can cause and fix; these print one line, anything else is a bug and keeps its traceback.
-USER_ERRORS = (AudioError, ValueError, OSError, KeyError)
+USER_ERRORS = (AudioError, ValueError, OSError)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -165,8 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except USER_ERRORS as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)

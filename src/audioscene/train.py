@@ -279,8 +279,7 @@ def _run(config: TrainConfig, state: dict | None, progress: bool) -> Path:
         started = time.perf_counter()
         model.train()
         loader = DataLoader(train_set, batch_size=config.batch_size, sampler=_epoch_order(config.seed, epoch, len(train_set)),
-                            num_workers=config.workers, pin_memory=device.type == "cuda",
-                            persistent_workers=False)
+                            num_workers=config.workers, pin_memory=device.type == "cuda")
         losses = []
         bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=not progress)
         for step, (waves, targets) in enumerate(bar):

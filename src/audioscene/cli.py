@@ -50,7 +50,8 @@ def _model_names() -> list[str]:
 def _cmd_synth(args) -> None:
     from .data.synthetic import generate
 
-    out = generate(args.out, n_clips=args.n_clips, seed=args.seed, snr_db=args.snr_db, workers=args.workers)
+    snr = {} if args.snr_db is None else {"snr_db": args.snr_db}
+    out = generate(args.out, n_clips=args.n_clips, seed=args.seed, workers=args.workers, **snr)
     print(f"wrote {args.n_clips} clips to {out} (weak.csv, strong.tsv, audio/)")
 
 
@@ -108,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder (audio/, weak.csv, strong.tsv)")
     p.add_argument("--n-clips", type=_positive_int, default=100, help="number of clips (default 100)")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
-    p.add_argument("--snr-db", type=_snr_range, default=(0.0, 15.0),
+    p.add_argument("--snr-db", type=_snr_range, default=None,
                    help="event-to-background ratio in dB: a value or LOW,HIGH (default 0,15)")
     p.add_argument("--workers", type=_positive_int, help="processes rendering clips (default: one per CPU)")
     p.set_defaults(func=_cmd_synth)

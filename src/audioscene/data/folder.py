@@ -31,7 +31,6 @@ class DataSetError(ValueError):
 class Clip:
     source: Path | np.ndarray  # audio file, or float32 mono samples at SAMPLE_RATE
     labels: tuple[str, ...]
-    name: str
 
 
 def fix_length(wave: np.ndarray, n_samples: int) -> np.ndarray:
@@ -86,7 +85,7 @@ class ClipDataset(Dataset):
             path = audio_dir / filename
             if not path.is_file():
                 raise AudioError(path, f"no such file (listed in {csv_path}:{line})")
-            clips.append(Clip(path, labels, filename))
+            clips.append(Clip(path, labels))
         return cls(clips, label_set, clip_seconds)
 
 

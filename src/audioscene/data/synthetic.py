@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 SR = 16000
 CLIP_SECONDS = 10.0
 NYQUIST = SR / 2
+DEFAULT_SNR_DB = (0.0, 15.0)  # event RMS over background RMS, drawn uniformly per event
 
 
 # --- building blocks -------------------------------------------------------------------------
@@ -218,7 +219,7 @@ def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(x**2)) + 1e-12)
 
 
-def render_clip(seed: int, index: int, snr_db: tuple[float, float] = (0.0, 15.0),
+def render_clip(seed: int, index: int, snr_db: tuple[float, float] = DEFAULT_SNR_DB,
                 filename: str = "") -> tuple[np.ndarray, list[Event]]:
     """One 10 s clip: float32 audio at 16 kHz and its events (sorted by onset).
 
@@ -251,7 +252,7 @@ def render_clip(seed: int, index: int, snr_db: tuple[float, float] = (0.0, 15.0)
 class SynthConfig:
     n_clips: int = 100
     seed: int = 0
-    snr_db: tuple[float, float] = (0.0, 15.0)
+    snr_db: tuple[float, float] = DEFAULT_SNR_DB
 
 
 def _write_clip(job: tuple[Path, int, int, tuple[float, float]]) -> list[Event]:
@@ -263,7 +264,7 @@ def _write_clip(job: tuple[Path, int, int, tuple[float, float]]) -> list[Event]:
 
 
 def generate(out_dir: str | os.PathLike, n_clips: int = 100, seed: int = 0,
-             snr_db: tuple[float, float] = (0.0, 15.0), progress: bool = True, workers: int | None = None) -> Path:
+             snr_db: tuple[float, float] = DEFAULT_SNR_DB, progress: bool = True, workers: int | None = None) -> Path:
     """Write a synthetic data set of `n_clips` clips to `out_dir` (layout in the module doc).
 
     Clips are rendered by `workers` processes (default: one per CPU); the output does not depend

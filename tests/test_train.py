@@ -3,37 +3,17 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config
 from test_cli import assert_one_line_error, run_cli
 
 from audioscene import train as training
 from audioscene.data.folder import ClipDataset
-from audioscene.data.synthetic import generate
 from audioscene.metrics import summarize
 from audioscene.train import CheckpointError, ConfigError, TrainConfig
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    generate(root / "train", n_clips=64, seed=1, progress=False)
-    generate(root / "eval", n_clips=24, seed=2, progress=False)
-    return root
-
-
-def tiny_config(data: Path, out: Path, **overrides) -> TrainConfig:
-    values = dict(train_data=str(data / "train"), eval_data=str(data / "eval"), out_dir=str(out),
-                  model="resnet_b_att", width=8, epochs=2, batch_size=16, lr=1e-3, seed=7)
-    return TrainConfig(**{**values, **overrides})
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tiny_data, tmp_path_factory):
-    return training.train(tiny_config(tiny_data, tmp_path_factory.mktemp("runs") / "b_att"), progress=False)
 
 
 def test_tiny_run_lowers_loss_and_writes_checkpoints_and_metrics(tiny_run):

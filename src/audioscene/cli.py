@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .audio import AudioError
+from .sed import DEFAULT_KERNELS, DEFAULT_THRESHOLDS
 
 PROG = "audioscene"
 # Errors a user can cause and fix; these print one line, anything else is a bug and keeps its traceback.
@@ -91,6 +92,136 @@ def _cmd_evaluate(args) -> None:
     print(f"\nper-class AP/AUC: {per_class}")
 
 
+def _per_class_values(kind: type):
+    """A value, comma-separated values (one per class) or a tuning JSON from `sed-tune`."""
+    def parse(text: str):
+        if text.endswith(".json"):
+            from .sed import Tuning
+
+            return Tuning.load(text)
+        try:
+            values = [kind(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, numbers separated by commas, or a tuning .json; "
+                                             f"got {text!r}") from None
+        return values[0] if len(values) == 1 else values
+    return parse
+
+
+CLASS_GROUPS = ("all", "dcase2018")
+
+
+def _tagger(args):
+    from .infer import Tagger
+
+    return Tagger.from_run(args.run, args.checkpoint, device=args.device, hop_s=args.hop_s,
+                           batch_size=args.batch_size)
+
+
+def _analyses(args, tagger, paths):
+    """(path, name, Analysis) of each audio input that could be read; the rest are named on stderr."""
+    from .audio import expand_paths
+    from .infer import to_classes
+    from .labels import DCASE2018_AUDIOSET_NAMES
+
+    inputs = expand_paths(paths)
+    names = dict(inputs)
+    failed = 0
+    for path, result in tagger.analyze_many([p for p, _ in inputs], progress=True):
+        if isinstance(result, Exception):
+            print(f"{PROG} {args.command}: skipped {result}", file=sys.stderr)
+            failed += 1
+            continue
+        if args.classes == "dcase2018":
+            result = to_classes(result, DCASE2018_AUDIOSET_NAMES)
+        yield path, names[path], result
+    args.failed = failed
+
+
+def _cmd_detect(args) -> int:
+    from .infer import events_from_analysis
+    from .sed import write_events_tsv
+
+    tagger = _tagger(args)
+    events, n_files = [], 0
+    for _, name, result in _analyses(args, tagger, args.files):
+        events += events_from_analysis(result, name, args.thresholds, args.median)
+        n_files += 1
+    write_events_tsv(args.output, events)
+    print(f"{len(events)} events in {n_files} files -> {args.output}")
+    return 1 if args.failed else 0
+
+
+def _cmd_sed_eval(args) -> None:
+    from .report import table4
+    from .sed import event_f1, read_events_tsv
+
+    scores = event_f1(read_events_tsv(args.ref), read_events_tsv(args.est), t_collar=args.collar,
+                      percentage_of_length=args.percentage_of_length, zero_score=not args.nan_for_empty)
+    print(table4([(f"(collar {args.collar:g} s)", scores)], with_paper=False))
+    print(f"\nmacro F1 {100 * scores.macro_f1:.2f} %   micro F1 {100 * scores.micro_f1:.2f} %   "
+          f"({int(scores.n_ref.sum())} reference, {int(scores.n_sys.sum())} estimated events)")
+
+
+def _cmd_sed_tune(args) -> int:
+    from .report import markdown_table
+    from .sed import read_events_tsv, tune
+
+    reference = read_events_tsv(args.ref)
+    tagger = _tagger(args)
+    framewise, durations, labels = {}, {}, None
+    for _, name, result in _analyses(args, tagger, [args.audio]):
+        framewise[name], durations[name], labels = result.framewise, result.duration, result.labels
+    if not framewise:
+        raise ValueError(f"{args.audio}: no audio file could be read")
+    unheard = {e.filename for e in reference} - set(framewise)
+    if unheard:
+        print(f"{PROG} sed-tune: {len(unheard)} files of {args.ref} are not in {args.audio} (e.g. "
+              f"{sorted(unheard)[0]}); their events are ignored", file=sys.stderr)
+    tuning = tune(framewise, reference, tagger.frame_hop, labels, thresholds=args.grid,
+                  kernels=(1,) if args.thresholds_only else args.kernels, durations=durations,
+                  t_collar=args.collar, progress=True)
+    tuning.save(args.output)
+    pct = lambda v: "–" if v != v else f"{100 * v:.2f}"  # noqa: E731  (NaN: no reference events)
+    print(markdown_table(("class", "threshold", "median kernel", "F1 % at 0.5", "F1 % tuned"),
+                         [(label, f"{t:.2f}", k, pct(u), pct(f)) for label, t, k, f, u in
+                          zip(tuning.labels, tuning.thresholds, tuning.kernels, tuning.f1, tuning.f1_untuned)]))
+    print(f"\ntuned on {len(framewise)} files -> {args.output}")
+    return 1 if args.failed else 0
+
+
+def _cmd_plot(args) -> None:
+    from .features import logmel_from_file
+    from .infer import to_classes
+    from .labels import DCASE2018_AUDIOSET_NAMES
+    from .report import plot_activations
+    from .sed import Tuning, read_events_tsv
+
+    tagger = _tagger(args)
+    result = tagger.analyze(args.file)
+    if args.classes == "dcase2018":
+        result = to_classes(result, DCASE2018_AUDIOSET_NAMES)
+    reference = [e for e in read_events_tsv(args.ref) if e.filename == args.file.name] if args.ref else []
+    thresholds = args.thresholds.for_labels(result.labels)[0] if isinstance(args.thresholds, Tuning) else None
+    logmel = logmel_from_file(args.file, tagger.frontend).cpu().numpy()
+    chosen = plot_activations(logmel, tagger.frontend.config.hop_ms / 1000, result.times, result.framewise,
+                              result.labels, args.output, top=args.top, reference=reference, thresholds=thresholds,
+                              title=args.file.name)
+    print(f"{args.file.name}: spectrogram and activations of {', '.join(chosen)} -> {args.output}")
+
+
+def _add_model_options(p) -> None:
+    p.add_argument("--run", type=Path, required=True, help="run folder with epoch_NNN.pt checkpoints")
+    p.add_argument("--checkpoint", default="best",
+                   help="best (highest eval mAP), last, avg (mean of all epochs' outputs) or a .pt path (default best)")
+    p.add_argument("--classes", choices=CLASS_GROUPS, default="all",
+                   help="all: the run's own labels; dcase2018: the 10 DCASE classes, each the max over its "
+                        "AudioSet labels (default all)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--hop-s", type=float, help="window step in seconds (default: the window, about 10 s)")
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="windows per forward pass (default 8)")
+
+
 def _cmd_demo(args) -> None:
     from .demo import DemoConfig, run_demo
 
@@ -150,6 +281,68 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-class", type=Path, help="per-class CSV path (default RUN/per_class_DATA.csv)")
     p.set_defaults(func=_cmd_evaluate)
 
+    p = sub.add_parser("detect", help="sound events in audio files (any length) as a DCASE TSV",
+                       description="Find when each sound happens: frame scores of 10 s windows, stitched, median-"
+                                   "filtered, thresholded and turned into events. Files that cannot be read are "
+                                   "named on stderr and skipped (exit code 1 at the end).",
+                       epilog="examples:\n  audioscene detect recordings/ --run runs/b_att -o events.tsv\n"
+                              "  audioscene detect a.wav b.flac --run runs/b_att --thresholds tuned.json "
+                              "--median tuned.json -o events.tsv",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("files", nargs="+", type=Path, metavar="FILES", help="audio files or folders of them")
+    p.add_argument("-o", "--output", type=Path, required=True, help="events TSV to write")
+    p.add_argument("--thresholds", type=_per_class_values(float), default=0.5,
+                   help="one threshold, one per class (comma-separated) or a sed-tune JSON (default 0.5)")
+    p.add_argument("--median", type=_per_class_values(int), default=1,
+                   help="odd median kernel in frames, one per class, or a sed-tune JSON (default 1: none)")
+    _add_model_options(p)
+    p.set_defaults(func=_cmd_detect)
+
+    p = sub.add_parser("sed-eval", help="event-based F1 of estimated events against reference events",
+                       description="Score an events TSV against a reference TSV with sed_eval's event-based rule "
+                                   "(onset within the collar, offset within max(collar, 20%% of the event's length)).",
+                       epilog="example: audioscene sed-eval --ref data/eval/strong.tsv --est events.tsv --collar 0.2")
+    p.add_argument("--ref", type=Path, required=True, help="reference events (DCASE TSV)")
+    p.add_argument("--est", type=Path, required=True, help="estimated events (DCASE TSV)")
+    p.add_argument("--collar", type=float, default=0.2, help="onset/offset collar in seconds (default 0.2)")
+    p.add_argument("--percentage-of-length", type=float, default=0.2,
+                   help="offset collar as a share of the reference event's length, if larger (default 0.2)")
+    p.add_argument("--nan-for-empty", action="store_true",
+                   help="a class without estimated events gets an undefined F1 and drops out of the macro "
+                        "average (sed_eval's default) instead of scoring 0")
+    p.set_defaults(func=_cmd_sed_eval)
+
+    p = sub.add_parser("sed-tune", help="per-class thresholds and median kernels that maximise event F1",
+                       description="Sweep a threshold grid and odd median kernels per class on a tuning set with "
+                                   "reference events; writes the best setting of each class as JSON for detect.",
+                       epilog="example: audioscene sed-tune --run runs/b_att --audio data/tune/audio "
+                              "--ref data/tune/strong.tsv -o tuned.json")
+    p.add_argument("--audio", type=Path, required=True, help="folder of the tuning set's audio files")
+    p.add_argument("--ref", type=Path, required=True, help="their reference events (DCASE TSV)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="tuning JSON to write")
+    p.add_argument("--grid", type=_per_class_values(float), default=list(DEFAULT_THRESHOLDS),
+                   help="thresholds to try, comma-separated (default 0.05,0.10,...,0.95)")
+    p.add_argument("--kernels", type=_per_class_values(int), default=list(DEFAULT_KERNELS),
+                   help="odd median kernels to try, comma-separated (default 1,3,5,7,9,11)")
+    p.add_argument("--thresholds-only", action="store_true", help="no median filter (kernel 1 for every class)")
+    p.add_argument("--collar", type=float, default=0.2, help="collar in seconds for the F1 (default 0.2)")
+    _add_model_options(p)
+    p.set_defaults(func=_cmd_sed_tune)
+
+    p = sub.add_parser("plot", help="Figure 2: spectrogram above the activation curves of the top classes",
+                       description="Draw a file's log-mel spectrogram above the framewise activations of its "
+                                   "top classes, with reference events shaded when a TSV is given.",
+                       epilog="example: audioscene plot data/eval/audio/synth_000003.flac --run runs/b_att "
+                              "--ref data/eval/strong.tsv -o fig2.png")
+    p.add_argument("file", type=Path, metavar="FILE", help="audio file")
+    p.add_argument("-o", "--output", type=Path, required=True, help="PNG to write")
+    p.add_argument("--ref", type=Path, help="reference events (DCASE TSV); this file's events are shaded")
+    p.add_argument("--top", type=_positive_int, default=2, help="number of classes drawn (default 2)")
+    p.add_argument("--thresholds", type=_per_class_values(float),
+                   help="a sed-tune JSON whose thresholds are drawn as dashed lines")
+    _add_model_options(p)
+    p.set_defaults(func=_cmd_plot)
+
     p = sub.add_parser("demo", help="run the pipeline on the embedded synthetic data set",
                        description="Run the whole pipeline offline on synthetic data.",
                        epilog="example: audioscene demo --out demo_output")
@@ -164,11 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
-        args.func(args)
+        return args.func(args) or 0
     except USER_ERRORS as exc:
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0

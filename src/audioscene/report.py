@@ -1,4 +1,4 @@
-"""Human-readable output: Markdown tables and figures (spectrograms with events)."""
+"""Human-readable output: Markdown tables (Tables 2–4) and figures (spectrograms, Figure 2)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from ._io import atomic_open
-from .sed import Event
+from .sed import Event, EventScores
 
 # Table 2 of the paper (AudioSet evaluation set): mAP, AUC, d′.
 PAPER_TABLE2: tuple[tuple[str, float, float, float], ...] = (
@@ -24,6 +24,26 @@ PAPER_TABLE2: tuple[tuple[str, float, float, float], ...] = (
     ("ResNet C + att", 0.360, 0.966, 2.587),
     ("ResNet D + att", 0.380, 0.970, 2.655),
 )
+
+# Table 3 (macro event F1 %, 200 ms collar unless noted; DCASE 2018 task 4 test / eval sets).
+PAPER_TABLE3: tuple[tuple[str, float | None, float | None], ...] = (
+    ("DCASE baseline", 14.06, None),
+    ("JiaKai", 25.9, 32.4),
+    ("0.5 thresholds", 9.83, 6.70),
+    ("swept thresholds", 12.41, 8.70),
+    ("median filter + swept thresholds", 17.87, 11.50),
+    ("median filter + swept thresholds, 0.4 s collar", 31.25, 22.26),
+)
+# Table 4 (per-class event F1 %, the paper's best system and the DCASE baseline).
+PAPER_TABLE4: dict[str, tuple[float, float]] = {
+    "Alarm_bell_ringing": (9.8, 3.9), "Blender": (3.4, 15.4), "Cat": (40.0, 0.0), "Dishes": (20.5, 0.0),
+    "Dog": (21.1, 0.0), "Electric_shaver_toothbrush": (24.5, 32.4), "Frying": (12.5, 31.0),
+    "Running_water": (1.9, 11.4), "Speech": (27.3, 0.0), "Vacuum_cleaner": (17.9, 46.5),
+}
+
+
+def _percent(value: float) -> str:
+    return "–" if value is None or np.isnan(value) else f"{100 * value:.2f}"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence], align: str | None = None) -> str:
@@ -50,6 +70,31 @@ def table2(results: Sequence[tuple[str, dict]], with_paper: bool = True) -> str:
     if with_paper:
         rows += [(f"paper: {name}", m, a, d, "527 (AudioSet)") for name, m, a, d in PAPER_TABLE2]
     return markdown_table(("model", "mAP", "AUC", "d′", "classes scored"), rows)
+
+
+def table3(results: Sequence[tuple[str, EventScores]], with_paper: bool = True) -> str:
+    """Table-3 style: macro (and micro) event F1 in % for each named post-processing setting."""
+    rows = [(name, _percent(r.macro_f1), _percent(r.micro_f1)) for name, r in results]
+    if with_paper:
+        rows += [(f"paper: {name}", "–" if test is None else f"{test:.2f}", "–") for name, test, _ in PAPER_TABLE3]
+    return markdown_table(("post-processing", "macro F1 %", "micro F1 %"), rows)
+
+
+def table4(results: Sequence[tuple[str, EventScores]], with_paper: bool = True) -> str:
+    """Table-4 style: per-class event F1 in % (one column per named result), counts of the first."""
+    first = results[0][1]
+    paper = with_paper and set(first.labels) <= set(PAPER_TABLE4)
+    header = ["class", *(f"F1 % {name}" for name, _ in results), "P %", "R %", "N ref", "N sys"]
+    header += ["paper F1 %", "DCASE baseline F1 %"] if paper else []
+    rows = []
+    for k, label in enumerate(first.labels):
+        row = [label, *(_percent(r.f1[k]) for _, r in results), _percent(first.precision[k]),
+               _percent(first.recall[k]), int(first.n_ref[k]), int(first.n_sys[k])]
+        rows.append(row + ([f"{v:.1f}" for v in PAPER_TABLE4[label]] if paper else []))
+    rows.append(["macro", *(_percent(r.macro_f1) for _, r in results), _percent(first.macro_precision),
+                 _percent(first.macro_recall), int(first.n_ref.sum()), int(first.n_sys.sum())]
+                + (["17.87", "14.06"] if paper else []))
+    return markdown_table(header, rows)
 
 
 def write_per_class_csv(path: str | os.PathLike, labels: Sequence[str], results: Sequence[tuple[str, dict]]) -> None:
@@ -107,3 +152,44 @@ def plot_logmel(logmel: np.ndarray, path: str | os.PathLike, hop_s: float = 0.01
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_activations(logmel: np.ndarray, hop_s: float, times: np.ndarray, scores: np.ndarray,
+                     labels: Sequence[str], path: str | os.PathLike, top: int = 2,
+                     reference: Sequence[Event] = (), thresholds: Sequence[float] | None = None,
+                     title: str = "") -> list[str]:
+    """Figure 2 of the paper: the log-mel spectrogram above the framewise activation curves of the
+    `top` classes (highest peak activation); reference events of those classes are shaded and
+    per-class thresholds drawn as dashed lines. Returns the classes drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = np.argsort(-scores.max(axis=0), kind="stable")[:top]
+    chosen = [labels[k] for k in order]
+    duration = logmel.shape[0] * hop_s
+    fig, (ax, ax_act) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    ax.imshow(logmel.T, origin="lower", aspect="auto", cmap="magma", extent=(0, duration, 0, logmel.shape[1]))
+    ax.set_ylabel("mel band")
+    ax.set_title(title)
+    colours = plt.get_cmap("tab10")
+    frame_hop = times[1] - times[0] if len(times) > 1 else duration
+    for i, k in enumerate(order):
+        colour = colours(i)
+        for event in reference:
+            if event.label == labels[k]:
+                ax_act.axvspan(event.onset, event.offset, color=colour, alpha=0.15, lw=0)
+        ax_act.step(np.append(times, times[-1] + frame_hop), np.append(scores[:, k], scores[-1, k]),
+                    where="post", color=colour, label=labels[k])
+        if thresholds is not None:
+            ax_act.axhline(thresholds[k], color=colour, ls="--", lw=0.8)
+    ax_act.set_ylim(0, 1.02)
+    ax_act.set_xlim(0, duration)
+    ax_act.set_ylabel("activation")
+    ax_act.set_xlabel("time (s)" + ("; shaded: reference events" if len(reference) else ""))
+    ax_act.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return chosen

@@ -46,7 +46,6 @@ from scipy import signal
 from tqdm.auto import tqdm
 
 from .._io import atomic_open
-from ..labels import dcase2018
 from ..sed import Event, write_events_tsv
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-import torch
 from torch import Tensor, nn
 
 from .blocks import ResNetTrunk

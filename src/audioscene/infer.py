@@ -1,0 +1,280 @@
+"""Using a trained model: clip tags, frame scores and events for files and recordings of any length.
+
+A recording is decoded block by block (`audio.stream`) and cut into windows of about 10 s (the
+clip length the models are trained on), rounded up to a whole number of the model's output frames
+so that every window's frames fall on one time grid (10 s → 10.24 s for the 0.32 s frames of
+ResNet B/C/D). With `hop_s` shorter than the window, overlapping frames are averaged. Memory
+stays flat in the recording's length; only the frame scores `[T', K]` are kept.
+
+The clip-level score of a recording is the max over its windows' clip-level scores (a label is
+present if it is present anywhere; for a 10 s file this is the model's own clip output).
+
+>>> from audioscene.infer import Tagger
+>>> tagger = Tagger.from_run("runs/b_att", checkpoint="best")  # doctest: +SKIP
+>>> tagger.tag("street.flac", top_k=3)  # doctest: +SKIP
+[('Speech', 0.91), ('Car', 0.64), ('Dog', 0.22)]
+>>> times, labels, scores = tagger.framewise("street.flac")  # doctest: +SKIP
+>>> events = tagger.detect("street.flac", thresholds=0.5, median=5)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping, NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from . import audio, sed
+from .features import LogMel
+from .labels import LabelSet
+from .models import AudioResNet
+from .train import CheckpointError, list_checkpoints, load_checkpoint, model_from_checkpoint, resolve_device
+
+Source = str | os.PathLike | np.ndarray
+
+
+class Framewise(NamedTuple):
+    """Frame scores of one recording: `times` `[T']` (start of each frame, s), `scores` `[T', K]`."""
+
+    times: np.ndarray
+    labels: tuple[str, ...]
+    scores: np.ndarray
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything the model says about one recording."""
+
+    labels: tuple[str, ...]
+    clipwise: np.ndarray  # [K], max over windows
+    framewise: np.ndarray  # [T', K], on one grid of `frame_hop` seconds
+    frame_hop: float
+    duration: float  # seconds of audio
+
+    @property
+    def times(self) -> np.ndarray:
+        return np.arange(len(self.framewise)) * self.frame_hop
+
+
+def run_checkpoints(run_dir: str | os.PathLike, checkpoint: str | os.PathLike = "best") -> list[Path]:
+    """Checkpoint files meant by `checkpoint`: "best" (the epoch with the highest eval mAP in the
+    run's history), "last", "avg" (every epoch, for output averaging), or a path to one file."""
+    if checkpoint not in ("best", "last", "avg"):
+        return [Path(checkpoint)]
+    paths = list_checkpoints(run_dir)
+    if not paths:
+        raise CheckpointError(f"{run_dir}: no epoch_NNN.pt checkpoints")
+    if checkpoint == "avg":
+        return paths
+    if checkpoint == "last":
+        return paths[-1:]
+    history = load_checkpoint(paths[-1])["history"]
+    best = max(history, key=lambda row: row["mAP"] if not math.isnan(row["mAP"]) else -1.0)["epoch"]
+    return [p for p in paths if p.name == f"epoch_{best:03d}.pt"] or paths[-1:]
+
+
+class Tagger:
+    """A trained model (or several, whose outputs are averaged) ready to use on recordings.
+
+    Args:
+        models: models with the same label set and frame hop (e.g. every checkpoint of a run).
+        frontend: the log-mel front end they were trained with.
+        labels: their output classes.
+        device: "auto", "cpu", "cuda", ...
+        window_s, hop_s: window length and step in seconds (hop defaults to the window).
+        batch_size: windows per forward pass.
+    """
+
+    def __init__(self, models: Sequence[AudioResNet], frontend: LogMel, labels: LabelSet, device: str = "auto",
+                 window_s: float = 10.0, hop_s: float | None = None, batch_size: int = 8):
+        if not models:
+            raise ValueError("need at least one model")
+        hops = {m.frame_hop for m in models}
+        if len(hops) != 1:
+            raise ValueError(f"models with different frame hops cannot be averaged: {sorted(hops)}")
+        self.device = resolve_device(device)
+        self.models = [m.eval().to(self.device) for m in models]
+        self.frontend = frontend.to(self.device)
+        self.labels = labels
+        self.frame_hop = hops.pop()
+        self.sample_rate = frontend.config.sample_rate
+        self.frame_samples = int(round(self.frame_hop * self.sample_rate))
+        self.window_frames = max(1, math.ceil(window_s / self.frame_hop - 1e-9))
+        self.hop_frames = self.window_frames if hop_s is None else max(1, round(hop_s / self.frame_hop))
+        if self.hop_frames > self.window_frames:
+            raise ValueError(f"hop {hop_s} s is longer than the window {self.window_s} s: audio would be skipped")
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_run(cls, run_dir: str | os.PathLike, checkpoint: str | os.PathLike = "best", device: str = "auto",
+                 **options) -> "Tagger":
+        """Load a run's model: `checkpoint` is "best", "last", "avg" or a checkpoint path (see
+        `run_checkpoints`); the architecture, front end and labels come from the checkpoint."""
+        models, frontend, labels = [], None, None
+        for path in run_checkpoints(run_dir, checkpoint):
+            model, frontend, path_labels = model_from_checkpoint(load_checkpoint(path))
+            if labels is not None and path_labels != labels:
+                raise CheckpointError(f"{path}: its label set differs from the run's other checkpoints")
+            models.append(model)
+            labels = path_labels
+        return cls(models, frontend, labels, device=device, **options)
+
+    @property
+    def window_s(self) -> float:
+        return self.window_frames * self.frame_hop
+
+    @property
+    def hop_s(self) -> float:
+        return self.hop_frames * self.frame_hop
+
+    def _blocks(self, source: Source) -> Iterable[np.ndarray]:
+        if isinstance(source, np.ndarray):
+            if source.ndim != 1 or not np.isfinite(source).all() or len(source) == 0:
+                raise ValueError("expected a non-empty 1-D float waveform at 16 kHz without NaN/Inf")
+            return [source.astype(np.float32, copy=False)]
+        return audio.stream(source, sr=self.sample_rate)
+
+    def _windows(self, source: Source) -> Iterator[tuple[int, np.ndarray]]:
+        """(first output frame, samples) of each window; the last one may be shorter."""
+        window, hop = self.window_frames * self.frame_samples, self.hop_frames * self.frame_samples
+        buffer, start, covered = np.zeros(0, np.float32), 0, 0  # covered: samples seen by a window
+        for block in self._blocks(source):
+            buffer = np.concatenate([buffer, block])
+            while len(buffer) >= window:
+                yield start // self.frame_samples, buffer[:window]
+                covered = start + window
+                buffer, start = buffer[hop:], start + hop
+        if len(buffer) and (covered == 0 or start + len(buffer) > covered):
+            yield start // self.frame_samples, buffer
+
+    @torch.inference_mode()
+    def _forward(self, waves: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Mean over models of (clipwise `[B, K]`, framewise `[B, T', K]`) for equal-length windows."""
+        logmel = self.frontend(torch.from_numpy(np.stack(waves)).to(self.device))
+        clipwise, framewise = 0.0, 0.0
+        for model in self.models:
+            out = model(logmel)
+            clipwise = clipwise + out["clipwise"].float()
+            framewise = framewise + out["framewise"].float()
+        n = len(self.models)
+        return (clipwise / n).cpu().numpy(), (framewise / n).cpu().numpy()
+
+    def analyze(self, source: Source) -> Analysis:
+        """Clip scores (max over windows) and frame scores (windows stitched) of a file or waveform."""
+        _, result = next(self.analyze_many([source]))
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def analyze_many(self, sources: Iterable[Source], progress: bool = False,
+                     ) -> Iterator[tuple[Source, Analysis | audio.AudioError | ValueError]]:
+        """`(source, Analysis)` for each source in order, with windows of consecutive files batched
+        together. A source that cannot be decoded yields `(source, error)` and the others go on."""
+        from tqdm.auto import tqdm
+
+        sources = list(sources)
+        queue: list[tuple[Source, _Stitcher]] = []  # sources read, in order, not yet returned
+        batch: list[tuple[_Stitcher, int, np.ndarray]] = []
+        for source in tqdm(sources, desc="analyse", unit="file", disable=not progress or len(sources) < 2):
+            stitcher = _Stitcher(len(self.labels), self.frame_samples, self.sample_rate)
+            queue.append((source, stitcher))
+            try:
+                for first, wave in self._windows(source):
+                    if batch and (len(batch) == self.batch_size or len(wave) != len(batch[0][2])):
+                        self._run_batch(batch)
+                    batch.append((stitcher, first, wave))
+            except (audio.AudioError, ValueError) as exc:
+                stitcher.error = exc
+            in_batch = {id(item[0]) for item in batch}
+            while queue and id(queue[0][1]) not in in_batch:
+                done_source, done = queue.pop(0)
+                yield done_source, done.result(self.labels.names, self.frame_hop)
+        if batch:
+            self._run_batch(batch)
+        for done_source, done in queue:
+            yield done_source, done.result(self.labels.names, self.frame_hop)
+
+    def _run_batch(self, batch: list[tuple["_Stitcher", int, np.ndarray]]) -> None:
+        clipwise, framewise = self._forward([wave for _, _, wave in batch])
+        for (stitcher, first, wave), clip, frames in zip(batch, clipwise, framewise):
+            stitcher.add(first, wave, clip, frames)
+        batch.clear()
+
+    def framewise(self, source: Source) -> Framewise:
+        """Frame scores of a recording on one timeline: `(times, labels, scores [T', K])`."""
+        result = self.analyze(source)
+        return Framewise(result.times, result.labels, result.framewise)
+
+    def tag(self, source: Source, top_k: int = 5) -> list[tuple[str, float]]:
+        """The `top_k` labels with the highest clip-level scores, best first."""
+        clipwise = self.analyze(source).clipwise
+        order = np.argsort(-clipwise, kind="stable")[:top_k]
+        return [(self.labels.names[k], float(clipwise[k])) for k in order]
+
+    def detect(self, source: Source, thresholds: float | Sequence[float] | sed.Tuning = 0.5,
+               median: int | Sequence[int] | sed.Tuning = 1, filename: str | None = None) -> list[sed.Event]:
+        """Events in a recording: frame scores → median filter → thresholds → events (see `sed`).
+        `thresholds`/`median` take one value, one per class, or a `sed.Tuning` (from `sed-tune`)."""
+        result = self.analyze(source)
+        name = filename or (Path(source).name if not isinstance(source, np.ndarray) else "waveform")
+        return events_from_analysis(result, name, thresholds, median)
+
+
+def to_classes(result: Analysis, groups: Mapping[str, Sequence[str]]) -> Analysis:
+    """Scores for coarser classes, each the max over a group of the model's labels (by name); a
+    class that is itself one of the model's labels keeps its own scores. Use
+    `labels.DCASE2018_AUDIOSET_NAMES` to score a 527-label AudioSet model on the DCASE classes."""
+    index = {name: k for k, name in enumerate(result.labels)}
+    columns = {}
+    for cls, names in groups.items():
+        members = [index[cls]] if cls in index else [index[n] for n in names if n in index]
+        if not members:
+            raise ValueError(f"class {cls!r}: the model has none of its labels {list(names)}")
+        columns[cls] = members
+    framewise, labels = sed.map_classes(result.framewise, columns)
+    clipwise, _ = sed.map_classes(result.clipwise, columns)
+    return replace(result, labels=labels, framewise=framewise, clipwise=clipwise)
+
+
+def events_from_analysis(result: Analysis, filename: str, thresholds: float | Sequence[float] | sed.Tuning = 0.5,
+                         median: int | Sequence[int] | sed.Tuning = 1) -> list[sed.Event]:
+    """The SED chain on an `Analysis`, with per-class settings taken from a `sed.Tuning` if given."""
+    if isinstance(thresholds, sed.Tuning):
+        thresholds = thresholds.for_labels(result.labels)[0]
+    if isinstance(median, sed.Tuning):
+        median = median.for_labels(result.labels)[1]
+    return sed.detect_events({filename: result.framewise}, result.frame_hop, result.labels, thresholds, median,
+                             {filename: result.duration})
+
+
+class _Stitcher:
+    """Collects one recording's window outputs and puts them on one timeline."""
+
+    def __init__(self, n_labels: int, frame_samples: int, sample_rate: int):
+        self.clip_max = np.full(n_labels, -np.inf, dtype=np.float32)
+        self.pieces: list[tuple[int, np.ndarray]] = []
+        self.frame_samples, self.sample_rate = frame_samples, sample_rate
+        self.n_samples = 0
+        self.error: Exception | None = None
+
+    def add(self, first: int, wave: np.ndarray, clipwise: np.ndarray, framewise: np.ndarray) -> None:
+        self.clip_max = np.maximum(self.clip_max, clipwise)
+        # keep the frames that start inside the window's audio (the model pads the rest)
+        self.pieces.append((first, framewise[:math.ceil(len(wave) / self.frame_samples)]))
+        self.n_samples = max(self.n_samples, first * self.frame_samples + len(wave))
+
+    def result(self, labels: tuple[str, ...], frame_hop: float) -> Analysis | Exception:
+        if self.error is not None:
+            return self.error
+        n_frames = max(first + len(frames) for first, frames in self.pieces)
+        total = np.zeros((n_frames, len(labels)), np.float64)
+        count = np.zeros(n_frames, np.int64)
+        for first, frames in self.pieces:
+            total[first:first + len(frames)] += frames
+            count[first:first + len(frames)] += 1
+        return Analysis(labels, self.clip_max, (total / count[:, None]).astype(np.float32), frame_hop,
+                        self.n_samples / self.sample_rate)

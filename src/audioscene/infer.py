@@ -225,13 +225,13 @@ class Tagger:
 
 
 def to_classes(result: Analysis, groups: Mapping[str, Sequence[str]]) -> Analysis:
-    """Scores for coarser classes, each the max over a group of the model's labels (by name); a
-    class that is itself one of the model's labels keeps its own scores. Use
+    """Scores for coarser classes, each the max over a group of the model's labels (by name, the
+    class's own name included, so a model trained on the coarse classes keeps its scores). Use
     `labels.DCASE2018_AUDIOSET_NAMES` to score a 527-label AudioSet model on the DCASE classes."""
     index = {name: k for k, name in enumerate(result.labels)}
     columns = {}
     for cls, names in groups.items():
-        members = [index[cls]] if cls in index else [index[n] for n in names if n in index]
+        members = sorted({index[n] for n in (cls, *names) if n in index})
         if not members:
             raise ValueError(f"class {cls!r}: the model has none of its labels {list(names)}")
         columns[cls] = members

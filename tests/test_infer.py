@@ -1,0 +1,186 @@
+"""Inference on files and long recordings with a tiny trained run; the SED command line."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from test_cli import assert_one_line_error, run_cli
+
+from audioscene import train as training
+from audioscene.audio import AudioError, load, stream
+from audioscene.data.folder import ClipDataset
+from audioscene.infer import Tagger, events_from_analysis, run_checkpoints, to_classes
+from audioscene.labels import DCASE2018_AUDIOSET_NAMES, LabelSet
+from audioscene.sed import Tuning, read_events_tsv
+
+
+@pytest.fixture(scope="module")
+def tagger(tiny_run):
+    return Tagger.from_run(tiny_run, checkpoint="last", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def long_file(tiny_data, tmp_path_factory):
+    """60 s: six synthetic clips end to end."""
+    clips = sorted((tiny_data / "eval" / "audio").glob("*.flac"))[:6]
+    path = tmp_path_factory.mktemp("long") / "long.flac"
+    sf.write(path, np.concatenate([load(p) for p in clips]), 16000, subtype="PCM_16")
+    return path
+
+
+def windowed_reference(tagger, wave):
+    """One-shot inference: every window cut from the whole waveform in memory, run on its own."""
+    model = tagger.models[0]
+    window = tagger.window_frames * tagger.frame_samples
+    frames = []
+    with torch.no_grad():
+        for start in range(0, len(wave), window):
+            piece = torch.from_numpy(wave[start:start + window])
+            out = model(tagger.frontend(piece[None]))["framewise"][0].numpy()
+            frames.append(out[:int(np.ceil(len(piece) / tagger.frame_samples))])
+    return np.concatenate(frames)
+
+
+def test_stream_joins_to_load(long_file, write_audio):
+    np.testing.assert_array_equal(np.concatenate(list(stream(long_file, block_seconds=7.3))), load(long_file))
+    stereo_44k = write_audio("s.wav", np.random.default_rng(0).uniform(-0.5, 0.5, (44100 * 3, 2)), sr=44100)
+    np.testing.assert_allclose(np.concatenate(list(stream(stereo_44k, block_seconds=0.5))), load(stereo_44k),
+                               atol=1e-6)
+
+
+def test_long_file_streaming_equals_one_shot_windows(tagger, long_file):
+    tagger.batch_size = 4
+    times, labels, scores = tagger.framewise(long_file)
+    reference = windowed_reference(tagger, load(long_file))
+    assert scores.shape == reference.shape == (188, 10)  # ceil(60 s / 0.32 s)
+    np.testing.assert_allclose(scores, reference, atol=1e-5)
+    np.testing.assert_allclose(times[:3], [0.0, 0.32, 0.64])
+    assert labels[0] == "Alarm_bell_ringing"
+
+
+def test_overlapping_windows_average_onto_one_grid(tagger, long_file):
+    wave = load(long_file)
+    half = Tagger(tagger.models, tagger.frontend, tagger.labels, device="cpu", hop_s=5.12)
+    assert (half.window_s, half.hop_s) == (pytest.approx(10.24), pytest.approx(5.12))
+    scores = half.framewise(wave).scores
+    # frame 40 (12.8 s) lies in the windows starting at 5.12 s (its frame 24) and 10.24 s (frame 8)
+    model = tagger.models[0]
+    with torch.no_grad():
+        outs = [model(tagger.frontend(torch.from_numpy(wave[s:s + 163840])[None]))["framewise"][0].numpy()
+                for s in (81920, 163840)]
+    np.testing.assert_allclose(scores[40], (outs[0][24] + outs[1][8]) / 2, atol=1e-5)
+    assert scores.shape == (188, 10)
+
+
+def test_tag_of_a_clip_is_the_models_clip_output(tagger, tiny_data):
+    path = sorted((tiny_data / "eval" / "audio").glob("*.flac"))[0]
+    tags = tagger.tag(path, top_k=3)
+    assert len(tags) == 3 and tags[0][1] >= tags[1][1] >= tags[2][1]
+    dataset = ClipDataset.from_folder(tiny_data / "eval", tagger.labels)
+    expected = training.predict(tagger.models[0], tagger.frontend, dataset, torch.device("cpu"), progress=False)
+    index = [c.source for c in dataset.clips].index(path)
+    clipwise = expected["clipwise"][index]
+    assert tags[0] == (tagger.labels.names[int(clipwise.argmax())], pytest.approx(float(clipwise.max()), abs=1e-5))
+
+
+def test_detect_follows_the_thresholds_and_tuning(tagger, tiny_data):
+    path = sorted((tiny_data / "eval" / "audio").glob("*.flac"))[1]
+    assert tagger.detect(path, thresholds=1.0) == []
+    everything = tagger.detect(path, thresholds=0.0)
+    assert {e.label for e in everything} == set(tagger.labels.names)
+    assert all(e.onset == 0.0 and e.offset == 10.0 and e.filename == path.name for e in everything)
+    tuning = Tuning(tagger.labels.names, (1.0,) * 9 + (0.0,), (1,) * 10, (0.0,) * 10, (0.0,) * 10)
+    assert [e.label for e in tagger.detect(path, thresholds=tuning, median=tuning)] == ["Vacuum_cleaner"]
+
+
+def test_checkpoint_choice_and_errors(tiny_run, tmp_path):
+    assert [p.name for p in run_checkpoints(tiny_run, "avg")] == ["epoch_001.pt", "epoch_002.pt"]
+    history = training.load_checkpoint(tiny_run / "epoch_002.pt")["history"]
+    best = max(history, key=lambda row: row["mAP"])["epoch"]
+    assert run_checkpoints(tiny_run, "best") == [tiny_run / f"epoch_{best:03d}.pt"]
+    assert len(Tagger.from_run(tiny_run, "avg", device="cpu").models) == 2
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(training.CheckpointError, match="junk.pt"):
+        Tagger.from_run(tiny_run, tmp_path / "junk.pt")
+
+
+def test_bad_inputs_are_reported_per_file(tagger, tiny_data, tmp_path):
+    (tmp_path / "broken.wav").write_bytes(b"RIFF....garbage")
+    good = sorted((tiny_data / "eval" / "audio").glob("*.flac"))[0]
+    results = list(tagger.analyze_many([tmp_path / "broken.wav", good, tmp_path / "gone.wav"]))
+    assert isinstance(results[0][1], AudioError) and "broken.wav" in str(results[0][1])
+    assert results[1][1].framewise.shape == (32, 10)
+    assert "no such file" in str(results[2][1])
+    with pytest.raises(ValueError, match="NaN"):
+        tagger.analyze(np.array([0.0, np.nan], dtype=np.float32))
+
+
+def test_to_classes_maps_audioset_labels_to_dcase(tagger, tiny_data):
+    result = tagger.analyze(sorted((tiny_data / "eval" / "audio").glob("*.flac"))[0])
+    # a fake AudioSet-style model: relabel the 10 outputs with AudioSet names of different DCASE classes
+    fake = ("Dog", "Cat", "Speech", "Male speech, man speaking", "Blender", "Frying (food)", "Alarm", "Bell",
+            "Vacuum cleaner", "Dishes, pots, and pans")
+    from dataclasses import replace
+
+    groups = {name: DCASE2018_AUDIOSET_NAMES[name] for name in ("Speech", "Alarm_bell_ringing", "Dog")}
+    mapped = to_classes(replace(result, labels=fake), groups)
+    assert mapped.labels == ("Speech", "Alarm_bell_ringing", "Dog")
+    speech = mapped.labels.index("Speech")
+    np.testing.assert_array_equal(mapped.framewise[:, speech], result.framewise[:, 2:4].max(axis=1))
+    alarm = mapped.labels.index("Alarm_bell_ringing")
+    np.testing.assert_array_equal(mapped.clipwise[alarm], result.clipwise[6:8].max())
+    with pytest.raises(ValueError, match="'Electric_shaver_toothbrush': the model has none of its labels"):
+        to_classes(replace(result, labels=fake), DCASE2018_AUDIOSET_NAMES)
+    assert {e.label for e in events_from_analysis(mapped, "f", 0.0)} == set(groups)
+
+
+def test_tagger_rejects_a_hop_longer_than_the_window(tagger):
+    with pytest.raises(ValueError, match="longer than the window"):
+        Tagger(tagger.models, tagger.frontend, LabelSet(tagger.labels.names), device="cpu", hop_s=30)
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+def test_cli_detect_tune_eval_plot(tiny_run, tiny_data, tmp_path):
+    eval_dir = tiny_data / "eval"
+    tuned = tmp_path / "tuned.json"
+    result = run_cli("sed-tune", "--run", str(tiny_run), "--audio", str(eval_dir / "audio"),
+                     "--ref", str(eval_dir / "strong.tsv"), "-o", str(tuned), "--kernels", "1,3", "--grid", "0.3,0.6")
+    assert result.returncode == 0, result.stderr
+    classes = json.loads(tuned.read_text())["classes"]
+    assert len(classes) == 10 and {c["median_kernel"] for c in classes.values()} <= {1, 3}
+    assert "F1 % tuned" in result.stdout
+
+    (tmp_path / "bad.flac").write_bytes(b"fLaC broken")
+    events = tmp_path / "events.tsv"
+    result = run_cli("detect", str(eval_dir / "audio"), str(tmp_path / "bad.flac"), "--run", str(tiny_run),
+                     "--thresholds", str(tuned), "--median", str(tuned), "-o", str(events))
+    assert result.returncode == 1  # the broken file is named and skipped, the others are detected
+    skipped = [line for line in result.stderr.splitlines() if "skipped" in line]
+    assert len(skipped) == 1 and "bad.flac" in skipped[0] and "Traceback" not in result.stderr
+    assert "in 24 files" in result.stdout
+    assert {e.filename for e in read_events_tsv(events)} <= {p.name for p in (eval_dir / "audio").iterdir()}
+
+    result = run_cli("sed-eval", "--ref", str(eval_dir / "strong.tsv"), "--est", str(events), "--collar", "0.4")
+    assert result.returncode == 0, result.stderr
+    assert "| Vacuum_cleaner" in result.stdout and "macro F1" in result.stdout
+
+    figure = tmp_path / "fig.png"
+    clip = sorted((eval_dir / "audio").glob("*.flac"))[0]
+    result = run_cli("plot", str(clip), "--run", str(tiny_run), "--ref", str(eval_dir / "strong.tsv"),
+                     "--thresholds", str(tuned), "-o", str(figure))
+    assert result.returncode == 0, result.stderr
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_sed_errors_are_one_line(tiny_run, tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("filename\tonset\toffset\tevent_label\na.wav\t1.0\t0.5\tDog\n")
+    assert_one_line_error(run_cli("sed-eval", "--ref", str(bad), "--est", str(bad)), "bad.tsv:2", "after offset")
+    assert_one_line_error(run_cli("detect", str(tmp_path), "--run", str(tiny_run), "-o", str(tmp_path / "e.tsv")),
+                          "no audio files")
+    assert_one_line_error(run_cli("detect", "x.wav", "--run", str(tmp_path), "-o", "e.tsv"), "no epoch_NNN.pt")
+    assert_one_line_error(run_cli("detect", "x.wav", "--run", str(tiny_run), "-o", "e.tsv", "--median", "x"),
+                          "--median")

@@ -184,3 +184,94 @@ def test_cli_sed_errors_are_one_line(tiny_run, tmp_path):
     assert_one_line_error(run_cli("detect", "x.wav", "--run", str(tmp_path), "-o", "e.tsv"), "no epoch_NNN.pt")
     assert_one_line_error(run_cli("detect", "x.wav", "--run", str(tiny_run), "-o", "e.tsv", "--median", "x"),
                           "--median")
+
+
+MEMORY_PROBE = """
+import resource, sys
+from audioscene.infer import Tagger
+tagger = Tagger.from_run(sys.argv[1], checkpoint="last", device="cpu", batch_size=4)
+tagger.tag(sys.argv[3])  # warm-up: allocator and thread pools
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+scores = tagger.framewise(sys.argv[2]).scores
+print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, len(scores))
+"""
+
+
+def test_memory_stays_flat_in_the_recording_length(tiny_run, tiny_data, tmp_path):
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    peaks = {}
+    for minutes in (1, 20):
+        path = tmp_path / f"{minutes}min.wav"
+        with sf.SoundFile(path, "w", 16000, 1, subtype="PCM_16") as f:
+            for _ in range(minutes):
+                f.write((0.1 * rng.standard_normal(960_000)).astype(np.float32))
+        clip = sorted((tiny_data / "eval" / "audio").glob("*.flac"))[0]
+        out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(tiny_run), str(path), str(clip)],
+                             capture_output=True, text=True, timeout=300, check=True).stdout.split()
+        before, peak, frames = map(int, out)
+        assert frames == int(np.ceil(minutes * 60 / 0.32))
+        peaks[minutes] = (peak, peak - before)  # kB
+    assert peaks[20][0] < 2 * peaks[1][0]
+    # stricter: decoding 20 min at once would add >= 77 MB (float32); streaming adds a few MB
+    assert peaks[20][1] < peaks[1][1] + 48_000, peaks
+
+
+def test_cli_tag_formats_and_a_bad_file(tiny_run, tiny_data, tmp_path):
+    (tmp_path / "bad.wav").write_bytes(b"RIFF nonsense")
+    clips = sorted((tiny_data / "eval" / "audio").glob("*.flac"))[:3]
+    result = run_cli("tag", *map(str, clips), str(tmp_path / "bad.wav"), "--run", str(tiny_run),
+                     "--format", "json", "--top-k", "3")
+    assert result.returncode == 1
+    skipped = [line for line in result.stderr.splitlines() if "skipped" in line]
+    assert len(skipped) == 1 and "bad.wav" in skipped[0] and "Traceback" not in result.stderr
+    tags = json.loads(result.stdout)
+    assert [t["file"] for t in tags] == [c.name for c in clips]
+    assert all(len(t["tags"]) == 3 and t["tags"][0]["score"] >= t["tags"][2]["score"] for t in tags)
+
+    result = run_cli("tag", str(tiny_data / "eval" / "audio"), "--run", str(tiny_run), "--format", "csv",
+                     "--top-k", "2", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "file,rank,label,score" and len(lines) == 1 + 2 * 24
+    result = run_cli("tag", str(clips[0]), "--run", str(tiny_run))
+    assert result.returncode == 0 and result.stdout.startswith(clips[0].name + "\t")
+
+
+def test_workers_read_ahead_gives_the_same_results(tagger, tiny_data, tmp_path):
+    (tmp_path / "bad.flac").write_bytes(b"fLaC")
+    files = sorted((tiny_data / "eval" / "audio").glob("*.flac"))[:5]
+    files.insert(2, tmp_path / "bad.flac")
+    serial = list(tagger.analyze_many(files))
+    threaded = list(tagger.analyze_many(files, workers=2))
+    assert [s for s, _ in threaded] == files
+    for (_, a), (_, b) in zip(serial, threaded):
+        if isinstance(a, Exception):
+            assert type(a) is type(b) and str(a) == str(b)
+        else:
+            np.testing.assert_array_equal(a.framewise, b.framewise)
+
+
+@pytest.mark.parametrize("with_frontend", [False, True])
+def test_onnx_export_parity(tiny_run, tiny_data, tmp_path, with_frontend):
+    from audioscene.export import ExportError, OnnxModel, export_onnx
+
+    path = tmp_path / "model.onnx"
+    parity = export_onnx(tiny_run, path, checkpoint="last", with_frontend=with_frontend)
+    assert parity.ok and max(parity.clipwise, parity.framewise) <= 1e-4
+    model = OnnxModel(path)
+    assert model.takes_waveform == with_frontend and model.labels.names[0] == "Alarm_bell_ringing"
+    torch_tagger = Tagger.from_run(tiny_run, checkpoint="last", device="cpu")
+    onnx_tagger = Tagger.from_onnx(path)
+    clip = sorted((tiny_data / "eval" / "audio").glob("*.flac"))[0]
+    a, b = torch_tagger.analyze(clip), onnx_tagger.analyze(clip)
+    np.testing.assert_allclose(b.framewise, a.framewise, atol=1e-4)
+    np.testing.assert_allclose(b.clipwise, a.clipwise, atol=1e-4)
+    # a time axis the export never saw (37 s: windows of 10.24 s and a short last one)
+    wave = np.concatenate([load(c) for c in sorted((tiny_data / "eval" / "audio").glob("*.flac"))[:4]])[:37 * 16000]
+    np.testing.assert_allclose(onnx_tagger.framewise(wave).scores, torch_tagger.framewise(wave).scores, atol=1e-4)
+    (tmp_path / "junk.onnx").write_bytes(b"junk")
+    with pytest.raises(ExportError, match="junk.onnx"):
+        OnnxModel(tmp_path / "junk.onnx")

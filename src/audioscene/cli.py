@@ -114,6 +114,8 @@ CLASS_GROUPS = ("all", "dcase2018")
 def _tagger(args):
     from .infer import Tagger
 
+    if args.run.suffix == ".onnx":
+        return Tagger.from_onnx(args.run, hop_s=args.hop_s, batch_size=args.batch_size)
     return Tagger.from_run(args.run, args.checkpoint, device=args.device, hop_s=args.hop_s,
                            batch_size=args.batch_size)
 
@@ -127,7 +129,8 @@ def _analyses(args, tagger, paths):
     inputs = expand_paths(paths)
     names = dict(inputs)
     failed = 0
-    for path, result in tagger.analyze_many([p for p, _ in inputs], progress=True):
+    for path, result in tagger.analyze_many([p for p, _ in inputs], progress=True,
+                                            workers=getattr(args, "workers", 0)):
         if isinstance(result, Exception):
             print(f"{PROG} {args.command}: skipped {result}", file=sys.stderr)
             failed += 1
@@ -136,6 +139,39 @@ def _analyses(args, tagger, paths):
             result = to_classes(result, DCASE2018_AUDIOSET_NAMES)
         yield path, names[path], result
     args.failed = failed
+
+
+def _cmd_tag(args) -> int:
+    import csv
+    import json
+
+    tagger = _tagger(args)
+    rows = []
+    for _, name, result in _analyses(args, tagger, args.paths):
+        order = result.clipwise.argsort(kind="stable")[::-1][:args.top_k]
+        tags = [(result.labels[k], float(result.clipwise[k])) for k in order]
+        rows.append((name, tags))
+        if args.format == "table":
+            print(f"{name}\t" + ", ".join(f"{label} {score:.3f}" for label, score in tags), flush=True)
+    if args.format == "json":
+        print(json.dumps([{"file": name, "tags": [{"label": label, "score": round(score, 6)} for label, score in tags]}
+                          for name, tags in rows], indent=2, ensure_ascii=False))
+    elif args.format == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(("file", "rank", "label", "score"))
+        writer.writerows((name, rank, label, f"{score:.6f}")
+                         for name, tags in rows for rank, (label, score) in enumerate(tags, start=1))
+    return 1 if args.failed else 0
+
+
+def _cmd_export_onnx(args) -> None:
+    from .export import export_onnx
+
+    parity = export_onnx(args.run, args.output, args.checkpoint, with_frontend=args.with_frontend,
+                         tolerance=args.tolerance)
+    print(f"wrote {args.output} ({'waveform' if args.with_frontend else 'log-mel'} input, dynamic batch and time); "
+          f"ONNX Runtime vs PyTorch max |diff|: clipwise {parity.clipwise:.1e}, framewise {parity.framewise:.1e} "
+          f"(tolerance {parity.tolerance:g})")
 
 
 def _cmd_detect(args) -> int:
@@ -211,7 +247,8 @@ def _cmd_plot(args) -> None:
 
 
 def _add_model_options(p) -> None:
-    p.add_argument("--run", type=Path, required=True, help="run folder with epoch_NNN.pt checkpoints")
+    p.add_argument("--run", type=Path, required=True,
+                   help="run folder with epoch_NNN.pt checkpoints, or a model.onnx from export-onnx")
     p.add_argument("--checkpoint", default="best",
                    help="best (highest eval mAP), last, avg (mean of all epochs' outputs) or a .pt path (default best)")
     p.add_argument("--classes", choices=CLASS_GROUPS, default="all",
@@ -280,6 +317,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes (default 0)")
     p.add_argument("--per-class", type=Path, help="per-class CSV path (default RUN/per_class_DATA.csv)")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("tag", help="top labels of audio files (any length)",
+                       description="Tag audio files: clip scores (max over ~10 s windows) and the top-k labels. "
+                                   "Folders expand to the audio files in them; files that cannot be read are named "
+                                   "on stderr and skipped (exit code 1 at the end).",
+                       epilog="examples:\n  audioscene tag recordings/ --run runs/b_att --top-k 3\n"
+                              "  audioscene tag a.wav --run model.onnx --format json > tags.json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATHS", help="audio files or folders of them")
+    p.add_argument("--top-k", type=_positive_int, default=5, help="labels per file (default 5)")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (default table)")
+    p.add_argument("--workers", type=int, default=2, help="threads decoding the next files (default 2; 0: none)")
+    _add_model_options(p)
+    p.set_defaults(func=_cmd_tag)
+
+    p = sub.add_parser("export-onnx", help="export a trained model to ONNX (checked against PyTorch)",
+                       description="Export a checkpoint to ONNX with dynamic batch and time axes, optionally with the "
+                                   "log-mel front end inside (input: 16 kHz waveform). ONNX Runtime's outputs are "
+                                   "compared with PyTorch's and the file is written only if they agree.",
+                       epilog="example: audioscene export-onnx --run runs/b_att -o b_att.onnx --with-frontend")
+    p.add_argument("--run", type=Path, required=True, help="run folder with epoch_NNN.pt checkpoints")
+    p.add_argument("--checkpoint", default="best", help="best, last or a .pt path (default best)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="ONNX file to write")
+    p.add_argument("--with-frontend", action="store_true", help="include the log-mel front end (waveform input)")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="max |ONNX − PyTorch| accepted (default 1e-4)")
+    p.set_defaults(func=_cmd_export_onnx)
 
     p = sub.add_parser("detect", help="sound events in audio files (any length) as a DCASE TSV",
                        description="Find when each sound happens: frame scores of 10 s windows, stitched, median-"

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import math
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from . import audio, sed
@@ -34,7 +37,11 @@ from .labels import LabelSet
 from .models import AudioResNet
 from .train import CheckpointError, list_checkpoints, load_checkpoint, model_from_checkpoint, resolve_device
 
+if TYPE_CHECKING:
+    from .export import OnnxModel
+
 Source = str | os.PathLike | np.ndarray
+PREFETCH_MAX_S = 600.0  # longer files are streamed, never decoded whole
 
 
 class Framewise(NamedTuple):
@@ -89,7 +96,7 @@ class Tagger:
         batch_size: windows per forward pass.
     """
 
-    def __init__(self, models: Sequence[AudioResNet], frontend: LogMel, labels: LabelSet, device: str = "auto",
+    def __init__(self, models: Sequence[AudioResNet | OnnxModel], frontend: LogMel, labels: LabelSet, device: str = "auto",
                  window_s: float = 10.0, hop_s: float | None = None, batch_size: int = 8):
         if not models:
             raise ValueError("need at least one model")
@@ -123,6 +130,15 @@ class Tagger:
             labels = path_labels
         return cls(models, frontend, labels, device=device, **options)
 
+    @classmethod
+    def from_onnx(cls, path: str | os.PathLike, threads: int | None = None, **options) -> "Tagger":
+        """Run an `audioscene export-onnx` file with ONNX Runtime (CPU); labels, frame hop and front
+        end come from the file's metadata."""
+        from .export import OnnxModel
+
+        model = OnnxModel(path, threads=threads)
+        return cls([model], LogMel(model.frontend_config), model.labels, device="cpu", **options)
+
     @property
     def window_s(self) -> float:
         return self.window_frames * self.frame_hop
@@ -154,10 +170,15 @@ class Tagger:
     @torch.inference_mode()
     def _forward(self, waves: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Mean over models of (clipwise `[B, K]`, framewise `[B, T', K]`) for equal-length windows."""
-        logmel = self.frontend(torch.from_numpy(np.stack(waves)).to(self.device))
+        waveform = torch.from_numpy(np.stack(waves)).to(self.device)
+        logmel = None
         clipwise, framewise = 0.0, 0.0
         for model in self.models:
-            out = model(logmel)
+            if getattr(model, "takes_waveform", False):  # an ONNX export with the front end inside
+                out = model(waveform)
+            else:
+                logmel = self.frontend(waveform) if logmel is None else logmel
+                out = model(logmel)
             clipwise = clipwise + out["clipwise"].float()
             framewise = framewise + out["framewise"].float()
         n = len(self.models)
@@ -170,20 +191,24 @@ class Tagger:
             raise result
         return result
 
-    def analyze_many(self, sources: Iterable[Source], progress: bool = False,
+    def analyze_many(self, sources: Iterable[Source], progress: bool = False, workers: int = 0,
                      ) -> Iterator[tuple[Source, Analysis | audio.AudioError | ValueError]]:
         """`(source, Analysis)` for each source in order, with windows of consecutive files batched
-        together. A source that cannot be decoded yields `(source, error)` and the others go on."""
+        together. A source that cannot be decoded yields `(source, error)` and the others go on.
+        With `workers` > 0, that many threads decode the next files while the model runs (files
+        longer than `PREFETCH_MAX_S` are still streamed block by block, to keep memory flat)."""
         from tqdm.auto import tqdm
 
         sources = list(sources)
         queue: list[tuple[Source, _Stitcher]] = []  # sources read, in order, not yet returned
         batch: list[tuple[_Stitcher, int, np.ndarray]] = []
-        for source in tqdm(sources, desc="analyse", unit="file", disable=not progress or len(sources) < 2):
+        bar = tqdm(total=len(sources), desc="analyse", unit="file", disable=not progress or len(sources) < 2)
+        for source, windows in self._read_ahead(sources, workers):
+            bar.update()
             stitcher = _Stitcher(len(self.labels), self.frame_samples, self.sample_rate)
             queue.append((source, stitcher))
             try:
-                for first, wave in self._windows(source):
+                for first, wave in windows:
                     if batch and (len(batch) == self.batch_size or len(wave) != len(batch[0][2])):
                         self._run_batch(batch)
                     batch.append((stitcher, first, wave))
@@ -193,10 +218,33 @@ class Tagger:
             while queue and id(queue[0][1]) not in in_batch:
                 done_source, done = queue.pop(0)
                 yield done_source, done.result(self.labels.names, self.frame_hop)
+        bar.close()
         if batch:
             self._run_batch(batch)
         for done_source, done in queue:
             yield done_source, done.result(self.labels.names, self.frame_hop)
+
+    def _read_ahead(self, sources: list[Source], workers: int) -> Iterator[tuple[Source, Iterable]]:
+        """`(source, its windows)` in order; with workers, short files are decoded in threads ahead."""
+        if workers <= 0:
+            yield from ((source, self._windows(source)) for source in sources)
+            return
+        with ThreadPoolExecutor(workers) as pool:
+            pending = deque(pool.submit(self._decode_short, source) for source in sources[:2 * workers])
+            for i, source in enumerate(sources):
+                windows = pending.popleft().result()
+                if i + 2 * workers < len(sources):
+                    pending.append(pool.submit(self._decode_short, sources[i + 2 * workers]))
+                yield source, windows
+
+    def _decode_short(self, source: Source) -> Iterable:
+        """All windows of a short source (decoded now), or a lazy stream of a long one."""
+        if not isinstance(source, np.ndarray) and _seconds(source) > PREFETCH_MAX_S:
+            return self._windows(source)
+        try:
+            return list(self._windows(source))
+        except (audio.AudioError, ValueError) as exc:
+            return _Failing(exc)
 
     def _run_batch(self, batch: list[tuple["_Stitcher", int, np.ndarray]]) -> None:
         clipwise, framewise = self._forward([wave for _, _, wave in batch])
@@ -249,6 +297,24 @@ def events_from_analysis(result: Analysis, filename: str, thresholds: float | Se
         median = median.for_labels(result.labels)[1]
     return sed.detect_events({filename: result.framewise}, result.frame_hop, result.labels, thresholds, median,
                              {filename: result.duration})
+
+
+def _seconds(path: str | os.PathLike) -> float:
+    """A file's duration from its header; 0 when unreadable (decoding then says why)."""
+    try:
+        return sf.info(str(path)).duration
+    except (RuntimeError, TypeError):
+        return 0.0
+
+
+class _Failing:
+    """Windows of a source that failed while read ahead: iterating raises its error."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+    def __iter__(self):
+        raise self.error
 
 
 class _Stitcher:

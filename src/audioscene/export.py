@@ -1,0 +1,216 @@
+"""ONNX export of a trained model, optionally with the log-mel front end, checked against PyTorch.
+
+The exported graph has a dynamic batch and time axis and two outputs, `clipwise` `[B, K]` and
+`framewise` `[B, T', K]`. Its input is `logmel` `[B, frames, 64]`, or with the front end
+`waveform` `[B, samples]` at 16 kHz. The labels, frame hop and front-end settings travel in the
+file's metadata, so `OnnxModel` / `Tagger.from_onnx` need nothing else.
+
+>>> from audioscene.export import export_onnx
+>>> export_onnx("runs/b_att", "b_att.onnx", with_frontend=True)  # doctest: +SKIP
+Parity(clipwise=1.3e-06, framewise=4.1e-06, tolerance=0.0001)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import logging
+import os
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ._io import atomic_open
+from .features import FrontendConfig, LogMel
+from .infer import run_checkpoints
+from .labels import LabelSet
+from .models import AudioResNet
+from .train import load_checkpoint, model_from_checkpoint
+
+METADATA_KEY = "audioscene"
+
+
+class ExportError(ValueError):
+    """The export failed, or the exported model disagrees with PyTorch beyond the tolerance."""
+
+
+class OnnxLogMel(nn.Module):
+    """`LogMel` in export-friendly form: framing by `unfold` and the DFT as two float64 matrix
+    products (ONNX has no float64 FFT that every runtime implements; float64 keeps the front end
+    as exact as `LogMel`'s own FFT)."""
+
+    def __init__(self, logmel: LogMel):
+        super().__init__()
+        self.config = config = logmel.config
+        n = config.n_fft
+        angle = 2 * np.pi * np.outer(np.arange(n), np.arange(n // 2 + 1)) / n
+        window = logmel.window.double().cpu().numpy()[:, None]
+        self.register_buffer("cos", torch.tensor(window * np.cos(angle)))
+        self.register_buffer("sin", torch.tensor(-window * np.sin(angle)))
+        self.register_buffer("mel", logmel.mel.detach().cpu().clone())
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        cfg = self.config
+        n_samples = waveform.shape[1]
+        n_frames = 1 + max(n_samples - cfg.window_samples, 0) // cfg.hop_samples
+        padded = nn.functional.pad(waveform, (0, (n_frames - 1) * cfg.hop_samples + cfg.n_fft - n_samples))
+        frames = padded.unfold(1, cfg.n_fft, cfg.hop_samples).double()  # (batch, frames, n_fft)
+        magnitude = torch.sqrt((frames @ self.cos) ** 2 + (frames @ self.sin) ** 2).float()
+        return torch.log(magnitude @ self.mel + cfg.log_offset)
+
+
+class _Outputs(nn.Module):
+    """(front end →) model → `(clipwise, framewise)`: the graph that is exported."""
+
+    def __init__(self, model: AudioResNet, frontend: LogMel | None):
+        super().__init__()
+        self.model = model
+        self.frontend = OnnxLogMel(frontend) if frontend is not None else None
+
+    def forward(self, inputs: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.model(self.frontend(inputs) if self.frontend is not None else inputs)
+        return out["clipwise"], out["framewise"]
+
+
+@dataclass(frozen=True)
+class Parity:
+    """Largest absolute differences between ONNX Runtime and PyTorch outputs."""
+
+    clipwise: float
+    framewise: float
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return max(self.clipwise, self.framewise) <= self.tolerance
+
+
+def _require_onnx():
+    missing = [name for name in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ExportError(f"ONNX export needs {', '.join(missing)}: pip install 'audioscene[onnx]'")
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporter prints its progress and logs every graph pass; keep the user's console clean."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnx_ir", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def export_model(model: AudioResNet, frontend: LogMel, labels: LabelSet, path: str | os.PathLike,
+                 with_frontend: bool = False, tolerance: float = 1e-4) -> Parity:
+    """Export `model` (and `frontend` if `with_frontend`) to `path` (written atomically), then
+    compare ONNX Runtime with PyTorch on random inputs of two lengths; raises `ExportError` when
+    they differ by more than `tolerance` (the file is not written then)."""
+    _require_onnx()
+    import onnx
+
+    graph = _Outputs(model.eval().cpu(), frontend.cpu() if with_frontend else None).eval()
+    cfg = frontend.config
+    if with_frontend:
+        example = torch.zeros(2, 10 * cfg.sample_rate)
+        dims = {0: torch.export.Dim("batch", min=1, max=4096), 1: torch.export.Dim("samples", min=cfg.sample_rate, max=2**31 - 1)}
+        input_name = "waveform"
+    else:
+        example = torch.zeros(2, cfg.n_frames(10 * cfg.sample_rate), cfg.n_mels)
+        min_frames = model.config.example_frames or model.trunk.stride
+        dims = {0: torch.export.Dim("batch", min=1, max=4096), 1: torch.export.Dim("frames", min=min_frames, max=2**31 - 1)}
+        input_name = "logmel"
+    with _quiet_exporter(), torch.no_grad():
+        program = torch.onnx.export(graph, (example,), dynamo=True, input_names=[input_name],
+                                    output_names=["clipwise", "framewise"], dynamic_shapes=(dims,), verbose=False)
+    proto = program.model_proto
+    metadata = {"labels": list(labels.names), "frame_hop": model.frame_hop, "frontend": asdict(cfg),
+                "input": input_name, "model": model.config.name, "width": model.config.width}
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    data = proto.SerializeToString()
+    parity = check_parity(data, graph, input_name, cfg, tolerance)
+    if not parity.ok:
+        raise ExportError(f"{path}: ONNX Runtime differs from PyTorch by {max(parity.clipwise, parity.framewise):.2e} "
+                          f"(> {tolerance}); not written")
+    onnx.checker.check_model(proto)
+    with atomic_open(path, "wb") as f:
+        f.write(data)
+    return parity
+
+
+def check_parity(onnx_model: bytes | str | os.PathLike, graph: nn.Module, input_name: str, cfg: FrontendConfig,
+                 tolerance: float = 1e-4, seed: int = 0) -> Parity:
+    """Max |ONNX Runtime − PyTorch| over clipwise and framewise, on inputs of 10 s and 23.3 s."""
+    import onnxruntime as ort
+
+    source = str(onnx_model) if not isinstance(onnx_model, bytes) else onnx_model
+    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    generator = torch.Generator().manual_seed(seed)
+    worst = [0.0, 0.0]
+    for seconds in (10.0, 23.3):
+        samples = int(seconds * cfg.sample_rate)
+        wave = 0.3 * torch.randn(2, samples, generator=generator)
+        inputs = wave if input_name == "waveform" else LogMel(cfg)(wave)
+        with torch.no_grad():
+            expected = graph(inputs)
+        got = session.run(None, {input_name: inputs.numpy()})
+        for i in range(2):
+            worst[i] = max(worst[i], float(np.abs(got[i] - expected[i].numpy()).max()))
+    return Parity(*worst, tolerance)
+
+
+def export_onnx(run_dir: str | os.PathLike, path: str | os.PathLike, checkpoint: str | os.PathLike = "best",
+                with_frontend: bool = False, tolerance: float = 1e-4) -> Parity:
+    """Export one checkpoint of a run ("best", "last" or a path; see `infer.run_checkpoints`)."""
+    if checkpoint == "avg":
+        raise ExportError("export one checkpoint ('best', 'last' or a path); 'avg' is several models")
+    model, frontend, labels = model_from_checkpoint(load_checkpoint(run_checkpoints(run_dir, checkpoint)[0]))
+    return export_model(model, frontend, labels, path, with_frontend, tolerance)
+
+
+class OnnxModel:
+    """An exported model run by ONNX Runtime, usable wherever `Tagger` takes a model."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        _require_onnx()
+        import onnxruntime as ort
+
+        path = Path(path)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.metadata = json.loads(self.session.get_modelmeta().custom_metadata_map[METADATA_KEY])
+        except (KeyError, json.JSONDecodeError):
+            raise ExportError(f"{path}: not exported by audioscene (no '{METADATA_KEY}' metadata)") from None
+        except Exception as exc:  # onnxruntime raises its own types for unreadable files
+            raise ExportError(f"{path}: cannot load the ONNX model ({type(exc).__name__}: {exc})") from None
+        self.frame_hop = float(self.metadata["frame_hop"])
+        self.takes_waveform = self.metadata["input"] == "waveform"
+        self.labels = LabelSet(tuple(self.metadata["labels"]))
+        self.frontend_config = FrontendConfig(**self.metadata["frontend"])
+
+    def eval(self) -> "OnnxModel":
+        return self
+
+    def to(self, device) -> "OnnxModel":
+        return self
+
+    def __call__(self, inputs: Tensor) -> dict[str, Tensor]:
+        clipwise, framewise = self.session.run(None, {self.metadata["input"]: inputs.cpu().numpy()})
+        return {"clipwise": torch.from_numpy(clipwise), "framewise": torch.from_numpy(framewise),
+                "frame_hop": self.frame_hop}

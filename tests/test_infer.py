@@ -186,14 +186,16 @@ def test_cli_sed_errors_are_one_line(tiny_run, tmp_path):
                           "--median")
 
 
+# Peak RSS from /proc (VmHWM, kB): getrusage's ru_maxrss is inherited from the parent across exec.
 MEMORY_PROBE = """
-import resource, sys
+import re, sys
 from audioscene.infer import Tagger
+peak = lambda: int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
 tagger = Tagger.from_run(sys.argv[1], checkpoint="last", device="cpu", batch_size=4)
 tagger.tag(sys.argv[3])  # warm-up: allocator and thread pools
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak()
 scores = tagger.framewise(sys.argv[2]).scores
-print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, len(scores))
+print(before, peak(), len(scores))
 """
 
 

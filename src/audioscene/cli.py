@@ -174,6 +174,14 @@ def _cmd_export_onnx(args) -> None:
           f"(tolerance {parity.tolerance:g})")
 
 
+def _cmd_view(args) -> None:
+    from .viewer import ViewerConfig, serve
+
+    config = ViewerConfig(top_k=args.top_k, thresholds=args.thresholds, median=args.median,
+                          max_upload_mb=args.max_upload_mb)
+    serve(_tagger(args), config, host=args.host, port=args.port)
+
+
 def _cmd_detect(args) -> int:
     from .infer import events_from_analysis
     from .sed import write_events_tsv
@@ -343,6 +351,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-frontend", action="store_true", help="include the log-mel front end (waveform input)")
     p.add_argument("--tolerance", type=float, default=1e-4, help="max |ONNX − PyTorch| accepted (default 1e-4)")
     p.set_defaults(func=_cmd_export_onnx)
+
+    p = sub.add_parser("view", help="a local web page: drop a file, see tags, activations and events",
+                       description="Serve a page (loopback only by default) where you drop or pick an audio file and "
+                                   "see its log-mel spectrogram, top tags, activation curves and detected events, "
+                                   "with playback and a moving cursor. Works offline.",
+                       epilog="example: audioscene view --run runs/b_att --thresholds tuned.json --median tuned.json")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--top-k", type=_positive_int, default=5, help="tags shown (default 5)")
+    p.add_argument("--thresholds", type=_per_class_values(float), default=0.5,
+                   help="event thresholds: one, one per class or a sed-tune JSON (default 0.5)")
+    p.add_argument("--median", type=_per_class_values(int), default=1,
+                   help="median kernels: one, one per class or a sed-tune JSON (default 1)")
+    p.add_argument("--max-upload-mb", type=float, default=100.0, help="largest upload accepted (default 100 MB)")
+    _add_model_options(p)
+    p.set_defaults(func=_cmd_view)
 
     p = sub.add_parser("detect", help="sound events in audio files (any length) as a DCASE TSV",
                        description="Find when each sound happens: frame scores of 10 s windows, stitched, median-"

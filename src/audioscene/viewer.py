@@ -1,0 +1,171 @@
+"""`audioscene view`: a local web page to try a trained model on your own recordings.
+
+Drop or pick an audio file: the page plays it and shows the log-mel spectrogram, the top tags,
+the activation curves of the top classes over time and the detected events as coloured bars, with
+a cursor that follows playback. Everything is served from this package (no CDN; works offline).
+The server listens on 127.0.0.1 unless told otherwise.
+
+API (JSON):
+- `GET /api/info` → labels, frame hop, window, upload limit.
+- `POST /api/analyze` with the file's bytes as the body (header `X-Filename`) → tags, curves,
+  events and the spectrogram as a PNG data URL; a non-audio or too large upload gives a 4xx with
+  `{"error": message}`, never a crash.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import math
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from . import audio
+from .infer import Tagger, events_from_analysis
+from .sed import Tuning
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "resources" / "viewer"
+SPECTROGRAM_COLUMNS = 2000  # long files are max-pooled in time down to this many columns
+
+
+@dataclass(frozen=True)
+class ViewerConfig:
+    top_k: int = 5
+    curves: int = 3  # activation curves drawn (top classes by peak activation)
+    thresholds: float | Sequence[float] | Tuning = 0.5
+    median: int | Sequence[int] | Tuning = 1
+    max_upload_mb: float = 100.0
+
+
+class UploadError(ValueError):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def spectrogram_png(path: Path, tagger: Tagger, columns: int = SPECTROGRAM_COLUMNS) -> str:
+    """The file's log-mel spectrogram as a PNG data URL (time max-pooled to at most `columns`),
+    computed block by block so memory stays flat for long recordings."""
+    from matplotlib import colormaps
+    from matplotlib.image import imsave
+
+    cfg = tagger.frontend.config
+    total_frames = cfg.n_frames(int(sf.info(str(path)).duration * cfg.sample_rate))
+    pool = max(1, math.ceil(total_frames / columns))
+    block_seconds = pool * cfg.hop_samples * 1000 / cfg.sample_rate  # whole pools per block
+    pooled = []
+    with torch.inference_mode():
+        for block in audio.stream(path, sr=cfg.sample_rate, block_seconds=block_seconds):
+            logmel = tagger.frontend(torch.from_numpy(block).to(tagger.device)).cpu().numpy()
+            usable = len(logmel) // pool * pool or len(logmel)
+            pooled.append(logmel[:usable].reshape(-1, min(pool, usable), cfg.n_mels).max(axis=1))
+    image = np.concatenate(pooled).T[::-1]  # (mels, columns), low bands at the bottom
+    low, high = np.percentile(image, [1, 99.5])
+    rgba = colormaps["magma"](np.clip((image - low) / max(high - low, 1e-6), 0, 1))
+    buffer = io.BytesIO()
+    imsave(buffer, rgba, format="png")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def analyze_upload(path: Path, filename: str, tagger: Tagger, config: ViewerConfig) -> dict:
+    """Everything the page draws, for one uploaded file."""
+    result = tagger.analyze(path)
+    order = np.argsort(-result.clipwise, kind="stable")[:config.top_k]
+    peaks = np.argsort(-result.framewise.max(axis=0), kind="stable")[:config.curves]
+    events = events_from_analysis(result, filename, config.thresholds, config.median)
+    return {
+        "filename": filename,
+        "duration": result.duration,
+        "frame_hop": result.frame_hop,
+        "tags": [{"label": result.labels[k], "score": float(result.clipwise[k])} for k in order],
+        "curves": {"times": np.round(result.times, 4).tolist(),
+                   "series": [{"label": result.labels[k],
+                               "values": np.round(result.framewise[:, k].astype(np.float64), 5).tolist()}
+                              for k in peaks]},
+        "events": [{"label": e.label, "onset": e.onset, "offset": e.offset} for e in events],
+        "spectrogram": spectrogram_png(path, tagger),
+    }
+
+
+def create_app(tagger: Tagger, config: ViewerConfig = ViewerConfig()):
+    """The Starlette application (routes above); `serve` runs it with uvicorn."""
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, JSONResponse
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    limit = int(config.max_upload_mb * 1024 * 1024)
+    model_lock = threading.Lock()  # one analysis at a time: the model already uses every core
+
+    async def index(request: Request):
+        return FileResponse(STATIC / "index.html")
+
+    async def info(request: Request):
+        return JSONResponse({"labels": list(tagger.labels.names), "frame_hop": tagger.frame_hop,
+                             "window_s": tagger.window_s, "max_upload_mb": config.max_upload_mb,
+                             "top_k": config.top_k})
+
+    async def read_body(request: Request) -> bytes:
+        # Too large uploads are read to the end and dropped: answering before the client has sent
+        # everything breaks its connection, and the page could not show the message.
+        body, size = bytearray(), 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size <= limit:
+                body += chunk
+        if size > limit:
+            raise UploadError(413, f"the file is {size / 2**20:.1f} MB; the limit is {config.max_upload_mb:g} MB")
+        if not body:
+            raise UploadError(400, "the upload is empty")
+        return bytes(body)
+
+    def analyze_bytes(data: bytes, filename: str) -> dict:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / ("upload" + Path(filename).suffix.lower()[:8])
+            path.write_bytes(data)
+            with model_lock:
+                try:
+                    return analyze_upload(path, filename, tagger, config)
+                except audio.AudioError as exc:
+                    reason = exc.reason.replace(str(path), filename)
+                    raise UploadError(400, f"{filename} is not an audio file this viewer can read ({reason})") from None
+
+    async def analyze(request: Request):
+        filename = Path(request.headers.get("x-filename", "upload")).name or "upload"
+        try:
+            data = await read_body(request)
+            return JSONResponse(await run_in_threadpool(analyze_bytes, data, filename))
+        except UploadError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        except Exception as exc:  # a bug must not take the server down; the page shows the message
+            log.exception("analysing %s failed", filename)
+            return JSONResponse({"error": f"analysis failed: {type(exc).__name__}: {exc}"}, status_code=500)
+
+    return Starlette(routes=[
+        Route("/", index),
+        Route("/api/info", info),
+        Route("/api/analyze", analyze, methods=["POST"]),
+        Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+    ])
+
+
+def serve(tagger: Tagger, config: ViewerConfig = ViewerConfig(), host: str = "127.0.0.1", port: int = 8765) -> None:
+    """Run the viewer until interrupted."""
+    import uvicorn
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("serving on %s: anyone who can reach this address can upload files", host)
+    print(f"audioscene viewer on http://{host}:{port}/ (Ctrl+C to stop)", flush=True)
+    uvicorn.run(create_app(tagger, config), host=host, port=port, log_level="warning")

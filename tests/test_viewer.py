@@ -1,0 +1,122 @@
+"""The web viewer: its HTTP API on a real server, and the page in headless Chromium."""
+
+import json
+import os
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from audioscene.infer import Tagger
+from audioscene.viewer import ViewerConfig, create_app
+
+ARTIFACTS = Path(os.environ.get("AUDIOSCENE_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
+
+
+@pytest.fixture(scope="module")
+def viewer(tiny_run):
+    """A live server on a free loopback port; thresholds 0 so that every class has an event bar."""
+    import uvicorn
+
+    tagger = Tagger.from_run(tiny_run, checkpoint="last", device="cpu")
+    app = create_app(tagger, ViewerConfig(top_k=4, thresholds=0.0, max_upload_mb=1.0))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the viewer did not start"
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def request(url, data=None, headers=None):
+    """(status, body) of a GET, or a POST when `data` is given."""
+    req = urllib.request.Request(url, data=data, headers=headers or {}, method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_page_and_static_files_are_served(viewer):
+    status, page = request(viewer + "/")
+    assert status == 200 and b'<script src="/static/app.js">' in page and b"cdn" not in page.lower()
+    for name in ("app.js", "style.css"):
+        status, body = request(f"{viewer}/static/{name}")
+        assert status == 200 and len(body) > 500
+    status, info = request(viewer + "/api/info")
+    info = json.loads(info)
+    assert status == 200 and len(info["labels"]) == 10 and info["frame_hop"] == 0.32 and info["max_upload_mb"] == 1.0
+
+
+def test_analyze_a_clip(viewer, tiny_data):
+    clip = sorted((tiny_data / "eval" / "audio").glob("*.flac"))[0]
+    status, body = request(viewer + "/api/analyze", clip.read_bytes(), {"X-Filename": clip.name})
+    assert status == 200, body
+    result = json.loads(body)
+    assert result["filename"] == clip.name and result["duration"] == 10.0
+    scores = [t["score"] for t in result["tags"]]
+    assert len(scores) == 4 and scores == sorted(scores, reverse=True)
+    assert len(result["curves"]["times"]) == 32 and len(result["curves"]["series"]) == 3
+    assert all(len(s["values"]) == 32 for s in result["curves"]["series"])
+    assert {e["label"] for e in result["events"]} == set(json.loads(request(viewer + "/api/info")[1])["labels"])
+    assert result["spectrogram"].startswith("data:image/png;base64,")
+
+
+def test_bad_uploads_get_a_message_and_the_server_lives_on(viewer, tmp_path):
+    status, body = request(viewer + "/api/analyze", b"this is not audio at all", {"X-Filename": "notes.txt"})
+    assert status == 400 and "notes.txt is not an audio file" in json.loads(body)["error"]
+    status, body = request(viewer + "/api/analyze", b"\0" * (2 * 1024 * 1024), {"X-Filename": "big.wav"})
+    assert status == 413 and "limit is 1 MB" in json.loads(body)["error"]
+    status, body = request(viewer + "/api/analyze", b"", {"X-Filename": "empty.wav"})
+    assert status == 400 and "empty" in json.loads(body)["error"]
+    assert request(viewer + "/api/info")[0] == 200
+
+
+def browser_path() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("AUDIOSCENE_REQUIRE_BROWSER"):
+            pytest.fail("Chromium is required (AUDIOSCENE_REQUIRE_BROWSER is set) but not installed")
+        pytest.skip("no Chromium on this machine: apt-get install chromium (.ci/run does) to run the browser test")
+    return path
+
+
+def test_page_in_headless_chromium(viewer, tiny_data, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    executable = browser_path()
+    clip = sorted((tiny_data / "eval" / "audio").glob("*.flac"))[1]
+    (tmp_path / "notes.txt").write_text("not audio")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(viewer + "/")
+        page.wait_for_selector("#model-info:has-text('10 classes')")
+        page.set_input_files("#file-input", str(clip))
+        page.wait_for_selector("#tags li", timeout=60_000)
+        assert page.locator("#tags li").count() == 4
+        assert page.locator("#events-track .event").count() >= 10  # thresholds 0: every class, whole clip
+        assert page.locator("#filename").inner_text() == clip.name
+        assert page.evaluate("document.getElementById('spectrogram').naturalWidth") > 0
+        assert page.evaluate("document.getElementById('player').src").startswith("blob:")
+        page.screenshot(path=str(ARTIFACTS / "viewer.png"), full_page=True)
+
+        page.set_input_files("#file-input", str(tmp_path / "notes.txt"))
+        page.wait_for_selector("#error:not([hidden])", timeout=60_000)
+        assert "not an audio file" in page.locator("#error").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "viewer_error.png"))
+        browser.close()
+    assert errors == []

@@ -277,3 +277,16 @@ def test_onnx_export_parity(tiny_run, tiny_data, tmp_path, with_frontend):
     (tmp_path / "junk.onnx").write_bytes(b"junk")
     with pytest.raises(ExportError, match="junk.onnx"):
         OnnxModel(tmp_path / "junk.onnx")
+
+
+def test_avg_over_checkpoints_with_other_labels_is_refused(tiny_run, tmp_path):
+    import shutil as sh
+
+    run = tmp_path / "mixed"
+    run.mkdir()
+    sh.copy(tiny_run / "epoch_001.pt", run / "epoch_001.pt")
+    state = training.load_checkpoint(tiny_run / "epoch_002.pt")
+    state["labels"] = [f"other_{k}" for k in range(10)]
+    training.save_checkpoint(run / "epoch_002.pt", state)
+    with pytest.raises(training.CheckpointError, match="epoch_002.pt: its label set differs"):
+        Tagger.from_run(run, checkpoint="avg", device="cpu")

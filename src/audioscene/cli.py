@@ -59,7 +59,8 @@ def _cmd_synth(args) -> None:
 TRAIN_FLAGS = {  # CLI flag -> TrainConfig field; flags left out keep the config's value
     "train_data": "train_data", "eval_data": "eval_data", "out": "out_dir", "model": "model", "width": "width",
     "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "seed": "seed", "workers": "workers",
-    "device": "device", "amp": "amp", "channels_last": "channels_last",
+    "device": "device", "amp": "amp", "channels_last": "channels_last", "labels": "labels_csv",
+    "sampler": "sampler", "init": "init",
 }
 
 
@@ -70,6 +71,11 @@ def _cmd_train(args) -> None:
     if args.resume:
         run_dir = resume(args.resume, **overrides)
     else:
+        if args.init and (args.model is None or args.width is None):  # fine-tuning: the checkpoint's architecture
+            from .train import load_checkpoint
+
+            source = load_checkpoint(args.init)["model_config"]
+            overrides = {"model": source["name"], "width": source["width"], **overrides}
         config = TrainConfig.from_toml(args.config, **overrides) if args.config else TrainConfig.from_dict(overrides)
         if not (config.train_data and config.eval_data):
             raise ValueError("need --train-data and --eval-data (or a --config that sets train_data and eval_data)")
@@ -294,12 +300,20 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a model on a data folder (weak.csv + audio/), evaluating after every epoch.",
                        epilog="examples:\n  audioscene train --train-data data/train --eval-data data/eval --model resnet_b_att "
                               "--width 16 --epochs 5 --out runs/b_att\n  audioscene train --config run.toml --seed 3\n"
-                              "  audioscene train --resume runs/b_att --epochs 10",
+                              "  audioscene train --resume runs/b_att --epochs 10\n"
+                              "  audioscene train --data folder:my_clips --labels my_clips/labels.csv --eval-data "
+                              "folder:my_eval --init runs/b_att/epoch_050.pt --epochs 5 --out runs/mine",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, help="TOML file with TrainConfig keys; flags override it")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint")
-    p.add_argument("--train-data", help="training folder (weak.csv + audio/)")
-    p.add_argument("--eval-data", help="evaluation folder, scored after every epoch")
+    p.add_argument("--train-data", "--data", dest="train_data",
+                   help="training data: DIR (weak.csv + audio/), folder:DIR (with --labels), "
+                        "dcase2018:ROOT:SPLIT or shards:DIR")
+    p.add_argument("--eval-data", help="evaluation data (same forms, not shards), scored after every epoch")
+    p.add_argument("--labels", help="for folder: data, the CSV filename,labels (labels ;-separated names or mids)")
+    p.add_argument("--sampler", choices=("shuffle", "balanced"),
+                   help="shuffle (default) or balanced: classes drawn in turn, for imbalanced label sets")
+    p.add_argument("--init", help="start from this checkpoint: its trunk (fine-tuning: a new head for new labels)")
     p.add_argument("--out", help="run folder for checkpoints and metrics (default runs/run)")
     p.add_argument("--model", choices=_model_names(), help="Table-1 model (default resnet_b_att)")
     p.add_argument("--width", type=_positive_int, help="base channels (64 in the paper)")

@@ -8,7 +8,7 @@ attention pool) into events::
 `event_f1` scores events against a reference with sed_eval's event-based rule, `tune` sweeps
 thresholds and median kernels per class, and DCASE TSV files hold events on disk: a header line
 `filename<TAB>onset<TAB>offset<TAB>event_label` and one event per line, times in seconds (a file
-with no events may appear as a line with only its filename).
+with no events may appear as a line with only its filename, or with empty fields).
 
 >>> import numpy as np
 >>> scores = np.array([[0.1, 0.9], [0.8, 0.9], [0.9, 0.2], [0.2, 0.1]])
@@ -66,8 +66,8 @@ def read_events_tsv(path: str | os.PathLike) -> list[Event]:
     events = []
     for line_number, line in enumerate(lines[1:], start=2):
         fields = line.rstrip("\r\n").split("\t")
-        if not line.strip() or (len(fields) == 1 and fields[0].strip()):
-            continue  # blank line, or a file listed without events
+        if not line.strip() or (fields[0].strip() and not any(f.strip() for f in fields[1:])):
+            continue  # blank line, or a file listed without events (DCASE writes empty fields)
         where = f"{path}:{line_number}"
         if len(fields) != 4 or not all(field.strip() for field in fields):
             raise EventFileError(f"{where}: expected 4 tab-separated columns {TSV_HEADER}, got {line!r}")

@@ -32,7 +32,10 @@ from tqdm.auto import tqdm
 
 from . import models
 from ._io import atomic_open
+from .data import open_dataset
 from .data.folder import ClipDataset
+from .data.sampler import BalancedSampler
+from .data.store import ShardDataset
 from .features import FrontendConfig, LogMel
 from .labels import LabelSet
 from .metrics import summarize
@@ -42,6 +45,9 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "audioscene-checkpoint/1"
 CHECKPOINT_PATTERN = re.compile(r"^epoch_(\d{3,})\.pt$")
 METRIC_COLUMNS = ("epoch", "train_loss", "mAP", "mAUC", "d_prime", "train_clips_per_s", "seconds")
+
+
+SAMPLERS = ("shuffle", "balanced")
 
 
 class ConfigError(ValueError):
@@ -56,8 +62,11 @@ class CheckpointError(ValueError):
 class TrainConfig:
     """Everything a training run depends on; defaults are the paper's (batch size is ours)."""
 
-    train_data: str = ""  # folder with weak.csv and audio/
-    eval_data: str = ""
+    train_data: str = ""  # data spec (see audioscene.data): PATH, folder:PATH, dcase2018:ROOT:SPLIT, shards:PATH
+    eval_data: str = ""  # a map-style data spec (not shards)
+    labels_csv: str = ""  # for folder: specs, the CSV filename,labels (default PATH/labels.csv)
+    sampler: str = "shuffle"  # shuffle | balanced (classes drawn in turn, for imbalanced label sets)
+    init: str = ""  # checkpoint to start from: its trunk (and head, if the labels are the same)
     out_dir: str = "runs/run"
     model: str = "resnet_b_att"
     width: int = 64
@@ -84,6 +93,8 @@ class TrainConfig:
             raise ConfigError("need lr > 0, weight_decay >= 0 and workers >= 0")
         if self.model not in models.available():
             raise ConfigError(f"unknown model {self.model!r}; available: {', '.join(models.available())}")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"unknown sampler {self.sampler!r}; choose {' or '.join(SAMPLERS)}")
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
@@ -243,16 +254,59 @@ def resume(run_dir: str | os.PathLike, progress: bool = True, **overrides) -> Pa
     return _run(config, state, progress)
 
 
+def _datasets(config: TrainConfig, label_set: LabelSet | None):
+    train_set = open_dataset(config.train_data, label_set, config.clip_seconds, config.labels_csv, config.seed)
+    eval_set = open_dataset(config.eval_data, train_set.label_set, config.clip_seconds, config.labels_csv)
+    if not isinstance(eval_set, ClipDataset):
+        raise ConfigError(f"eval data {config.eval_data!r}: evaluation needs a map-style data set (a folder, "
+                          "folder: or dcase2018: spec), not shards")
+    return train_set, eval_set
+
+
+def _epoch_loader(config: TrainConfig, train_set, epoch: int, device: torch.device) -> DataLoader:
+    """This epoch's batches: shards stream in an order set by (seed, epoch); map-style data is
+    shuffled or class-balanced by (seed, epoch)."""
+    options = dict(batch_size=config.batch_size, num_workers=config.workers, pin_memory=device.type == "cuda")
+    if isinstance(train_set, ShardDataset):
+        if config.sampler == "balanced":
+            raise ConfigError("the balanced sampler needs map-style data (the shards stream in order)")
+        train_set.set_epoch(epoch)
+        return DataLoader(train_set, **options)
+    if config.sampler == "balanced":
+        sampler = BalancedSampler(train_set.targets, seed=config.seed)
+        sampler.set_epoch(epoch)
+    else:
+        sampler = _epoch_order(config.seed, epoch, len(train_set))
+    return DataLoader(train_set, sampler=sampler, **options)
+
+
+def _initialise(model: models.AudioResNet, path: str, label_set: LabelSet) -> None:
+    """Start from a trained checkpoint: its trunk always, its head when the labels are the same."""
+    state = load_checkpoint(path)
+    source = models.ModelConfig.from_dict(state["model_config"])
+    if (source.name, source.width, source.stem_stride) != (model.config.name, model.config.width, model.config.stem_stride):
+        raise ConfigError(f"{path}: a {source.name} of width {source.width}; this run trains a {model.config.name} of "
+                          f"width {model.config.width} (use the same --model and --width)")
+    trunk = {k.removeprefix("trunk."): v for k, v in state["model"].items() if k.startswith("trunk.")}
+    model.trunk.load_state_dict(trunk)
+    if tuple(state["labels"]) == label_set.names:
+        model.head.load_state_dict({k.removeprefix("head."): v for k, v in state["model"].items() if k.startswith("head.")})
+        log.info("initialised from %s (trunk and head)", path)
+    else:
+        log.info("initialised the trunk from %s; new head for %d classes", path, len(label_set))
+
+
 def _run(config: TrainConfig, state: dict | None, progress: bool) -> Path:
     run_dir = Path(config.out_dir)
     device = resolve_device(config.device)
-    label_set = LabelSet(tuple(state["labels"])) if state else None
-    train_set = ClipDataset.from_folder(config.train_data, label_set, config.clip_seconds)
+    train_set, eval_set = _datasets(config, LabelSet(tuple(state["labels"])) if state else None)
     label_set = train_set.label_set
-    eval_set = ClipDataset.from_folder(config.eval_data, label_set, config.clip_seconds)
 
     torch.manual_seed(config.seed)
-    model = models.AudioResNet(config.model_config(len(label_set))).to(device)
+    model = models.AudioResNet(config.model_config(len(label_set)))
+    if config.init and not state:
+        _initialise(model, config.init, label_set)
+    model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     frontend = LogMel().to(device)
@@ -278,8 +332,7 @@ def _run(config: TrainConfig, state: dict | None, progress: bool) -> Path:
     for epoch in range(start_epoch, config.epochs + 1):
         started = time.perf_counter()
         model.train()
-        loader = DataLoader(train_set, batch_size=config.batch_size, sampler=_epoch_order(config.seed, epoch, len(train_set)),
-                            num_workers=config.workers, pin_memory=device.type == "cuda")
+        loader = _epoch_loader(config, train_set, epoch, device)
         losses = []
         bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=not progress)
         for step, (waves, targets) in enumerate(bar):
@@ -343,7 +396,10 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, device
         model, frontend, labels = model_from_checkpoint(state)
         if label_set is None:
             label_set = labels
-            dataset = ClipDataset.from_folder(data_dir, label_set, TrainConfig.from_dict(state["train_config"]).clip_seconds)
+            train_config = TrainConfig.from_dict(state["train_config"])
+            dataset = open_dataset(str(data_dir), label_set, train_config.clip_seconds, train_config.labels_csv)
+            if not isinstance(dataset, ClipDataset):
+                raise ConfigError(f"{data_dir}: evaluation needs a map-style data set, not shards")
         elif labels != label_set:
             raise CheckpointError(f"{path}: its label set differs from {checkpoints[0].name}'s")
         clipwise = predict(model, frontend, dataset, torch_device, batch_size, workers,

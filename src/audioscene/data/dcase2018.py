@@ -1,0 +1,71 @@
+"""DCASE 2018 task 4 ("Large-scale weakly labeled semi-supervised sound event detection in domestic
+environments") in its released folder layout, on the 10 DCASE classes (SPEC §6)::
+
+    ROOT/metadata/train/weak.csv     filename<TAB>event_labels       (labels comma-separated)
+    ROOT/metadata/test/test.csv      filename<TAB>onset<TAB>offset<TAB>event_label
+    ROOT/metadata/eval/eval.csv      (same as test)
+    ROOT/audio/train/weak/*.wav, ROOT/audio/test/*.wav, ROOT/audio/eval/*.wav
+
+`ROOT` is the challenge repository's `dataset/` folder. The strong-label files are DCASE TSVs, so
+`audioscene sed-tune --audio ROOT/audio/test --ref ROOT/metadata/test/test.csv` and `sed-eval` run
+on them as they are; a model trained on AudioSet's 527 labels is scored on the DCASE classes with
+`--classes dcase2018` (each class the max over its AudioSet labels).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from ..labels import dcase2018
+from ..sed import Event, read_events_tsv
+from .folder import ClipDataset, DataSetError
+
+SPLITS = {  # split → (audio folder, metadata file, strong labels?)
+    "train_weak": ("audio/train/weak", "metadata/train/weak.csv", False),
+    "test": ("audio/test", "metadata/test/test.csv", True),
+    "eval": ("audio/eval", "metadata/eval/eval.csv", True),
+}
+
+
+def paths(root: str | os.PathLike, split: str) -> tuple[Path, Path]:
+    """(audio folder, metadata file) of a split; missing ones raise `DataSetError`."""
+    if split not in SPLITS:
+        raise DataSetError(f"unknown DCASE 2018 split {split!r}; choose one of {', '.join(SPLITS)}")
+    audio_dir, metadata, _ = SPLITS[split]
+    audio_dir, metadata = Path(root) / audio_dir, Path(root) / metadata
+    for path in (audio_dir, metadata):
+        if not path.exists():
+            raise DataSetError(f"{path}: missing (expected the DCASE 2018 task 4 layout under {root})")
+    return audio_dir, metadata
+
+
+def events(root: str | os.PathLike, split: str) -> list[Event]:
+    """Strong labels of the `test` or `eval` split."""
+    _, metadata = paths(root, split)
+    if not SPLITS[split][2]:
+        raise DataSetError(f"the {split} split has weak labels only")
+    return read_events_tsv(metadata)
+
+
+def dataset(root: str | os.PathLike, split: str, clip_seconds: float = 10.0) -> ClipDataset:
+    """Clips of a split with weak labels (for test/eval: the classes of each file's events)."""
+    audio_dir, metadata = paths(root, split)
+    classes = dcase2018()
+    if SPLITS[split][2]:
+        by_file: dict[str, set[str]] = {}
+        for event in read_events_tsv(metadata):
+            by_file.setdefault(event.filename, set()).add(event.label)
+        for path in sorted(audio_dir.glob("*.wav")):  # files without any event have no label
+            by_file.setdefault(path.name, set())
+        rows = [(name, tuple(sorted(labels)), 0) for name, labels in sorted(by_file.items())]
+    else:
+        with open(metadata, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f, delimiter="\t")
+            header = next(reader, None)
+            if header is None or [h.strip() for h in header[:2]] != ["filename", "event_labels"]:
+                raise DataSetError(f"{metadata}:1: expected the header 'filename<TAB>event_labels', got {header}")
+            rows = [(row[0].strip(), tuple(x.strip() for x in row[1].split(",") if x.strip()), reader.line_num)
+                    for row in reader if row and row[0].strip()]
+    return ClipDataset._from_rows(rows, audio_dir, metadata, classes, clip_seconds)

@@ -1,0 +1,51 @@
+"""Class-balanced sampling for AudioSet-style imbalance (as PANNs' `BalancedTrainSampler`).
+
+AudioSet's most frequent label (Music) has ~1000× the clips of the rarest. Drawing uniformly over
+clips, rare classes are seen a handful of times per epoch; drawing classes in turn gives every
+class the same number of draws: a shuffled queue of the classes is popped one class per draw (and
+refilled when empty), and the class gives the next clip of its own shuffled list of clips
+(reshuffled when exhausted). Multi-label clips count for every class they carry.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from torch.utils.data import Sampler
+
+
+class BalancedSampler(Sampler[int]):
+    """Indices into a data set with `targets` `[N, K]`; `n_samples` per epoch (default N).
+
+    The order depends only on `(seed, epoch)`; call `set_epoch` before each epoch. Classes without
+    any clip are left out of the rotation.
+    """
+
+    def __init__(self, targets: np.ndarray, n_samples: int | None = None, seed: int = 0):
+        targets = np.asarray(targets)
+        if targets.ndim != 2 or len(targets) == 0:
+            raise ValueError(f"expected multi-hot targets of shape [clips, classes], got {targets.shape}")
+        self.clips_of_class = [np.flatnonzero(targets[:, k] > 0) for k in range(targets.shape[1])]
+        self.classes = np.array([k for k, clips in enumerate(self.clips_of_class) if len(clips)])
+        if len(self.classes) == 0:
+            raise ValueError("no clip has a positive label; nothing to balance")
+        self.n_samples = len(targets) if n_samples is None else n_samples
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n_samples
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        queues = {k: list(rng.permutation(self.clips_of_class[k])) for k in self.classes}
+        class_queue: list[int] = []
+        for _ in range(self.n_samples):
+            if not class_queue:
+                class_queue = list(rng.permutation(self.classes))
+            k = class_queue.pop()
+            if not queues[k]:
+                queues[k] = list(rng.permutation(self.clips_of_class[k]))
+            yield int(queues[k].pop())

@@ -273,6 +273,28 @@ def _add_model_options(p) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=8, help="windows per forward pass (default 8)")
 
 
+def _cmd_pack(args) -> None:
+    from .data import open_dataset
+    from .data.store import pack
+
+    dataset = open_dataset(args.data, clip_seconds=10.0, labels_csv=args.labels or "")
+    if not hasattr(dataset, "clips"):
+        raise ValueError(f"{args.data}: already shards")
+    index = pack(dataset.clips, args.out, dataset.label_set, shard_bytes=int(args.shard_mb * 2**20))
+    print(f"packed {len(dataset.clips)} clips -> {index}")
+
+
+def _cmd_verify(args) -> int:
+    from .data.store import verify
+
+    report = verify(args.shards)
+    for problem in report.problems:
+        print(f"{PROG} verify: {problem}", file=sys.stderr)
+    print(f"{args.shards}: {report.n_shards} shards, {report.n_clips} clips, "
+          f"{'all checksums and members good' if report.ok else f'{len(report.problems)} problems'}")
+    return 0 if report.ok else 1
+
+
 def _cmd_demo(args) -> None:
     from .demo import DemoConfig, run_demo
 
@@ -443,6 +465,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a sed-tune JSON whose thresholds are drawn as dashed lines")
     _add_model_options(p)
     p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser("pack", help="write a data set into tar shards (WebDataset layout) with a checksummed index",
+                       description="Pack clips into shards of about --shard-mb (key.flac + key.json per clip) and "
+                                   "index.json with each shard's clip count and sha256; files are written atomically.",
+                       epilog="examples:\n  audioscene pack --data data/train --out shards/train\n"
+                              "  audioscene pack --data folder:my_clips --labels my_clips/labels.csv --out shards/mine",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="DIR (weak.csv + audio/), folder:DIR (with --labels) or "
+                                                 "dcase2018:ROOT:SPLIT")
+    p.add_argument("--labels", help="for folder: data, the CSV filename,labels")
+    p.add_argument("--out", type=Path, required=True, help="shard folder to write")
+    p.add_argument("--shard-mb", type=float, default=1000.0, help="shard size in MB (default 1000)")
+    p.set_defaults(func=_cmd_pack)
+
+    p = sub.add_parser("verify", help="check every shard against its index (size, sha256, members)",
+                       description="Check that every shard listed in index.json exists, has the recorded size and "
+                                   "sha256, and holds one .flac and one .json per clip. Exit code 1 on any problem.",
+                       epilog="example: audioscene verify shards/train")
+    p.add_argument("shards", type=Path, metavar="SHARDS", help="shard folder (with index.json)")
+    p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("demo", help="run the pipeline on the embedded synthetic data set",
                        description="Run the whole pipeline offline on synthetic data.",

@@ -136,7 +136,7 @@ def read_weak_csv(path: Path, separator: str = ",") -> list[tuple[str, tuple[str
             if not row or not any(cell.strip() for cell in row):
                 continue
             if len(row) != 2 or not row[0].strip():
-                raise DataSetError(f"{path}:{line}: expected 2 columns (filename, \"labels\"), got {row}")
+                raise DataSetError(f"{path}:{line}: expected 2 columns (filename, \"labels\"; quote labels that contain commas), got {row}")
             labels = tuple(label.strip() for label in row[1].split(separator) if label.strip())
             rows.append((row[0].strip(), labels, line))
     if not rows:

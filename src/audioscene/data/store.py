@@ -197,9 +197,10 @@ def _decode(data: bytes) -> np.ndarray:
 class ShardDataset(IterableDataset):
     """Stream `(waveform [clip_samples], target [K])` from shards, each clip once per epoch.
 
-    Shards are split over (rank, DataLoader worker) slots: with `R` ranks of `W` workers, slot
-    `rank·W + worker` reads shards `order[slot::R·W]`, where `order` is the shard list shuffled by
-    `(seed, epoch)` (call `set_epoch` each epoch). Rank and world size come from
+    Shards are split first over ranks, then over each rank's DataLoader workers: rank `r` of `R`
+    reads `order[r::R]` and its worker `w` of `W` every `W`-th of those, where `order` is the shard
+    list shuffled by `(seed, epoch)` (call `set_epoch` each epoch). Each clip is read exactly once
+    per epoch; ranks get whole shards, so their clip counts differ by at most a shard's. Rank and world size come from
     `torch.distributed` when it is initialised. A clip that fails to decode raises `ShardError`
     naming shard and member, or with `skip_corrupt` is skipped and counted in `skipped` (per worker).
     With `return_keys`, items are `(waveform, target, key)`.
@@ -236,8 +237,8 @@ class ShardDataset(IterableDataset):
         return shards
 
     def shards_for(self, rank: int, world_size: int, worker: int, n_workers: int) -> list[dict]:
-        slots = world_size * n_workers
-        return self.shard_order()[rank * n_workers + worker::slots]
+        """Rank `r` takes `order[r::world_size]`; its worker `w` takes every `n_workers`-th of those."""
+        return self.shard_order()[rank::world_size][worker::n_workers]
 
     def __len__(self) -> int:
         """Clips this rank reads in an epoch (all its workers together)."""
@@ -248,7 +249,6 @@ class ShardDataset(IterableDataset):
         rank, world = self._rank_world()
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
-        # with W workers, rank r's slots are r·W .. r·W+W-1, which together read order[r::world]
         for shard in self.shards_for(rank, world, worker, n_workers):
             yield from self._read_shard(self.shard_dir / shard["name"])
 

@@ -1,0 +1,249 @@
+"""Data at scale: AudioSet CSVs, shards, streaming splits, balanced sampling, own folders, DCASE 2018."""
+
+import json
+import shutil
+from collections import Counter
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import tiny_config
+from test_cli import assert_one_line_error, run_cli
+from torch.utils.data import DataLoader
+
+from audioscene import train as training
+from audioscene.audio import load
+from audioscene.data import dcase2018, open_dataset
+from audioscene.data.audioset import SegmentFileError, read_segments
+from audioscene.data.folder import ClipDataset, DataSetError
+from audioscene.data.sampler import BalancedSampler
+from audioscene.data.store import ShardDataset, ShardError, pack, verify
+from audioscene.labels import LabelSet, dcase2018 as dcase_labels
+
+# The official files' format (balanced_train_segments.csv), lines as they appear there.
+SEGMENTS = """\
+# Segments csv created Sun Mar  5 10:54:25 2017
+# num_ytids=22160, num_segs=22160, num_unique_labels=527, num_positive_labels=52882
+# YTID, start_seconds, end_seconds, positive_labels
+--PJHxphWEs, 30.000, 40.000, "/m/09x0r,/t/dd00088"
+--ZhevVpy1s, 50.000, 60.000, "/m/012xff"
+--aE2O5G5WE, 0.000, 10.000, "/m/03fwl,/m/04rlf,/m/09x0r"
+-0BIyqJj9ZU, 30.000, 40.000, "/m/07rgt08,/m/07sq110,/t/dd00001,/m/zz_unknown"
+"""
+
+
+def test_segment_csv_in_the_official_format(tmp_path):
+    path = tmp_path / "balanced_train_segments.csv"
+    path.write_text(SEGMENTS)
+    result = read_segments(path)
+    assert [s.ytid for s in result.segments] == ["--PJHxphWEs", "--ZhevVpy1s", "--aE2O5G5WE", "-0BIyqJj9ZU"]
+    first = result.segments[0]
+    assert (first.start, first.end, first.mids, first.key) == (30.0, 40.0, ("/m/09x0r", "/t/dd00088"), "--PJHxphWEs_30000")
+    assert result.labels(first) == ("Speech", "Gush")
+    assert result.unknown_mids == Counter({"/m/zz_unknown": 1})
+    assert "1 unknown mids" in result.report()
+
+
+@pytest.mark.parametrize("line, problem", [
+    ('abc, 30.000, "/m/09x0r"', "expected 4 columns"),
+    ('abc, thirty, 40.000, "/m/09x0r"', "must be numbers"),
+    ('abc, 40.000, 30.000, "/m/09x0r"', "start < end"),
+    ('abc, 30.000, 40.000, ""', "no labels"),
+])
+def test_malformed_segment_lines(tmp_path, line, problem):
+    path = tmp_path / "segments.csv"
+    path.write_text(SEGMENTS + line + "\n")
+    with pytest.raises(SegmentFileError, match=f"segments.csv:8: .*{problem}"):
+        read_segments(path)
+    skipped = read_segments(path, skip_bad=True)
+    assert len(skipped.segments) == 4 and skipped.bad_lines[0][0] == 8 and "malformed" in skipped.report()
+
+
+@pytest.fixture(scope="module")
+def shards(tiny_data, tmp_path_factory):
+    """The 64 tiny training clips in shards of about 100 kB (10+ shards)."""
+    dataset = ClipDataset.from_folder(tiny_data / "train")
+    out = tmp_path_factory.mktemp("shards")
+    pack(dataset.clips, out, dataset.label_set, shard_bytes=100_000, progress=False)
+    return out, dataset
+
+
+def test_pack_verify_read_round_trip_is_lossless(shards):
+    out, dataset = shards
+    index = json.loads((out / "index.json").read_text())
+    assert index["n_clips"] == 64 and len(index["shards"]) >= 10
+    assert verify(out, progress=False).ok
+    stream = ShardDataset(out, shuffle=False, return_keys=True)
+    by_key = {key: (wave, target) for wave, target, key in stream}
+    assert len(by_key) == 64
+    for clip, target in zip(dataset.clips, dataset.targets):
+        wave, streamed_target = by_key[clip.source.stem]
+        np.testing.assert_array_equal(wave.numpy(), load(clip.source))  # every sample
+        np.testing.assert_array_equal(streamed_target.numpy(), target)  # every label
+
+
+def test_a_flipped_byte_is_found(shards, tmp_path):
+    out, _ = shards
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    shard = copy / json.loads((copy / "index.json").read_text())["shards"][3]["name"]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    report = verify(copy, progress=False)
+    assert not report.ok and shard.name in report.problems[0] and "checksum" in report.problems[0]
+    result = run_cli("verify", str(copy))
+    assert result.returncode == 1 and shard.name in result.stderr
+
+
+def test_a_corrupt_member_is_named_or_skipped(shards, tmp_path):
+    out, dataset = shards
+    bad = tmp_path / "bad"
+    clips = list(dataset.clips[:3])
+    broken = tmp_path / "broken.flac"
+    broken.write_bytes(b"fLaC" + bytes(100))  # a .flac that does not decode
+    pack([*clips, type(clips[0])(broken, ("Dog",))], bad, dataset.label_set, progress=False)
+    with pytest.raises(ShardError, match=r"shard-000000.tar: member broken.flac/.json cannot be used"):
+        list(ShardDataset(bad, shuffle=False))
+    lenient = ShardDataset(bad, shuffle=False, skip_corrupt=True)
+    assert len(list(lenient)) == 3 and lenient.skipped == 1
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create 3 worker processes")  # 3 workers on 2 cores
+def test_ranks_times_workers_cover_every_clip_once(shards):
+    out, _ = shards
+    seen = []
+    for rank in range(2):
+        stream = ShardDataset(out, rank=rank, world_size=2, return_keys=True, seed=5)
+        stream.set_epoch(3)
+        keys = [key for _, _, key in DataLoader(stream, batch_size=None, num_workers=3)]
+        assert len(keys) == len(stream)  # __len__ is this rank's share
+        seen += keys
+    assert len(seen) == 64 and len(set(seen)) == 64
+    first, second = ShardDataset(out, seed=5), ShardDataset(out, seed=5)
+    second.set_epoch(1)
+    assert first.shard_order() != second.shard_order()  # a new order every epoch
+
+
+def test_balanced_sampler_draws_classes_uniformly():
+    rng = np.random.default_rng(0)
+    sizes = [2000, 300, 40, 5, 1]  # a skewed, AudioSet-like label set
+    targets = np.zeros((sum(sizes), len(sizes) + 1), np.float32)
+    targets[np.arange(len(targets)), np.repeat(np.arange(len(sizes)), sizes)] = 1
+    targets[rng.choice(len(targets), 50), -1] = 1  # a sixth label riding along on random clips
+    sampler = BalancedSampler(targets[:, :-1], n_samples=5000, seed=1)
+    draws = np.array(list(sampler))
+    counts = targets[draws, :-1].sum(axis=0)
+    # tolerance: every class within 1% of 5000/5 = 1000 draws (by construction within 1 per round)
+    np.testing.assert_allclose(counts, 1000, rtol=0.01)
+    assert len(set(draws[np.flatnonzero(targets[draws, 4])])) == 1  # the 1-clip class repeats its clip
+    sampler.set_epoch(1)
+    assert list(sampler) != draws.tolist()
+    with pytest.raises(ValueError, match="no clip"):
+        BalancedSampler(np.zeros((3, 2)))
+
+
+def own_folder(tiny_data, tmp_path):
+    """The tiny clips as 'own data': two new classes, labels as names or mids, ;-separated."""
+    clips = ClipDataset.from_folder(tiny_data / "train")
+    lines = ["filename,labels"]
+    for clip in clips.clips:
+        barks = "Dog" in clip.labels or "Cat" in clip.labels
+        lines.append(f'{clip.source.name},"{"Animal;/m/0bt9lr" if barks else "Domestic sounds, home sounds"}"')
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    return tiny_data / "train" / "audio", tmp_path / "labels.csv"
+
+
+def test_own_folder_labels_by_name_or_mid(tiny_data, tmp_path):
+    audio_dir, labels_csv = own_folder(tiny_data, tmp_path)
+    dataset = ClipDataset.from_labels_csv(audio_dir, labels_csv)
+    assert dataset.label_set.names == ("Animal", "Dog", "Domestic sounds, home sounds")  # /m/0bt9lr is Dog
+    bad = tmp_path / "bad.csv"
+    bad.write_text("filename,labels\nsynth_000000.flac,/m/nonexistent\n")
+    with pytest.raises(DataSetError, match="bad.csv:2: unknown label mid"):
+        ClipDataset.from_labels_csv(audio_dir, bad)
+    spec = open_dataset(f"folder:{audio_dir}", labels_csv=str(labels_csv))
+    assert spec.label_set == dataset.label_set and len(spec) == 64
+
+
+def test_fine_tuning_keeps_the_trunk_and_makes_a_new_head(tiny_run, tiny_data, tmp_path):
+    audio_dir, labels_csv = own_folder(tiny_data, tmp_path)
+    init = tiny_run / "epoch_002.pt"
+    config = tiny_config(tiny_data, tmp_path / "ft", train_data=f"folder:{audio_dir}", eval_data=f"folder:{audio_dir}",
+                         labels_csv=str(labels_csv), init=str(init), epochs=1, lr=1e-12, seed=1)
+    run = training.train(config, progress=False)
+    state = training.load_checkpoint(run / "epoch_001.pt")
+    before = training.load_checkpoint(init)["model"]
+    assert state["labels"] == ["Animal", "Dog", "Domestic sounds, home sounds"]
+    assert state["model"]["head.classifier.weight"].shape[0] == 3
+    conv = "trunk.stem.0.weight" if "trunk.stem.0.weight" in before else next(k for k in before if k.startswith("trunk."))
+    torch.testing.assert_close(state["model"][conv], before[conv], atol=1e-6, rtol=0)  # lr 1e-12: still the init
+    # the CLI takes model and width from the checkpoint when they are not given
+    result = run_cli("train", "--data", f"folder:{audio_dir}", "--labels", str(labels_csv), "--eval-data",
+                     f"folder:{audio_dir}", "--init", str(init), "--epochs", "1", "--batch-size", "32",
+                     "--out", str(tmp_path / "cli_ft"))
+    assert result.returncode == 0, result.stderr
+    assert training.load_checkpoint(tmp_path / "cli_ft" / "epoch_001.pt")["model_config"]["width"] == 8
+    result = run_cli("train", "--data", f"folder:{audio_dir}", "--labels", str(labels_csv), "--eval-data",
+                     f"folder:{audio_dir}", "--init", str(init), "--width", "16", "--model", "resnet_b_att",
+                     "--out", str(tmp_path / "wrong"))
+    assert_one_line_error(result, "epoch_002.pt", "width 8", "width 16")
+
+
+def test_training_streams_shards_and_balances_classes(shards, tiny_data, tmp_path):
+    out, _ = shards
+    run = training.train(tiny_config(tiny_data, tmp_path / "sh", train_data=f"shards:{out}", epochs=1), progress=False)
+    assert training.load_checkpoint(run / "epoch_001.pt")["history"][0]["train_loss"] > 0
+    run = training.train(tiny_config(tiny_data, tmp_path / "bal", sampler="balanced", epochs=1), progress=False)
+    assert training.list_checkpoints(run)
+    with pytest.raises(training.ConfigError, match="map-style"):
+        training.train(tiny_config(tiny_data, tmp_path / "x", eval_data=f"shards:{out}"), progress=False)
+
+
+def dcase_layout(tiny_data, root):
+    """A miniature DCASE 2018 task 4 `dataset/` folder made of synthetic clips."""
+    eval_dir = tiny_data / "eval"
+    for split in ("audio/train/weak", "audio/test", "metadata/train", "metadata/test"):
+        (root / split).mkdir(parents=True)
+    names = sorted(p.name for p in (eval_dir / "audio").glob("*.flac"))[:6]
+    for name in names:
+        for split in ("audio/train/weak", "audio/test"):
+            sf.write(root / split / name.replace(".flac", ".wav"), load(eval_dir / "audio" / name), 16000)
+    weak = ClipDataset.from_folder(eval_dir)
+    labels = {c.source.name: c.labels for c in weak.clips}
+    rows = ["filename\tevent_labels"] + [f"{n.replace('.flac', '.wav')}\t{','.join(labels[n])}" for n in names]
+    (root / "metadata/train/weak.csv").write_text("\n".join(rows) + "\n")
+    strong = (eval_dir / "strong.tsv").read_text().splitlines()
+    keep = [line.replace(".flac", ".wav") for line in strong[1:] if line.split("\t")[0] in names]
+    (root / "metadata/test/test.csv").write_text("\n".join([strong[0], *keep, "no_events.wav\t\t\t"]) + "\n")
+    return names, labels
+
+
+def test_dcase2018_layout(tiny_data, tmp_path):
+    root = tmp_path / "dataset"
+    names, labels = dcase_layout(tiny_data, root)
+    weak = dcase2018.dataset(root, "train_weak")
+    assert weak.label_set == dcase_labels() and len(weak) == 6
+    assert [c.labels for c in weak.clips] == [labels[n] for n in names]
+    test = open_dataset(f"dcase2018:{root}:test")
+    assert len(test) == 6 and {c.source.name for c in test.clips} == {n.replace(".flac", ".wav") for n in names}
+    events = dcase2018.events(root, "test")
+    assert events and all(e.filename.endswith(".wav") for e in events)
+    for clip in test.clips:  # weak labels of test clips = the classes of their events
+        assert set(clip.labels) == {e.label for e in events if e.filename == clip.source.name}
+    with pytest.raises(DataSetError, match="eval.*missing"):
+        dcase2018.dataset(root, "eval")
+    ref = root / "metadata/test/test.csv"
+    result = run_cli("sed-eval", "--ref", str(ref), "--est", str(ref))
+    assert result.returncode == 0 and "macro F1 100.00 %" in result.stdout
+
+
+def test_pack_cli_and_label_errors(tiny_data, tmp_path):
+    result = run_cli("pack", "--data", str(tiny_data / "eval"), "--out", str(tmp_path / "s"), "--shard-mb", "1")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "s" / "index.json").read_text())["n_clips"] == 24
+    with pytest.raises(ValueError, match="unknown label"):
+        labelled = [c for c in ClipDataset.from_folder(tiny_data / "eval").clips if c.labels]
+        pack(labelled[:1], tmp_path / "t", LabelSet(("Nothing",)), progress=False)
+    assert not (tmp_path / "t" / "index.json").exists()

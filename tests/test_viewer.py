@@ -85,8 +85,8 @@ def test_bad_uploads_get_a_message_and_the_server_lives_on(viewer, tmp_path):
 def browser_path() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
-        if os.environ.get("AUDIOSCENE_REQUIRE_BROWSER"):
-            pytest.fail("Chromium is required (AUDIOSCENE_REQUIRE_BROWSER is set) but not installed")
+        if os.environ.get("AUDIOSCENE_REQUIRE_SYSTEM_TOOLS"):
+            pytest.fail("Chromium is required (AUDIOSCENE_REQUIRE_SYSTEM_TOOLS is set) but not installed")
         pytest.skip("no Chromium on this machine: apt-get install chromium (.ci/run does) to run the browser test")
     return path
 

@@ -273,6 +273,29 @@ def _add_model_options(p) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=8, help="windows per forward pass (default 8)")
 
 
+def _cmd_download(args) -> int:
+    import csv
+
+    from ._io import atomic_open
+    from .data.audioset import download, read_segments
+
+    segments = read_segments(args.csv, skip_bad=args.skip_bad)
+    print(segments.report(), file=sys.stderr)
+    chosen = segments.segments[:args.limit] if args.limit else segments.segments
+    report = download(chosen, args.out, jobs=args.jobs, url_template=args.url_template, retries=args.retries,
+                      backoff_s=args.backoff, retry_failed=args.retry_failed)
+    present = {p.stem for p in (args.out / "audio").glob("*.flac")}
+    with atomic_open(args.out / "labels.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(("filename", "labels"))
+        writer.writerows((f"{s.key}.flac", ";".join(segments.labels(s))) for s in chosen if s.key in present)
+    print(report.text())
+    if report.failed:
+        print(f"failures and their reasons: {args.out / 'failures.csv'}")
+    print(f"train on it: --data folder:{args.out / 'audio'} --labels {args.out / 'labels.csv'}")
+    return 0
+
+
 def _cmd_pack(args) -> None:
     from .data import open_dataset
     from .data.store import pack
@@ -465,6 +488,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a sed-tune JSON whose thresholds are drawn as dashed lines")
     _add_model_options(p)
     p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser("download", help="fetch AudioSet clips (yt-dlp + ffmpeg), resumable, with a shrinkage report",
+                       description="Fetch the [start, end] section of each segment of an AudioSet CSV as 16 kHz mono "
+                                   "FLAC (OUT/audio/YTID_STARTMS.flac). Re-running resumes: fetched clips and "
+                                   "permanent failures (OUT/failures.csv) are skipped. Writes OUT/labels.csv.",
+                       epilog="example: audioscene download --csv balanced_train_segments.csv --out data/audioset/"
+                              "balanced --jobs 8")
+    p.add_argument("--csv", type=Path, required=True, help="AudioSet segment CSV (# YTID, start, end, labels)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--jobs", type=_positive_int, default=8, help="parallel downloads (default 8)")
+    p.add_argument("--retries", type=int, default=3, help="retries of a transient failure (default 3)")
+    p.add_argument("--backoff", type=float, default=2.0, help="first retry delay in seconds, doubled each time (default 2)")
+    p.add_argument("--url-template", default="https://www.youtube.com/watch?v={ytid}",
+                   help="source URL with {ytid} (and {start}, {end}); default the YouTube watch URL")
+    p.add_argument("--retry-failed", action="store_true", help="try the clips in failures.csv again")
+    p.add_argument("--skip-bad", action="store_true", help="skip malformed CSV lines (counted) instead of stopping")
+    p.add_argument("--limit", type=_positive_int, help="only the first N segments")
+    p.set_defaults(func=_cmd_download)
 
     p = sub.add_parser("pack", help="write a data set into tar shards (WebDataset layout) with a checksummed index",
                        description="Pack clips into shards of about --shard-mb (key.flac + key.json per clip) and "

@@ -15,12 +15,21 @@ comma-separated. A clip's file is named `YTID_START` (start in whole millisecond
 from __future__ import annotations
 
 import csv
+import importlib.util
+import logging
 import os
+import shutil
+import subprocess
+import tempfile
+import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..labels import LabelSet, UnknownLabelError, audioset
+
+log = logging.getLogger(__name__)
 
 
 class SegmentFileError(ValueError):
@@ -112,3 +121,150 @@ def read_segments(path: str | os.PathLike, label_set: LabelSet | None = None, sk
                     result.unknown_mids[mid] += 1
             result.segments.append(segment)
     return result
+
+
+# --- download -------------------------------------------------------------------------------------
+
+DEFAULT_URL_TEMPLATE = "https://www.youtube.com/watch?v={ytid}"
+# yt-dlp messages that no retry will change
+PERMANENT_ERRORS = ("HTTP Error 404", "HTTP Error 403", "HTTP Error 410", "Video unavailable", "Private video",
+                    "has been removed", "is not available", "account associated", "copyright", "confirm your age",
+                    "Unsupported URL")
+FAILURES_HEADER = ("key", "ytid", "start", "end", "attempts", "reason")
+
+
+class DownloadSetupError(ValueError):
+    """A tool the download needs is missing; the message says how to install it."""
+
+
+@dataclass
+class DownloadReport:
+    """What a download run achieved, over all the segments requested (including earlier runs)."""
+
+    requested: int
+    fetched: int  # clips present in the output folder now
+    fetched_now: int
+    failed: list[tuple[str, str]]  # (key, reason) of clips that could not be fetched
+
+    @property
+    def lost_percent(self) -> float:
+        return 100.0 * (self.requested - self.fetched) / max(self.requested, 1)
+
+    def text(self) -> str:
+        return (f"requested {self.requested}, fetched {self.fetched} ({self.fetched_now} in this run), "
+                f"lost {self.requested - self.fetched} = {self.lost_percent:.1f}% (the paper lost 5.3% of its "
+                f"training clips)")
+
+
+class _Quiet:
+    """A yt-dlp logger that keeps its output off the console (errors come back as exceptions)."""
+
+    def debug(self, message):
+        pass
+
+    info = warning = error = debug
+
+
+def _check_tools() -> None:
+    if shutil.which("ffmpeg") is None:
+        raise DownloadSetupError("ffmpeg is not installed (not on PATH); install it: `sudo apt-get install ffmpeg` "
+                                 "(Debian/Ubuntu), `brew install ffmpeg` (macOS) or `conda install -c conda-forge ffmpeg`")
+    if importlib.util.find_spec("yt_dlp") is None:
+        raise DownloadSetupError("yt-dlp is not installed: pip install 'audioscene[download]'")
+
+
+def _read_failures(path: Path) -> dict[str, str]:
+    """key → reason of earlier permanent failures (a line cut short by a crash is ignored)."""
+    if not path.is_file():
+        return {}
+    with open(path, newline="", encoding="utf-8") as f:
+        return {row["key"]: row["reason"] for row in csv.DictReader(f) if row.get("reason")}
+
+
+def _fetch(segment: Segment, audio_dir: Path, work_dir: Path, url_template: str, retries: int,
+           backoff_s: float) -> tuple[bool, int, str]:
+    """Fetch one segment as 16 kHz mono FLAC: (ok, attempts, reason). Work happens in a private
+    folder; only a finished file is renamed into `audio_dir`."""
+    import yt_dlp
+    from yt_dlp.utils import download_range_func
+
+    url = url_template.format(ytid=segment.ytid, start=segment.start, end=segment.end)
+    reason = ""
+    for attempt in range(1, retries + 2):
+        scratch = Path(tempfile.mkdtemp(prefix=f"{segment.key}.", dir=work_dir))
+        try:
+            options = {"format": "bestaudio/best", "outtmpl": str(scratch / "source.%(ext)s"), "quiet": True,
+                       "noprogress": True, "logger": _Quiet(), "retries": 0, "socket_timeout": 30,
+                       "download_ranges": download_range_func(None, [(segment.start, segment.end)]),
+                       "force_keyframes_at_cuts": True}
+            with yt_dlp.YoutubeDL(options) as ydl:
+                ydl.extract_info(url, download=True)
+            source = next(p for p in scratch.iterdir() if p.name.startswith("source.") and not p.name.endswith(".part"))
+            converted = scratch / "clip.flac"
+            subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(source), "-t",
+                            f"{segment.end - segment.start:.3f}", "-ac", "1", "-ar", "16000", "-c:a", "flac",
+                            str(converted)], check=True, capture_output=True, timeout=300)
+            os.replace(converted, audio_dir / f"{segment.key}.flac")
+            return True, attempt, ""
+        except (yt_dlp.utils.DownloadError, subprocess.CalledProcessError, subprocess.TimeoutExpired,
+                StopIteration, OSError) as exc:
+            stderr = getattr(exc, "stderr", b"") or b""
+            reason = " ".join((str(exc) + " " + stderr.decode(errors="replace")).split())[:300] \
+                or type(exc).__name__
+            if any(marker in reason for marker in PERMANENT_ERRORS):
+                return False, attempt, reason
+            if attempt <= retries:
+                time.sleep(backoff_s * 2 ** (attempt - 1))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return False, retries + 1, f"gave up after {retries + 1} attempts: {reason}"
+
+
+def download(segments: list[Segment], out_dir: str | os.PathLike, jobs: int = 8,
+             url_template: str = DEFAULT_URL_TEMPLATE, retries: int = 3, backoff_s: float = 2.0,
+             retry_failed: bool = False, progress: bool = True) -> DownloadReport:
+    """Fetch the [start, end] section of each segment with yt-dlp + ffmpeg into
+    `out_dir/audio/KEY.flac` (16 kHz mono), `jobs` at a time.
+
+    Resumable: clips already there are skipped, and earlier permanent failures (listed in
+    `out_dir/failures.csv` with their reason) too unless `retry_failed`. Transient errors are
+    retried `retries` times with exponential backoff from `backoff_s`. `url_template` is formatted
+    with `ytid`, `start` and `end` (default: the YouTube watch URL).
+    """
+    from tqdm.auto import tqdm
+
+    _check_tools()
+    out_dir = Path(out_dir)
+    audio_dir, work_dir = out_dir / "audio", out_dir / ".partial"
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    work_dir.mkdir(exist_ok=True)
+    unique = list({s.key: s for s in segments}.values())
+    failures_path = out_dir / "failures.csv"
+    earlier_failures = {} if retry_failed else _read_failures(failures_path)
+    done = {p.stem for p in audio_dir.glob("*.flac")}
+    todo = [s for s in unique if s.key not in done and s.key not in earlier_failures]
+    log.info("%d segments: %d already fetched, %d failed before, %d to fetch", len(unique),
+             len(done & {s.key for s in unique}), len(earlier_failures), len(todo))
+    new_failures: list[tuple[str, str]] = []
+    fetched_now = 0
+    write_header = not failures_path.is_file() or retry_failed
+    with open(failures_path, "w" if retry_failed else "a", newline="", encoding="utf-8") as failures_file, \
+            ThreadPoolExecutor(max(1, jobs)) as pool:
+        writer = csv.writer(failures_file)
+        if write_header:
+            writer.writerow(FAILURES_HEADER)
+        futures = {pool.submit(_fetch, s, audio_dir, work_dir, url_template, retries, backoff_s): s for s in todo}
+        for future in tqdm(as_completed(futures), total=len(futures), desc="download", unit="clip",
+                           disable=not progress):
+            segment = futures[future]
+            ok, attempts, reason = future.result()
+            if ok:
+                fetched_now += 1
+                continue
+            new_failures.append((segment.key, reason))
+            writer.writerow((segment.key, segment.ytid, segment.start, segment.end, attempts, reason))
+            failures_file.flush()  # a killed run keeps every failure already known
+    present = {p.stem for p in audio_dir.glob("*.flac")}
+    keys = {s.key for s in unique}
+    failed = [(k, r) for k, r in earlier_failures.items() if k in keys and k not in present] + new_failures
+    return DownloadReport(len(unique), len(present & keys), fetched_now, failed)

@@ -1,0 +1,81 @@
+"""Data loading vs training speed: clips/s of shard read + FLAC decode (2 DataLoader workers) +
+LogMel on the batch, against forward + backward + Adam step clips/s of width-64 `resnet_b_att`,
+measured in the same run. Goal: loading >= 5x training, so the model never waits for data.
+
+    python benchmarks/bench_data.py [--clips 256] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from audioscene import models
+from audioscene.data.folder import ClipDataset
+from audioscene.data.store import ShardDataset, pack
+from audioscene.data.synthetic import generate
+from audioscene.features import LogMel
+from audioscene.train import bce_loss
+
+
+def loading_rate(shards: Path, workers: int, batch_size: int, epochs: int) -> float:
+    frontend = LogMel()
+    dataset = ShardDataset(shards)
+    start, n = time.perf_counter(), 0
+    for epoch in range(epochs):
+        dataset.set_epoch(epoch)
+        for waves, _ in DataLoader(dataset, batch_size=batch_size, num_workers=workers, persistent_workers=False):
+            with torch.no_grad():
+                frontend(waves)
+            n += len(waves)
+    return n / (time.perf_counter() - start)
+
+
+def training_rate(batch_size: int, steps: int) -> float:
+    torch.manual_seed(0)
+    model = models.create("resnet_b_att", n_classes=527, width=64).to(memory_format=torch.channels_last).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    logmel = torch.randn(batch_size, 998, 64)
+    target = (torch.rand(batch_size, 527) < 0.01).float()
+
+    def step():
+        loss = bce_loss(model(logmel)["clipwise"], target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as work:
+        data = generate(Path(work) / "clips", n_clips=args.clips, seed=0, progress=False)
+        dataset = ClipDataset.from_folder(data)
+        shards = Path(work) / "shards"
+        pack(dataset.clips, shards, dataset.label_set, shard_bytes=4 * 2**20, progress=False)
+        n_shards = len(list(shards.glob("*.tar")))
+        load = loading_rate(shards, args.workers, args.batch_size, epochs=2)
+    train = training_rate(batch_size=8, steps=4)
+    print(f"data vs training, {args.clips} synthetic 10 s clips in {n_shards} shards, 2 threads")
+    print(f"  shard read + FLAC decode ({args.workers} workers) + LogMel: {load:7.1f} clips/s")
+    print(f"  resnet_b_att width 64 forward + backward + step:     {train:7.1f} clips/s")
+    print(f"  loading is {load / train:.0f}x training (goal >= 5x)")
+
+
+if __name__ == "__main__":
+    main()

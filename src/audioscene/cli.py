@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -60,7 +61,8 @@ TRAIN_FLAGS = {  # CLI flag -> TrainConfig field; flags left out keep the config
     "train_data": "train_data", "eval_data": "eval_data", "out": "out_dir", "model": "model", "width": "width",
     "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "seed": "seed", "workers": "workers",
     "device": "device", "amp": "amp", "channels_last": "channels_last", "labels": "labels_csv",
-    "sampler": "sampler", "init": "init",
+    "sampler": "sampler", "init": "init", "micro_batch_size": "micro_batch_size",
+    "sync_batchnorm": "sync_batchnorm", "compile": "compile", "cpu_bf16": "cpu_bf16",
 }
 
 
@@ -80,7 +82,8 @@ def _cmd_train(args) -> None:
         if not (config.train_data and config.eval_data):
             raise ValueError("need --train-data and --eval-data (or a --config that sets train_data and eval_data)")
         run_dir = train(config)
-    print(f"run finished: checkpoints and metrics.csv in {run_dir}")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"run finished: checkpoints and metrics.csv in {run_dir}")
 
 
 def _cmd_evaluate(args) -> None:
@@ -346,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  audioscene train --train-data data/train --eval-data data/eval --model resnet_b_att "
                               "--width 16 --epochs 5 --out runs/b_att\n  audioscene train --config run.toml --seed 3\n"
                               "  audioscene train --resume runs/b_att --epochs 10\n"
+                              "  torchrun --nproc-per-node 4 -m audioscene train --data shards:shards/train "
+                              "--eval-data data/eval --batch-size 128 --out runs/ddp\n"
                               "  audioscene train --data folder:my_clips --labels my_clips/labels.csv --eval-data "
                               "folder:my_eval --init runs/b_att/epoch_050.pt --epochs 5 --out runs/mine",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -359,6 +364,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", choices=("shuffle", "balanced"),
                    help="shuffle (default) or balanced: classes drawn in turn, for imbalanced label sets")
     p.add_argument("--init", help="start from this checkpoint: its trunk (fine-tuning: a new head for new labels)")
+    p.add_argument("--micro-batch-size", type=_positive_int,
+                   help="clips per forward pass on each process; the rest of --batch-size is accumulated "
+                        "(default: batch size / processes)")
+    p.add_argument("--sync-batchnorm", action="store_const", const=True,
+                   help="BatchNorm statistics over all processes (torchrun)")
+    p.add_argument("--compile", action="store_const", const=True, help="torch.compile the model")
+    p.add_argument("--cpu-bf16", action="store_const", const=True, help="bf16 autocast on CPU")
     p.add_argument("--out", help="run folder for checkpoints and metrics (default runs/run)")
     p.add_argument("--model", choices=_model_names(), help="Table-1 model (default resnet_b_att)")
     p.add_argument("--width", type=_positive_int, help="base channels (64 in the paper)")
@@ -538,7 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    secondary_rank = os.environ.get("RANK", "0") != "0"  # under torchrun, rank 0 speaks for all
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if secondary_rank else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         return args.func(args) or 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import os
 import re
 import time
@@ -27,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch import nn
+from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from . import models
@@ -36,6 +38,7 @@ from .data import open_dataset
 from .data.folder import ClipDataset
 from .data.sampler import BalancedSampler
 from .data.store import ShardDataset
+from .distributed import Context, barrier, gather_rows, micro_batches, setup, teardown
 from .features import FrontendConfig, LogMel
 from .labels import LabelSet
 from .metrics import summarize
@@ -81,8 +84,15 @@ class TrainConfig:
     workers: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling)
+    cpu_bf16: bool = False  # bf16 autocast on CPU (off: slower than float32 on CPUs without bf16 units)
     channels_last: bool = True  # faster on CPU for every Table-1 model (benchmarks/bench_models.py)
+    compile: bool = False  # torch.compile the model (off: no gain measured on CPU, see bench_train.py)
     eval_batch_size: int = 64
+    # Multi-process (torchrun): batch_size stays the global batch per optimizer step; each rank runs
+    # micro-batches of micro_batch_size (default batch_size / ranks) and accumulates the rest.
+    micro_batch_size: int | None = None
+    sync_batchnorm: bool = False  # BatchNorm statistics over all ranks' micro-batches
+    timeout_s: float = 600.0  # how long a rank waits for the others before failing
 
     def __post_init__(self):
         positive = ("width", "epochs", "batch_size", "eval_batch_size")
@@ -132,16 +142,19 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _autocast(device: torch.device, amp: bool):
+def _autocast(device: torch.device, amp: bool, cpu_bf16: bool = False):
     if device.type == "cuda" and amp:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype), dtype
+    if device.type == "cpu" and cpu_bf16:
+        return torch.autocast("cpu", dtype=torch.bfloat16), torch.bfloat16
     return nullcontext(), torch.float32
 
 
-def bce_loss(clipwise: torch.Tensor, target: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+def bce_loss(clipwise: torch.Tensor, target: torch.Tensor, eps: float = 1e-7, reduction: str = "mean") -> torch.Tensor:
     """Binary cross-entropy on probabilities, in float32 and clamped (attention pools probabilities)."""
-    return torch.nn.functional.binary_cross_entropy(clipwise.float().clamp(eps, 1 - eps), target.float())
+    return torch.nn.functional.binary_cross_entropy(clipwise.float().clamp(eps, 1 - eps), target.float(),
+                                                    reduction=reduction)
 
 
 # --- checkpoints --------------------------------------------------------------------------------
@@ -225,7 +238,7 @@ def _epoch_order(seed: int, epoch: int, n: int) -> list[int]:
     return torch.randperm(n, generator=generator).tolist()
 
 
-RESUME_OVERRIDES = ("epochs", "device", "workers", "eval_batch_size")
+RESUME_OVERRIDES = ("epochs", "device", "workers", "eval_batch_size", "micro_batch_size")
 
 
 def train(config: TrainConfig, progress: bool = True) -> Path:
@@ -239,7 +252,8 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
 def resume(run_dir: str | os.PathLike, progress: bool = True, **overrides) -> Path:
     """Continue a run from its last checkpoint with its stored configuration.
 
-    Only `epochs` (to extend a run), `device`, `workers` and `eval_batch_size` may be overridden.
+    Only `epochs` (to extend a run), `device`, `workers`, `eval_batch_size` and `micro_batch_size`
+    may be overridden; the number of processes (torchrun) may differ from the original run's.
     """
     run_dir = Path(run_dir)
     checkpoints = list_checkpoints(run_dir)
@@ -263,21 +277,38 @@ def _datasets(config: TrainConfig, label_set: LabelSet | None):
     return train_set, eval_set
 
 
-def _epoch_loader(config: TrainConfig, train_set, epoch: int, device: torch.device) -> DataLoader:
-    """This epoch's batches: shards stream in an order set by (seed, epoch); map-style data is
-    shuffled or class-balanced by (seed, epoch)."""
-    options = dict(batch_size=config.batch_size, num_workers=config.workers, pin_memory=device.type == "cuda")
+def _epoch_plan(config: TrainConfig, train_set, epoch: int, context: Context, micro: int):
+    """This rank's micro-batches of the epoch as `(DataLoader, [(weight per clip, last of step)])`.
+
+    Each entry is `(weight per clip, last micro-batch of its step, indices or None for shards)`.
+    Map-style data: one global order from (seed, epoch) — shuffled, or class-balanced — cut into
+    global batches and micro-batches (`distributed.micro_batches`). Shards: each rank streams its
+    own shards; every rank runs the same number of steps (a rank that runs out feeds weight-0
+    micro-batches), each clip weighing 1 / (nominal global batch).
+    """
+    options = dict(num_workers=config.workers, pin_memory=context.device.type == "cuda",
+                   persistent_workers=False, prefetch_factor=4 if config.workers else None)
     if isinstance(train_set, ShardDataset):
         if config.sampler == "balanced":
             raise ConfigError("the balanced sampler needs map-style data (the shards stream in order)")
         train_set.set_epoch(epoch)
-        return DataLoader(train_set, **options)
+        per_rank = [sum(s["n_clips"] for s in train_set.shard_order()[r::context.world_size])
+                    for r in range(context.world_size)]
+        accumulation = max(1, config.batch_size // (context.world_size * micro))
+        steps = max(math.ceil(n / (micro * accumulation)) for n in per_rank)
+        weight = 1.0 / (micro * accumulation * context.world_size)
+        train_set.return_keys = True  # for the epoch's coverage record
+        return DataLoader(train_set, batch_size=micro, **options), [(weight, (i + 1) % accumulation == 0, None)
+                                                                     for i in range(steps * accumulation)]
     if config.sampler == "balanced":
         sampler = BalancedSampler(train_set.targets, seed=config.seed)
         sampler.set_epoch(epoch)
+        order = list(sampler)
     else:
-        sampler = _epoch_order(config.seed, epoch, len(train_set))
-    return DataLoader(train_set, sampler=sampler, **options)
+        order = _epoch_order(config.seed, epoch, len(train_set))
+    plan = micro_batches(order, config.batch_size, micro, context)
+    return (DataLoader(train_set, batch_sampler=[indices for indices, _, _ in plan], **options),
+            [(weight, last, indices) for indices, weight, last in plan])
 
 
 def _initialise(model: models.AudioResNet, path: str, label_set: LabelSet) -> None:
@@ -297,8 +328,19 @@ def _initialise(model: models.AudioResNet, path: str, label_set: LabelSet) -> No
 
 
 def _run(config: TrainConfig, state: dict | None, progress: bool) -> Path:
-    run_dir = Path(config.out_dir)
-    device = resolve_device(config.device)
+    context = setup(resolve_device(config.device), config.timeout_s)
+    try:
+        return _train_loop(config, state, progress and context.is_main, context)
+    finally:
+        teardown(context)
+
+
+def _train_loop(config: TrainConfig, state: dict | None, progress: bool, context: Context) -> Path:
+    run_dir, device = Path(config.out_dir), context.device
+    micro = config.micro_batch_size or max(1, config.batch_size // context.world_size)
+    if config.batch_size % (context.world_size * micro):
+        raise ConfigError(f"batch_size {config.batch_size} is not a multiple of {context.world_size} ranks × "
+                          f"micro_batch_size {micro}")
     train_set, eval_set = _datasets(config, LabelSet(tuple(state["labels"])) if state else None)
     label_set = train_set.label_set
 
@@ -306,74 +348,135 @@ def _run(config: TrainConfig, state: dict | None, progress: bool) -> Path:
     model = models.AudioResNet(config.model_config(len(label_set)))
     if config.init and not state:
         _initialise(model, config.init, label_set)
+    if state:
+        model.load_state_dict(state["model"])
+    if config.sync_batchnorm and context.distributed:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    raw_model = model  # what checkpoints store; `model` may become a DDP / compiled wrapper
+    if context.distributed:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:
+        model = torch.compile(model)
     frontend = LogMel().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-    autocast, amp_dtype = _autocast(device, config.amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    optimizer = torch.optim.Adam(raw_model.parameters(), lr=config.lr, betas=config.betas,
+                                 weight_decay=config.weight_decay)
+    autocast, amp_dtype = _autocast(device, config.amp, config.cpu_bf16)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16 and device.type == "cuda")
     history: list[dict] = []
     start_epoch = 1
     if state:
-        model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"]["torch"])
         history, start_epoch = list(state["history"]), state["epoch"] + 1
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    from torch.utils.tensorboard import SummaryWriter
+    writer = None
+    if context.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_epoch * len(train_set))
-    log.info("training %s (width %d, %s parameters) on %d clips, evaluating on %d, %d classes, device %s",
-             config.model, config.width, f"{sum(p.numel() for p in model.parameters()):,}",
-             len(train_set), len(eval_set), len(label_set), device)
+        writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_epoch * len(train_set))
+        log.info("training %s (width %d, %s parameters) on %d clips, evaluating on %d, %d classes, %s × %s, "
+                 "micro-batches of %d", config.model, config.width,
+                 f"{sum(p.numel() for p in raw_model.parameters()):,}", len(train_set), len(eval_set), len(label_set),
+                 context.world_size, device, micro)
     for epoch in range(start_epoch, config.epochs + 1):
         started = time.perf_counter()
         model.train()
-        loader = _epoch_loader(config, train_set, epoch, device)
-        losses = []
-        bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=not progress)
-        for step, (waves, targets) in enumerate(bar):
+        loader, plan = _epoch_plan(config, train_set, epoch, context, micro)
+        batches = iter(loader)
+        losses, clips_done, step_loss, seen = [], 0, 0.0, []
+        bar = tqdm(plan, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=not progress)
+        for weight, last, ids in bar:
+            waves, targets, *keys = next(batches, (None, None))
+            if waves is None:  # this rank's shards ran out before the others': take part with weight 0
+                waves, targets, weight = torch.zeros(1, train_set.clip_samples), torch.zeros(1, len(label_set)), 0.0
+            elif weight > 0:
+                seen += list(keys[0]) if keys else ids
             waves, targets = waves.to(device, non_blocking=True), targets.to(device, non_blocking=True)
             with torch.no_grad():
                 features = frontend(waves)
-            with autocast:
-                out = model(features)
-            loss = bce_loss(out["clipwise"], targets)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            losses.append(loss.item())
-            clips_done = step * config.batch_size + len(waves)
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", clips_per_s=f"{clips_done / (time.perf_counter() - started):.1f}")
-            writer.add_scalar("train/loss", losses[-1], (epoch - 1) * len(train_set) + clips_done)
+            # gradients are all-reduced only on the last micro-batch of an optimizer step
+            with nullcontext() if last or not context.distributed else model.no_sync():
+                with autocast:
+                    out = model(features)
+                per_clip = bce_loss(out["clipwise"], targets, reduction="none").mean(dim=1)
+                # DDP averages gradients over ranks; scaling by world_size turns that into the sum
+                scaler.scale((per_clip * weight).sum() * context.world_size).backward()
+            step_loss += float((per_clip.detach() * weight).sum())
+            clips_done += int(len(waves) * (weight > 0))
+            if last:
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                losses.append(step_loss)
+                step_loss = 0.0
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}",
+                                clips_per_s=f"{clips_done * context.world_size / (time.perf_counter() - started):.1f}")
+                if writer:
+                    writer.add_scalar("train/loss", losses[-1], (epoch - 1) * len(train_set) + clips_done * context.world_size)
         train_seconds = time.perf_counter() - started
-        outputs = predict(model, frontend, eval_set, device, config.eval_batch_size, config.workers,
-                          desc=f"evaluate epoch {epoch}", progress=progress)
-        scores = summarize(eval_set.targets, outputs["clipwise"])
-        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "mAP": scores["mAP"], "mAUC": scores["mAUC"],
-               "d_prime": scores["d_prime"], "train_clips_per_s": len(train_set) / train_seconds,
-               "seconds": time.perf_counter() - started}
-        history.append(row)
-        save_checkpoint(checkpoint_path(run_dir, epoch), {
-            "format": CHECKPOINT_FORMAT, "epoch": epoch, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "model_config": model.config.to_dict(), "frontend_config": asdict(frontend.config),
-            "labels": list(label_set.names), "train_config": asdict(config), "metrics": row,
-            "history": history, "rng": {"torch": torch.get_rng_state()},
-        })
-        _write_metrics_csv(run_dir, history)
-        for key in ("train_loss", "mAP", "mAUC", "d_prime"):
-            writer.add_scalar(f"epoch/{key}", row[key], epoch)
-        writer.flush()
-        log.info("epoch %d/%d: loss %.4f, eval mAP %.3f, mAUC %.3f, d' %.3f (%.0f s, %.1f clips/s)",
-                 epoch, config.epochs, row["train_loss"], row["mAP"], row["mAUC"], row["d_prime"],
-                 row["seconds"], row["train_clips_per_s"])
-    writer.close()
+        # each rank's step losses are its share of the step's mean; the shares add up over ranks
+        epoch_loss = _sum_over_ranks(float(np.mean(losses)) if losses else float("nan"), context)
+        coverage = _coverage(seen, context)
+        outputs = _predict_split(raw_model, frontend, eval_set, context, config, epoch, progress)
+        if context.is_main:
+            scores = summarize(eval_set.targets, outputs)
+            row = {"epoch": epoch, "train_loss": epoch_loss, "mAP": scores["mAP"], "mAUC": scores["mAUC"],
+                   "d_prime": scores["d_prime"], "train_clips_per_s": len(train_set) / train_seconds,
+                   "seconds": time.perf_counter() - started}
+            history.append(row)
+            save_checkpoint(checkpoint_path(run_dir, epoch), {
+                "format": CHECKPOINT_FORMAT, "epoch": epoch, "model": raw_model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "model_config": raw_model.config.to_dict(), "frontend_config": asdict(frontend.config),
+                "labels": list(label_set.names), "train_config": asdict(config), "metrics": row,
+                "history": history, "rng": {"torch": torch.get_rng_state()}, "world_size": context.world_size,
+                "coverage": coverage,
+            })
+            _write_metrics_csv(run_dir, history)
+            for key in ("train_loss", "mAP", "mAUC", "d_prime"):
+                writer.add_scalar(f"epoch/{key}", row[key], epoch)
+            writer.flush()
+            log.info("epoch %d/%d: loss %.4f, eval mAP %.3f, mAUC %.3f, d' %.3f (%.0f s, %.1f clips/s)",
+                     epoch, config.epochs, row["train_loss"], row["mAP"], row["mAUC"], row["d_prime"],
+                     row["seconds"], row["train_clips_per_s"])
+        barrier(context)  # the checkpoint exists before any rank starts the next epoch
+    if writer:
+        writer.close()
     return run_dir
+
+
+def _coverage(seen: list, context: Context) -> dict | None:
+    """Clips trained on in the epoch over all ranks: how many, and how many distinct (rank 0 only)."""
+    if context.distributed:
+        parts = [None] * context.world_size if context.is_main else None
+        torch.distributed.gather_object(seen, parts, dst=0)
+        if not context.is_main:
+            return None
+        seen = [item for part in parts for item in part]
+    return {"clips": len(seen), "distinct": len(set(seen))}
+
+
+def _sum_over_ranks(value: float, context: Context) -> float:
+    if not context.distributed:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=context.device)
+    torch.distributed.all_reduce(tensor)
+    return float(tensor.item())
+
+
+def _predict_split(model, frontend, eval_set: ClipDataset, context: Context, config: TrainConfig, epoch: int,
+                   progress: bool) -> np.ndarray | None:
+    """Clip outputs on the eval set; each rank predicts every world_size-th clip, rank 0 gathers."""
+    indices = np.arange(context.rank, len(eval_set), context.world_size)
+    subset = Subset(eval_set, indices.tolist()) if context.distributed else eval_set
+    outputs = predict(model, frontend, subset, context.device, config.eval_batch_size, config.workers,
+                      desc=f"evaluate epoch {epoch}", progress=progress)["clipwise"]
+    return gather_rows(context, indices, outputs, len(eval_set))
 
 
 # --- evaluation of a finished run ------------------------------------------------------------

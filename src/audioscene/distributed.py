@@ -1,0 +1,107 @@
+"""Multi-process training with PyTorch's DistributedDataParallel, launched by `torchrun`.
+
+`torchrun --nproc-per-node N -m audioscene train ...` sets `RANK`, `WORLD_SIZE` and `LOCAL_RANK`;
+`setup` then joins the process group (NCCL on GPUs, gloo on CPU) and picks this rank's device.
+Without those variables everything runs as one process. Multi-node: `torchrun --nnodes M
+--rdzv-backend c10d --rdzv-endpoint HOST:PORT --nproc-per-node N -m audioscene train ...`.
+
+How the work is split (see `train`): every rank builds the same global batch order from
+`(seed, epoch)`; global batch `b` is cut into `world_size × accumulation` micro-batches and rank
+`r` runs micro-batches `r, r + world_size, ...`, so the effective batch size and the data order do
+not depend on the number of processes, and a run can be resumed with another number of ranks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Context:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def setup(device: torch.device, timeout_s: float = 600.0) -> Context:
+    """Join the process group when launched by torchrun (a no-op context otherwise). A rank that
+    dies makes the others' next collective fail; `timeout_s` bounds how long they wait."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Context(device=device)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(seconds=timeout_s))
+    log.debug("rank %d of %d on %s", rank, world_size, device)
+    return Context(rank, world_size, local_rank, device)
+
+
+def teardown(context: Context) -> None:
+    if context.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(context: Context) -> None:
+    if context.distributed:
+        dist.barrier()
+
+
+def gather_rows(context: Context, indices: np.ndarray, rows: np.ndarray, n_total: int) -> np.ndarray | None:
+    """Rows computed on each rank for `indices`, assembled in index order on rank 0 (None elsewhere)."""
+    if not context.distributed:
+        out = np.empty((n_total, *rows.shape[1:]), rows.dtype)
+        out[indices] = rows
+        return out
+    parts = [None] * context.world_size if context.is_main else None
+    dist.gather_object((indices, rows), parts, dst=0)
+    if not context.is_main:
+        return None
+    out = np.empty((n_total, *rows.shape[1:]), rows.dtype)
+    for part_indices, part_rows in parts:
+        out[part_indices] = part_rows
+    return out
+
+
+def micro_batches(global_order: list[int], batch_size: int, micro_batch_size: int, context: Context,
+                  ) -> list[tuple[list[int], float, bool]]:
+    """This rank's `(indices, weight per clip, last of its optimizer step)` for an epoch.
+
+    Each global batch of `batch_size` indices (the last may be shorter) is split as evenly as
+    possible into `world_size × accumulation` micro-batches; a micro-batch left empty (a short last
+    batch) carries one clip with weight 0, so every rank takes part in every step. Weights are
+    `1 / len(global batch)`: the summed loss of a step is the mean over its clips, as in one process.
+    """
+    slots = context.world_size * max(1, batch_size // (context.world_size * micro_batch_size))
+    plan = []
+    for start in range(0, len(global_order), batch_size):
+        batch = global_order[start:start + batch_size]
+        chunks = np.array_split(np.asarray(batch), slots)
+        mine = chunks[context.rank::context.world_size]
+        for a, chunk in enumerate(mine):
+            last = a == len(mine) - 1
+            if len(chunk):
+                plan.append((chunk.tolist(), 1.0 / len(batch), last))
+            else:
+                plan.append(([batch[0]], 0.0, last))
+    return plan

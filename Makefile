@@ -22,6 +22,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PYTHON) -m pip install --quiet -e '.[test,bench]'
 	for script in benchmarks/bench_*.py; do $(PYTHON) $$script || exit 1; done
+	$(PYTHON) benchmarks/estimate_audioset.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info src/*.egg-info

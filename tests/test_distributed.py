@@ -102,6 +102,13 @@ def test_resume_a_two_rank_run_with_one_rank(tiny_data, tmp_path):
     assert states[-1]["coverage"] == {"clips": 64, "distinct": 64}
 
 
+def test_sync_batchnorm_on_cpu_is_a_clear_error(tiny_data, tmp_path):
+    from conftest import tiny_config
+
+    with pytest.raises(training.ConfigError, match="SyncBatchNorm runs on GPUs only"):
+        training.train(tiny_config(tiny_data, tmp_path / "sbn", sync_batchnorm=True, device="cpu"), progress=False)
+
+
 def children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():

@@ -91,7 +91,7 @@ class TrainConfig:
     # Multi-process (torchrun): batch_size stays the global batch per optimizer step; each rank runs
     # micro-batches of micro_batch_size (default batch_size / ranks) and accumulates the rest.
     micro_batch_size: int | None = None
-    sync_batchnorm: bool = False  # BatchNorm statistics over all ranks' micro-batches
+    sync_batchnorm: bool = False  # BatchNorm statistics over all ranks' micro-batches (CUDA only)
     timeout_s: float = 600.0  # how long a rank waits for the others before failing
 
     def __post_init__(self):
@@ -341,6 +341,8 @@ def _train_loop(config: TrainConfig, state: dict | None, progress: bool, context
     if config.batch_size % (context.world_size * micro):
         raise ConfigError(f"batch_size {config.batch_size} is not a multiple of {context.world_size} ranks × "
                           f"micro_batch_size {micro}")
+    if config.sync_batchnorm and device.type != "cuda":
+        raise ConfigError("sync_batchnorm needs CUDA devices (PyTorch's SyncBatchNorm runs on GPUs only)")
     train_set, eval_set = _datasets(config, LabelSet(tuple(state["labels"])) if state else None)
     label_set = train_set.label_set
 

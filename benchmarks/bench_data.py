@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_models import step_seconds
 from torch.utils.data import DataLoader
 
 from audioscene import models
@@ -20,7 +21,6 @@ from audioscene.data.folder import ClipDataset
 from audioscene.data.store import ShardDataset, pack
 from audioscene.data.synthetic import generate
 from audioscene.features import LogMel
-from audioscene.train import bce_loss
 
 
 def loading_rate(shards: Path, workers: int, batch_size: int, epochs: int) -> float:
@@ -38,22 +38,10 @@ def loading_rate(shards: Path, workers: int, batch_size: int, epochs: int) -> fl
 
 def training_rate(batch_size: int, steps: int) -> float:
     torch.manual_seed(0)
-    model = models.create("resnet_b_att", n_classes=527, width=64).to(memory_format=torch.channels_last).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    model = models.create("resnet_b_att", n_classes=527, width=64).train()
     logmel = torch.randn(batch_size, 998, 64)
     target = (torch.rand(batch_size, 527) < 0.01).float()
-
-    def step():
-        loss = bce_loss(model(logmel)["clipwise"], target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    step()  # warm-up
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps * batch_size / (time.perf_counter() - start)
+    return batch_size / step_seconds(model, logmel, target, channels_last=True, steps=steps)
 
 
 def main() -> None:

@@ -97,7 +97,7 @@ def test_a_flipped_byte_is_found(shards, tmp_path):
     assert result.returncode == 1 and shard.name in result.stderr
 
 
-def test_a_corrupt_member_is_named_or_skipped(shards, tmp_path):
+def test_a_corrupt_member_is_named_or_skipped(shards, tiny_data, tmp_path):
     out, dataset = shards
     bad = tmp_path / "bad"
     clips = list(dataset.clips[:3])
@@ -108,6 +108,12 @@ def test_a_corrupt_member_is_named_or_skipped(shards, tmp_path):
         list(ShardDataset(bad, shuffle=False))
     lenient = ShardDataset(bad, shuffle=False, skip_corrupt=True)
     assert len(list(lenient)) == 3 and lenient.skipped == 1
+    # the same in training: one clear error, or (--skip-corrupt) the other clips train
+    with pytest.raises(ShardError, match="broken.flac"):
+        training.train(tiny_config(tiny_data, tmp_path / "strict", train_data=f"shards:{bad}", epochs=1), progress=False)
+    run = training.train(tiny_config(tiny_data, tmp_path / "lenient", train_data=f"shards:{bad}", epochs=1,
+                                     skip_corrupt=True), progress=False)
+    assert training.load_checkpoint(run / "epoch_001.pt")["coverage"] == {"clips": 3, "distinct": 3}
 
 
 @pytest.mark.filterwarnings("ignore:This DataLoader will create 3 worker processes")  # 3 workers on 2 cores

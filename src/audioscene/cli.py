@@ -62,7 +62,7 @@ TRAIN_FLAGS = {  # CLI flag -> TrainConfig field; flags left out keep the config
     "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "seed": "seed", "workers": "workers",
     "device": "device", "amp": "amp", "channels_last": "channels_last", "labels": "labels_csv",
     "sampler": "sampler", "init": "init", "micro_batch_size": "micro_batch_size",
-    "sync_batchnorm": "sync_batchnorm", "compile": "compile", "cpu_bf16": "cpu_bf16",
+    "sync_batchnorm": "sync_batchnorm", "compile": "compile", "cpu_bf16": "cpu_bf16", "skip_corrupt": "skip_corrupt",
 }
 
 
@@ -371,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="BatchNorm statistics over all processes (torchrun)")
     p.add_argument("--compile", action="store_const", const=True, help="torch.compile the model")
     p.add_argument("--cpu-bf16", action="store_const", const=True, help="bf16 autocast on CPU")
+    p.add_argument("--skip-corrupt", action="store_const", const=True,
+                   help="shards: skip (and log) clips that cannot be decoded instead of stopping")
     p.add_argument("--out", help="run folder for checkpoints and metrics (default runs/run)")
     p.add_argument("--model", choices=_model_names(), help="Table-1 model (default resnet_b_att)")
     p.add_argument("--width", type=_positive_int, help="base channels (64 in the paper)")

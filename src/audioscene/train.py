@@ -70,6 +70,7 @@ class TrainConfig:
     labels_csv: str = ""  # for folder: specs, the CSV filename,labels (default PATH/labels.csv)
     sampler: str = "shuffle"  # shuffle | balanced (classes drawn in turn, for imbalanced label sets)
     init: str = ""  # checkpoint to start from: its trunk (and head, if the labels are the same)
+    skip_corrupt: bool = False  # shards: skip (and log) clips that cannot be decoded instead of stopping
     out_dir: str = "runs/run"
     model: str = "resnet_b_att"
     width: int = 64
@@ -269,7 +270,8 @@ def resume(run_dir: str | os.PathLike, progress: bool = True, **overrides) -> Pa
 
 
 def _datasets(config: TrainConfig, label_set: LabelSet | None):
-    train_set = open_dataset(config.train_data, label_set, config.clip_seconds, config.labels_csv, config.seed)
+    train_set = open_dataset(config.train_data, label_set, config.clip_seconds, config.labels_csv, config.seed,
+                             config.skip_corrupt)
     eval_set = open_dataset(config.eval_data, train_set.label_set, config.clip_seconds, config.labels_csv)
     if not isinstance(eval_set, ClipDataset):
         raise ConfigError(f"eval data {config.eval_data!r}: evaluation needs a map-style data set (a folder, "

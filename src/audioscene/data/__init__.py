@@ -16,8 +16,8 @@ from .folder import ClipDataset, DataSetError
 
 
 def open_dataset(spec: str, label_set: LabelSet | None = None, clip_seconds: float = 10.0,
-                 labels_csv: str = "", shuffle_seed: int = 0):
-    """The data set a spec names (see the module docstring)."""
+                 labels_csv: str = "", shuffle_seed: int = 0, skip_corrupt: bool = False):
+    """The data set a spec names (see the module docstring); `skip_corrupt` applies to shards."""
     kind, _, rest = spec.partition(":") if ":" in spec and spec.split(":", 1)[0] in KINDS else ("", "", spec)
     if kind == "folder":
         return ClipDataset.from_labels_csv(rest, labels_csv or Path(rest) / "labels.csv", label_set, clip_seconds)
@@ -31,7 +31,7 @@ def open_dataset(spec: str, label_set: LabelSet | None = None, clip_seconds: flo
     if kind == "shards":
         from .store import ShardDataset
 
-        return ShardDataset(rest, label_set, clip_seconds, seed=shuffle_seed)
+        return ShardDataset(rest, label_set, clip_seconds, seed=shuffle_seed, skip_corrupt=skip_corrupt)
     return ClipDataset.from_folder(rest, label_set, clip_seconds)
 
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -44,14 +45,23 @@ def load(path: str | os.PathLike, sr: int = SAMPLE_RATE) -> np.ndarray:
     """
     path = Path(path)
     _check_file(path)
+    return _read(path, path, sr)
+
+
+def decode(data: bytes, name: str, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """`load` for encoded audio held in memory (e.g. a shard member); errors name `name`."""
+    return _read(io.BytesIO(data), name, sr)
+
+
+def _read(source, name: str | os.PathLike, sr: int) -> np.ndarray:
     try:
-        samples, orig_sr = sf.read(path, dtype="float32", always_2d=True)
+        samples, orig_sr = sf.read(source, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioError(path, f"cannot decode audio ({exc})") from None
+        raise AudioError(name, f"cannot decode audio ({exc})") from None
     if samples.shape[0] == 0:
-        raise AudioError(path, "contains 0 samples")
+        raise AudioError(name, "contains 0 samples")
     if not np.isfinite(samples).all():
-        raise AudioError(path, "contains NaN or Inf samples")
+        raise AudioError(name, "contains NaN or Inf samples")
     mono = samples.mean(axis=1, dtype=np.float32)
     if orig_sr != sr:
         mono = soxr.resample(mono, orig_sr, sr, quality="HQ").astype(np.float32, copy=False)

@@ -26,12 +26,11 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import soundfile as sf
-import soxr
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from .._io import atomic_open
-from ..audio import SAMPLE_RATE
+from ..audio import SAMPLE_RATE, decode, load
 from ..labels import LabelSet
 from .folder import Clip, DataSetError, fix_length
 
@@ -58,8 +57,6 @@ def _flac_bytes(source: Path | np.ndarray) -> bytes:
     """FLAC files are stored as they are; anything else is decoded and written as 16 kHz FLAC."""
     if not isinstance(source, np.ndarray) and source.suffix.lower() == ".flac":
         return source.read_bytes()
-    from ..audio import load
-
     wave = source if isinstance(source, np.ndarray) else load(source)
     buffer = io.BytesIO()
     sf.write(buffer, wave, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
@@ -186,14 +183,6 @@ def verify(shard_dir: str | os.PathLike, progress: bool = True) -> VerifyReport:
     return VerifyReport(len(index["shards"]), n_clips, problems)
 
 
-def _decode(data: bytes) -> np.ndarray:
-    wave, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    mono = wave.mean(axis=1, dtype=np.float32)
-    if sr != SAMPLE_RATE:
-        mono = soxr.resample(mono, sr, SAMPLE_RATE, quality="HQ").astype(np.float32)
-    return mono
-
-
 class ShardDataset(IterableDataset):
     """Stream `(waveform [clip_samples], target [K])` from shards, each clip once per epoch.
 
@@ -272,7 +261,7 @@ class ShardDataset(IterableDataset):
     def _read_shard(self, path: Path) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for key, audio, meta in self._samples(path):
             try:
-                wave = _decode(audio)
+                wave = decode(audio, f"{path}:{key}.flac")
                 target = self.label_set.multi_hot(json.loads(meta)["labels"])
             except Exception as exc:  # libsndfile, JSON and label errors all mean "this clip is bad"
                 if not self.skip_corrupt:

@@ -129,25 +129,24 @@ def _tagger(args):
                            batch_size=args.batch_size)
 
 
-def _analyses(args, tagger, paths):
-    """(path, name, Analysis) of each audio input that could be read; the rest are named on stderr."""
+def _analyses(args, tagger, paths, failed: list):
+    """(path, name, Analysis) of each audio input that could be read; the others are named on
+    stderr and appended to `failed`."""
     from .audio import expand_paths
     from .infer import to_classes
     from .labels import DCASE2018_AUDIOSET_NAMES
 
     inputs = expand_paths(paths)
     names = dict(inputs)
-    failed = 0
     for path, result in tagger.analyze_many([p for p, _ in inputs], progress=True,
                                             workers=getattr(args, "workers", 0)):
         if isinstance(result, Exception):
             print(f"{PROG} {args.command}: skipped {result}", file=sys.stderr)
-            failed += 1
+            failed.append(path)
             continue
         if args.classes == "dcase2018":
             result = to_classes(result, DCASE2018_AUDIOSET_NAMES)
         yield path, names[path], result
-    args.failed = failed
 
 
 def _cmd_tag(args) -> int:
@@ -156,7 +155,8 @@ def _cmd_tag(args) -> int:
 
     tagger = _tagger(args)
     rows = []
-    for _, name, result in _analyses(args, tagger, args.paths):
+    failed: list = []
+    for _, name, result in _analyses(args, tagger, args.paths, failed):
         order = result.clipwise.argsort(kind="stable")[::-1][:args.top_k]
         tags = [(result.labels[k], float(result.clipwise[k])) for k in order]
         rows.append((name, tags))
@@ -170,7 +170,7 @@ def _cmd_tag(args) -> int:
         writer.writerow(("file", "rank", "label", "score"))
         writer.writerows((name, rank, label, f"{score:.6f}")
                          for name, tags in rows for rank, (label, score) in enumerate(tags, start=1))
-    return 1 if args.failed else 0
+    return 1 if failed else 0
 
 
 def _cmd_export_onnx(args) -> None:
@@ -197,12 +197,13 @@ def _cmd_detect(args) -> int:
 
     tagger = _tagger(args)
     events, n_files = [], 0
-    for _, name, result in _analyses(args, tagger, args.files):
+    failed: list = []
+    for _, name, result in _analyses(args, tagger, args.files, failed):
         events += events_from_analysis(result, name, args.thresholds, args.median)
         n_files += 1
     write_events_tsv(args.output, events)
     print(f"{len(events)} events in {n_files} files -> {args.output}")
-    return 1 if args.failed else 0
+    return 1 if failed else 0
 
 
 def _cmd_sed_eval(args) -> None:
@@ -223,7 +224,8 @@ def _cmd_sed_tune(args) -> int:
     reference = read_events_tsv(args.ref)
     tagger = _tagger(args)
     framewise, durations, labels = {}, {}, None
-    for _, name, result in _analyses(args, tagger, [args.audio]):
+    failed: list = []
+    for _, name, result in _analyses(args, tagger, [args.audio], failed):
         framewise[name], durations[name], labels = result.framewise, result.duration, result.labels
     if not framewise:
         raise ValueError(f"{args.audio}: no audio file could be read")
@@ -240,7 +242,7 @@ def _cmd_sed_tune(args) -> int:
                          [(label, f"{t:.2f}", k, pct(u), pct(f)) for label, t, k, f, u in
                           zip(tuning.labels, tuning.thresholds, tuning.kernels, tuning.f1, tuning.f1_untuned)]))
     print(f"\ntuned on {len(framewise)} files -> {args.output}")
-    return 1 if args.failed else 0
+    return 1 if failed else 0
 
 
 def _cmd_plot(args) -> None:

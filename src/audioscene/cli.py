@@ -265,6 +265,14 @@ def _cmd_plot(args) -> None:
     print(f"{args.file.name}: spectrogram and activations of {', '.join(chosen)} -> {args.output}")
 
 
+def _add_event_options(p) -> None:
+    """How frame scores become events (detect, view)."""
+    p.add_argument("--thresholds", type=_per_class_values(float), default=0.5,
+                   help="one threshold, one per class (comma-separated) or a sed-tune JSON (default 0.5)")
+    p.add_argument("--median", type=_per_class_values(int), default=1,
+                   help="odd median kernel in frames, one per class, or a sed-tune JSON (default 1: none)")
+
+
 def _add_model_options(p) -> None:
     p.add_argument("--run", type=Path, required=True,
                    help="run folder with epoch_NNN.pt checkpoints, or a model.onnx from export-onnx")
@@ -435,10 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--top-k", type=_positive_int, default=5, help="tags shown (default 5)")
-    p.add_argument("--thresholds", type=_per_class_values(float), default=0.5,
-                   help="event thresholds: one, one per class or a sed-tune JSON (default 0.5)")
-    p.add_argument("--median", type=_per_class_values(int), default=1,
-                   help="median kernels: one, one per class or a sed-tune JSON (default 1)")
+    _add_event_options(p)
     p.add_argument("--max-upload-mb", type=float, default=100.0, help="largest upload accepted (default 100 MB)")
     _add_model_options(p)
     p.set_defaults(func=_cmd_view)
@@ -453,10 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", type=Path, metavar="FILES", help="audio files or folders of them")
     p.add_argument("-o", "--output", type=Path, required=True, help="events TSV to write")
-    p.add_argument("--thresholds", type=_per_class_values(float), default=0.5,
-                   help="one threshold, one per class (comma-separated) or a sed-tune JSON (default 0.5)")
-    p.add_argument("--median", type=_per_class_values(int), default=1,
-                   help="odd median kernel in frames, one per class, or a sed-tune JSON (default 1: none)")
+    _add_event_options(p)
     _add_model_options(p)
     p.set_defaults(func=_cmd_detect)
 

@@ -272,11 +272,16 @@ def resume(run_dir: str | os.PathLike, progress: bool = True, **overrides) -> Pa
 def _datasets(config: TrainConfig, label_set: LabelSet | None):
     train_set = open_dataset(config.train_data, label_set, config.clip_seconds, config.labels_csv, config.seed,
                              config.skip_corrupt)
-    eval_set = open_dataset(config.eval_data, train_set.label_set, config.clip_seconds, config.labels_csv)
-    if not isinstance(eval_set, ClipDataset):
-        raise ConfigError(f"eval data {config.eval_data!r}: evaluation needs a map-style data set (a folder, "
-                          "folder: or dcase2018: spec), not shards")
-    return train_set, eval_set
+    return train_set, _eval_dataset(config.eval_data, train_set.label_set, config)
+
+
+def _eval_dataset(spec: str, label_set: LabelSet, config: TrainConfig) -> ClipDataset:
+    """The map-style data set that evaluation scores (its clips in a fixed order, with targets)."""
+    dataset = open_dataset(spec, label_set, config.clip_seconds, config.labels_csv)
+    if not isinstance(dataset, ClipDataset):
+        raise ConfigError(f"eval data {spec!r}: evaluation needs a map-style data set (a folder, folder: or "
+                          "dcase2018: spec), not shards")
+    return dataset
 
 
 def _epoch_plan(config: TrainConfig, train_set, epoch: int, context: Context, micro: int):
@@ -503,10 +508,7 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, device
         model, frontend, labels = model_from_checkpoint(state)
         if label_set is None:
             label_set = labels
-            train_config = TrainConfig.from_dict(state["train_config"])
-            dataset = open_dataset(str(data_dir), label_set, train_config.clip_seconds, train_config.labels_csv)
-            if not isinstance(dataset, ClipDataset):
-                raise ConfigError(f"{data_dir}: evaluation needs a map-style data set, not shards")
+            dataset = _eval_dataset(str(data_dir), label_set, TrainConfig.from_dict(state["train_config"]))
         elif labels != label_set:
             raise CheckpointError(f"{path}: its label set differs from {checkpoints[0].name}'s")
         clipwise = predict(model, frontend, dataset, torch_device, batch_size, workers,

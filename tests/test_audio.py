@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import sine
+from helpers import sine
 
 from audioscene.audio import AudioError, load
 

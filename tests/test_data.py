@@ -1,25 +1,33 @@
 """Data at scale: AudioSet CSVs, shards, streaming splits, balanced sampling, own folders, DCASE 2018."""
 
+import errno
+import hashlib
+import io
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
 from collections import Counter
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import tiny_config
-from test_cli import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli, tiny_config
 from torch.utils.data import DataLoader
 
 from audioscene import train as training
-from audioscene.audio import load
+from audioscene.audio import AudioError, load
 from audioscene.data import dcase2018, open_dataset
-from audioscene.data.audioset import SegmentFileError, read_segments
-from audioscene.data.folder import ClipDataset, DataSetError
+from audioscene.data.audioset import Segment, SegmentFileError, read_segments
+from audioscene.data.folder import Clip, ClipDataset, DataSetError
 from audioscene.data.sampler import BalancedSampler
 from audioscene.data.store import ShardDataset, ShardError, pack, verify
-from audioscene.labels import LabelSet, dcase2018 as dcase_labels
+from audioscene.labels import LabelSet
+from audioscene.labels import dcase2018 as dcase_labels
 
 # The official files' format (balanced_train_segments.csv), lines as they appear there.
 SEGMENTS = """\
@@ -46,10 +54,16 @@ def test_segment_csv_in_the_official_format(tmp_path):
 
 
 @pytest.mark.parametrize("line, problem", [
-    ('abc, 30.000, "/m/09x0r"', "expected 4 columns"),
-    ('abc, thirty, 40.000, "/m/09x0r"', "must be numbers"),
-    ('abc, 40.000, 30.000, "/m/09x0r"', "start < end"),
-    ('abc, 30.000, 40.000, ""', "no labels"),
+    ('abcdefghijk, 30.000, "/m/09x0r"', "expected 4 columns"),
+    ('abcdefghijk, thirty, 40.000, "/m/09x0r"', "must be numbers"),
+    ('abcdefghijk, 40.000, 30.000, "/m/09x0r"', "start < end"),
+    ('abcdefghijk, 30.000, inf, "/m/09x0r"', "finite"),
+    ('abcdefghijk, nan, 40.000, "/m/09x0r"', "finite"),
+    ('abcdefghijk, 30.000, 40.000, ""', "no labels"),
+    # YTIDs become file names: path-shaped ones must never get that far
+    ('../../../../ESCAPED/evil, 30.000, 40.000, "/m/09x0r"', "not a YouTube id"),
+    ('/abs/path/evilevil, 30.000, 40.000, "/m/09x0r"', "not a YouTube id"),
+    ('abc, 30.000, 40.000, "/m/09x0r"', "not a YouTube id"),
 ])
 def test_malformed_segment_lines(tmp_path, line, problem):
     path = tmp_path / "segments.csv"
@@ -58,6 +72,20 @@ def test_malformed_segment_lines(tmp_path, line, problem):
         read_segments(path)
     skipped = read_segments(path, skip_bad=True)
     assert len(skipped.segments) == 4 and skipped.bad_lines[0][0] == 8 and "malformed" in skipped.report()
+
+
+def test_segment_csv_quote_left_open_and_encoding_are_named(tmp_path):
+    path = tmp_path / "segments.csv"
+    # an unterminated quote once swallowed the next line silently (2 segments read as 1)
+    path.write_text(SEGMENTS + 'abcdefghijk, 30.000, 40.000, "/m/09x0r\nbcdefghijkl, 0.000, 10.000, "/m/09x0r"\n')
+    with pytest.raises(SegmentFileError, match="segments.csv:8: a quote opened on this line is not closed"):
+        read_segments(path)
+    assert len(read_segments(path, skip_bad=True).segments) == 4
+    path.write_bytes(SEGMENTS.encode() + b'abcdefghijk, 30.000, 40.000, "/m/09x0r" # caf\xe9\n')
+    with pytest.raises(SegmentFileError, match=r"segments.csv:8: not UTF-8 text \(byte 0xe9\)"):
+        read_segments(path)
+    with pytest.raises(SegmentFileError, match="YouTube id"):
+        Segment("../../x", 0.0, 10.0, ("/m/09x0r",))  # the API refuses the same ids
 
 
 @pytest.fixture(scope="module")
@@ -97,23 +125,113 @@ def test_a_flipped_byte_is_found(shards, tmp_path):
     assert result.returncode == 1 and shard.name in result.stderr
 
 
+def break_member(pack_dir, member_name: str) -> None:
+    """Replace one member's bytes inside a packed shard (and fix the index's size and sha256, so
+    only decoding can notice), as a bit rot after `verify` or a hand-made shard would."""
+    index = json.loads((pack_dir / "index.json").read_text())
+    shard = pack_dir / index["shards"][0]["name"]
+    with tarfile.open(shard) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar]
+    with tarfile.open(shard, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for member, data in members:
+            if member.name == member_name:
+                data = b"fLaC" + bytes(100)
+                member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    index["shards"][0].update(bytes=shard.stat().st_size, sha256=hashlib.sha256(shard.read_bytes()).hexdigest())
+    (pack_dir / "index.json").write_text(json.dumps(index))
+
+
 def test_a_corrupt_member_is_named_or_skipped(shards, tiny_data, tmp_path):
     out, dataset = shards
     bad = tmp_path / "bad"
-    clips = list(dataset.clips[:3])
-    broken = tmp_path / "broken.flac"
-    broken.write_bytes(b"fLaC" + bytes(100))  # a .flac that does not decode
-    pack([*clips, type(clips[0])(broken, ("Dog",))], bad, dataset.label_set, progress=False)
-    with pytest.raises(ShardError, match=r"shard-000000.tar: member broken.flac/.json cannot be used"):
+    pack(dataset.clips[:4], bad, dataset.label_set, progress=False)
+    broken = dataset.clips[3].source.stem
+    break_member(bad, f"{broken}.flac")
+    with pytest.raises(ShardError, match=rf"shard-000000.tar: member {broken}.flac/.json cannot be used"):
         list(ShardDataset(bad, shuffle=False))
-    lenient = ShardDataset(bad, shuffle=False, skip_corrupt=True)
-    assert len(list(lenient)) == 3 and lenient.skipped == 1
-    # the same in training: one clear error, or (--skip-corrupt) the other clips train
-    with pytest.raises(ShardError, match="broken.flac"):
+    assert len(list(ShardDataset(bad, shuffle=False, skip_corrupt=True))) == 3
+    # the same in training: one clear error, or (--skip-corrupt) the other clips train and the
+    # epoch's record says how many were missed, also when DataLoader workers did the skipping
+    with pytest.raises(ShardError, match=f"{broken}.flac"):
         training.train(tiny_config(tiny_data, tmp_path / "strict", train_data=f"shards:{bad}", epochs=1), progress=False)
-    run = training.train(tiny_config(tiny_data, tmp_path / "lenient", train_data=f"shards:{bad}", epochs=1,
-                                     skip_corrupt=True), progress=False)
-    assert training.load_checkpoint(run / "epoch_001.pt")["coverage"] == {"clips": 3, "distinct": 3}
+    for workers in (0, 1):
+        run = training.train(tiny_config(tiny_data, tmp_path / f"lenient{workers}", train_data=f"shards:{bad}",
+                                         epochs=1, skip_corrupt=True, workers=workers), progress=False)
+        state = training.load_checkpoint(run / "epoch_001.pt")
+        assert state["coverage"] == {"clips": 3, "distinct": 3, "missed": 1}
+        assert state["history"][0]["train_clips_per_s"] > 0
+
+
+def test_pack_refuses_an_undecodable_clip_and_keeps_the_old_pack(shards, tmp_path):
+    out, dataset = shards
+    target = tmp_path / "pack"
+    pack(dataset.clips[:3], target, dataset.label_set, progress=False)
+    before = (target / "index.json").read_text()
+    broken = tmp_path / "broken.flac"
+    broken.write_bytes(b"fLaC" + bytes(100))  # was stored unchecked, and verify then said all good
+    with pytest.raises(AudioError, match="broken.flac: cannot decode"):
+        pack([*dataset.clips[3:6], Clip(broken, ("Dog",))], target, dataset.label_set, progress=False)
+    assert (target / "index.json").read_text() == before and verify(target, progress=False).ok
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.flac", "pack"]  # no staging left
+
+
+def test_pack_that_fails_on_a_full_disk_keeps_the_old_pack(shards, tmp_path, monkeypatch):
+    out, dataset = shards
+    target = tmp_path / "pack"
+    pack(dataset.clips[:3], target, dataset.label_set, progress=False)
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    real_add = tarfile.TarFile.addfile
+    calls = []
+
+    def full_disk(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) > 4:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_add(self, *args, **kwargs)
+
+    monkeypatch.setattr(tarfile.TarFile, "addfile", full_disk)
+    with pytest.raises(ShardError, match="pack: packing failed, the folder is unchanged .No space left"):
+        pack(dataset.clips[3:9], target, dataset.label_set, progress=False)
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert verify(target, progress=False).ok
+
+
+def test_pack_killed_midway_keeps_the_old_pack(shards, tmp_path):
+    out, dataset = shards
+    target = tmp_path / "pack"
+    pack(dataset.clips[:3], target, dataset.label_set, progress=False)
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    # a slow pack into the same folder, killed while it writes (SIGKILL: no cleanup runs)
+    script = f"""
+import time, numpy as np
+from audioscene.data.folder import Clip
+from audioscene.data.store import pack
+from audioscene.labels import LabelSet
+def clips():
+    for i in range(1000):
+        time.sleep(0.05)
+        yield Clip(np.zeros(16000, np.float32), ())
+pack(clips(), {str(target)!r}, LabelSet(("Dog",)), shard_bytes=2000, progress=False)
+"""
+    child = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".pack.*.staging/shard-000001.tar")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert list(tmp_path.glob(".pack.*.staging"))  # it was killed midway
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before and verify(target, progress=False).ok
+    pack(dataset.clips[:2], target, dataset.label_set, progress=False)  # the next pack cleans up
+    assert not list(tmp_path.glob(".pack.*")) and json.loads((target / "index.json").read_text())["n_clips"] == 2
+
+
+def test_pack_refuses_a_folder_of_other_files(shards, tmp_path):
+    out, dataset = shards
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ShardError, match="not empty and not a shard folder"):
+        pack(dataset.clips[:1], tmp_path, dataset.label_set, progress=False)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.filterwarnings("ignore:This DataLoader will create 3 worker processes")  # 3 workers on 2 cores
@@ -177,7 +295,8 @@ def test_fine_tuning_keeps_the_trunk_and_makes_a_new_head(tiny_run, tiny_data, t
     audio_dir, labels_csv = own_folder(tiny_data, tmp_path)
     init = tiny_run / "epoch_002.pt"
     config = tiny_config(tiny_data, tmp_path / "ft", train_data=f"folder:{audio_dir}", eval_data=f"folder:{audio_dir}",
-                         labels_csv=str(labels_csv), init=str(init), epochs=1, lr=1e-12, seed=1)
+                         labels_csv=str(labels_csv), eval_labels_csv=str(labels_csv), init=str(init), epochs=1,
+                         lr=1e-12, seed=1)
     run = training.train(config, progress=False)
     state = training.load_checkpoint(run / "epoch_001.pt")
     before = training.load_checkpoint(init)["model"]
@@ -185,16 +304,41 @@ def test_fine_tuning_keeps_the_trunk_and_makes_a_new_head(tiny_run, tiny_data, t
     assert state["model"]["head.classifier.weight"].shape[0] == 3
     conv = "trunk.stem.0.weight" if "trunk.stem.0.weight" in before else next(k for k in before if k.startswith("trunk."))
     torch.testing.assert_close(state["model"][conv], before[conv], atol=1e-6, rtol=0)  # lr 1e-12: still the init
-    # the CLI takes model and width from the checkpoint when they are not given
     result = run_cli("train", "--data", f"folder:{audio_dir}", "--labels", str(labels_csv), "--eval-data",
-                     f"folder:{audio_dir}", "--init", str(init), "--epochs", "1", "--batch-size", "32",
-                     "--out", str(tmp_path / "cli_ft"))
-    assert result.returncode == 0, result.stderr
-    assert training.load_checkpoint(tmp_path / "cli_ft" / "epoch_001.pt")["model_config"]["width"] == 8
-    result = run_cli("train", "--data", f"folder:{audio_dir}", "--labels", str(labels_csv), "--eval-data",
-                     f"folder:{audio_dir}", "--init", str(init), "--width", "16", "--model", "resnet_b_att",
-                     "--out", str(tmp_path / "wrong"))
+                     f"folder:{audio_dir}", "--eval-labels", str(labels_csv), "--init", str(init), "--width", "16",
+                     "--model", "resnet_b_att", "--out", str(tmp_path / "wrong"))
     assert_one_line_error(result, "epoch_002.pt", "width 8", "width 16")
+
+
+def test_each_folder_spec_has_its_own_labels(tiny_run, tiny_data, tmp_path):
+    """The CLI help's fine-tuning example: own training clips and own eval clips, each folder with
+    its labels.csv (new labels: Vacuum_cleaner and Other). One --labels used to label both."""
+    train_dir, eval_dir = tmp_path / "my_clips", tmp_path / "my_eval"
+    for folder, split, count in ((train_dir, "train", 32), (eval_dir, "eval", 12)):
+        folder.mkdir()
+        lines = ["filename,labels"]
+        for clip in ClipDataset.from_folder(tiny_data / split).clips[:count]:
+            name = f"{split}_{clip.source.name}"  # the two folders share no file name
+            shutil.copy(clip.source, folder / name)
+            lines.append(f"{name},{'Vacuum_cleaner' if 'Vacuum_cleaner' in clip.labels else 'Other'}")
+        (folder / "labels.csv").write_text("\n".join(lines) + "\n")
+    # the model and width come from the --init checkpoint when they are not given
+    result = run_cli("train", "--data", f"folder:{train_dir}", "--labels", str(train_dir / "labels.csv"),
+                     "--eval-data", f"folder:{eval_dir}", "--init", str(tiny_run / "epoch_002.pt"), "--epochs", "1",
+                     "--batch-size", "16", "--out", str(tmp_path / "mine"))
+    assert result.returncode == 0, result.stderr
+    state = training.load_checkpoint(tmp_path / "mine" / "epoch_001.pt")
+    assert state["labels"] == ["Other", "Vacuum_cleaner"] and state["model_config"]["width"] == 8
+    # evaluate takes the data's own labels too
+    per_class = tmp_path / "out" / "pc.csv"
+    result = run_cli("evaluate", "--run", str(tmp_path / "mine"), "--data", f"folder:{eval_dir}",
+                     "--per-class", str(per_class))
+    assert result.returncode == 0, result.stderr
+    assert "12 clips" in result.stdout and "chosen by mAP on folder:" in result.stdout and per_class.is_file()
+    (eval_dir / "other.csv").write_text("filename,labels\neval_synth_000000.flac,Speech\n")
+    result = run_cli("evaluate", "--run", str(tmp_path / "mine"), "--data", f"folder:{eval_dir}",
+                     "--labels", str(eval_dir / "other.csv"))
+    assert_one_line_error(result, "other.csv:2", "Speech")
 
 
 def test_training_streams_shards_and_balances_classes(shards, tiny_data, tmp_path):

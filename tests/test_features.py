@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import sine
+from helpers import sine
 from scipy.signal import chirp
 from torchvggish import mel_features
 

@@ -1,8 +1,13 @@
+import math
+
 import pytest
 import torch
 
 from audioscene import models
+from audioscene.errors import InputError
+from audioscene.features import FrontendConfig
 from audioscene.models.blocks import ResNetTrunk
+from audioscene.models.heads import AttentionHead, channel_pool
 
 
 def n_params(module: torch.nn.Module) -> int:
@@ -90,10 +95,12 @@ def test_attention_weights_sum_to_one_and_pool_framewise():
 def test_global_pool_framewise_is_the_fc_per_frame():
     """For linear heads, the FC of the time-mean equals the time-mean of the per-frame logits."""
     model = models.create("resnet_b", **SMALL).eval()
+    logmel = torch.randn(2, 998, 64)
     with torch.no_grad():
-        out = model(torch.randn(2, 998, 64))
-    frame_logits = torch.logit(out["framewise"].double())
-    torch.testing.assert_close(torch.sigmoid(frame_logits.mean(dim=1)).float(), out["clipwise"], atol=1e-5, rtol=0)
+        out = model(logmel)
+        frame_logits = model.head.fc(channel_pool(model.trunk(logmel[:, None])))  # (batch, time', classes)
+    torch.testing.assert_close(out["framewise"], torch.sigmoid(frame_logits))
+    torch.testing.assert_close(out["clipwise"], torch.sigmoid(frame_logits.mean(dim=1)), atol=1e-6, rtol=0)
 
 
 def test_resnet_a_uses_eleven_examples_for_a_10s_clip():
@@ -105,11 +112,37 @@ def test_resnet_a_uses_eleven_examples_for_a_10s_clip():
         out = model(clip)
     assert calls == [(22, 1, 96, 64)]  # 2 clips x 11 examples, one batch
     torch.testing.assert_close(out["clipwise"], out["framewise"].mean(dim=1))
-    # the 11th example is the last 38 frames followed by zeros
-    padded = torch.cat([clip[:1, 960:], torch.zeros(1, 96 - 38, 64)], dim=1)
+    # the 11th example is the last 38 frames followed by the log-mel of digital silence (not 0,
+    # which is a loud value in the log domain)
+    silence = FrontendConfig().silence
+    assert silence == pytest.approx(math.log(0.01))
+    padded = torch.cat([clip[:1, 960:], torch.full((1, 96 - 38, 64), silence)], dim=1)
+    zero_padded = torch.cat([clip[:1, 960:], torch.zeros(1, 96 - 38, 64)], dim=1)
     with torch.no_grad():
-        last = model(padded)["clipwise"]
+        last, zero_last = model(padded)["clipwise"], model(zero_padded)["clipwise"]
     torch.testing.assert_close(last[0], out["framewise"][0, 10], atol=1e-6, rtol=0)
+    assert (zero_last[0] - out["framewise"][0, 10]).abs().max() > 1e-3
+
+
+def test_attention_clip_probability_never_exceeds_one():
+    """All-certain frames: the float sum of softmax weights x 1.0 rounds past 1 for many classes
+    (measured: ~1,000 of 4,216 by up to 4.8e-7); the clip output must stay a probability."""
+    head = AttentionHead(16, 527)
+    with torch.no_grad():
+        head.classifier.weight.zero_()
+        head.classifier.bias.fill_(30.0)  # sigmoid(30) == 1.0 in float32
+        features = torch.randn(8, 16, 32, 2) * 3
+        frames = channel_pool(features)
+        unclamped = (torch.softmax(head.attention(frames), dim=1) * torch.sigmoid(head.classifier(frames))).sum(1)
+        out = head(features)
+    assert (unclamped > 1).any()  # the case exists
+    assert out["clipwise"].max() <= 1 and out["clipwise"].min() >= 0
+
+
+@pytest.mark.parametrize("n_classes, width", [(0, 8), (7, 0), (7, 8.5), (-1, 8)])
+def test_create_checks_its_numbers(n_classes, width):
+    with pytest.raises(InputError, match="n_classes|width"):
+        models.create("resnet_b", n_classes=n_classes, width=width)
 
 
 def test_create_rejects_unknown_names_and_overrides():

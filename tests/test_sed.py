@@ -5,8 +5,21 @@ import warnings
 import numpy as np
 import pytest
 
-from audioscene.sed import (Event, EventFileError, Tuning, binarize, detect_events, event_f1, map_classes,
-                            median_filter, read_events_tsv, to_events, to_frames, tune, write_events_tsv)
+from audioscene.sed import (
+    Event,
+    EventFileError,
+    Tuning,
+    binarize,
+    detect_events,
+    event_f1,
+    map_classes,
+    median_filter,
+    read_events_tsv,
+    to_events,
+    to_frames,
+    tune,
+    write_events_tsv,
+)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # sed_eval's dependencies warn about pkg_resources on import

@@ -7,8 +7,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
-from test_cli import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli, tiny_config
 
 from audioscene import train as training
 from audioscene.data.folder import ClipDataset

@@ -1,11 +1,23 @@
-"""Atomic file output: write to a temporary file beside the target, then rename over it."""
+"""Files: atomic writes (a temporary file beside the target, then a rename), output path checks,
+and strict reading of the text files that describe data (UTF-8, no NUL bytes, lines named)."""
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import glob
+import io
 import os
+import shutil
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterable, Iterator
+
+from .audio import AUDIO_SUFFIXES
+from .errors import AudioSceneError
+
+
+class OutputError(AudioSceneError, OSError):
+    """An output file that cannot or must not be written; the message names it."""
 
 
 @contextlib.contextmanager
@@ -13,9 +25,11 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[
     """Open a temporary sibling of `path` for writing; rename it onto `path` only on success.
 
     A crash or exception inside the block leaves any previous `path` untouched and no partial
-    file under its name.
+    file under its name. A write that fails (disk full, permissions) raises `OutputError` naming
+    `path`. Temporary files left by a killed process are removed the next time `path` is written.
     """
     path = Path(path)
+    remove_stale(path, ".tmp")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, mode, **kwargs) as f:
@@ -23,5 +37,89 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"{path}: could not be written ({exc.strerror or exc}); any previous version is "
+                          "unchanged") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_stale(path: Path, suffix: str) -> None:
+    """Delete the `.NAME.PID{suffix}` siblings of `path` (files or folders) whose writing process
+    no longer runs: what a killed `atomic_open` or `pack` leaves behind."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*{suffix}"):
+        pid = stale.name[len(path.name) + 2:-len(suffix)]
+        if pid.isdigit() and not _running(int(pid)):
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+PROTECTED_SUFFIXES = (".pt", *AUDIO_SUFFIXES)
+
+
+def prepare_output(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> Path:
+    """Check an output file path before any work is done, and create its folder.
+
+    Refused (`OutputError`): a path that is one of `inputs`, a folder, or names an audio file or
+    a checkpoint (`PROTECTED_SUFFIXES`): writing a table there would destroy data.
+    """
+    path = Path(path)
+    if path.suffix.lower() in PROTECTED_SUFFIXES:
+        raise OutputError(f"{path}: refusing to write output over an audio file or checkpoint name "
+                          f"({path.suffix}); choose another output name")
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give an output file name")
+    resolved = path.resolve()
+    if any(resolved == Path(p).resolve() for p in inputs):
+        raise OutputError(f"{path}: is also an input; the output would replace it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create its folder ({exc.strerror or exc})") from None
+    return path
+
+
+def read_text(path: str | os.PathLike, error: type[Exception]) -> str:
+    """The UTF-8 text of a data file (CSV, TSV). A file that is missing, not a regular file, holds
+    a NUL byte or is not UTF-8 raises `error` with a message naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
+    data = path.read_bytes()
+    if b"\0" in data:
+        line = data.count(b"\n", 0, data.index(b"\0")) + 1
+        raise error(f"{path}:{line}: contains a NUL byte (a binary file?)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise error(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
+
+
+def csv_rows(path: str | os.PathLike, error: type[Exception], **reader_options) -> Iterator[tuple[int, int, list[str]]]:
+    """`(first line, last line, cells)` of each row of a UTF-8 CSV (`read_text`'s checks). A row
+    whose last line differs from its first spans lines: an unterminated quote joined them, and
+    the caller decides whether its format allows that."""
+    text = read_text(path, error)
+    reader = csv.reader(io.StringIO(text, newline=""), **reader_options)
+    first = 1
+    try:
+        for row in reader:
+            yield first, reader.line_num, row
+            first = reader.line_num + 1
+    except csv.Error as exc:
+        raise error(f"{path}:{first}: malformed CSV ({exc})") from None

@@ -15,11 +15,13 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .errors import AudioSceneError, InputError
+
 SAMPLE_RATE = 16000
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
 
 
-class AudioError(Exception):
+class AudioError(AudioSceneError):
     """A file could not be used as audio; the message names the file and the reason."""
 
     def __init__(self, path: str | os.PathLike, reason: str):
@@ -122,7 +124,7 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, str]]:
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
             if not files:
-                raise ValueError(f"{path}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder")
+                raise InputError(f"{path}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder")
             found += [(p, p.relative_to(path).as_posix()) for p in files]
         else:
             found.append((path, path.name))

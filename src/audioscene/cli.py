@@ -8,12 +8,13 @@ import os
 import sys
 from pathlib import Path
 
-from .audio import AudioError
+from .errors import AudioSceneError, InputError, check_number, describe_range
 from .sed import DEFAULT_KERNELS, DEFAULT_THRESHOLDS
 
 PROG = "audioscene"
-# Errors a user can cause and fix; these print one line, anything else is a bug and keeps its traceback.
-USER_ERRORS = (AudioError, ValueError, OSError)
+# Errors a user can cause and fix (and OSError from their files); these print one line, anything else
+# is a bug and keeps its traceback.
+USER_ERRORS = (AudioSceneError, OSError)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,14 +34,31 @@ def _snr_range(text: str) -> tuple[float, float]:
     return (values[0], values[-1])
 
 
-def _positive_int(text: str) -> int:
+def _number(integer: bool = False, low: float | None = None, high: float | None = None, low_open: bool = False):
+    """An argparse type: a finite number in a range, checked as the API checks it."""
+    wanted = describe_range(integer, low, high, low_open)
+
+    def parse(text: str):
+        try:
+            return check_number("value", (int if integer else float)(text), integer=integer, low=low, high=high,
+                                low_open=low_open)
+        except (ValueError, InputError):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+    return parse
+
+
+_positive_int = _number(integer=True, low=1)
+_count = _number(integer=True, low=0)
+_positive = _number(low=0, low_open=True)
+
+
+def _device(text: str) -> str:
+    from .train import ConfigError, check_device
+
     try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+        return check_device(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _model_names() -> list[str]:
@@ -61,6 +79,7 @@ TRAIN_FLAGS = {  # CLI flag -> TrainConfig field; flags left out keep the config
     "train_data": "train_data", "eval_data": "eval_data", "out": "out_dir", "model": "model", "width": "width",
     "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "seed": "seed", "workers": "workers",
     "device": "device", "amp": "amp", "channels_last": "channels_last", "labels": "labels_csv",
+    "eval_labels": "eval_labels_csv",
     "sampler": "sampler", "init": "init", "micro_batch_size": "micro_batch_size",
     "sync_batchnorm": "sync_batchnorm", "compile": "compile", "cpu_bf16": "cpu_bf16", "skip_corrupt": "skip_corrupt",
 }
@@ -80,25 +99,39 @@ def _cmd_train(args) -> None:
             overrides = {"model": source["name"], "width": source["width"], **overrides}
         config = TrainConfig.from_toml(args.config, **overrides) if args.config else TrainConfig.from_dict(overrides)
         if not (config.train_data and config.eval_data):
-            raise ValueError("need --train-data and --eval-data (or a --config that sets train_data and eval_data)")
+            raise InputError("need --train-data and --eval-data (or a --config that sets train_data and eval_data)")
         run_dir = train(config)
     if os.environ.get("RANK", "0") == "0":
         print(f"run finished: checkpoints and metrics.csv in {run_dir}")
 
 
 def _cmd_evaluate(args) -> None:
+    from ._io import prepare_output
     from .report import table2, write_per_class_csv
     from .train import evaluate_run
 
-    result = evaluate_run(args.run, args.data, device=args.device, batch_size=args.batch_size, workers=args.workers)
+    per_class = prepare_output(args.per_class or args.run / f"per_class_{_spec_name(args.data)}.csv")
+    result = evaluate_run(args.run, args.data, device=args.device, batch_size=args.batch_size, workers=args.workers,
+                          labels_csv=args.labels or "", select_data=args.select_data,
+                          select_labels_csv=args.select_labels or "", amp=args.amp)
     name = args.run.name
     rows = [(f"{name} (peak, epoch {result['peak_epoch']})", result["peak"]),
             (f"{name} (Avg of {len(result['epochs'])} checkpoints)", result["avg"])]
-    per_class = args.per_class or args.run / f"per_class_{args.data.name}.csv"
     write_per_class_csv(per_class, result["labels"].names, [("peak", result["peak"]), ("avg", result["avg"])])
-    print(f"{result['n_clips']} clips from {args.data}\n")
+    print(f"{result['n_clips']} clips from {args.data}"
+          f"{' (bf16 autocast)' if args.amp else ''}\n")
     print(table2(rows))
+    if args.select_data is None:
+        print(f"\nthe peak epoch is chosen by mAP on {args.data} itself, as in the paper (optimistic: the split that "
+              "picks the epoch is also scored); --select-data picks it on another split")
+    else:
+        print(f"\nthe peak epoch is chosen by mAP on {args.select_data}")
     print(f"\nper-class AP/AUC: {per_class}")
+
+
+def _spec_name(spec: str) -> str:
+    """A file-name-safe short name of a data spec (its last path part)."""
+    return Path(spec.rstrip("/").split(":")[-1] or "data").name
 
 
 def _per_class_values(kind: type):
@@ -174,8 +207,10 @@ def _cmd_tag(args) -> int:
 
 
 def _cmd_export_onnx(args) -> None:
+    from ._io import prepare_output
     from .export import export_onnx
 
+    prepare_output(args.output)
     parity = export_onnx(args.run, args.output, args.checkpoint, with_frontend=args.with_frontend,
                          tolerance=args.tolerance)
     print(f"wrote {args.output} ({'waveform' if args.with_frontend else 'log-mel'} input, dynamic batch and time); "
@@ -192,17 +227,19 @@ def _cmd_view(args) -> None:
 
 
 def _cmd_detect(args) -> int:
+    from ._io import prepare_output
     from .infer import events_from_analysis
     from .sed import write_events_tsv
 
+    output = prepare_output(args.output, inputs=args.files)
     tagger = _tagger(args)
     events, n_files = [], 0
     failed: list = []
     for _, name, result in _analyses(args, tagger, args.files, failed):
         events += events_from_analysis(result, name, args.thresholds, args.median)
         n_files += 1
-    write_events_tsv(args.output, events)
-    print(f"{len(events)} events in {n_files} files -> {args.output}")
+    write_events_tsv(output, events)
+    print(f"{len(events)} events in {n_files} files -> {output}")
     return 1 if failed else 0
 
 
@@ -218,9 +255,11 @@ def _cmd_sed_eval(args) -> None:
 
 
 def _cmd_sed_tune(args) -> int:
+    from ._io import prepare_output
     from .report import markdown_table
     from .sed import read_events_tsv, tune
 
+    output = prepare_output(args.output, inputs=(args.ref,))
     reference = read_events_tsv(args.ref)
     tagger = _tagger(args)
     framewise, durations, labels = {}, {}, None
@@ -228,7 +267,7 @@ def _cmd_sed_tune(args) -> int:
     for _, name, result in _analyses(args, tagger, [args.audio], failed):
         framewise[name], durations[name], labels = result.framewise, result.duration, result.labels
     if not framewise:
-        raise ValueError(f"{args.audio}: no audio file could be read")
+        raise InputError(f"{args.audio}: no audio file could be read")
     unheard = {e.filename for e in reference} - set(framewise)
     if unheard:
         print(f"{PROG} sed-tune: {len(unheard)} files of {args.ref} are not in {args.audio} (e.g. "
@@ -236,7 +275,7 @@ def _cmd_sed_tune(args) -> int:
     tuning = tune(framewise, reference, tagger.frame_hop, labels, thresholds=args.grid,
                   kernels=(1,) if args.thresholds_only else args.kernels, durations=durations,
                   t_collar=args.collar, progress=True)
-    tuning.save(args.output)
+    tuning.save(output)
     pct = lambda v: "–" if v != v else f"{100 * v:.2f}"  # noqa: E731  (NaN: no reference events)
     print(markdown_table(("class", "threshold", "median kernel", "F1 % at 0.5", "F1 % tuned"),
                          [(label, f"{t:.2f}", k, pct(u), pct(f)) for label, t, k, f, u in
@@ -246,12 +285,14 @@ def _cmd_sed_tune(args) -> int:
 
 
 def _cmd_plot(args) -> None:
+    from ._io import prepare_output
     from .features import logmel_from_file
     from .infer import to_classes
     from .labels import DCASE2018_AUDIOSET_NAMES
     from .report import plot_activations
     from .sed import Tuning, read_events_tsv
 
+    prepare_output(args.output, inputs=(args.file,))
     tagger = _tagger(args)
     result = tagger.analyze(args.file)
     if args.classes == "dcase2018":
@@ -281,8 +322,8 @@ def _add_model_options(p) -> None:
     p.add_argument("--classes", choices=CLASS_GROUPS, default="all",
                    help="all: the run's own labels; dcase2018: the 10 DCASE classes, each the max over its "
                         "AudioSet labels (default all)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    p.add_argument("--hop-s", type=float, help="window step in seconds (default: the window, about 10 s)")
+    p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--hop-s", type=_positive, help="window step in seconds (default: the window, about 10 s)")
     p.add_argument("--batch-size", type=_positive_int, default=8, help="windows per forward pass (default 8)")
 
 
@@ -315,7 +356,7 @@ def _cmd_pack(args) -> None:
 
     dataset = open_dataset(args.data, clip_seconds=10.0, labels_csv=args.labels or "")
     if not hasattr(dataset, "clips"):
-        raise ValueError(f"{args.data}: already shards")
+        raise InputError(f"{args.data}: already shards")
     index = pack(dataset.clips, args.out, dataset.label_set, shard_bytes=int(args.shard_mb * 2**20))
     print(f"packed {len(dataset.clips)} clips -> {index}")
 
@@ -348,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="output folder (audio/, weak.csv, strong.tsv)")
     p.add_argument("--n-clips", type=_positive_int, default=100, help="number of clips (default 100)")
-    p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
+    p.add_argument("--seed", type=_count, default=0, help="random seed; same seed, same bytes (default 0)")
     p.add_argument("--snr-db", type=_snr_range, default=None,
                    help="event-to-background ratio in dB: a value or LOW,HIGH (default 0,15)")
     p.add_argument("--workers", type=_positive_int, help="processes rendering clips (default: one per CPU)")
@@ -370,7 +411,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training data: DIR (weak.csv + audio/), folder:DIR (with --labels), "
                         "dcase2018:ROOT:SPLIT or shards:DIR")
     p.add_argument("--eval-data", help="evaluation data (same forms, not shards), scored after every epoch")
-    p.add_argument("--labels", help="for folder: data, the CSV filename,labels (labels ;-separated names or mids)")
+    p.add_argument("--labels", help="for folder: training data, the CSV filename,labels (labels ;-separated names "
+                                    "or mids; default DIR/labels.csv)")
+    p.add_argument("--eval-labels", help="for folder: evaluation data, its own CSV filename,labels "
+                                         "(default DIR/labels.csv)")
     p.add_argument("--sampler", choices=("shuffle", "balanced"),
                    help="shuffle (default) or balanced: classes drawn in turn, for imbalanced label sets")
     p.add_argument("--init", help="start from this checkpoint: its trunk (fine-tuning: a new head for new labels)")
@@ -388,10 +432,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=_positive_int, help="base channels (64 in the paper)")
     p.add_argument("--epochs", type=_positive_int, help="number of epochs (default 50)")
     p.add_argument("--batch-size", type=_positive_int, help="clips per batch (default 32)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4)")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--workers", type=int, help="data loader worker processes (default 0)")
-    p.add_argument("--device", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--lr", type=_positive, help="Adam learning rate (default 1e-4)")
+    p.add_argument("--seed", type=_count, help="random seed (default 0)")
+    p.add_argument("--workers", type=_count, help="data loader worker processes (default 0)")
+    p.add_argument("--device", type=_device, help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--no-amp", dest="amp", action="store_const", const=False, help="no mixed precision on CUDA")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_const", const=False,
                    help="keep the default memory format (channels_last is on by default: faster on CPU)")
@@ -402,10 +446,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(the mean of all checkpoints' outputs, scored).",
                        epilog="example: audioscene evaluate --run runs/b_att --data data/eval")
     p.add_argument("--run", type=Path, required=True, help="run folder with epoch_NNN.pt files")
-    p.add_argument("--data", type=Path, required=True, help="data folder (weak.csv + audio/)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--data", required=True, help="data to score: DIR (weak.csv + audio/), folder:DIR or "
+                                                 "dcase2018:ROOT:SPLIT")
+    p.add_argument("--labels", help="for folder: data, its CSV filename,labels (default DIR/labels.csv)")
+    p.add_argument("--select-data", help="pick the peak epoch by mAP on this split instead of --data itself")
+    p.add_argument("--select-labels", help="for a folder: --select-data, its CSV filename,labels")
+    p.add_argument("--amp", action="store_true", help="score in bf16 autocast (faster; float32 by default)")
+    p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="clips per batch (default 64)")
-    p.add_argument("--workers", type=int, default=0, help="data loader worker processes (default 0)")
+    p.add_argument("--workers", type=_count, default=0, help="data loader worker processes (default 0)")
     p.add_argument("--per-class", type=Path, help="per-class CSV path (default RUN/per_class_DATA.csv)")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -419,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", type=Path, metavar="PATHS", help="audio files or folders of them")
     p.add_argument("--top-k", type=_positive_int, default=5, help="labels per file (default 5)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (default table)")
-    p.add_argument("--workers", type=int, default=2, help="threads decoding the next files (default 2; 0: none)")
+    p.add_argument("--workers", type=_count, default=2, help="threads decoding the next files (default 2; 0: none)")
     _add_model_options(p)
     p.set_defaults(func=_cmd_tag)
 
@@ -432,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best", help="best, last or a .pt path (default best)")
     p.add_argument("-o", "--output", type=Path, required=True, help="ONNX file to write")
     p.add_argument("--with-frontend", action="store_true", help="include the log-mel front end (waveform input)")
-    p.add_argument("--tolerance", type=float, default=1e-4, help="max |ONNX − PyTorch| accepted (default 1e-4)")
+    p.add_argument("--tolerance", type=_positive, default=1e-4, help="max |ONNX − PyTorch| accepted (default 1e-4)")
     p.set_defaults(func=_cmd_export_onnx)
 
     p = sub.add_parser("view", help="a local web page: drop a file, see tags, activations and events",
@@ -440,11 +489,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "see its log-mel spectrogram, top tags, activation curves and detected events, "
                                    "with playback and a moving cursor. Works offline.",
                        epilog="example: audioscene view --run runs/b_att --thresholds tuned.json --median tuned.json")
-    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    p.add_argument("--port", type=_number(integer=True, low=1, high=65535), default=8765, help="port (default 8765)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--top-k", type=_positive_int, default=5, help="tags shown (default 5)")
     _add_event_options(p)
-    p.add_argument("--max-upload-mb", type=float, default=100.0, help="largest upload accepted (default 100 MB)")
+    p.add_argument("--max-upload-mb", type=_positive, default=100.0, help="largest upload accepted (default 100 MB)")
     _add_model_options(p)
     p.set_defaults(func=_cmd_view)
 
@@ -468,8 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example: audioscene sed-eval --ref data/eval/strong.tsv --est events.tsv --collar 0.2")
     p.add_argument("--ref", type=Path, required=True, help="reference events (DCASE TSV)")
     p.add_argument("--est", type=Path, required=True, help="estimated events (DCASE TSV)")
-    p.add_argument("--collar", type=float, default=0.2, help="onset/offset collar in seconds (default 0.2)")
-    p.add_argument("--percentage-of-length", type=float, default=0.2,
+    p.add_argument("--collar", type=_positive, default=0.2, help="onset/offset collar in seconds (default 0.2)")
+    p.add_argument("--percentage-of-length", type=_number(low=0, high=1), default=0.2,
                    help="offset collar as a share of the reference event's length, if larger (default 0.2)")
     p.add_argument("--nan-for-empty", action="store_true",
                    help="a class without estimated events gets an undefined F1 and drops out of the macro "
@@ -489,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kernels", type=_per_class_values(int), default=list(DEFAULT_KERNELS),
                    help="odd median kernels to try, comma-separated (default 1,3,5,7,9,11)")
     p.add_argument("--thresholds-only", action="store_true", help="no median filter (kernel 1 for every class)")
-    p.add_argument("--collar", type=float, default=0.2, help="collar in seconds for the F1 (default 0.2)")
+    p.add_argument("--collar", type=_positive, default=0.2, help="collar in seconds for the F1 (default 0.2)")
     _add_model_options(p)
     p.set_defaults(func=_cmd_sed_tune)
 
@@ -516,8 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", type=Path, required=True, help="AudioSet segment CSV (# YTID, start, end, labels)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--jobs", type=_positive_int, default=8, help="parallel downloads (default 8)")
-    p.add_argument("--retries", type=int, default=3, help="retries of a transient failure (default 3)")
-    p.add_argument("--backoff", type=float, default=2.0, help="first retry delay in seconds, doubled each time (default 2)")
+    p.add_argument("--retries", type=_count, default=3, help="retries of a transient failure (default 3)")
+    p.add_argument("--backoff", type=_number(low=0), default=2.0, help="first retry delay in seconds, doubled each time (default 2)")
     p.add_argument("--url-template", default="https://www.youtube.com/watch?v={ytid}",
                    help="source URL with {ytid} (and {start}, {end}); default the YouTube watch URL")
     p.add_argument("--retry-failed", action="store_true", help="try the clips in failures.csv again")
@@ -535,7 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "dcase2018:ROOT:SPLIT")
     p.add_argument("--labels", help="for folder: data, the CSV filename,labels")
     p.add_argument("--out", type=Path, required=True, help="shard folder to write")
-    p.add_argument("--shard-mb", type=float, default=1000.0, help="shard size in MB (default 1000)")
+    p.add_argument("--shard-mb", type=_positive, default=1000.0, help="shard size in MB (default 1000)")
     p.set_defaults(func=_cmd_pack)
 
     p = sub.add_parser("verify", help="check every shard against its index (size, sha256, members)",
@@ -549,7 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run the whole pipeline offline on synthetic data.",
                        epilog="example: audioscene demo --out demo_output")
     p.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (default demo_output)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_count, default=0, help="random seed (default 0)")
     p.set_defaults(func=_cmd_demo)
     return parser
 

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ._io import atomic_open
+from .errors import AudioSceneError
 from .features import FrontendConfig, LogMel
 from .infer import run_checkpoints
 from .labels import LabelSet
@@ -36,7 +37,7 @@ from .train import load_checkpoint, model_from_checkpoint
 METADATA_KEY = "audioscene"
 
 
-class ExportError(ValueError):
+class ExportError(AudioSceneError, ValueError):
     """The export failed, or the exported model disagrees with PyTorch beyond the tolerance."""
 
 
@@ -177,7 +178,8 @@ def export_onnx(run_dir: str | os.PathLike, path: str | os.PathLike, checkpoint:
     """Export one checkpoint of a run ("best", "last" or a path; see `infer.run_checkpoints`)."""
     if checkpoint == "avg":
         raise ExportError("export one checkpoint ('best', 'last' or a path); 'avg' is several models")
-    model, frontend, labels = model_from_checkpoint(load_checkpoint(run_checkpoints(run_dir, checkpoint)[0]))
+    source = run_checkpoints(run_dir, checkpoint)[0]
+    model, frontend, labels = model_from_checkpoint(load_checkpoint(source), source)
     return export_model(model, frontend, labels, path, with_frontend, tolerance)
 
 
@@ -199,10 +201,14 @@ class OnnxModel:
             raise ExportError(f"{path}: not exported by audioscene (no '{METADATA_KEY}' metadata)") from None
         except Exception as exc:  # onnxruntime raises its own types for unreadable files
             raise ExportError(f"{path}: cannot load the ONNX model ({type(exc).__name__}: {exc})") from None
-        self.frame_hop = float(self.metadata["frame_hop"])
-        self.takes_waveform = self.metadata["input"] == "waveform"
-        self.labels = LabelSet(tuple(self.metadata["labels"]))
-        self.frontend_config = FrontendConfig(**self.metadata["frontend"])
+        try:
+            self.frame_hop = float(self.metadata["frame_hop"])
+            self.takes_waveform = self.metadata["input"] == "waveform"
+            self.labels = LabelSet(tuple(self.metadata["labels"]))
+            self.frontend_config = FrontendConfig(**self.metadata["frontend"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ExportError(f"{path}: incomplete audioscene metadata in the ONNX file ({type(exc).__name__}: "
+                              f"{exc})") from None
 
     def eval(self) -> "OnnxModel":
         return self

@@ -13,6 +13,7 @@ torch.Size([2, 998, 64])
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .audio import load
+from .errors import InputError
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,11 @@ class FrontendConfig:
     def hop_samples(self) -> int:
         return int(round(self.sample_rate * self.hop_ms / 1000))
 
+    @property
+    def silence(self) -> float:
+        """The log-mel value of digital silence, `log(0 + log_offset)` (-4.6 by default)."""
+        return math.log(self.log_offset)
+
     def n_frames(self, n_samples: int) -> int:
         """Frames produced for `n_samples` samples (inputs shorter than a window give one frame)."""
         return 1 + max(n_samples - self.window_samples, 0) // self.hop_samples
@@ -62,7 +69,7 @@ def mel_matrix(config: FrontendConfig = FrontendConfig()) -> np.ndarray:
     """
     nyquist = config.sample_rate / 2
     if not 0 <= config.f_min < config.f_max <= nyquist:
-        raise ValueError(f"need 0 <= f_min < f_max <= {nyquist} Hz, got {config.f_min}, {config.f_max}")
+        raise InputError(f"need 0 <= f_min < f_max <= {nyquist} Hz, got {config.f_min}, {config.f_max}")
     bins_mel = hz_to_mel(np.linspace(0.0, nyquist, config.n_fft // 2 + 1))
     edges = np.linspace(hz_to_mel(config.f_min), hz_to_mel(config.f_max), config.n_mels + 2)
     lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
@@ -97,7 +104,7 @@ class LogMel(nn.Module):
         squeeze = waveform.dim() == 1
         batch = waveform[None] if squeeze else waveform
         if batch.dim() != 2:
-            raise ValueError(f"LogMel expects [batch, samples] or [samples], got shape {tuple(waveform.shape)}")
+            raise InputError(f"LogMel expects [batch, samples] or [samples], got shape {tuple(waveform.shape)}")
         cfg = self.config
         n_frames = cfg.n_frames(batch.shape[1])
         # pad so that every frame of n_fft samples exists; the window is zero beyond window_samples

@@ -32,6 +32,7 @@ import soundfile as sf
 import torch
 
 from . import audio, sed
+from .errors import InputError
 from .features import LogMel
 from .labels import LabelSet
 from .models import AudioResNet
@@ -99,10 +100,10 @@ class Tagger:
     def __init__(self, models: Sequence[AudioResNet | OnnxModel], frontend: LogMel, labels: LabelSet, device: str = "auto",
                  window_s: float = 10.0, hop_s: float | None = None, batch_size: int = 8):
         if not models:
-            raise ValueError("need at least one model")
+            raise InputError("need at least one model")
         hops = {m.frame_hop for m in models}
         if len(hops) != 1:
-            raise ValueError(f"models with different frame hops cannot be averaged: {sorted(hops)}")
+            raise InputError(f"models with different frame hops cannot be averaged: {sorted(hops)}")
         self.device = resolve_device(device)
         self.models = [m.eval().to(self.device) for m in models]
         self.frontend = frontend.to(self.device)
@@ -113,7 +114,7 @@ class Tagger:
         self.window_frames = max(1, math.ceil(window_s / self.frame_hop - 1e-9))
         self.hop_frames = self.window_frames if hop_s is None else max(1, round(hop_s / self.frame_hop))
         if self.hop_frames > self.window_frames:
-            raise ValueError(f"hop {hop_s} s is longer than the window {self.window_s} s: audio would be skipped")
+            raise InputError(f"hop {hop_s} s is longer than the window {self.window_s} s: audio would be skipped")
         self.batch_size = batch_size
 
     @classmethod
@@ -123,7 +124,7 @@ class Tagger:
         `run_checkpoints`); the architecture, front end and labels come from the checkpoint."""
         models, frontend, labels = [], None, None
         for path in run_checkpoints(run_dir, checkpoint):
-            model, frontend, path_labels = model_from_checkpoint(load_checkpoint(path))
+            model, frontend, path_labels = model_from_checkpoint(load_checkpoint(path), path)
             if labels is not None and path_labels != labels:
                 raise CheckpointError(f"{path}: its label set differs from the run's other checkpoints")
             models.append(model)
@@ -150,7 +151,7 @@ class Tagger:
     def _blocks(self, source: Source) -> Iterable[np.ndarray]:
         if isinstance(source, np.ndarray):
             if source.ndim != 1 or not np.isfinite(source).all() or len(source) == 0:
-                raise ValueError("expected a non-empty 1-D float waveform at 16 kHz without NaN/Inf")
+                raise InputError("expected a non-empty 1-D float waveform at 16 kHz without NaN/Inf")
             return [source.astype(np.float32, copy=False)]
         return audio.stream(source, sr=self.sample_rate)
 
@@ -281,7 +282,7 @@ def to_classes(result: Analysis, groups: Mapping[str, Sequence[str]]) -> Analysi
     for cls, names in groups.items():
         members = sorted({index[n] for n in (cls, *names) if n in index})
         if not members:
-            raise ValueError(f"class {cls!r}: the model has none of its labels {list(names)}")
+            raise InputError(f"class {cls!r}: the model has none of its labels {list(names)}")
         columns[cls] = members
     framewise, labels = sed.map_classes(result.framewise, columns)
     clipwise, _ = sed.map_classes(result.clipwise, columns)

@@ -20,8 +20,10 @@ from importlib import resources
 
 import numpy as np
 
+from .errors import AudioSceneError, InputError
 
-class UnknownLabelError(ValueError):
+
+class UnknownLabelError(AudioSceneError, ValueError):
     """A label name or mid that the label set does not contain."""
 
 
@@ -34,9 +36,9 @@ class LabelSet:
 
     def __post_init__(self):
         if len(set(self.names)) != len(self.names):
-            raise ValueError("label names must be unique")
+            raise InputError("label names must be unique")
         if self.mids is not None and len(self.mids) != len(self.names):
-            raise ValueError("need one mid per label name")
+            raise InputError("need one mid per label name")
 
     def __len__(self) -> int:
         return len(self.names)
@@ -81,7 +83,7 @@ def audioset() -> LabelSet:
     """The 527 AudioSet labels in the order of `class_labels_indices.csv`."""
     rows = list(csv.DictReader(io.StringIO(_resource_text("class_labels_indices.csv"))))
     if [int(row["index"]) for row in rows] != list(range(len(rows))):
-        raise ValueError("class_labels_indices.csv: indices are not 0..N-1 in order")
+        raise InputError("class_labels_indices.csv: indices are not 0..N-1 in order")
     return LabelSet(tuple(row["display_name"] for row in rows), tuple(row["mid"] for row in rows))
 
 

@@ -18,19 +18,21 @@ import numpy as np
 import torch
 from scipy.stats import norm
 
+from .errors import InputError
+
 
 def _validate(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y_true, y_score = np.asarray(y_true), np.asarray(y_score)
     if y_true.ndim == 1:
         y_true, y_score = y_true[:, None], y_score[:, None] if y_score.ndim == 1 else y_score
     if y_true.shape != y_score.shape or y_true.ndim != 2:
-        raise ValueError(f"y_true and y_score must both be [n_clips, n_classes]; got {y_true.shape} and {y_score.shape}")
+        raise InputError(f"y_true and y_score must both be [n_clips, n_classes]; got {y_true.shape} and {y_score.shape}")
     if not np.issubdtype(y_score.dtype, np.floating):
         y_score = y_score.astype(np.float64)
     if not np.isfinite(y_score).all():
-        raise ValueError("y_score contains NaN or Inf")
+        raise InputError("y_score contains NaN or Inf")
     if not np.isin(y_true, (0, 1)).all():
-        raise ValueError("y_true must contain only 0 and 1")
+        raise InputError("y_true must contain only 0 and 1")
     return y_true.astype(bool), y_score
 
 
@@ -115,7 +117,7 @@ def summarize(y_true: np.ndarray, y_score: np.ndarray) -> dict:
     scored = np.isfinite(auc)
     ap = np.where(scored, ap, np.nan)
     if not scored.any():
-        raise ValueError("no class has both positive and negative clips; nothing to score")
+        raise InputError("no class has both positive and negative clips; nothing to score")
     mean_auc = float(auc[scored].mean())
     return {
         "mAP": float(ap[scored].mean()),

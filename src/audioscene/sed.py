@@ -19,7 +19,9 @@ with no events may appear as a line with only its filename, or with empty fields
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +30,8 @@ from typing import Iterable, Mapping, NamedTuple, Sequence
 import numpy as np
 from scipy import ndimage
 
-from ._io import atomic_open
+from ._io import atomic_open, read_text
+from .errors import AudioSceneError, InputError
 
 TSV_HEADER = ("filename", "onset", "offset", "event_label")
 DEFAULT_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05, 0.10, ..., 0.95
@@ -44,7 +47,7 @@ class Event(NamedTuple):
     label: str
 
 
-class EventFileError(ValueError):
+class EventFileError(AudioSceneError, ValueError):
     """A malformed event TSV; the message names the file and line."""
 
 
@@ -58,9 +61,7 @@ def read_events_tsv(path: str | os.PathLike) -> list[Event]:
             onset after offset; the message names the file and line number.
     """
     path = Path(path)
-    if not path.is_file():
-        raise EventFileError(f"{path}: no such file")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text(path, EventFileError).splitlines()
     if not lines or tuple(lines[0].strip().split("\t")) != TSV_HEADER:
         raise EventFileError(f"{path}:1: expected the header {' '.join(TSV_HEADER)!r} (tab-separated)")
     events = []
@@ -87,11 +88,22 @@ def read_events_tsv(path: str | os.PathLike) -> list[Event]:
 
 
 def write_events_tsv(path: str | os.PathLike, events: Iterable[Event]) -> None:
-    """Write events as a DCASE TSV (times with millisecond precision), atomically."""
+    """Write events as a DCASE TSV (times with millisecond precision), atomically. A file name or
+    label with a tab, line break or other control character cannot be stored in the format (it
+    would not read back) and raises `EventFileError` naming it before anything is written."""
+    events = list(events)
+    for event in events:
+        for text in (event.filename, event.label):
+            if UNSTORABLE.search(text):
+                raise EventFileError(f"{path}: cannot store {text!r} in a TSV (it contains a tab, line break or "
+                                     "other control character); rename the file")
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as f:
         f.write("\t".join(TSV_HEADER) + "\n")
         for event in events:
             f.write(f"{event.filename}\t{event.onset:.3f}\t{event.offset:.3f}\t{event.label}\n")
+
+
+UNSTORABLE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # --- frames → events -------------------------------------------------------------------------------
@@ -100,7 +112,7 @@ def _per_class(values, n_classes: int, name: str, dtype) -> np.ndarray:
     array = np.broadcast_to(np.asarray(values, dtype=dtype), (n_classes,)) if np.ndim(values) == 0 \
         else np.asarray(values, dtype=dtype)
     if array.shape != (n_classes,):
-        raise ValueError(f"expected one {name} or one per class ({n_classes}), got shape {array.shape}")
+        raise InputError(f"expected one {name} or one per class ({n_classes}), got shape {array.shape}")
     return array
 
 
@@ -113,10 +125,10 @@ def median_filter(frames: np.ndarray, kernels: int | Sequence[int]) -> np.ndarra
     """
     frames = np.asarray(frames)
     if frames.ndim < 2:
-        raise ValueError(f"expected frames of shape [..., time, classes], got shape {frames.shape}")
+        raise InputError(f"expected frames of shape [..., time, classes], got shape {frames.shape}")
     kernels = _per_class(kernels, frames.shape[-1], "median kernel", np.int64)
     if (kernels < 1).any() or (kernels % 2 == 0).any():
-        raise ValueError(f"median kernels must be odd positive sizes, got {kernels.tolist()}")
+        raise InputError(f"median kernels must be odd positive sizes, got {kernels.tolist()}")
     out = frames.copy()
     for size in np.unique(kernels[kernels > 1]):
         classes = np.flatnonzero(kernels == size)
@@ -150,7 +162,7 @@ def to_events(active: np.ndarray, hop: float, labels: Sequence[str], filename: s
     """
     active = np.asarray(active, dtype=bool)
     if active.ndim != 2 or active.shape[1] != len(labels):
-        raise ValueError(f"expected active frames of shape [time, {len(labels)}], got {active.shape}")
+        raise InputError(f"expected active frames of shape [time, {len(labels)}], got {active.shape}")
     _, cls, onsets, offsets = _timed_runs(active[None], hop, np.array([np.inf if duration is None else duration]))
     return [Event(filename, float(on), float(off), labels[k]) for k, on, off in zip(cls, onsets, offsets)]
 
@@ -171,7 +183,7 @@ def to_frames(events: Iterable[Event], hop: float, n_frames: int, labels: Sequen
     active = np.zeros((n_frames, len(labels)), dtype=bool)
     for event in events:
         if event.label not in index:
-            raise ValueError(f"event label {event.label!r} ({event.filename}) is not one of {list(labels)}")
+            raise InputError(f"event label {event.label!r} ({event.filename}) is not one of {list(labels)}")
         first = int(np.floor(event.onset / hop + 1e-9))
         last = int(np.ceil(event.offset / hop - 1e-9))
         active[first:max(last, first + 1), index[event.label]] = True
@@ -246,7 +258,7 @@ def _encode(events: Sequence[Event], files: dict[str, int], labels: dict[str, in
     file_ids = np.empty(len(events), dtype=np.int64)
     for i, event in enumerate(events):
         if event.label not in labels:
-            raise ValueError(f"{role} event label {event.label!r} (file {event.filename}) is not one of "
+            raise InputError(f"{role} event label {event.label!r} (file {event.filename}) is not one of "
                              f"the labels scored: {sorted(labels)}")
         label_ids[i] = labels[event.label]
         file_ids[i] = files.setdefault(event.filename, len(files))
@@ -331,7 +343,7 @@ def event_f1(reference: Sequence[Event], estimated: Sequence[Event], t_collar: f
     labels in both lists (an event with a label outside an explicit `labels` raises `ValueError`).
     """
     if not t_collar > 0 or not 0 <= percentage_of_length <= 1:
-        raise ValueError(f"need t_collar > 0 and 0 <= percentage_of_length <= 1, got {t_collar}, {percentage_of_length}")
+        raise InputError(f"need t_collar > 0 and 0 <= percentage_of_length <= 1, got {t_collar}, {percentage_of_length}")
     reference, estimated = list(reference), list(estimated)
     labels = tuple(sorted({e.label for e in reference + estimated})) if labels is None else tuple(labels)
     label_index = {label: k for k, label in enumerate(labels)}
@@ -369,12 +381,15 @@ class Tuning:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write as JSON (atomically); `audioscene detect --thresholds/--median` read it back."""
+        def number(value: float) -> float | None:  # strict JSON has no NaN: an undefined F1 is null
+            return None if math.isnan(value) else value
+
         record = {"format": "audioscene-sed-tuning/1",
-                  "classes": {label: {"threshold": t, "median_kernel": k, "f1": f, "f1_untuned": u}
+                  "classes": {label: {"threshold": t, "median_kernel": k, "f1": number(f), "f1_untuned": number(u)}
                               for label, t, k, f, u in zip(self.labels, self.thresholds, self.kernels, self.f1,
                                                            self.f1_untuned)}}
         with atomic_open(path, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=2, allow_nan=True)
+            json.dump(record, f, indent=2, allow_nan=False)
             f.write("\n")
 
     @classmethod
@@ -384,12 +399,12 @@ class Tuning:
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
             classes = record["classes"]
-            rows = [(label, float(c["threshold"]), int(c["median_kernel"]), float(c.get("f1", "nan")),
-                     float(c.get("f1_untuned", "nan"))) for label, c in classes.items()]
+            rows = [(label, float(c["threshold"]), int(c["median_kernel"]), _float_or_nan(c.get("f1")),
+                     _float_or_nan(c.get("f1_untuned"))) for label, c in classes.items()]
         except FileNotFoundError:
-            raise ValueError(f"{path}: no such tuning file") from None
+            raise InputError(f"{path}: no such tuning file") from None
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"{path}: not a tuning file written by `audioscene sed-tune` ({type(exc).__name__}: {exc})") from None
+            raise InputError(f"{path}: not a tuning file written by `audioscene sed-tune` ({type(exc).__name__}: {exc})") from None
         labels, thresholds, kernels, f1, untuned = zip(*rows) if rows else ((),) * 5
         return cls(tuple(labels), thresholds, kernels, f1, untuned)
 
@@ -398,9 +413,13 @@ class Tuning:
         index = {label: k for k, label in enumerate(self.labels)}
         missing = [label for label in labels if label not in index]
         if missing:
-            raise ValueError(f"the tuning has no values for {missing}")
+            raise InputError(f"the tuning has no values for {missing}")
         order = [index[label] for label in labels]
         return np.asarray(self.thresholds)[order], np.asarray(self.kernels)[order]
+
+
+def _float_or_nan(value) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def tune(framewise: Mapping[str, np.ndarray], reference: Sequence[Event], hop: float, labels: Sequence[str],
@@ -421,7 +440,7 @@ def tune(framewise: Mapping[str, np.ndarray], reference: Sequence[Event], hop: f
     thresholds = np.unique(np.append(np.asarray(thresholds, dtype=np.float64), 0.5))
     kernels = np.unique(np.append(np.asarray(kernels, dtype=np.int64), 1))
     if (kernels % 2 == 0).any() or (kernels < 1).any():
-        raise ValueError(f"median kernels must be odd positive sizes, got {kernels.tolist()}")
+        raise InputError(f"median kernels must be odd positive sizes, got {kernels.tolist()}")
     files = {name: i for i, name in enumerate(framewise)}
     label_index = {label: k for k, label in enumerate(labels)}
     ref = _encode([e for e in reference if e.filename in files], dict(files), label_index, "reference")
@@ -431,7 +450,7 @@ def tune(framewise: Mapping[str, np.ndarray], reference: Sequence[Event], hop: f
     by_length: dict[int, list[str]] = defaultdict(list)
     for name, frames in framewise.items():
         if np.shape(frames) != (np.shape(frames)[0], len(labels)):
-            raise ValueError(f"{name}: expected framewise scores of shape [time, {len(labels)}], got {np.shape(frames)}")
+            raise InputError(f"{name}: expected framewise scores of shape [time, {len(labels)}], got {np.shape(frames)}")
         by_length[len(frames)].append(name)
     groups = [(np.array([files[n] for n in names]), np.stack([framewise[n] for n in names]),
                np.array([np.inf if durations is None else durations.get(n, np.inf) for n in names]))

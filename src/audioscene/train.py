@@ -22,6 +22,9 @@ import os
 import re
 import time
 import tomllib
+import types
+import typing
+import uuid
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -39,6 +42,7 @@ from .data.folder import ClipDataset
 from .data.sampler import BalancedSampler
 from .data.store import ShardDataset
 from .distributed import Context, barrier, gather_rows, micro_batches, setup, teardown
+from .errors import AudioSceneError, InputError, check_number
 from .features import FrontendConfig, LogMel
 from .labels import LabelSet
 from .metrics import summarize
@@ -53,12 +57,63 @@ METRIC_COLUMNS = ("epoch", "train_loss", "mAP", "mAUC", "d_prime", "train_clips_
 SAMPLERS = ("shuffle", "balanced")
 
 
-class ConfigError(ValueError):
+class ConfigError(AudioSceneError, ValueError):
     """A training configuration that cannot be used (unknown key, bad value)."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(AudioSceneError, ValueError):
     """A checkpoint file or run folder that cannot be used; the message names it."""
+
+
+# Allowed ranges of the numeric TrainConfig fields (types come from the annotations).
+CONFIG_RANGES: dict[str, dict] = {
+    "width": dict(integer=True, low=1), "stem_stride": dict(integer=True, low=1), "epochs": dict(integer=True, low=1),
+    "batch_size": dict(integer=True, low=1), "eval_batch_size": dict(integer=True, low=1),
+    "micro_batch_size": dict(integer=True, low=1), "lr": dict(low=0, low_open=True), "weight_decay": dict(low=0),
+    "seed": dict(integer=True, low=0), "clip_seconds": dict(low=0, low_open=True), "workers": dict(integer=True, low=0),
+    "timeout_s": dict(low=0, low_open=True),
+}
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_MISMATCH = object()
+
+
+def _conform(value, annotation):
+    """`value` as the annotated type (int → float where a float is expected), or `_MISMATCH`."""
+    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    for option in options:
+        if option is type(None) and value is None:
+            return None
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if option is str and isinstance(value, str):
+            return value
+        if typing.get_origin(option) is tuple and isinstance(value, (list, tuple)):
+            parts = typing.get_args(option)
+            if len(value) == len(parts):
+                items = tuple(_conform(v, t) for v, t in zip(value, parts))
+                if _MISMATCH not in items:
+                    return items
+    return _MISMATCH
+
+
+def _type_name(annotation) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "none"}
+    if isinstance(annotation, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(annotation) if a is not type(None))
+    if typing.get_origin(annotation) is tuple:
+        return f"a list of {len(typing.get_args(annotation))} numbers"
+    return names.get(annotation, str(annotation))
+
+
+def check_device(name: str) -> str:
+    """`name` if it is a device spec this package accepts (auto, cpu, mps, cuda, cuda:N)."""
+    if not isinstance(name, str) or not DEVICE_PATTERN.match(name):
+        raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -67,7 +122,8 @@ class TrainConfig:
 
     train_data: str = ""  # data spec (see audioscene.data): PATH, folder:PATH, dcase2018:ROOT:SPLIT, shards:PATH
     eval_data: str = ""  # a map-style data spec (not shards)
-    labels_csv: str = ""  # for folder: specs, the CSV filename,labels (default PATH/labels.csv)
+    labels_csv: str = ""  # train_data folder: spec's CSV filename,labels (default PATH/labels.csv)
+    eval_labels_csv: str = ""  # eval_data folder: spec's CSV filename,labels (default PATH/labels.csv)
     sampler: str = "shuffle"  # shuffle | balanced (classes drawn in turn, for imbalanced label sets)
     init: str = ""  # checkpoint to start from: its trunk (and head, if the labels are the same)
     skip_corrupt: bool = False  # shards: skip (and log) clips that cannot be decoded instead of stopping
@@ -96,16 +152,25 @@ class TrainConfig:
     timeout_s: float = 600.0  # how long a rank waits for the others before failing
 
     def __post_init__(self):
-        positive = ("width", "epochs", "batch_size", "eval_batch_size")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.weight_decay < 0 or self.workers < 0:
-            raise ConfigError("need lr > 0, weight_decay >= 0 and workers >= 0")
+        hints = typing.get_type_hints(type(self))
+        for item in fields(self):
+            value = getattr(self, item.name)
+            converted = _conform(value, hints[item.name])
+            if converted is _MISMATCH:
+                raise ConfigError(f"{item.name} = {value!r}: expected {_type_name(hints[item.name])}")
+            object.__setattr__(self, item.name, converted)  # e.g. an int lr becomes a float
+            if item.name in CONFIG_RANGES and converted is not None:
+                try:
+                    check_number(item.name, converted, **CONFIG_RANGES[item.name])
+                except InputError as exc:
+                    raise ConfigError(str(exc)) from None
+        if not all(0 <= beta < 1 for beta in self.betas):
+            raise ConfigError(f"betas = {self.betas}: expected two numbers in [0, 1)")
         if self.model not in models.available():
             raise ConfigError(f"unknown model {self.model!r}; available: {', '.join(models.available())}")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"unknown sampler {self.sampler!r}; choose {' or '.join(SAMPLERS)}")
+        check_device(self.device)
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
@@ -113,9 +178,10 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
-        if "betas" in values:
-            values = {**values, "betas": tuple(values["betas"])}
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike, **overrides) -> "TrainConfig":
@@ -135,11 +201,13 @@ class TrainConfig:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
+    if check_device(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {name!r} requested but MPS is not available")
     return device
 
 
@@ -179,8 +247,15 @@ def save_checkpoint(path: Path, state: dict) -> None:
         torch.save(state, f)
 
 
+CHECKPOINT_KEYS = ("epoch", "model", "model_config", "frontend_config", "labels", "train_config", "history")
+RESUME_KEYS = ("optimizer", "scaler", "rng")
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint written by `train`; a missing, truncated or foreign file raises `CheckpointError`."""
+    """Read a checkpoint written by `train` (tensors and plain data only: `weights_only=True`).
+
+    Raises `CheckpointError` naming the file when it is missing, truncated, foreign, lacks one of
+    `CHECKPOINT_KEYS`, or holds NaN/Inf weights (such a model scores every file NaN)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
@@ -190,15 +265,35 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: not a readable checkpoint, the file is truncated or corrupt ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not an audioscene checkpoint (expected format {CHECKPOINT_FORMAT})")
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: incomplete checkpoint, it lacks {', '.join(missing)}")
+    if not isinstance(state["model"], dict) or not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
+        raise CheckpointError(f"{path}: the model weights are not a state dict of tensors")
+    broken = [name for name, value in state["model"].items()
+              if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    if broken:
+        raise CheckpointError(f"{path}: {len(broken)} weight tensors hold NaN or Inf (e.g. {broken[0]}); the "
+                              "training diverged, use an earlier checkpoint")
     return state
 
 
-def model_from_checkpoint(state: dict) -> tuple[models.AudioResNet, LogMel, LabelSet]:
-    """Rebuild model (with weights, in eval mode), front end and label set from a checkpoint."""
-    model = models.from_config(state["model_config"])
-    model.load_state_dict(state["model"])
-    frontend = LogMel(FrontendConfig(**state["frontend_config"]))
-    return model.eval(), frontend, LabelSet(tuple(state["labels"]))
+def model_from_checkpoint(state: dict, source: str | os.PathLike = "checkpoint",
+                          ) -> tuple[models.AudioResNet, LogMel, LabelSet]:
+    """Rebuild model (with weights, in eval mode), front end and label set from a checkpoint;
+    weights that do not fit the recorded architecture raise `CheckpointError` naming `source`."""
+    try:
+        model = models.from_config(state["model_config"])
+        model.load_state_dict(state["model"])
+        frontend = LogMel(FrontendConfig(**state["frontend_config"]))
+        labels = LabelSet(tuple(state["labels"]))
+    except (RuntimeError, TypeError, KeyError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:300]
+        raise CheckpointError(f"{source}: the weights, architecture, front end or labels recorded do not fit "
+                              f"together ({type(exc).__name__}: {reason})") from None
+    if len(labels) != model.config.n_classes:
+        raise CheckpointError(f"{source}: {len(labels)} labels for a model with {model.config.n_classes} outputs")
+    return model.eval(), frontend, labels
 
 
 # --- prediction -----------------------------------------------------------------------------------
@@ -206,11 +301,14 @@ def model_from_checkpoint(state: dict) -> tuple[models.AudioResNet, LogMel, Labe
 @torch.no_grad()
 def predict(model: models.AudioResNet, frontend: LogMel, dataset: ClipDataset, device: torch.device,
             batch_size: int = 64, workers: int = 0, framewise: bool = False, desc: str = "predict",
-            progress: bool = True) -> dict[str, np.ndarray]:
-    """Model outputs over a data set: `clipwise` `[N, K]` (and `framewise` `[N, T', K]` if asked)."""
+            progress: bool = True, amp: bool = False) -> dict[str, np.ndarray]:
+    """Model outputs over a data set: `clipwise` `[N, K]` (and `framewise` `[N, T', K]` if asked).
+
+    Float32 by default: bf16 rounding of the scores moves mAP by ~1e-3, the size of the gaps
+    between the paper's models. `amp` runs the model in bf16 (fp16 on older GPUs) for speed."""
     model.eval().to(device)
     frontend.to(device)
-    autocast, _ = _autocast(device, amp=True)
+    autocast, _ = _autocast(device, amp=amp, cpu_bf16=amp)
     clipwise, frames = [], []
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     for waves, _ in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
@@ -264,20 +362,41 @@ def resume(run_dir: str | os.PathLike, progress: bool = True, **overrides) -> Pa
     if bad:
         raise ConfigError(f"cannot change {', '.join(bad)} when resuming; only {', '.join(RESUME_OVERRIDES)}")
     state = load_checkpoint(checkpoints[-1])
+    missing = [key for key in RESUME_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"{checkpoints[-1]}: cannot resume from it, it lacks {', '.join(missing)}")
+    if len(checkpoints) > 1:
+        _check_same_run(checkpoints[0], load_checkpoint(checkpoints[0]), checkpoints[-1], state)
     config = replace(TrainConfig.from_dict(state["train_config"]), out_dir=str(run_dir), **overrides)
     log.info("resuming %s after epoch %d of %d", run_dir, state["epoch"], config.epochs)
     return _run(config, state, progress)
 
 
+def _check_same_run(first_path: Path, first: dict, last_path: Path, last: dict) -> None:
+    """Refuse to resume from a checkpoint that another run left in this folder: the run id every
+    checkpoint records (or, for checkpoints without one, the labels and architecture) must match."""
+    if "run_id" in first and "run_id" in last:
+        same = first["run_id"] == last["run_id"]
+    else:
+        same = (first["labels"], first["model_config"]) == (last["labels"], last["model_config"])
+    if not same:
+        raise CheckpointError(f"{last_path}: belongs to another run than {first_path.name} (another run id, or other "
+                              "labels or model); move the foreign checkpoints out of the folder before resuming")
+
+
 def _datasets(config: TrainConfig, label_set: LabelSet | None):
     train_set = open_dataset(config.train_data, label_set, config.clip_seconds, config.labels_csv, config.seed,
                              config.skip_corrupt)
-    return train_set, _eval_dataset(config.eval_data, train_set.label_set, config)
+    if label_set is not None and isinstance(train_set, ShardDataset) and tuple(train_set.index["labels"]) != label_set.names:
+        raise ConfigError(f"{train_set.shard_dir / 'index.json'}: its label set differs from the checkpoint's "
+                          f"({len(train_set.index['labels'])} vs {len(label_set)} labels); resume needs the run's data")
+    return train_set, _eval_dataset(config.eval_data, train_set.label_set, config.clip_seconds,
+                                    config.eval_labels_csv)
 
 
-def _eval_dataset(spec: str, label_set: LabelSet, config: TrainConfig) -> ClipDataset:
+def _eval_dataset(spec: str, label_set: LabelSet, clip_seconds: float, labels_csv: str = "") -> ClipDataset:
     """The map-style data set that evaluation scores (its clips in a fixed order, with targets)."""
-    dataset = open_dataset(spec, label_set, config.clip_seconds, config.labels_csv)
+    dataset = open_dataset(spec, label_set, clip_seconds, labels_csv)
     if not isinstance(dataset, ClipDataset):
         raise ConfigError(f"eval data {spec!r}: evaluation needs a map-style data set (a folder, folder: or "
                           "dcase2018: spec), not shards")
@@ -375,19 +494,23 @@ def _train_loop(config: TrainConfig, state: dict | None, progress: bool, context
     autocast, amp_dtype = _autocast(device, config.amp, config.cpu_bf16)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16 and device.type == "cuda")
     history: list[dict] = []
-    start_epoch = 1
+    start_epoch, run_id = 1, uuid.uuid4().hex
     if state:
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"]["torch"])
         history, start_epoch = list(state["history"]), state["epoch"] + 1
+        run_id = state.get("run_id", run_id)
+    # clips per epoch over all ranks (a shard set's len() is this rank's share)
+    n_epoch_clips = train_set.n_clips if isinstance(train_set, ShardDataset) else len(train_set)
 
     writer = None
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_epoch * len(train_set))
+        # drop the points an interrupted epoch logged after the last checkpoint (steps count clips)
+        writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=(start_epoch - 1) * n_epoch_clips + 1)
         log.info("training %s (width %d, %s parameters) on %d clips, evaluating on %d, %d classes, %s × %s, "
                  "micro-batches of %d", config.model, config.width,
                  f"{sum(p.numel() for p in raw_model.parameters()):,}", len(train_set), len(eval_set), len(label_set),
@@ -426,16 +549,16 @@ def _train_loop(config: TrainConfig, state: dict | None, progress: bool, context
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}",
                                 clips_per_s=f"{clips_done * context.world_size / (time.perf_counter() - started):.1f}")
                 if writer:
-                    writer.add_scalar("train/loss", losses[-1], (epoch - 1) * len(train_set) + clips_done * context.world_size)
+                    writer.add_scalar("train/loss", losses[-1], (epoch - 1) * n_epoch_clips + clips_done * context.world_size)
         train_seconds = time.perf_counter() - started
         # each rank's step losses are its share of the step's mean; the shares add up over ranks
         epoch_loss = _sum_over_ranks(float(np.mean(losses)) if losses else float("nan"), context)
-        coverage = _coverage(seen, context)
+        coverage = _coverage(seen, n_epoch_clips, context)
         outputs = _predict_split(raw_model, frontend, eval_set, context, config, epoch, progress)
         if context.is_main:
             scores = summarize(eval_set.targets, outputs)
             row = {"epoch": epoch, "train_loss": epoch_loss, "mAP": scores["mAP"], "mAUC": scores["mAUC"],
-                   "d_prime": scores["d_prime"], "train_clips_per_s": len(train_set) / train_seconds,
+                   "d_prime": scores["d_prime"], "train_clips_per_s": coverage["clips"] / train_seconds,
                    "seconds": time.perf_counter() - started}
             history.append(row)
             save_checkpoint(checkpoint_path(run_dir, epoch), {
@@ -444,7 +567,7 @@ def _train_loop(config: TrainConfig, state: dict | None, progress: bool, context
                 "model_config": raw_model.config.to_dict(), "frontend_config": asdict(frontend.config),
                 "labels": list(label_set.names), "train_config": asdict(config), "metrics": row,
                 "history": history, "rng": {"torch": torch.get_rng_state()}, "world_size": context.world_size,
-                "coverage": coverage,
+                "coverage": coverage, "run_id": run_id,
             })
             _write_metrics_csv(run_dir, history)
             for key in ("train_loss", "mAP", "mAUC", "d_prime"):
@@ -459,15 +582,19 @@ def _train_loop(config: TrainConfig, state: dict | None, progress: bool, context
     return run_dir
 
 
-def _coverage(seen: list, context: Context) -> dict | None:
-    """Clips trained on in the epoch over all ranks: how many, and how many distinct (rank 0 only)."""
+def _coverage(seen: list, expected: int, context: Context) -> dict | None:
+    """Clips trained on in the epoch over all ranks: how many, how many distinct, and how many of
+    the `expected` were missed (corrupt shard clips skipped in any worker); rank 0 only."""
     if context.distributed:
         parts = [None] * context.world_size if context.is_main else None
         torch.distributed.gather_object(seen, parts, dst=0)
         if not context.is_main:
             return None
         seen = [item for part in parts for item in part]
-    return {"clips": len(seen), "distinct": len(set(seen))}
+    missed = max(expected - len(seen), 0)
+    if missed:
+        log.warning("%d of %d clips were skipped this epoch (corrupt clips, see the warnings above)", missed, expected)
+    return {"clips": len(seen), "distinct": len(set(seen)), "missed": missed}
 
 
 def _sum_over_ranks(value: float, context: Context) -> float:
@@ -490,31 +617,46 @@ def _predict_split(model, frontend, eval_set: ClipDataset, context: Context, con
 
 # --- evaluation of a finished run ------------------------------------------------------------
 
-def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, device: str = "auto",
-                 batch_size: int = 64, workers: int = 0, progress: bool = True) -> dict:
+def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: str = "auto",
+                 batch_size: int = 64, workers: int = 0, progress: bool = True, labels_csv: str = "",
+                 select_data: str | os.PathLike | None = None, select_labels_csv: str = "",
+                 amp: bool = False) -> dict:
     """Score every epoch checkpoint of a run on a data set, plus "Avg": the mean of all
     checkpoints' clip outputs, scored (output averaging, not weight averaging; SPEC §4).
 
-    Returns `{"labels", "epochs": {epoch: summary}, "peak_epoch", "peak": summary, "avg": summary}`.
+    The peak epoch is the one with the highest mAP on `select_data`, or, without it, on `data`
+    itself (what the paper did; optimistic, since the split that picks the epoch is also scored).
+    `labels_csv` / `select_labels_csv` label `folder:` specs (default `DIR/labels.csv`). Scores are
+    computed in float32 unless `amp`.
+
+    Returns `{"labels", "epochs": {epoch: summary}, "peak_epoch", "peak": summary, "avg": summary,
+    "n_clips", "selected_on"}`.
     """
     checkpoints = list_checkpoints(run_dir)
     if not checkpoints:
         raise CheckpointError(f"{run_dir}: no epoch_NNN.pt checkpoints to evaluate")
     torch_device = resolve_device(device)
-    label_set = dataset = None
-    per_epoch, outputs = {}, []
+    first = load_checkpoint(checkpoints[0])  # the data is opened (and checked) before the work starts
+    label_set = LabelSet(tuple(first["labels"]))
+    clip_seconds = TrainConfig.from_dict(first["train_config"]).clip_seconds
+    dataset = _eval_dataset(str(data), label_set, clip_seconds, labels_csv)
+    select_set = None if select_data is None else \
+        _eval_dataset(str(select_data), label_set, clip_seconds, select_labels_csv)
+    per_epoch, select_map, outputs = {}, {}, []
     for path in tqdm(checkpoints, desc="checkpoints", unit="ckpt", disable=not progress):
-        state = load_checkpoint(path)
-        model, frontend, labels = model_from_checkpoint(state)
-        if label_set is None:
-            label_set = labels
-            dataset = _eval_dataset(str(data_dir), label_set, TrainConfig.from_dict(state["train_config"]))
-        elif labels != label_set:
+        state = first if path == checkpoints[0] else load_checkpoint(path)
+        model, frontend, labels = model_from_checkpoint(state, path)
+        if labels != label_set:
             raise CheckpointError(f"{path}: its label set differs from {checkpoints[0].name}'s")
-        clipwise = predict(model, frontend, dataset, torch_device, batch_size, workers,
-                           desc=path.name, progress=progress)["clipwise"]
+        clipwise = predict(model, frontend, dataset, torch_device, batch_size, workers, desc=path.name,
+                           progress=progress, amp=amp)["clipwise"]
         outputs.append(clipwise)
         per_epoch[state["epoch"]] = summarize(dataset.targets, clipwise)
-    peak_epoch = max(per_epoch, key=lambda e: per_epoch[e]["mAP"])
+        if select_set is not None:
+            selected = predict(model, frontend, select_set, torch_device, batch_size, workers,
+                               desc=f"{path.name} (selection split)", progress=progress, amp=amp)["clipwise"]
+            select_map[state["epoch"]] = summarize(select_set.targets, selected)["mAP"]
+    peak_epoch = max(per_epoch, key=lambda e: select_map[e] if select_set is not None else per_epoch[e]["mAP"])
     return {"labels": label_set, "epochs": per_epoch, "peak_epoch": peak_epoch, "peak": per_epoch[peak_epoch],
-            "avg": summarize(dataset.targets, np.mean(outputs, axis=0)), "n_clips": len(dataset)}
+            "avg": summarize(dataset.targets, np.mean(outputs, axis=0)), "n_clips": len(dataset),
+            "selected_on": str(select_data if select_data is not None else data)}

@@ -29,6 +29,7 @@ import soundfile as sf
 import torch
 
 from . import audio
+from .errors import AudioSceneError
 from .infer import Tagger, events_from_analysis
 from .sed import Tuning
 
@@ -47,7 +48,7 @@ class ViewerConfig:
     max_upload_mb: float = 100.0
 
 
-class UploadError(ValueError):
+class UploadError(AudioSceneError, ValueError):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status

@@ -17,7 +17,9 @@ from __future__ import annotations
 import csv
 import importlib.util
 import logging
+import math
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -27,12 +29,14 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._io import csv_rows
+from ..errors import AudioSceneError
 from ..labels import LabelSet, UnknownLabelError, audioset
 
 log = logging.getLogger(__name__)
 
 
-class SegmentFileError(ValueError):
+class SegmentFileError(AudioSceneError, ValueError):
     """A malformed segment CSV; the message names the file and line."""
 
 
@@ -42,6 +46,10 @@ class Segment:
     start: float
     end: float
     mids: tuple[str, ...]
+
+    def __post_init__(self):
+        if not isinstance(self.ytid, str) or not YTID.match(self.ytid):  # the id becomes a file name
+            raise SegmentFileError(f"YTID {self.ytid!r} is not a YouTube id (11 characters of A-Z, a-z, 0-9, _ and -)")
 
     @property
     def key(self) -> str:
@@ -75,18 +83,21 @@ class SegmentList:
         return "\n".join(lines)
 
 
+YTID = re.compile(r"^[A-Za-z0-9_-]{11}$")  # YouTube video ids; anything else could be a path
+
+
 def _parse_row(row: list[str]) -> Segment:
     if len(row) != 4:
         raise ValueError(f"expected 4 columns (YTID, start_seconds, end_seconds, \"mids\"), got {len(row)}")
     ytid, start_text, end_text, mids_text = (cell.strip() for cell in row)
-    if not ytid:
-        raise ValueError("empty YTID")
+    if not YTID.match(ytid):
+        raise ValueError(f"YTID {ytid!r} is not a YouTube id (11 characters of A-Z, a-z, 0-9, _ and -)")
     try:
         start, end = float(start_text), float(end_text)
     except ValueError:
         raise ValueError(f"start/end must be numbers, got {start_text!r}, {end_text!r}") from None
-    if not 0 <= start < end:
-        raise ValueError(f"need 0 <= start < end, got {start}, {end}")
+    if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
+        raise ValueError(f"need finite 0 <= start < end, got {start_text!r}, {end_text!r}")
     mids = tuple(m.strip() for m in mids_text.split(",") if m.strip())
     if not mids:
         raise ValueError("no labels")
@@ -95,31 +106,30 @@ def _parse_row(row: list[str]) -> Segment:
 
 def read_segments(path: str | os.PathLike, label_set: LabelSet | None = None, skip_bad: bool = False) -> SegmentList:
     """Parse a segment CSV. Unknown mids are counted in `unknown_mids` (not an error: the ontology
-    has grown since some lists were made). A malformed line raises `SegmentFileError` naming file
-    and line, or with `skip_bad` is recorded in `bad_lines` and skipped."""
+    has grown since some lists were made). A malformed line (also: a YTID that is not YouTube-shaped,
+    a quote left open, bad encoding) raises `SegmentFileError` naming file and line, or with
+    `skip_bad` is recorded in `bad_lines` and skipped."""
     path = Path(path)
     label_set = label_set or audioset()
-    if not path.is_file():
-        raise SegmentFileError(f"{path}: no such file")
     result = SegmentList(path, [])
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f, skipinitialspace=True)
-        for row in reader:
-            if not row or row[0].lstrip().startswith("#") or not "".join(row).strip():
-                continue
+    for first, last, row in csv_rows(path, SegmentFileError, skipinitialspace=True):
+        if not row or row[0].lstrip().startswith("#") or not "".join(row).strip():
+            continue
+        try:
+            if last != first:
+                raise ValueError(f"a quote opened on this line is not closed before line {last}")
+            segment = _parse_row(row)
+        except ValueError as exc:
+            if not skip_bad:
+                raise SegmentFileError(f"{path}:{first}: {exc}") from None
+            result.bad_lines.append((first, str(exc)))
+            continue
+        for mid in segment.mids:
             try:
-                segment = _parse_row(row)
-            except ValueError as exc:
-                if not skip_bad:
-                    raise SegmentFileError(f"{path}:{reader.line_num}: {exc}") from None
-                result.bad_lines.append((reader.line_num, str(exc)))
-                continue
-            for mid in segment.mids:
-                try:
-                    label_set.index_of_mid(mid)
-                except UnknownLabelError:
-                    result.unknown_mids[mid] += 1
-            result.segments.append(segment)
+                label_set.index_of_mid(mid)
+            except UnknownLabelError:
+                result.unknown_mids[mid] += 1
+        result.segments.append(segment)
     return result
 
 
@@ -133,7 +143,7 @@ PERMANENT_ERRORS = ("HTTP Error 404", "HTTP Error 403", "HTTP Error 410", "Video
 FAILURES_HEADER = ("key", "ytid", "start", "end", "attempts", "reason")
 
 
-class DownloadSetupError(ValueError):
+class DownloadSetupError(AudioSceneError, ValueError):
     """A tool the download needs is missing; the message says how to install it."""
 
 

@@ -3,31 +3,37 @@
 The training loop only sees `ClipDataset`; the synthetic set, own folders and, later, AudioSet
 and DCASE all become one by listing `(source, labels)` pairs.
 
-A folder data set is `DIR/weak.csv` (`filename,labels`: labels comma-separated inside quotes;
-empty for a clip with no label) with the audio in `DIR/audio/` (or `DIR/` itself).
+A folder data set is `DIR/weak.csv` (`filename,labels`: labels `;`-separated; empty for a clip
+with no label) with the audio in `DIR/audio/` (or `DIR/` itself).
 
 Own data (`from_labels_csv`) is any folder of audio files plus a CSV `filename,labels` whose labels
-are `;`-separated AudioSet display names (which may contain commas) or mids, or names of your own.
+are `;`-separated AudioSet display names (75 of them contain commas, hence `;`) or mids, or names
+of your own.
+
+File names in these CSVs are untrusted data: each must be a relative path that stays inside the
+audio folder (subfolders allowed; no absolute path, no `..`, no control characters), else the
+line is refused with file:line.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .._io import csv_rows
 from ..audio import SAMPLE_RATE, AudioError, load
+from ..errors import AudioSceneError
 from ..labels import LabelSet, UnknownLabelError, audioset
 
 
-class DataSetError(ValueError):
+class DataSetError(AudioSceneError, ValueError):
     """A data set folder or label file that cannot be used; the message names the file."""
 
 
@@ -77,7 +83,15 @@ class ClipDataset(Dataset):
         if not csv_path.is_file():
             raise DataSetError(f"{csv_path}: missing (a data folder needs weak.csv with columns filename,labels)")
         audio_dir = root / "audio" if (root / "audio").is_dir() else root
-        return cls._from_rows(read_weak_csv(csv_path), audio_dir, csv_path, label_set, clip_seconds)
+        rows = read_weak_csv(csv_path)
+        if label_set is None:  # weak.csv once separated labels by commas: refuse such a file, not misread it
+            known = set(audioset().names)
+            for _, labels, line in rows:
+                joined = [label for label in labels if "," in label and label not in known]
+                if joined:
+                    raise DataSetError(f"{csv_path}:{line}: label {joined[0]!r} contains a comma; labels are separated "
+                                       "by ';' (e.g. \"Dog;Cat\")")
+        return cls._from_rows(rows, audio_dir, csv_path, label_set, clip_seconds)
 
     @classmethod
     def from_labels_csv(cls, audio_dir: str | os.PathLike, csv_path: str | os.PathLike,
@@ -91,7 +105,7 @@ class ClipDataset(Dataset):
             raise DataSetError(f"{csv_path}: no such label file (a CSV with columns filename,labels)")
         names = audioset()
         rows = []
-        for filename, labels, line in read_weak_csv(csv_path, separator=";"):
+        for filename, labels, line in read_weak_csv(csv_path):
             try:
                 labels = tuple(names.names[names.index_of_mid(x)] if MID.match(x) else x for x in labels)
             except UnknownLabelError as exc:
@@ -112,7 +126,7 @@ class ClipDataset(Dataset):
                     label_set.index(unknown[0])
                 except UnknownLabelError as exc:
                     raise DataSetError(f"{csv_path}:{line}: {exc}") from None
-            path = audio_dir / filename
+            path = audio_dir / checked_relative_name(filename, f"{csv_path}:{line}", audio_dir)
             if not path.is_file():
                 raise AudioError(path, f"no such file (listed in {csv_path}:{line})")
             clips.append(Clip(path, labels))
@@ -120,25 +134,37 @@ class ClipDataset(Dataset):
 
 
 MID = re.compile(r"^/[a-z]/[0-9a-z_]+$")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def read_weak_csv(path: Path, separator: str = ",") -> list[tuple[str, tuple[str, ...], int]]:
-    """`(filename, labels, line number)` rows of a `filename,labels` CSV (labels split on
-    `separator`); malformed rows raise `DataSetError` naming file and line."""
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:2]] != ["filename", "labels"]:
-            raise DataSetError(f"{path}:1: expected the header 'filename,labels', got {header}")
-        rows = []
-        for row in reader:
-            line = reader.line_num
-            if not row or not any(cell.strip() for cell in row):
-                continue
-            if len(row) != 2 or not row[0].strip():
-                raise DataSetError(f"{path}:{line}: expected 2 columns (filename, \"labels\"; quote labels that contain commas), got {row}")
-            labels = tuple(label.strip() for label in row[1].split(separator) if label.strip())
-            rows.append((row[0].strip(), labels, line))
+def checked_relative_name(name: str, where: str, folder: Path) -> str:
+    """`name` if it is a relative path that stays inside `folder` (no absolute path, `..` part,
+    backslash or control character); else `DataSetError` naming `where`."""
+    parts = PurePosixPath(name).parts
+    if not parts or PurePosixPath(name).is_absolute() or ".." in parts or "\\" in name or CONTROL.search(name):
+        raise DataSetError(f"{where}: file name {name!r} must be a relative path inside {folder} (no absolute path, "
+                           "'..', backslash or control character)")
+    return name
+
+
+def read_weak_csv(path: Path) -> list[tuple[str, tuple[str, ...], int]]:
+    """`(filename, labels, line number)` rows of a `filename,labels` CSV (labels `;`-separated);
+    malformed rows (wrong columns, a quote left open, bad encoding) raise `DataSetError` naming
+    file and line."""
+    rows = []
+    for first, last, row in csv_rows(path, DataSetError):
+        if first == 1:
+            if [h.strip() for h in row[:2]] != ["filename", "labels"]:
+                raise DataSetError(f"{path}:1: expected the header 'filename,labels', got {row}")
+            continue
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        if last != first:
+            raise DataSetError(f"{path}:{first}: a quote opened on this line is not closed before line {last}")
+        if len(row) != 2 or not row[0].strip():
+            raise DataSetError(f"{path}:{first}: expected 2 columns (filename, labels separated by ';'), got {row}")
+        labels = tuple(label.strip() for label in row[1].split(";") if label.strip())
+        rows.append((row[0].strip(), labels, first))
     if not rows:
-        raise DataSetError(f"{path}: no clips listed")
+        raise DataSetError(f"{path}: no clips listed (or no header 'filename,labels')")
     return rows

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from torch.utils.data import Sampler
 
+from ..errors import InputError
+
 
 class BalancedSampler(Sampler[int]):
     """Indices into a data set with `targets` `[N, K]`; `n_samples` per epoch (default N).
@@ -23,11 +25,11 @@ class BalancedSampler(Sampler[int]):
     def __init__(self, targets: np.ndarray, n_samples: int | None = None, seed: int = 0):
         targets = np.asarray(targets)
         if targets.ndim != 2 or len(targets) == 0:
-            raise ValueError(f"expected multi-hot targets of shape [clips, classes], got {targets.shape}")
+            raise InputError(f"expected multi-hot targets of shape [clips, classes], got {targets.shape}")
         self.clips_of_class = [np.flatnonzero(targets[:, k] > 0) for k in range(targets.shape[1])]
         self.classes = np.array([k for k, clips in enumerate(self.clips_of_class) if len(clips)])
         if len(self.classes) == 0:
-            raise ValueError("no clip has a positive label; nothing to balance")
+            raise InputError("no clip has a positive label; nothing to balance")
         self.n_samples = len(targets) if n_samples is None else n_samples
         self.seed = seed
         self.epoch = 0

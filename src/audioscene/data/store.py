@@ -7,9 +7,13 @@ default) and `index.json`::
      "shards": [{"name": "shard-000000.tar", "n_clips": 1000, "bytes": ..., "sha256": "..."}, ...]}
 
 Each clip is two members, `KEY.flac` (16 kHz mono) and `KEY.json` (`{"labels": [...], ...}`), so
-the shards read sequentially from local disk or object storage and any WebDataset tool can read
-them. Shards and the index are written to a temporary name and renamed, so a crash never leaves
-a half shard that looks complete.
+the shards read sequentially and any WebDataset tool can read them. A pack is built in a staging
+folder beside `out_dir` and swapped in only when complete, so a failed or killed pack leaves the
+previous pack as it was.
+
+Shard sets are passed around, so `index.json` is untrusted: shard names must be plain file names
+of this folder (`shard-000000.tar`; no scheme, no `/`, no `..`), and shards are only ever opened
+as local files (never as URLs or shell pipes, as WebDataset would treat `pipe:...` names).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import io
 import json
 import logging
 import os
+import re
+import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +35,9 @@ import soundfile as sf
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .._io import atomic_open
+from .._io import atomic_open, remove_stale
 from ..audio import SAMPLE_RATE, decode, load
+from ..errors import AudioSceneError, check_number
 from ..labels import LabelSet
 from .folder import Clip, DataSetError, fix_length
 
@@ -39,9 +46,11 @@ log = logging.getLogger(__name__)
 INDEX_NAME = "index.json"
 INDEX_FORMAT = "audioscene-shards/1"
 DEFAULT_SHARD_BYTES = 10**9
+SHARD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*\.tar$")  # plain names, no '..' or '/'
+SAFE_KEY = re.compile(r"^[^./\\\x00-\x1f\x7f]+$")  # a tar member stem: no dot, slash or control character
 
 
-class ShardError(ValueError):
+class ShardError(AudioSceneError, ValueError):
     """A shard or index that cannot be read; the message names the shard (and member)."""
 
 
@@ -54,9 +63,13 @@ class ShardInfo:
 
 
 def _flac_bytes(source: Path | np.ndarray) -> bytes:
-    """FLAC files are stored as they are; anything else is decoded and written as 16 kHz FLAC."""
+    """FLAC files are stored as they are (after a full decode, so a damaged file is refused, not
+    packed); anything else is decoded and written as 16 kHz FLAC."""
     if not isinstance(source, np.ndarray) and source.suffix.lower() == ".flac":
-        return source.read_bytes()
+        data = source.read_bytes()
+        decode(data, str(source))  # a damaged file raises AudioError here
+        if sf.info(io.BytesIO(data)).samplerate == SAMPLE_RATE:
+            return data
     wave = source if isinstance(source, np.ndarray) else load(source)
     buffer = io.BytesIO()
     sf.write(buffer, wave, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
@@ -80,11 +93,43 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 def pack(clips: Iterable[Clip], out_dir: str | os.PathLike, labels: LabelSet,
          shard_bytes: int = DEFAULT_SHARD_BYTES, progress: bool = True) -> Path:
     """Write clips into shards of about `shard_bytes` plus `index.json`; returns the index path.
-    The key of a clip is its file stem (or `clip_NNNNNN` for arrays) and must be unique."""
+    The key of a clip is its file stem (or `clip_NNNNNN` for arrays) and must be unique.
+
+    The pack is built in a staging folder and replaces `out_dir` only when complete: a pack that
+    fails (unreadable clip, disk full) or is killed leaves an earlier pack in `out_dir` intact. A
+    non-empty `out_dir` that is not a shard folder is refused (its files would be deleted).
+    """
     from tqdm.auto import tqdm
 
+    check_number("shard_bytes", shard_bytes, integer=True, low=1)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / INDEX_NAME).is_file():
+        raise ShardError(f"{out_dir}: not empty and not a shard folder; choose an empty or new folder")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ShardError(f"{out_dir}: is a file; give a folder for the shards")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in (".staging", ".old"):
+        remove_stale(out_dir, suffix)
+    staging = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        shards = _write_shards(tqdm(clips, desc="pack", unit="clip", disable=not progress), staging, labels,
+                               shard_bytes)
+        index = {"format": INDEX_FORMAT, "n_clips": sum(s.n_clips for s in shards), "labels": list(labels.names),
+                 "shards": [vars(s) for s in shards]}
+        with atomic_open(staging / INDEX_NAME, "w", encoding="utf-8") as f:
+            json.dump(index, f, indent=1)
+        _swap_in(staging, out_dir)
+    except OSError as exc:
+        raise ShardError(f"{out_dir}: packing failed, the folder is unchanged ({exc.strerror or exc})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("packed %d clips into %d shards in %s", index["n_clips"], len(shards), out_dir)
+    return out_dir / INDEX_NAME
+
+
+def _write_shards(clips: Iterable[Clip], folder: Path, labels: LabelSet, shard_bytes: int) -> list[ShardInfo]:
     shards: list[ShardInfo] = []
     keys: set[str] = set()
     tar = path = None
@@ -93,16 +138,14 @@ def pack(clips: Iterable[Clip], out_dir: str | os.PathLike, labels: LabelSet,
     def close_shard():
         nonlocal tar
         tar.close()
-        final = out_dir / path.name.removesuffix(".partial")
-        os.replace(path, final)
-        shards.append(ShardInfo(final.name, count, final.stat().st_size, _sha256(final)))
+        shards.append(ShardInfo(path.name, count, path.stat().st_size, _sha256(path)))
         tar = None
 
-    for number, clip in enumerate(tqdm(clips, desc="pack", unit="clip", disable=not progress)):
+    for number, clip in enumerate(clips):
         key = clip.source.stem if isinstance(clip.source, Path) else f"clip_{number:06d}"
-        if key in keys or "." in key:
-            raise DataSetError(f"{clip.source}: the key {key!r} is used twice or contains a dot; shard keys "
-                               "must be unique and dot-free")
+        if key in keys or not SAFE_KEY.match(key):
+            raise DataSetError(f"{clip.source}: the key {key!r} is used twice or is not a plain dot-free name; "
+                               "shard keys must be unique file stems")
         keys.add(key)
         labels.multi_hot(clip.labels)  # unknown labels fail here, before anything is written
         audio = _flac_bytes(clip.source)
@@ -111,31 +154,52 @@ def pack(clips: Iterable[Clip], out_dir: str | os.PathLike, labels: LabelSet,
         if tar is not None and size + len(audio) > shard_bytes:
             close_shard()
         if tar is None:
-            path = out_dir / f"shard-{len(shards):06d}.tar.partial"
+            path = folder / f"shard-{len(shards):06d}.tar"
             tar, count, size = tarfile.open(path, "w", format=tarfile.USTAR_FORMAT), 0, 0
         _add_member(tar, f"{key}.flac", audio)
         _add_member(tar, f"{key}.json", meta)
         count, size = count + 1, size + len(audio) + len(meta) + 1024
     if tar is not None:
         close_shard()
-    index = {"format": INDEX_FORMAT, "n_clips": sum(s.n_clips for s in shards), "labels": list(labels.names),
-             "shards": [vars(s) for s in shards]}
-    with atomic_open(out_dir / INDEX_NAME, "w", encoding="utf-8") as f:
-        json.dump(index, f, indent=1)
-    log.info("packed %d clips into %d shards in %s", index["n_clips"], len(shards), out_dir)
-    return out_dir / INDEX_NAME
+    return shards
+
+
+def _swap_in(staging: Path, out_dir: Path) -> None:
+    """Replace `out_dir` by the finished `staging` folder (two renames; the old pack is deleted last)."""
+    old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
+    if out_dir.exists():
+        os.replace(out_dir, old)
+    os.replace(staging, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_index(shard_dir: str | os.PathLike) -> dict:
+    """The validated `index.json` of a shard folder; anything malformed raises `ShardError` naming it."""
     path = Path(shard_dir) / INDEX_NAME
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ShardError(f"{path}: no shard index (write shards with `audioscene pack`)") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ShardError(f"{path}: not valid JSON ({exc})") from None
-    if index.get("format") != INDEX_FORMAT:
-        raise ShardError(f"{path}: not an audioscene shard index (format {index.get('format')!r})")
+    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
+        found = index.get("format") if isinstance(index, dict) else type(index).__name__
+        raise ShardError(f"{path}: not an audioscene shard index (format {found!r})")
+    labels, shards = index.get("labels"), index.get("shards")
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise ShardError(f"{path}: 'labels' must be a list of label names")
+    if not isinstance(shards, list):
+        raise ShardError(f"{path}: 'shards' must be a list of shard records")
+    for number, shard in enumerate(shards):
+        if not isinstance(shard, dict):
+            raise ShardError(f"{path}: shard record {number} is not an object")
+        name = shard.get("name")
+        if not isinstance(name, str) or not SHARD_NAME.match(name):
+            raise ShardError(f"{path}: shard record {number}: name {name!r} is not a plain .tar file name in this "
+                             "folder (no scheme, '/' or '..')")
+        for field, kind in (("n_clips", int), ("bytes", int), ("sha256", str)):
+            if not isinstance(shard.get(field), kind) or isinstance(shard.get(field), bool):
+                raise ShardError(f"{path}: shard record {number} ({name}): {field!r} must be {kind.__name__}")
     return index
 
 
@@ -191,7 +255,8 @@ class ShardDataset(IterableDataset):
     list shuffled by `(seed, epoch)` (call `set_epoch` each epoch). Each clip is read exactly once
     per epoch; ranks get whole shards, so their clip counts differ by at most a shard's. Rank and world size come from
     `torch.distributed` when it is initialised. A clip that fails to decode raises `ShardError`
-    naming shard and member, or with `skip_corrupt` is skipped and counted in `skipped` (per worker).
+    naming shard and member, or with `skip_corrupt` is skipped with a warning (`train` reports how many
+    clips an epoch missed: the index's count minus the clips read, over all workers and ranks).
     With `return_keys`, items are `(waveform, target, key)`.
     """
 
@@ -206,7 +271,6 @@ class ShardDataset(IterableDataset):
         self._rank, self._world_size = rank, world_size
         self.return_keys = return_keys  # items (waveform, target, key) instead of (waveform, target)
         self.epoch = 0
-        self.skipped = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -229,6 +293,12 @@ class ShardDataset(IterableDataset):
         """Rank `r` takes `order[r::world_size]`; its worker `w` takes every `n_workers`-th of those."""
         return self.shard_order()[rank::world_size][worker::n_workers]
 
+    @property
+    def n_clips(self) -> int:
+        """Clips in the whole shard set (all ranks)."""
+        return self.index["n_clips"] if isinstance(self.index.get("n_clips"), int) else \
+            sum(s["n_clips"] for s in self.index["shards"])
+
     def __len__(self) -> int:
         """Clips this rank reads in an epoch (all its workers together)."""
         rank, world = self._rank_world()
@@ -242,21 +312,30 @@ class ShardDataset(IterableDataset):
             yield from self._read_shard(self.shard_dir / shard["name"])
 
     def _samples(self, path: Path) -> Iterator[tuple[str, bytes, bytes]]:
-        import webdataset as wds
-
-        dataset = wds.WebDataset(str(path), shardshuffle=False, nodesplitter=None, workersplitter=None,
-                                 empty_check=False)
-        last = "(start)"
+        """`(key, flac bytes, json bytes)` of each clip, reading the tar as a local stream."""
+        last, key, parts = "(start)", None, {}
         try:
-            for sample in dataset:
-                last = sample["__key__"]
-                if "flac" not in sample or "json" not in sample:
-                    raise ShardError(f"{path}: clip {last} lacks its .flac or .json member")
-                yield last, sample["flac"], sample["json"]
-        except (tarfile.TarError, OSError, ValueError) as exc:
-            if isinstance(exc, ShardError):
-                raise
+            with open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
+                for member in tar:
+                    if not member.isfile():
+                        continue
+                    member_key, _, ext = member.name.partition(".")
+                    if member_key != key:
+                        if key is not None:
+                            yield self._clip(path, key, parts)
+                        key, parts = member_key, {}
+                    parts[ext] = tar.extractfile(member).read()
+                    last = member.name
+                if key is not None:
+                    yield self._clip(path, key, parts)
+        except (tarfile.TarError, OSError) as exc:
             raise ShardError(f"{path}: unreadable after member {last} ({type(exc).__name__}: {exc})") from None
+
+    @staticmethod
+    def _clip(path: Path, key: str, parts: dict[str, bytes]) -> tuple[str, bytes, bytes]:
+        if "flac" not in parts or "json" not in parts:
+            raise ShardError(f"{path}: clip {key} lacks its .flac or .json member")
+        return key, parts["flac"], parts["json"]
 
     def _read_shard(self, path: Path) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for key, audio, meta in self._samples(path):
@@ -266,7 +345,6 @@ class ShardDataset(IterableDataset):
             except Exception as exc:  # libsndfile, JSON and label errors all mean "this clip is bad"
                 if not self.skip_corrupt:
                     raise ShardError(f"{path}: member {key}.flac/.json cannot be used ({type(exc).__name__}: {exc})") from None
-                self.skipped += 1
                 log.warning("%s: skipped corrupt clip %s (%s)", path, key, exc)
                 continue
             item = torch.from_numpy(fix_length(wave, self.clip_samples)), torch.from_numpy(target)

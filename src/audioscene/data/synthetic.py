@@ -22,7 +22,7 @@ Clip `i` of seed `s` depends only on `(s, i)`, so the same seed gives byte-ident
 a larger set extends a smaller one. Output layout::
 
     DIR/audio/synth_000000.flac ...   16 kHz mono FLAC (16 bit)
-    DIR/weak.csv                      filename,labels   (labels comma-separated, quoted)
+    DIR/weak.csv                      filename,labels   (labels ;-separated)
     DIR/strong.tsv                    DCASE TSV: filename onset offset event_label
     DIR/synth.json                    the generator's settings, written last
 """
@@ -46,6 +46,7 @@ from scipy import signal
 from tqdm.auto import tqdm
 
 from .._io import atomic_open
+from ..errors import InputError
 from ..sed import Event, write_events_tsv
 
 log = logging.getLogger(__name__)
@@ -271,10 +272,10 @@ def generate(out_dir: str | os.PathLike, n_clips: int = 100, seed: int = 0,
     set is complete when `synth.json` exists.
     """
     if n_clips < 1:
-        raise ValueError(f"n_clips must be >= 1, got {n_clips}")
+        raise InputError(f"n_clips must be >= 1, got {n_clips}")
     low, high = snr_db
     if low > high:
-        raise ValueError(f"snr_db range must be (low, high) with low <= high, got {snr_db}")
+        raise InputError(f"snr_db range must be (low, high) with low <= high, got {snr_db}")
     out_dir = Path(out_dir)
     (out_dir / "audio").mkdir(parents=True, exist_ok=True)
     jobs = [(out_dir / "audio", seed, index, (low, high)) for index in range(n_clips)]
@@ -288,7 +289,7 @@ def generate(out_dir: str | os.PathLike, n_clips: int = 100, seed: int = 0,
     with atomic_open(out_dir / "weak.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(("filename", "labels"))
-        writer.writerows((f"synth_{index:06d}.flac", ",".join(sorted({e.label for e in events})))
+        writer.writerows((f"synth_{index:06d}.flac", ";".join(sorted({e.label for e in events})))
                          for index, events in enumerate(per_clip))
     write_events_tsv(out_dir / "strong.tsv", strong)
     with atomic_open(out_dir / "synth.json", "w", encoding="utf-8") as f:

@@ -3,8 +3,10 @@
 - `GlobalPoolHead` (ResNet A/B): mean over time and frequency, one FC, sigmoid. Its framewise
   output is the same FC applied to each output frame (features averaged over frequency only).
 - `AttentionHead` (ResNet B/C/D + att): channel pooling (mean over frequency only) gives one
-  feature vector `h_t` per output frame; decision-level attention (Kong et al. 2018):
-  `p_t = sigmoid(W_c h_t + b_c)`, `a_t = softmax_t(W_a h_t + b_a)`, `y = Σ_t a_t ⊙ p_t`.
+  feature vector `h_t` per output frame; decision-level attention with a softmax over time, the
+  form of PANNs' `AttBlock` (Kong et al. 2020; the paper gives no formula):
+  `p_t = sigmoid(W_c h_t + b_c)`, `a_t = softmax_t(W_a h_t + b_a)`, `y = clamp(Σ_t a_t ⊙ p_t, 0, 1)`.
+  (Kong et al. 2018's attention normalises a sigmoid attention by its sum over time instead.)
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ class AttentionHead(nn.Module):
         frames = channel_pool(features)  # (batch, time', channels)
         framewise = torch.sigmoid(self.classifier(frames))  # (batch, time', classes)
         attention = torch.softmax(self.attention(frames).float(), dim=1)  # sums to 1 over time'
-        clipwise = (attention * framewise.float()).sum(dim=1)  # (batch, classes)
+        # a convex combination of probabilities, but its float sum can round past 1 (by ~1e-7)
+        clipwise = (attention * framewise.float()).sum(dim=1).clamp(0.0, 1.0)  # (batch, classes)
         return {"clipwise": clipwise, "framewise": framewise, "attention": attention}
 
 

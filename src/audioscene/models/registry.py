@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, replace
 
 from torch import Tensor, nn
 
+from ..errors import InputError, check_number
+from ..features import FrontendConfig
 from .blocks import ResNetTrunk
 from .heads import HEADS
 
@@ -32,6 +34,8 @@ class ModelConfig:
     example_frames: int | None = None  # cut the input into examples of this many frames (ResNet A)
     n_mels: int = 64
     input_hop_s: float = 0.01  # hop of the log-mel frames fed to the model
+    # Inputs are padded with the front end's value for digital silence, not 0 (a loud log-mel value).
+    pad_value: float = FrontendConfig().silence
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,9 +63,10 @@ class AudioResNet(nn.Module):
 
     Attention models also return `"attention"` `[B, T', K]` (weights summing to 1 over time).
     With `example_frames` set (ResNet A), the input is cut into examples of that many frames (the
-    last one zero-padded), which run as one batch; clipwise is the mean of the example predictions
-    and framewise is the per-example prediction. Inputs shorter than the model needs are
-    zero-padded.
+    last one padded: a 10 s clip gives 11 examples, as SPEC §3 has it, rather than dropping the
+    last 0.38 s as VGGish does), which run as one batch; clipwise is the mean of the example
+    predictions and framewise is the per-example prediction. Inputs shorter than the model needs
+    are padded. Padding uses `pad_value`, the log-mel of digital silence, so it sounds like silence.
     """
 
     def __init__(self, config: ModelConfig):
@@ -79,12 +84,12 @@ class AudioResNet(nn.Module):
 
     def forward(self, logmel: Tensor) -> dict[str, Tensor | float]:
         if logmel.dim() != 3 or logmel.shape[2] != self.config.n_mels:
-            raise ValueError(f"expected log-mel of shape [batch, frames, {self.config.n_mels}], "
+            raise InputError(f"expected log-mel of shape [batch, frames, {self.config.n_mels}], "
                              f"got {tuple(logmel.shape)}")
         batch, n_frames, n_mels = logmel.shape
         unit = self.config.example_frames or self.trunk.stride
         padded = -(-n_frames // unit) * unit if self.config.example_frames else max(n_frames, unit)
-        x = nn.functional.pad(logmel, (0, 0, 0, padded - n_frames))  # (batch, time, mel)
+        x = nn.functional.pad(logmel, (0, 0, 0, padded - n_frames), value=self.config.pad_value)  # (batch, time, mel)
         if self.config.example_frames:
             x = x.reshape(-1, unit, n_mels)  # (batch · examples, example_frames, mel)
         out = self.head(self.trunk(x[:, None]))  # trunk input (batch, 1, time, mel)
@@ -102,12 +107,14 @@ def available() -> list[str]:
 def config_for(name: str, n_classes: int = 527, width: int = 64, **overrides) -> ModelConfig:
     """The `ModelConfig` of a Table-1 variant, with any field overridden."""
     if name not in VARIANTS:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(available())}")
+        raise InputError(f"unknown model {name!r}; available: {', '.join(available())}")
+    check_number("n_classes", n_classes, integer=True, low=1)
+    check_number("width", width, integer=True, low=1)
     config = ModelConfig(name=name, n_classes=n_classes, width=width, **VARIANTS[name])
     try:
         return replace(config, **overrides)
     except TypeError as exc:
-        raise ValueError(f"bad model override for {name!r}: {exc}") from None
+        raise InputError(f"bad model override for {name!r}: {exc}") from None
 
 
 def create(name: str, n_classes: int = 527, width: int = 64, **overrides) -> AudioResNet:

@@ -1,0 +1,32 @@
+"""Helpers shared by the test modules (fixtures live in conftest.py)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from audioscene.train import TrainConfig
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "audioscene", *args], capture_output=True, text=True, timeout=120)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str):
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def sine(freq: float, seconds: float, sr: int, amplitude: float = 0.5) -> np.ndarray:
+    return (amplitude * np.sin(2 * np.pi * freq * np.arange(int(seconds * sr)) / sr)).astype(np.float32)
+
+
+def tiny_config(data: Path, out: Path, **overrides) -> TrainConfig:
+    values = dict(train_data=str(data / "train"), eval_data=str(data / "eval"), out_dir=str(out),
+                  model="resnet_b_att", width=8, epochs=2, batch_size=16, lr=1e-3, seed=7)
+    return TrainConfig(**{**values, **overrides})

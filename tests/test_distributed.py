@@ -63,7 +63,7 @@ def test_two_ranks_on_shards_cover_the_epoch_and_checkpoint_once(tiny_data, tiny
     for path in training.list_checkpoints(run):
         state = training.load_checkpoint(path)
         assert state["world_size"] == 2
-        assert state["coverage"] == {"clips": 64, "distinct": 64}  # disjoint ranks, nothing lost
+        assert state["coverage"] == {"clips": 64, "distinct": 64, "missed": 0}  # disjoint ranks, nothing lost
     # the checkpoint evaluates in a single process
     scores = training.evaluate_run(run, tiny_data / "eval", device="cpu", progress=False)
     assert 0 < scores["peak"]["mAP"] <= 1
@@ -86,7 +86,7 @@ def test_two_ranks_equal_one_rank_with_the_same_global_batch(tiny_data, tmp_path
     parameters = {name for name, _ in model.named_parameters()}
     for name in parameters:
         torch.testing.assert_close(a["model"][name], b["model"][name], atol=2e-5, rtol=1e-4, msg=name)
-    assert a["coverage"] == b["coverage"] == {"clips": 64, "distinct": 64}
+    assert a["coverage"] == b["coverage"] == {"clips": 64, "distinct": 64, "missed": 0}
     assert a["history"][0]["train_loss"] == pytest.approx(b["history"][0]["train_loss"], rel=1e-5)
 
 
@@ -99,7 +99,7 @@ def test_resume_a_two_rank_run_with_one_rank(tiny_data, tmp_path):
     states = [training.load_checkpoint(p) for p in training.list_checkpoints(run)]
     assert [s["world_size"] for s in states] == [2, 1]
     assert [row["epoch"] for row in states[-1]["history"]] == [1, 2]
-    assert states[-1]["coverage"] == {"clips": 64, "distinct": 64}
+    assert states[-1]["coverage"] == {"clips": 64, "distinct": 64, "missed": 0}
 
 
 def test_sync_batchnorm_on_cpu_is_a_clear_error(tiny_data, tmp_path):

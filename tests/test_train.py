@@ -123,7 +123,7 @@ def test_cli_errors_are_one_line(tiny_data, tmp_path):
     assert_one_line_error(run_cli("train", "--config", str(config)), "unknown key", "learning_rate")
     assert_one_line_error(run_cli("train", "--train-data", str(tmp_path / "nowhere"), "--eval-data",
                                   str(tiny_data / "eval"), "--out", str(tmp_path / "r")), "no such data folder")
-    assert_one_line_error(run_cli("train", "--width", "zero"), "positive integer")
+    assert_one_line_error(run_cli("train", "--width", "zero"), "--width: expected an integer >= 1")
     assert_one_line_error(run_cli("train", "--model", "resnet_z"), "invalid choice")
     assert_one_line_error(run_cli("evaluate", "--run", str(tmp_path / "none"), "--data", str(tiny_data / "eval")),
                           "no such run folder")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from audioscene.infer import Tagger
-from audioscene.viewer import ViewerConfig, create_app
+from audioscene.viewer import LOOPBACK_NAMES, ViewerConfig, allowed_hosts, create_app
 
 ARTIFACTS = Path(os.environ.get("AUDIOSCENE_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
 
@@ -45,6 +45,19 @@ def request(url, data=None, headers=None):
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+def test_only_the_served_host_is_answered(viewer):
+    """DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1 sends requests
+    with `Host: evil.example`; they must not reach the API."""
+    port = viewer.rsplit(":", 1)[1]
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example"):
+        status, body = request(viewer + "/api/info", headers={"Host": host})
+        assert status == 400 and b"labels" not in body, host
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+        assert request(viewer + "/api/info", headers={"Host": host})[0] == 200
+    assert "my-box.lan" in allowed_hosts("0.0.0.0", ["my-box.lan"]) and "0.0.0.0" not in allowed_hosts("0.0.0.0")
+    assert allowed_hosts("192.168.1.5") == sorted({"192.168.1.5", *LOOPBACK_NAMES})
 
 
 def test_page_and_static_files_are_served(viewer):

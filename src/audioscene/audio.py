@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -31,9 +32,15 @@ class AudioError(AudioSceneError):
 
 
 def _check_file(path: Path) -> None:
-    if not path.is_file():
-        raise AudioError(path, "no such file")
-    if path.stat().st_size == 0:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise AudioError(path, "no such file") from None
+    except OSError as exc:
+        raise AudioError(path, f"cannot read it ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):  # reading a FIFO or device would block forever
+        raise AudioError(path, "not a regular file (a folder, FIFO or device); give an audio file")
+    if info.st_size == 0:
         raise AudioError(path, "empty file (0 bytes)")
 
 
@@ -117,7 +124,7 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, str]]:
     Paths that do not exist are kept, so that reading them reports the problem.
 
     Raises:
-        ValueError: a folder without audio files.
+        InputError: a folder without audio files.
     """
     found = []
     for path in map(Path, paths):

@@ -108,8 +108,9 @@ def _cmd_train(args) -> None:
 def _cmd_evaluate(args) -> None:
     from ._io import prepare_output
     from .report import table2, write_per_class_csv
-    from .train import evaluate_run
+    from .train import evaluate_run, list_checkpoints
 
+    list_checkpoints(args.run)  # a missing run folder is named before an output is prepared in it
     per_class = prepare_output(args.per_class or args.run / f"per_class_{_spec_name(args.data)}.csv")
     result = evaluate_run(args.run, args.data, device=args.device, batch_size=args.batch_size, workers=args.workers,
                           labels_csv=args.labels or "", select_data=args.select_data,
@@ -168,8 +169,16 @@ def _analyses(args, tagger, paths, failed: list):
     from .audio import expand_paths
     from .infer import to_classes
     from .labels import DCASE2018_AUDIOSET_NAMES
+    from .sed import UNSTORABLE
 
-    inputs = expand_paths(paths)
+    inputs = []
+    for path, name in expand_paths(paths):
+        if UNSTORABLE.search(name):  # it would break the line-based outputs (table, TSV)
+            print(f"{PROG} {args.command}: skipped {name!r}: the file name contains a tab, line break or other "
+                  "control character; rename the file", file=sys.stderr)
+            failed.append(path)
+        else:
+            inputs.append((path, name))
     names = dict(inputs)
     for path, result in tagger.analyze_many([p for p, _ in inputs], progress=True,
                                             workers=getattr(args, "workers", 0)):
@@ -190,8 +199,7 @@ def _cmd_tag(args) -> int:
     rows = []
     failed: list = []
     for _, name, result in _analyses(args, tagger, args.paths, failed):
-        order = result.clipwise.argsort(kind="stable")[::-1][:args.top_k]
-        tags = [(result.labels[k], float(result.clipwise[k])) for k in order]
+        tags = result.top(args.top_k)
         rows.append((name, tags))
         if args.format == "table":
             print(f"{name}\t" + ", ".join(f"{label} {score:.3f}" for label, score in tags), flush=True)
@@ -223,7 +231,7 @@ def _cmd_view(args) -> None:
 
     config = ViewerConfig(top_k=args.top_k, thresholds=args.thresholds, median=args.median,
                           max_upload_mb=args.max_upload_mb)
-    serve(_tagger(args), config, host=args.host, port=args.port)
+    serve(_tagger(args), config, host=args.host, port=args.port, extra_hosts=args.allow_host)
 
 
 def _cmd_detect(args) -> int:
@@ -331,13 +339,14 @@ def _cmd_download(args) -> int:
     import csv
 
     from ._io import atomic_open
-    from .data.audioset import download, read_segments
+    from .data.audioset import check_url_template, download, read_segments
 
+    check_url_template(args.url_template)
     segments = read_segments(args.csv, skip_bad=args.skip_bad)
     print(segments.report(), file=sys.stderr)
     chosen = segments.segments[:args.limit] if args.limit else segments.segments
     report = download(chosen, args.out, jobs=args.jobs, url_template=args.url_template, retries=args.retries,
-                      backoff_s=args.backoff, retry_failed=args.retry_failed)
+                      backoff_s=args.backoff, retry_failed=args.retry_failed, clip_timeout_s=args.clip_timeout)
     present = {p.stem for p in (args.out / "audio").glob("*.flac")}
     with atomic_open(args.out / "labels.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
@@ -346,6 +355,10 @@ def _cmd_download(args) -> int:
     print(report.text())
     if report.failed:
         print(f"failures and their reasons: {args.out / 'failures.csv'}")
+    if report.requested and not report.fetched:
+        print(f"{PROG} download: error: none of the {report.requested} clips could be fetched "
+              f"(see {args.out / 'failures.csv'})", file=sys.stderr)
+        return 1
     print(f"train on it: --data folder:{args.out / 'audio'} --labels {args.out / 'labels.csv'}")
     return 0
 
@@ -491,6 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example: audioscene view --run runs/b_att --thresholds tuned.json --median tuned.json")
     p.add_argument("--port", type=_number(integer=True, low=1, high=65535), default=8765, help="port (default 8765)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests addressed to this host name (e.g. the machine's DNS name when "
+                        "serving on 0.0.0.0); others get 400, which stops DNS-rebinding attacks")
     p.add_argument("--top-k", type=_positive_int, default=5, help="tags shown (default 5)")
     _add_event_options(p)
     p.add_argument("--max-upload-mb", type=_positive, default=100.0, help="largest upload accepted (default 100 MB)")
@@ -569,6 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backoff", type=_number(low=0), default=2.0, help="first retry delay in seconds, doubled each time (default 2)")
     p.add_argument("--url-template", default="https://www.youtube.com/watch?v={ytid}",
                    help="source URL with {ytid} (and {start}, {end}); default the YouTube watch URL")
+    p.add_argument("--clip-timeout", type=_positive, default=300.0,
+                   help="seconds one attempt at one clip may take before it is killed and retried (default 300)")
     p.add_argument("--retry-failed", action="store_true", help="try the clips in failures.csv again")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed CSV lines (counted) instead of stopping")
     p.add_argument("--limit", type=_positive_int, help="only the first N segments")

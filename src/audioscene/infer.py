@@ -32,7 +32,7 @@ import soundfile as sf
 import torch
 
 from . import audio, sed
-from .errors import InputError
+from .errors import InputError, check_number
 from .features import LogMel
 from .labels import LabelSet
 from .models import AudioResNet
@@ -66,6 +66,12 @@ class Analysis:
     @property
     def times(self) -> np.ndarray:
         return np.arange(len(self.framewise)) * self.frame_hop
+
+    def top(self, k: int) -> list[tuple[str, float]]:
+        """The `k` labels with the highest clip scores, best first (ties: in label order)."""
+        check_number("top_k", k, integer=True, low=1)
+        order = np.argsort(-self.clipwise, kind="stable")[:k]
+        return [(self.labels[i], float(self.clipwise[i])) for i in order]
 
 
 def run_checkpoints(run_dir: str | os.PathLike, checkpoint: str | os.PathLike = "best") -> list[Path]:
@@ -101,6 +107,10 @@ class Tagger:
                  window_s: float = 10.0, hop_s: float | None = None, batch_size: int = 8):
         if not models:
             raise InputError("need at least one model")
+        check_number("window_s", window_s, low=0, low_open=True)
+        if hop_s is not None:
+            check_number("hop_s", hop_s, low=0, low_open=True)
+        check_number("batch_size", batch_size, integer=True, low=1)
         hops = {m.frame_hop for m in models}
         if len(hops) != 1:
             raise InputError(f"models with different frame hops cannot be averaged: {sorted(hops)}")
@@ -260,9 +270,8 @@ class Tagger:
 
     def tag(self, source: Source, top_k: int = 5) -> list[tuple[str, float]]:
         """The `top_k` labels with the highest clip-level scores, best first."""
-        clipwise = self.analyze(source).clipwise
-        order = np.argsort(-clipwise, kind="stable")[:top_k]
-        return [(self.labels.names[k], float(clipwise[k])) for k in order]
+        check_number("top_k", top_k, integer=True, low=1)  # before the work
+        return self.analyze(source).top(top_k)
 
     def detect(self, source: Source, thresholds: float | Sequence[float] | sed.Tuning = 0.5,
                median: int | Sequence[int] | sed.Tuning = 1, filename: str | None = None) -> list[sed.Event]:
@@ -301,7 +310,10 @@ def events_from_analysis(result: Analysis, filename: str, thresholds: float | Se
 
 
 def _seconds(path: str | os.PathLike) -> float:
-    """A file's duration from its header; 0 when unreadable (decoding then says why)."""
+    """A file's duration from its header; 0 when unreadable or not a regular file (decoding then
+    says why; opening a FIFO here would block)."""
+    if not Path(path).is_file():
+        return 0.0
     try:
         return sf.info(str(path)).duration
     except (RuntimeError, TypeError):

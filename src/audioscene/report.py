@@ -73,11 +73,14 @@ def table2(results: Sequence[tuple[str, dict]], with_paper: bool = True) -> str:
 
 
 def table3(results: Sequence[tuple[str, EventScores]], with_paper: bool = True) -> str:
-    """Table-3 style: macro (and micro) event F1 in % for each named post-processing setting."""
-    rows = [(name, _percent(r.macro_f1), _percent(r.micro_f1)) for name, r in results]
+    """Table-3 style: macro (and micro) event F1 in % for each named post-processing setting,
+    then the paper's rows with both of its columns: DCASE 2018 test and eval sets (macro F1)."""
+    rows = [(name, _percent(r.macro_f1), _percent(r.micro_f1), "", "") for name, r in results]
     if with_paper:
-        rows += [(f"paper: {name}", "–" if test is None else f"{test:.2f}", "–") for name, test, _ in PAPER_TABLE3]
-    return markdown_table(("post-processing", "macro F1 %", "micro F1 %"), rows)
+        paper = lambda value: "–" if value is None else f"{value:.2f}"  # noqa: E731
+        rows += [(f"paper: {name}", "", "", paper(test), paper(eval_)) for name, test, eval_ in PAPER_TABLE3]
+    return markdown_table(("post-processing", "macro F1 %", "micro F1 %", "paper test macro F1 %",
+                           "paper eval macro F1 %"), rows)
 
 
 def table4(results: Sequence[tuple[str, EventScores]], with_paper: bool = True) -> str:
@@ -128,20 +131,19 @@ def event_summary(events: Sequence[Event], n_clips: int) -> str:
 def plot_logmel(logmel: np.ndarray, path: str | os.PathLike, hop_s: float = 0.01,
                 events: Sequence[Event] = (), title: str = "") -> None:
     """Save a log-mel spectrogram `[frames, mels]` as a PNG, with events drawn as labelled bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (e.g. a notebook's) is left alone
 
     labels = sorted({e.label for e in events})
-    fig, (ax, ax_events) = plt.subplots(
-        2, 1, figsize=(10, 4 + 0.25 * len(labels)), sharex=True,
+    fig = Figure(figsize=(10, 4 + 0.25 * len(labels)))
+    ax, ax_events = fig.subplots(
+        2, 1, sharex=True,
         gridspec_kw={"height_ratios": [3, max(len(labels), 1) * 0.25 + 0.3]})
     duration = logmel.shape[0] * hop_s
     ax.imshow(logmel.T, origin="lower", aspect="auto", cmap="magma", extent=(0, duration, 0, logmel.shape[1]))
     ax.set_ylabel("mel band")
     ax.set_title(title)
-    colours = plt.get_cmap("tab10")
+    colours = colormaps["tab10"]
     for event in events:
         row = labels.index(event.label)
         ax_events.barh(row, event.offset - event.onset, left=event.onset, color=colours(row % 10), height=0.8)
@@ -151,7 +153,6 @@ def plot_logmel(logmel: np.ndarray, path: str | os.PathLike, hop_s: float = 0.01
     ax_events.set_xlim(0, duration)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_activations(logmel: np.ndarray, hop_s: float, times: np.ndarray, scores: np.ndarray,
@@ -161,19 +162,18 @@ def plot_activations(logmel: np.ndarray, hop_s: float, times: np.ndarray, scores
     """Figure 2 of the paper: the log-mel spectrogram above the framewise activation curves of the
     `top` classes (highest peak activation); reference events of those classes are shaded and
     per-class thresholds drawn as dashed lines. Returns the classes drawn."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
 
     order = np.argsort(-scores.max(axis=0), kind="stable")[:top]
     chosen = [labels[k] for k in order]
     duration = logmel.shape[0] * hop_s
-    fig, (ax, ax_act) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    fig = Figure(figsize=(10, 5.5))
+    ax, ax_act = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     ax.imshow(logmel.T, origin="lower", aspect="auto", cmap="magma", extent=(0, duration, 0, logmel.shape[1]))
     ax.set_ylabel("mel band")
     ax.set_title(title)
-    colours = plt.get_cmap("tab10")
+    colours = colormaps["tab10"]
     frame_hop = times[1] - times[0] if len(times) > 1 else duration
     for i, k in enumerate(order):
         colour = colours(i)
@@ -191,5 +191,4 @@ def plot_activations(logmel: np.ndarray, hop_s: float, times: np.ndarray, scores
     ax_act.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return chosen

@@ -29,7 +29,7 @@ import soundfile as sf
 import torch
 
 from . import audio
-from .errors import AudioSceneError
+from .errors import AudioSceneError, check_number
 from .infer import Tagger, events_from_analysis
 from .sed import Tuning
 
@@ -81,14 +81,13 @@ def spectrogram_png(path: Path, tagger: Tagger, columns: int = SPECTROGRAM_COLUM
 def analyze_upload(path: Path, filename: str, tagger: Tagger, config: ViewerConfig) -> dict:
     """Everything the page draws, for one uploaded file."""
     result = tagger.analyze(path)
-    order = np.argsort(-result.clipwise, kind="stable")[:config.top_k]
     peaks = np.argsort(-result.framewise.max(axis=0), kind="stable")[:config.curves]
     events = events_from_analysis(result, filename, config.thresholds, config.median)
     return {
         "filename": filename,
         "duration": result.duration,
         "frame_hop": result.frame_hop,
-        "tags": [{"label": result.labels[k], "score": float(result.clipwise[k])} for k in order],
+        "tags": [{"label": label, "score": score} for label, score in result.top(config.top_k)],
         "curves": {"times": np.round(result.times, 4).tolist(),
                    "series": [{"label": result.labels[k],
                                "values": np.round(result.framewise[:, k].astype(np.float64), 5).tolist()}
@@ -98,10 +97,28 @@ def analyze_upload(path: Path, filename: str, tagger: Tagger, config: ViewerConf
     }
 
 
-def create_app(tagger: Tagger, config: ViewerConfig = ViewerConfig()):
-    """The Starlette application (routes above); `serve` runs it with uvicorn."""
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def allowed_hosts(host: str, extra: Sequence[str] = ()) -> list[str]:
+    """Host names the server answers to: the address it listens on (its loopback names when that
+    is a loopback address) plus `extra`. Any other `Host` header gets 400, so a web page that
+    points its own domain at 127.0.0.1 (DNS rebinding) cannot read the API."""
+    names = list(LOOPBACK_NAMES) if host in LOOPBACK_NAMES else [host, *LOOPBACK_NAMES]
+    if host in ("0.0.0.0", "::"):  # every interface: this machine's own names
+        import socket
+
+        names += [socket.gethostname(), socket.getfqdn()]
+    return sorted({*names, *extra} - {"0.0.0.0", "::"})
+
+
+def create_app(tagger: Tagger, config: ViewerConfig = ViewerConfig(), hosts: Sequence[str] = LOOPBACK_NAMES):
+    """The Starlette application (routes above), answering only requests for `hosts` (see
+    `allowed_hosts`); `serve` runs it with uvicorn."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
+    from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
     from starlette.requests import Request
     from starlette.responses import FileResponse, JSONResponse
     from starlette.routing import Mount, Route
@@ -159,14 +176,17 @@ def create_app(tagger: Tagger, config: ViewerConfig = ViewerConfig()):
         Route("/api/info", info),
         Route("/api/analyze", analyze, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
-    ])
+    ], middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))])
 
 
-def serve(tagger: Tagger, config: ViewerConfig = ViewerConfig(), host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Run the viewer until interrupted."""
+def serve(tagger: Tagger, config: ViewerConfig = ViewerConfig(), host: str = "127.0.0.1", port: int = 8765,
+          extra_hosts: Sequence[str] = ()) -> None:
+    """Run the viewer until interrupted; it answers requests for `allowed_hosts(host, extra_hosts)`."""
     import uvicorn
 
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    check_number("port", port, integer=True, low=1, high=65535)
+    if host not in LOOPBACK_NAMES:
         log.warning("serving on %s: anyone who can reach this address can upload files", host)
     print(f"audioscene viewer on http://{host}:{port}/ (Ctrl+C to stop)", flush=True)
-    uvicorn.run(create_app(tagger, config), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(tagger, config, allowed_hosts(host, extra_hosts)), host=host, port=port,
+                log_level="warning")

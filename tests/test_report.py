@@ -1,0 +1,41 @@
+"""Report tables and figures."""
+
+import subprocess
+import sys
+
+from audioscene.report import PAPER_TABLE3, table3
+from audioscene.sed import Event, event_f1
+
+
+def test_table3_prints_the_papers_test_and_eval_columns():
+    ref = [Event("a.wav", 1.0, 2.0, "Dog")]
+    text = table3([("ours", event_f1(ref, ref))])
+    ours, *paper = [line for line in text.splitlines() if "ours" in line or "paper:" in line]
+    assert "100.00" in ours
+    for (name, test, eval_), line in zip(PAPER_TABLE3, paper):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[0] == f"paper: {name}"
+        assert cells[3:] == ["–" if test is None else f"{test:.2f}", "–" if eval_ is None else f"{eval_:.2f}"]
+    assert len(paper) == len(PAPER_TABLE3)
+
+
+def test_figures_leave_the_callers_matplotlib_backend_alone(tmp_path):
+    """A notebook user's backend must survive a plot (the report once called matplotlib.use("Agg"))."""
+    script = f"""
+import matplotlib, numpy as np
+matplotlib.use("svg")
+from audioscene.report import plot_activations, plot_logmel
+from audioscene.sed import Event
+rng = np.random.default_rng(0)
+logmel = rng.normal(size=(998, 64)).astype(np.float32)
+plot_logmel(logmel, {str(tmp_path / "s.png")!r}, events=[Event("a", 1.0, 2.0, "Dog")])
+scores = rng.uniform(size=(32, 3))
+chosen = plot_activations(logmel, 0.01, np.arange(32) * 0.32, scores, ("a", "b", "c"), {str(tmp_path / "f.png")!r})
+assert chosen == [("a", "b", "c")[k] for k in np.argsort(-scores.max(axis=0))[:2]], chosen
+print(matplotlib.get_backend())
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "svg"
+    for name in ("s.png", "f.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -277,6 +277,19 @@ def test_onnx_export_parity(tiny_run, tiny_data, tmp_path, with_frontend):
     (tmp_path / "junk.onnx").write_bytes(b"junk")
     with pytest.raises(ExportError, match="junk.onnx"):
         OnnxModel(tmp_path / "junk.onnx")
+    # an ONNX file whose audioscene metadata lacks a key, or has none at all
+    import onnx
+
+    proto = onnx.load(str(path))
+    entry = proto.metadata_props[0]
+    entry.value = json.dumps({k: v for k, v in json.loads(entry.value).items() if k != "frame_hop"})
+    onnx.save(proto, str(tmp_path / "partial.onnx"))
+    with pytest.raises(ExportError, match="partial.onnx: incomplete audioscene metadata .*frame_hop"):
+        OnnxModel(tmp_path / "partial.onnx")
+    del proto.metadata_props[:]
+    onnx.save(proto, str(tmp_path / "bare.onnx"))
+    with pytest.raises(ExportError, match="bare.onnx: not exported by audioscene"):
+        OnnxModel(tmp_path / "bare.onnx")
 
 
 def test_avg_over_checkpoints_with_other_labels_is_refused(tiny_run, tmp_path):

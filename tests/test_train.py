@@ -1,3 +1,5 @@
+import errno
+import math
 import os
 import signal
 import subprocess
@@ -127,3 +129,145 @@ def test_cli_errors_are_one_line(tiny_data, tmp_path):
     assert_one_line_error(run_cli("train", "--model", "resnet_z"), "invalid choice")
     assert_one_line_error(run_cli("evaluate", "--run", str(tmp_path / "none"), "--data", str(tiny_data / "eval")),
                           "no such run folder")
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("betas", 0.9, "betas = 0.9: expected a list of 2 numbers"),
+    ("betas", [0.9, 1.5], "betas = (0.9, 1.5): expected two numbers in [0, 1)"),
+    ("epochs", 1.5, "epochs = 1.5: expected an integer"),
+    ("epochs", "five", "epochs = 'five': expected an integer"),
+    ("lr", "0.001", "lr = '0.001': expected a number"),
+    ("lr", float("nan"), "lr must be a finite number > 0, got nan"),
+    ("lr", float("inf"), "lr must be a finite number > 0, got inf"),
+    ("seed", "abc", "seed = 'abc': expected an integer"),
+    ("device", "tpu", "device must be auto, cpu, cuda, cuda:N or mps, got 'tpu'"),
+    ("device", "cuda:abc", "got 'cuda:abc'"),
+    ("stem_stride", 0, "stem_stride must be an integer >= 1, got 0"),
+    ("clip_seconds", 0, "clip_seconds must be a finite number > 0, got 0.0"),
+    ("clip_seconds", -5, "clip_seconds must be a finite number > 0, got -5.0"),
+    ("micro_batch_size", 0, "micro_batch_size must be an integer >= 1, got 0"),
+    ("channels_last", "no", "channels_last = 'no': expected true or false"),
+    ("width", 8.5, "width = 8.5: expected an integer"),
+    ("width", True, "width = True: expected an integer"),
+    ("workers", -1, "workers must be an integer >= 0, got -1"),
+])
+def test_config_checks_every_fields_type_and_range(tmp_path, key, value, expected):
+    with pytest.raises(ConfigError) as info:
+        TrainConfig.from_dict({key: value})
+    assert expected in str(info.value)
+    if not (isinstance(value, float) and not math.isfinite(value)):  # TOML writes these differently
+        path = tmp_path / "run.toml"
+        path.write_text(f"{key} = {value!r}\n".replace("'", '"').replace("True", "true"))
+        with pytest.raises(ConfigError, match=f"run.toml: {key}"):
+            TrainConfig.from_toml(path)
+
+
+def test_config_converts_an_integer_where_a_float_is_meant():
+    config = TrainConfig(lr=1, clip_seconds=5, betas=[0, 0.5])
+    assert (config.lr, config.clip_seconds, config.betas) == (1.0, 5.0, (0.0, 0.5))
+    assert isinstance(config.lr, float) and isinstance(config.betas, tuple)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--lr", "inf"], "--lr: expected a finite number > 0, got 'inf'"),
+    (["--lr", "0"], "--lr: expected a finite number > 0"),
+    (["--device", "tpu"], "--device: device must be auto, cpu, cuda, cuda:N or mps, got 'tpu'"),
+    (["--device", "cuda:abc"], "--device: device must be"),
+    (["--seed", "abc"], "--seed: expected an integer >= 0"),
+    (["--workers", "-1"], "--workers: expected an integer >= 0"),
+])
+def test_train_flags_are_checked_at_the_boundary(args, fragment):
+    assert_one_line_error(run_cli("train", *args), fragment)
+
+
+def test_only_the_packages_errors_become_one_line_messages(monkeypatch, capsys):
+    """A ValueError from numpy or torch inside a command is a bug: it keeps its traceback."""
+    from audioscene import cli
+
+    def broken(args):
+        np.zeros(3).reshape(2, 2)  # numpy's ValueError
+
+    monkeypatch.setattr(cli, "_cmd_synth", broken)
+    monkeypatch.setattr(cli, "build_parser", lambda real=cli.build_parser: _with_func(real(), broken))
+    with pytest.raises(ValueError, match="cannot reshape"):
+        cli.main(["synth", "--out", "x"])
+
+    def user_error(args):
+        raise ConfigError("lr must be a finite number > 0, got 0")
+
+    monkeypatch.setattr(cli, "build_parser", lambda real=cli.build_parser: _with_func(real(), user_error))
+    assert cli.main(["synth", "--out", "x"]) == 1
+    assert capsys.readouterr().err == "audioscene synth: error: lr must be a finite number > 0, got 0\n"
+
+
+def _with_func(parser, func):
+    parser._subparsers._group_actions[0].choices["synth"].set_defaults(func=func)
+    return parser
+
+
+def damaged_copy(source, target, change) -> None:
+    state = torch.load(source, weights_only=True)
+    change(state)
+    torch.save(state, target)
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda s: s.pop("train_config"), "incomplete checkpoint, it lacks train_config"),
+    (lambda s: s.pop("history"), "incomplete checkpoint, it lacks history"),
+    (lambda s: s["model"].pop("head.attention.weight"), "do not fit together"),
+    (lambda s: s["model_config"].update(width=16), "do not fit together"),
+    (lambda s: s["model"]["head.classifier.bias"].fill_(float("nan")), "hold NaN or Inf (e.g. head.classifier.bias)"),
+    (lambda s: s.update(labels=s["labels"][:3]), "3 labels for a model with 10 outputs"),
+])
+def test_a_damaged_checkpoint_is_one_error_naming_the_file(tiny_run, tmp_path, change, fragment):
+    path = tmp_path / "epoch_001.pt"
+    damaged_copy(tiny_run / "epoch_001.pt", path, change)
+    with pytest.raises(CheckpointError, match="epoch_001.pt") as info:
+        training.model_from_checkpoint(training.load_checkpoint(path), path)
+    assert fragment in str(info.value)
+    assert_one_line_error(run_cli("tag", str(tiny_run), "--run", str(tmp_path), "--checkpoint", str(path)), fragment)
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_and_names_the_path(tiny_run, tmp_path, monkeypatch):
+    target = tmp_path / "epoch_001.pt"
+    target.write_bytes((tiny_run / "epoch_001.pt").read_bytes())
+    stale = tmp_path / ".epoch_001.pt.999999999.tmp"  # left by a writer killed long ago
+    stale.write_bytes(b"")
+
+    def full_disk(state, f):
+        f.write(b"some bytes")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match=r"epoch_001.pt: could not be written \(No space left on device\)"):
+        training.save_checkpoint(target, {"format": "anything"})
+    assert training.load_checkpoint(target)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_001.pt"]  # no temporary left, the stale one gone
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(tiny_data, tmp_path):
+    ours = training.train(tiny_config(tiny_data, tmp_path / "ours", epochs=1), progress=False)
+    other = training.train(tiny_config(tiny_data, tmp_path / "other", epochs=2, seed=3), progress=False)
+    (other / "epoch_002.pt").rename(ours / "epoch_002.pt")  # a stray file from the other run
+    before = (ours / "metrics.csv").read_text()
+    with pytest.raises(CheckpointError, match="epoch_002.pt: belongs to another run than epoch_001.pt"):
+        training.resume(ours, epochs=3, progress=False)
+    assert (ours / "metrics.csv").read_text() == before and not (ours / "epoch_003.pt").exists()
+    (tmp_path / "lonely").mkdir()
+    damaged_copy(ours / "epoch_001.pt", tmp_path / "lonely" / "epoch_001.pt", lambda s: s.pop("optimizer"))
+    with pytest.raises(CheckpointError, match="cannot resume from it, it lacks optimizer"):
+        training.resume(tmp_path / "lonely", progress=False)
+
+
+def test_tensorboard_drops_the_points_of_an_interrupted_epoch(tiny_data, tmp_path):
+    """An epoch's train/loss points that reached disk before a kill must not double the curve."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = training.train(tiny_config(tiny_data, tmp_path / "run", epochs=2), progress=False)
+    (run / "epoch_002.pt").unlink()  # as if killed in epoch 2 after its points were flushed
+    time.sleep(1.1)  # a new event file name (they carry the time in seconds)
+    training.resume(run, progress=False)
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    steps = [event.step for event in events.Scalars("train/loss")]
+    assert steps == sorted(set(steps)) and len(steps) == 2 * 64 // 16

@@ -135,18 +135,22 @@ def _spec_name(spec: str) -> str:
     return Path(spec.rstrip("/").split(":")[-1] or "data").name
 
 
-def _per_class_values(kind: type):
-    """A value, comma-separated values (one per class) or a tuning JSON from `sed-tune`."""
+def _per_class_values(kind: type, low: float | None = None, high: float | None = None):
+    """A value, comma-separated values (one per class) or a tuning JSON from `sed-tune`; numbers
+    must lie in [low, high]."""
     def parse(text: str):
         if text.endswith(".json"):
             from .sed import Tuning
 
-            return Tuning.load(text)
+            try:
+                return Tuning.load(text)
+            except AudioSceneError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
         try:
-            values = [kind(v) for v in text.split(",")]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, numbers separated by commas, or a tuning .json; "
-                                             f"got {text!r}") from None
+            values = [check_number("value", kind(v), integer=kind is int, low=low, high=high) for v in text.split(",")]
+        except (ValueError, InputError):
+            raise argparse.ArgumentTypeError(f"expected {describe_range(kind is int, low, high, False)}, numbers like "
+                                             f"that separated by commas, or a tuning .json; got {text!r}") from None
         return values[0] if len(values) == 1 else values
     return parse
 
@@ -316,9 +320,9 @@ def _cmd_plot(args) -> None:
 
 def _add_event_options(p) -> None:
     """How frame scores become events (detect, view)."""
-    p.add_argument("--thresholds", type=_per_class_values(float), default=0.5,
+    p.add_argument("--thresholds", type=_per_class_values(float, 0, 1), default=0.5,
                    help="one threshold, one per class (comma-separated) or a sed-tune JSON (default 0.5)")
-    p.add_argument("--median", type=_per_class_values(int), default=1,
+    p.add_argument("--median", type=_per_class_values(int, 1), default=1,
                    help="odd median kernel in frames, one per class, or a sed-tune JSON (default 1: none)")
 
 
@@ -549,9 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio", type=Path, required=True, help="folder of the tuning set's audio files")
     p.add_argument("--ref", type=Path, required=True, help="their reference events (DCASE TSV)")
     p.add_argument("-o", "--output", type=Path, required=True, help="tuning JSON to write")
-    p.add_argument("--grid", type=_per_class_values(float), default=list(DEFAULT_THRESHOLDS),
+    p.add_argument("--grid", type=_per_class_values(float, 0, 1), default=list(DEFAULT_THRESHOLDS),
                    help="thresholds to try, comma-separated (default 0.05,0.10,...,0.95)")
-    p.add_argument("--kernels", type=_per_class_values(int), default=list(DEFAULT_KERNELS),
+    p.add_argument("--kernels", type=_per_class_values(int, 1), default=list(DEFAULT_KERNELS),
                    help="odd median kernels to try, comma-separated (default 1,3,5,7,9,11)")
     p.add_argument("--thresholds-only", action="store_true", help="no median filter (kernel 1 for every class)")
     p.add_argument("--collar", type=_positive, default=0.2, help="collar in seconds for the F1 (default 0.2)")
@@ -567,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="PNG to write")
     p.add_argument("--ref", type=Path, help="reference events (DCASE TSV); this file's events are shaded")
     p.add_argument("--top", type=_positive_int, default=2, help="number of classes drawn (default 2)")
-    p.add_argument("--thresholds", type=_per_class_values(float),
+    p.add_argument("--thresholds", type=_per_class_values(float, 0, 1),
                    help="a sed-tune JSON whose thresholds are drawn as dashed lines")
     _add_model_options(p)
     p.set_defaults(func=_cmd_plot)

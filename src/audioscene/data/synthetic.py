@@ -259,7 +259,11 @@ def _write_clip(job: tuple[Path, int, int, tuple[float, float]]) -> list[Event]:
     audio_dir, seed, index, snr_db = job
     filename = f"synth_{index:06d}.flac"
     audio, events = render_clip(seed, index, snr_db, filename)
-    sf.write(audio_dir / filename, audio, SR, format="FLAC", subtype="PCM_16")
+    with atomic_open(audio_dir / filename, "wb") as f:  # a full disk leaves no partial clip
+        try:
+            sf.write(f, audio, SR, format="FLAC", subtype="PCM_16")
+        except sf.LibsndfileError as exc:  # libsndfile reports a failed write (e.g. no space) this way
+            raise OSError(exc.code, exc.error_string) from None
     return events
 
 

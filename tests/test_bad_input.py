@@ -1,0 +1,301 @@
+"""Hostile and careless input: shard sets, data files, outputs, arguments and file names that
+must give one clear error (naming the file and the problem) and never run a command, escape a
+folder or destroy data."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from helpers import assert_one_line_error, run_cli, sine, tiny_config
+
+from audioscene import train as training
+from audioscene.data import open_dataset
+from audioscene.data.folder import ClipDataset, DataSetError
+from audioscene.data.store import ShardDataset, ShardError, pack, verify
+from audioscene.data.synthetic import generate
+from audioscene.errors import InputError
+from audioscene.infer import Tagger
+from audioscene.sed import Event, EventFileError, Tuning, read_events_tsv, write_events_tsv
+
+
+@pytest.fixture(scope="module")
+def small_pack(tiny_data, tmp_path_factory):
+    dataset = ClipDataset.from_folder(tiny_data / "train")
+    out = tmp_path_factory.mktemp("pack")
+    pack(dataset.clips[:8], out, dataset.label_set, shard_bytes=100_000, progress=False)
+    return out
+
+
+def edited_pack(small_pack, tmp_path, edit):
+    copy = tmp_path / "pack"
+    shutil.copytree(small_pack, copy)
+    index = json.loads((copy / "index.json").read_text())
+    (copy / "index.json").write_text(json.dumps(edit(index)))
+    return copy
+
+
+# --- shard sets are untrusted -------------------------------------------------------------------
+
+def test_a_shard_name_cannot_run_a_command(small_pack, tiny_data, tmp_path):
+    """`pipe:...` names made webdataset run a shell command (and training went on, exit 0)."""
+    marker = tmp_path / "PWNED"
+
+    def evil(index):
+        index["shards"][0]["name"] = f"pipe:touch {marker}; cat shard-000000.tar"
+        return index
+
+    evil_pack = edited_pack(small_pack, tmp_path, evil)
+    with pytest.raises(ShardError, match=r"index.json: shard record 0: name 'pipe:touch .* is not a plain .tar"):
+        ShardDataset(evil_pack)
+    result = run_cli("train", "--data", f"shards:{evil_pack}", "--eval-data", str(tiny_data / "eval"),
+                     "--out", str(tmp_path / "run"), "--width", "8", "--epochs", "1")
+    assert_one_line_error(result, "index.json", "not a plain .tar file name")
+    assert_one_line_error(run_cli("verify", str(evil_pack)), "index.json", "not a plain .tar file name")
+    assert not marker.exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda index: [index], "not an audioscene shard index (format 'list')"),
+    (lambda index: {k: v for k, v in index.items() if k != "shards"}, "'shards' must be a list"),
+    (lambda index: {**index, "shards": [{**index["shards"][0], "name": 7}]}, "name 7 is not a plain"),
+    (lambda index: {**index, "shards": [{**index["shards"][0], "name": "../../etc/x.tar"}]}, "is not a plain"),
+    (lambda index: {**index, "shards": [{**index["shards"][0], "name": "/abs/shard.tar"}]}, "is not a plain"),
+    (lambda index: {**index, "shards": [{**index["shards"][0], "name": "http://h/s.tar"}]}, "is not a plain"),
+    (lambda index: {**index, "shards": ["shard-000000.tar"]}, "shard record 0 is not an object"),
+    (lambda index: {**index, "shards": [{**index["shards"][0], "n_clips": "8"}]}, "'n_clips' must be int"),
+    (lambda index: {**index, "labels": "Dog"}, "'labels' must be a list"),
+])
+def test_a_malformed_index_is_one_error_naming_it(small_pack, tmp_path, edit, fragment):
+    bad = edited_pack(small_pack, tmp_path, edit)
+    with pytest.raises(ShardError, match="index.json") as info:
+        verify(bad, progress=False)
+    assert fragment in str(info.value)
+    assert_one_line_error(run_cli("verify", str(bad)), "index.json", fragment)
+
+
+def test_shards_are_read_as_local_tar_files(small_pack):
+    keys = [key for _, _, key in ShardDataset(small_pack, shuffle=False, return_keys=True)]
+    assert len(keys) == 8 == len(set(keys))
+    assert "webdataset" not in sys.modules
+
+
+# --- data files -----------------------------------------------------------------------------------
+
+def weak_folder(tiny_data, tmp_path, rows: list[str], encoding_bytes: bytes | None = None):
+    folder = tmp_path / "set"
+    (folder / "audio").mkdir(parents=True)
+    source = sorted((tiny_data / "eval" / "audio").glob("*.flac"))[0]
+    shutil.copy(source, folder / "audio" / "a.flac")
+    (folder / "audio" / "sub").mkdir()
+    shutil.copy(source, folder / "audio" / "sub" / "b.flac")
+    text = "\n".join(["filename,labels", *rows]) + "\n"
+    (folder / "weak.csv").write_bytes(encoding_bytes if encoding_bytes is not None else text.encode())
+    return folder
+
+
+@pytest.mark.parametrize("row, fragment", [
+    ("/etc/passwd,Dog", "weak.csv:2: file name '/etc/passwd' must be a relative path inside"),
+    ("../../outside.flac,Dog", "weak.csv:2: file name '../../outside.flac' must be a relative path"),
+    ("sub/../../a.flac,Dog", "must be a relative path"),
+    ('a.flac,"Cattle, bovinae,Sheep"', "label 'Cattle, bovinae,Sheep' contains a comma; labels are separated by ';'"),
+    ('a.flac,"Dog', "weak.csv:2: a quote opened on this line is not closed"),
+])
+def test_weak_csv_rows_that_are_refused(tiny_data, tmp_path, row, fragment):
+    folder = weak_folder(tiny_data, tmp_path, [row, "sub/b.flac,Dog"])
+    with pytest.raises(DataSetError) as info:
+        ClipDataset.from_folder(folder)
+    assert fragment in str(info.value)
+
+
+def test_weak_csv_that_is_fine(tiny_data, tmp_path):
+    folder = weak_folder(tiny_data, tmp_path, ['a.flac,"Cattle, bovinae;Sheep"', "sub/b.flac,Dog;Cat"])
+    dataset = ClipDataset.from_folder(folder)  # AudioSet names with commas, subfolders: fine
+    assert [c.labels for c in dataset.clips] == [("Cattle, bovinae", "Sheep"), ("Dog", "Cat")]
+    with pytest.raises(DataSetError, match="weak.csv:3: unknown label 'Cat'"):
+        ClipDataset.from_folder(folder, label_set=type(dataset.label_set)(("Cattle, bovinae", "Sheep", "Dog")))
+
+
+@pytest.mark.parametrize("data, fragment", [
+    (b"filename,labels\na.flac,Dog\nb\xe9.flac,Dog\n", "weak.csv:3: not UTF-8 text (byte 0xe9)"),
+    (b"filename,labels\na.flac,Do\x00g\n", "weak.csv:2: contains a NUL byte"),
+])
+def test_weak_csv_encoding_and_nul_bytes(tiny_data, tmp_path, data, fragment):
+    folder = weak_folder(tiny_data, tmp_path, [], encoding_bytes=data)
+    with pytest.raises(DataSetError) as info:
+        ClipDataset.from_folder(folder)
+    assert fragment in str(info.value)
+
+
+def test_strong_tsv_encoding_is_named(tmp_path):
+    path = tmp_path / "strong.tsv"
+    path.write_bytes(b"filename\tonset\toffset\tevent_label\na.wav\t0.0\t1.0\tDog\nb.wav\t0.0\t1.0\tCaf\xe9\n")
+    with pytest.raises(EventFileError, match=r"strong.tsv:3: not UTF-8 text \(byte 0xe9\)"):
+        read_events_tsv(path)
+
+
+def test_own_labels_csv_names_are_checked_too(tiny_data, tmp_path):
+    folder = weak_folder(tiny_data, tmp_path, ["a.flac,Dog"])
+    (folder / "labels.csv").write_text("filename,labels\n../weak.csv,Dog\n")
+    with pytest.raises(DataSetError, match="labels.csv:2: file name '../weak.csv' must be a relative path"):
+        open_dataset(f"folder:{folder / 'audio'}", labels_csv=str(folder / "labels.csv"))
+
+
+def test_resume_refuses_shards_with_another_label_set(small_pack, tiny_data, tmp_path):
+    run = training.train(tiny_config(tiny_data, tmp_path / "run", train_data=f"shards:{small_pack}", epochs=1),
+                         progress=False)
+    relabelled = edited_pack(small_pack, tmp_path, lambda index: {**index, "labels": [*index["labels"][:-1], "Owl"]})
+    shutil.rmtree(small_pack.parent / "moved", ignore_errors=True)
+    state = training.load_checkpoint(run / "epoch_001.pt")
+    state["train_config"]["train_data"] = f"shards:{relabelled}"
+    training.save_checkpoint(run / "epoch_001.pt", state)
+    with pytest.raises(training.ConfigError, match="index.json: its label set differs from the checkpoint's"):
+        training.resume(run, epochs=2, progress=False)
+
+
+# --- outputs --------------------------------------------------------------------------------------
+
+def test_outputs_never_replace_inputs_audio_or_checkpoints(tiny_run, tiny_data, tmp_path):
+    clip = tmp_path / "x.wav"
+    sf.write(clip, sine(440, 2.0, 16000), 16000)
+    before = clip.read_bytes()
+    assert_one_line_error(run_cli("detect", str(clip), "--run", str(tiny_run), "-o", str(clip)),
+                          "x.wav: refusing to write output over an audio file")
+    assert_one_line_error(run_cli("detect", str(clip), "--run", str(tiny_run), "-o", str(tmp_path / "y.flac")),
+                          "refusing to write output over an audio file")
+    assert clip.read_bytes() == before and not (tmp_path / "y.flac").exists()
+    checkpoint = tiny_run / "epoch_001.pt"
+    digest = checkpoint.read_bytes()
+    assert_one_line_error(run_cli("evaluate", "--run", str(tiny_run), "--data", str(tiny_data / "eval"),
+                                  "--per-class", str(checkpoint)), "epoch_001.pt: refusing to write output over")
+    assert checkpoint.read_bytes() == digest
+    ref = tiny_data / "eval" / "strong.tsv"
+    assert_one_line_error(run_cli("sed-tune", "--run", str(tiny_run), "--audio", str(tmp_path), "--ref", str(ref),
+                                  "-o", str(ref)), "strong.tsv: is also an input")
+
+
+def test_an_output_folder_that_does_not_exist_is_created_before_the_work(tiny_run, tiny_data, tmp_path):
+    result = run_cli("evaluate", "--run", str(tiny_run), "--data", str(tiny_data / "eval"),
+                     "--per-class", str(tmp_path / "no" / "such" / "pc.csv"))
+    assert result.returncode == 0, result.stderr and (tmp_path / "no" / "such" / "pc.csv").is_file()
+    (tmp_path / "file").write_text("")
+    assert_one_line_error(run_cli("sed-tune", "--run", str(tiny_run), "--audio", str(tiny_data / "eval" / "audio"),
+                                  "--ref", str(tiny_data / "eval" / "strong.tsv"), "-o",
+                                  str(tmp_path / "file" / "t.json")), "t.json: cannot create its folder")
+
+
+# --- arguments ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, fragment", [
+    (["tag", "x.wav", "--run", "r", "--hop-s", "0"], "--hop-s: expected a finite number > 0, got '0'"),
+    (["tag", "x.wav", "--run", "r", "--hop-s", "-5"], "--hop-s: expected a finite number > 0"),
+    (["tag", "x.wav", "--run", "r", "--hop-s", "nan"], "--hop-s: expected a finite number > 0, got 'nan'"),
+    (["tag", "x.wav", "--run", "r", "--top-k", "-1"], "--top-k: expected an integer >= 1"),
+    (["tag", "x.wav", "--run", "r", "--device", "cuda:abc"], "--device: device must be auto, cpu, cuda"),
+    (["pack", "--data", "d", "--out", "o", "--shard-mb", "0"], "--shard-mb: expected a finite number > 0"),
+    (["pack", "--data", "d", "--out", "o", "--shard-mb", "-1"], "--shard-mb: expected a finite number > 0"),
+    (["sed-tune", "--run", "r", "--audio", "a", "--ref", "f", "-o", "t.json", "--grid=-1,2"],
+     "--grid: expected a finite number >= 0 and <= 1"),
+    (["sed-tune", "--run", "r", "--audio", "a", "--ref", "f", "-o", "t.json", "--kernels", "0,3"],
+     "--kernels: expected an integer >= 1"),
+    (["download", "--csv", "c", "--out", "o", "--retries", "-1"], "--retries: expected an integer >= 0"),
+    (["view", "--run", "r", "--port", "99999"], "--port: expected an integer >= 1 and <= 65535"),
+    (["view", "--run", "r", "--port", "-5"], "--port: expected an integer >= 1 and <= 65535"),
+    (["detect", "x.wav", "--run", "r", "-o", "e.tsv", "--thresholds", "missing.json"],
+     "--thresholds: missing.json: no such tuning file"),
+    (["detect", "x.wav", "--run", "r", "-o", "e.tsv", "--thresholds", "1.5"], "--thresholds: expected a finite"),
+    (["sed-eval", "--ref", "a", "--est", "b", "--collar", "0"], "--collar: expected a finite number > 0"),
+])
+def test_numeric_and_path_arguments_are_checked_at_the_boundary(args, fragment):
+    assert_one_line_error(run_cli(*args), fragment)
+
+
+def test_the_api_checks_the_same_arguments(tiny_run):
+    for options, fragment in (({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+                              ({"hop_s": 0}, "hop_s must be a finite number > 0, got 0"),
+                              ({"hop_s": float("nan")}, "hop_s must be a finite number > 0, got nan")):
+        with pytest.raises(InputError, match=fragment):
+            Tagger.from_run(tiny_run, checkpoint="last", device="cpu", **options)
+    tagger = Tagger.from_run(tiny_run, checkpoint="last", device="cpu")
+    with pytest.raises(InputError, match="top_k must be an integer >= 1, got -1"):
+        tagger.tag(sine(440, 1.0, 16000), top_k=-1)
+    with pytest.raises(training.ConfigError, match="device must be"):
+        Tagger.from_run(tiny_run, checkpoint="last", device="tpu")
+
+
+# --- file names and special files ------------------------------------------------------------------
+
+def test_names_with_tabs_or_newlines_are_refused_not_mangled(tiny_run, tmp_path):
+    good = tmp_path / "good.wav"
+    sf.write(good, sine(440, 3.0, 16000), 16000)
+    bad = tmp_path / "bad\tname\n.wav"
+    shutil.copy(good, bad)
+    result = run_cli("tag", str(tmp_path), "--run", str(tiny_run))
+    assert result.returncode == 1 and "'bad\\tname\\n.wav': the file name contains a tab" in result.stderr
+    assert result.stdout.count("\n") == 1 and result.stdout.startswith("good.wav\t")  # one line per file
+    out = tmp_path / "events.tsv"
+    result = run_cli("detect", str(tmp_path), "--run", str(tiny_run), "--thresholds", "0", "-o", str(out))
+    assert result.returncode == 1 and {e.filename for e in read_events_tsv(out)} == {"good.wav"}
+    with pytest.raises(EventFileError, match="cannot store 'a\\\\tb.wav' in a TSV"):
+        write_events_tsv(tmp_path / "e.tsv", [Event("a\tb.wav", 0.0, 1.0, "Dog")])
+    events = [Event("a b,é.wav", 0.0, 1.0, "Dog")]  # everything the writer accepts reads back
+    write_events_tsv(tmp_path / "e.tsv", events)
+    assert read_events_tsv(tmp_path / "e.tsv") == events
+
+
+def test_a_fifo_is_refused_instead_of_hanging(tiny_run, tmp_path):
+    fifo = tmp_path / "x.wav"
+    os.mkfifo(fifo)
+    result = subprocess.run([sys.executable, "-m", "audioscene", "tag", str(fifo), "--run", str(tiny_run)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "x.wav: not a regular file" in result.stderr
+
+
+def test_synth_on_a_full_disk_is_one_error_and_no_partial_clip(tmp_path, monkeypatch):
+    def full_disk(file, *args, **kwargs):
+        file.write(b"fLaC partial")
+        raise sf.LibsndfileError(1, "Error writing: ")  # how libsndfile reports a failed write
+
+    monkeypatch.setattr(sf, "write", full_disk)
+    with pytest.raises(OSError, match=r"synth_000000.flac: could not be written"):
+        generate(tmp_path / "set", n_clips=2, seed=1, progress=False, workers=1)
+    assert not list((tmp_path / "set" / "audio").iterdir())
+
+
+def test_tuning_json_is_strict_json(tmp_path):
+    tuning = Tuning(("Dog", "Cat"), (0.5, 0.3), (1, 3), (0.5, float("nan")), (0.4, float("nan")))
+    tuning.save(tmp_path / "t.json")
+    text = (tmp_path / "t.json").read_text()
+    assert "NaN" not in text and json.loads(text)["classes"]["Cat"]["f1"] is None
+    back = Tuning.load(tmp_path / "t.json")
+    assert back.labels == tuning.labels and np.isnan(back.f1[1]) and back.f1[0] == 0.5
+
+
+def test_select_data_picks_the_peak_epoch_on_another_split(tiny_run, tiny_data):
+    own = training.evaluate_run(tiny_run, tiny_data / "eval", device="cpu", progress=False)
+    on_train = training.evaluate_run(tiny_run, tiny_data / "train", device="cpu", progress=False)
+    chosen = training.evaluate_run(tiny_run, tiny_data / "eval", device="cpu", progress=False,
+                                   select_data=tiny_data / "train")
+    assert own["selected_on"] == str(tiny_data / "eval") and chosen["selected_on"] == str(tiny_data / "train")
+    assert chosen["peak_epoch"] == on_train["peak_epoch"]
+    assert chosen["peak"]["mAP"] == own["epochs"][chosen["peak_epoch"]]["mAP"]  # scored on the reported split
+
+
+def test_evaluation_is_float32_unless_asked(tiny_run, tiny_data, monkeypatch):
+    seen = []
+    real = torch.autocast
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("dtype"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", spy)
+    training.evaluate_run(tiny_run, tiny_data / "eval", device="cpu", progress=False)
+    assert seen == []
+    bf16 = training.evaluate_run(tiny_run, tiny_data / "eval", device="cpu", progress=False, amp=True)
+    assert seen and set(seen) == {torch.bfloat16} and 0 < bf16["avg"]["mAP"] <= 1

@@ -49,8 +49,8 @@ def profile(shards: Path, steps: int, batch: int, workers: int, device: torch.de
     frontend = LogMel().to(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    dataset = ShardDataset(shards)
-    loader = iter(DataLoader(dataset, batch_size=batch, num_workers=workers, prefetch_factor=4))
+    loader = _endless(DataLoader(ShardDataset(shards), batch_size=batch, num_workers=workers, prefetch_factor=4,
+                                 persistent_workers=workers > 0))
     times = {"data": 0.0, "frontend": 0.0, "step": 0.0}
     warmup = 3 if compile else 1
     for i in range(warmup + steps):
@@ -76,6 +76,12 @@ def profile(shards: Path, steps: int, batch: int, workers: int, device: torch.de
     total = sum(times.values())
     return {"clips_per_s": steps * batch / total, "data_share": times["data"] / total,
             "frontend_share": times["frontend"] / total, "step_clips_per_s": steps * batch / times["step"]}
+
+
+def _endless(loader: DataLoader):
+    """Batches of `loader`, epoch after epoch (as many steps as a profile asks for)."""
+    while True:
+        yield from loader
 
 
 def cuda_matmul_flops_per_second(size: int = 8192, repeats: int = 20) -> float:

@@ -11,6 +11,16 @@ from audioscene import train as training
 from audioscene.data.synthetic import generate
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` run only where a CUDA device exists."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA device (benchmarks/gpu_check.sh runs these on a GPU machine)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def seeded():
     """Every test starts from the same random state: a test drawing random weights or data gives

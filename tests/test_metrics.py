@@ -21,9 +21,9 @@ def random_case(seed: int, decimals: int | None = None, n: int = 400, k: int = 3
 def test_equal_to_sklearn(seed, decimals):
     y_true, y_score = random_case(seed, decimals)
     np.testing.assert_allclose(average_precision(y_true, y_score),
-                               per_class_sklearn(average_precision_score, y_true, y_score), atol=1e-10, rtol=0)
+                               per_class_sklearn(average_precision_score, y_true, y_score), atol=1e-12, rtol=0)
     np.testing.assert_allclose(roc_auc(y_true, y_score),
-                               per_class_sklearn(roc_auc_score, y_true, y_score), atol=1e-10, rtol=0)
+                               per_class_sklearn(roc_auc_score, y_true, y_score), atol=1e-12, rtol=0)
 
 
 def test_single_positive_classes():
@@ -32,9 +32,21 @@ def test_single_positive_classes():
     y_true[rng.integers(0, 200, 12), np.arange(12)] = 1
     y_score = np.round(rng.random((200, 12)), 2)
     np.testing.assert_allclose(average_precision(y_true, y_score),
-                               per_class_sklearn(average_precision_score, y_true, y_score), atol=1e-10, rtol=0)
+                               per_class_sklearn(average_precision_score, y_true, y_score), atol=1e-12, rtol=0)
     np.testing.assert_allclose(roc_auc(y_true, y_score),
-                               per_class_sklearn(roc_auc_score, y_true, y_score), atol=1e-10, rtol=0)
+                               per_class_sklearn(roc_auc_score, y_true, y_score), atol=1e-12, rtol=0)
+
+
+def test_every_kind_of_tie_and_score_type():
+    """All scores equal, positives tied with negatives at both ends, -0.0 vs 0.0, integer scores."""
+    y_true = np.array([[1, 1, 0, 1], [0, 1, 1, 0], [1, 0, 1, 1], [0, 0, 0, 1], [1, 1, 1, 0]])
+    y_score = np.array([[0.5, 0.0, 3, 1], [0.5, -0.0, 3, 1], [0.5, 1.0, 2, 0], [0.5, 0.0, 2, 0], [0.5, 1.0, 1, 0]])
+    for scores in (y_score, y_score.astype(np.float32), (y_score * 2).astype(int)):
+        np.testing.assert_allclose(average_precision(y_true, scores),
+                                   per_class_sklearn(average_precision_score, y_true, scores), atol=1e-12, rtol=0)
+        np.testing.assert_allclose(roc_auc(y_true, scores),
+                                   per_class_sklearn(roc_auc_score, y_true, scores), atol=1e-12, rtol=0)
+    assert roc_auc(y_true, y_score)[0] == 0.5
 
 
 def test_d_prime_matches_the_paper():

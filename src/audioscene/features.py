@@ -112,13 +112,19 @@ class LogMel(nn.Module):
         batch = nn.functional.pad(batch.float(), (0, padded_length - batch.shape[1]))
         frames = batch.unfold(1, cfg.n_fft, cfg.hop_samples)  # (batch, frames, n_fft), a view
         out = torch.empty(batch.shape[0], n_frames, cfg.n_mels, device=batch.device)
-        block = self.cpu_block_frames if batch.device.type == "cpu" else n_frames
-        for item in range(batch.shape[0]):
-            for start in range(0, n_frames, block):
-                windowed = frames[item, start:start + block].double() * self.window
-                magnitude = torch.fft.rfft(windowed).abs().float()  # (block, bins)
-                torch.log(magnitude @ self.mel + cfg.log_offset, out=out[item, start:start + block])
+        if batch.device.type == "cpu":
+            block = self.cpu_block_frames
+            for item in range(batch.shape[0]):
+                for start in range(0, n_frames, block):
+                    self._logmel(frames[item, start:start + block], out[item, start:start + block])
+        else:  # GPUs: the whole batch in one pass, a few large kernels instead of a loop of small ones
+            self._logmel(frames, out)
         return out[0] if squeeze else out
+
+    def _logmel(self, frames: Tensor, out: Tensor) -> None:
+        """Log-mel of `[..., n_fft]` frames into `out` `[..., n_mels]`."""
+        magnitude = torch.fft.rfft(frames.double() * self.window).abs().float()  # (..., bins)
+        torch.log(magnitude @ self.mel + self.config.log_offset, out=out)
 
 
 def logmel_from_file(path: str | os.PathLike, frontend: LogMel | None = None) -> Tensor:

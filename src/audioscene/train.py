@@ -367,7 +367,9 @@ def resume(run_dir: str | os.PathLike, progress: bool = True, **overrides) -> Pa
         raise CheckpointError(f"{checkpoints[-1]}: cannot resume from it, it lacks {', '.join(missing)}")
     if len(checkpoints) > 1:
         _check_same_run(checkpoints[0], load_checkpoint(checkpoints[0]), checkpoints[-1], state)
-    config = replace(TrainConfig.from_dict(state["train_config"]), out_dir=str(run_dir), **overrides)
+    stored = dict(state["train_config"])
+    stored.setdefault("eval_labels_csv", stored.get("labels_csv", ""))  # older runs used one CSV for both
+    config = replace(TrainConfig.from_dict(stored), out_dir=str(run_dir), **overrides)
     log.info("resuming %s after epoch %d of %d", run_dir, state["epoch"], config.epochs)
     return _run(config, state, progress)
 

@@ -21,7 +21,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-CASES = [(64, "pytorch"), (64, "onnx"), (64, "onnx+frontend"), (16, "pytorch"), (16, "onnx"), (16, "onnx+frontend")]
+CASES = [(64, "pytorch"), (64, "onnx"), (64, "onnx+frontend"), (64, "onnx+frontend32"),
+         (16, "pytorch"), (16, "onnx"), (16, "onnx+frontend"), (16, "onnx+frontend32")]
 
 
 def make_recording(path: Path, minutes: float) -> None:
@@ -48,8 +49,46 @@ def export_all(work: Path) -> None:
 
     for width, backend in CASES:
         if backend != "pytorch":
-            export_model(untrained(width), LogMel(), dcase2018(), work / f"w{width}_{backend}.onnx",
-                         with_frontend=backend == "onnx+frontend")
+            parity = export_model(untrained(width), LogMel(), dcase2018(), work / f"w{width}_{backend}.onnx",
+                                  with_frontend=backend.startswith("onnx+frontend"),
+                                  frontend_precision="float32" if backend.endswith("32") else "float64")
+            if backend.startswith("onnx+frontend"):
+                print(f"  exported width {width} {backend}: max |log-mel - LogMel| {parity.frontend:.1e}")
+
+
+def frontend_only(threads: int, windows: int = 64) -> None:
+    """Where the time of the front end goes: 10.24 s windows through LogMel (PyTorch, FFT in
+    float64) and through the exported front end alone (DFT as matmuls) in float64 and float32."""
+    import onnxruntime as ort
+
+    from audioscene.export import OnnxLogMel, _quiet_exporter
+    from audioscene.features import LogMel
+
+    torch.set_num_threads(threads)
+    waves = 0.1 * torch.randn(8, 163840, generator=torch.Generator().manual_seed(0))
+    logmel = LogMel()
+    times = {}
+    start = time.perf_counter()
+    for _ in range(windows // 8):
+        logmel(waves)
+    times["PyTorch LogMel (float64 FFT)"] = time.perf_counter() - start
+    for precision in ("float64", "float32"):
+        graph = OnnxLogMel(logmel, precision).eval()
+        with _quiet_exporter(), torch.no_grad():
+            program = torch.onnx.export(graph, (waves,), dynamo=True, input_names=["waveform"],
+                                        dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(program.model_proto.SerializeToString(), options,
+                                       providers=["CPUExecutionProvider"])
+        session.run(None, {"waveform": waves.numpy()})
+        start = time.perf_counter()
+        for _ in range(windows // 8):
+            session.run(None, {"waveform": waves.numpy()})
+        times[f"ONNX front end, DFT matmuls in {precision}"] = time.perf_counter() - start
+    print(f"front end alone, {windows} windows of 10.24 s, {threads} threads:")
+    for name, seconds in times.items():
+        print(f"  {name:40s} {seconds:6.2f} s = {windows * 10.24 / seconds:7.0f}x real time")
 
 
 def run_case(recording: Path, width: int, backend: str, threads: int, work: Path) -> dict:
@@ -88,6 +127,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         recording = Path(work) / "recording.wav"
         make_recording(recording, args.minutes)
+        frontend_only(args.threads)
         export_all(Path(work))
         print(f"tag on a {args.minutes:g} min recording, {args.threads} threads, resnet_b_att, batch 8 windows")
         results = {}

@@ -41,27 +41,36 @@ class ExportError(AudioSceneError, ValueError):
     """The export failed, or the exported model disagrees with PyTorch beyond the tolerance."""
 
 
-class OnnxLogMel(nn.Module):
-    """`LogMel` in export-friendly form: framing by `unfold` and the DFT as two float64 matrix
-    products (ONNX has no float64 FFT that every runtime implements; float64 keeps the front end
-    as exact as `LogMel`'s own FFT)."""
+FRONTEND_PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
 
-    def __init__(self, logmel: LogMel):
+
+class OnnxLogMel(nn.Module):
+    """`LogMel` in export-friendly form: framing by `unfold` and the DFT as two matrix products (ONNX
+    has no float64 FFT that every runtime implements). In float64 (default) it is as exact as
+    `LogMel`'s own FFT; float32 is faster but leaks ~1e-5 of a loud tone into every bin, which
+    `log(mel + 0.01)` turns into up to ~1e-3 in quiet bands (`Parity.frontend` reports the measured
+    deviation). Frames are `window_samples` long: the window is zero beyond, so those DFT rows are
+    left out (400 of 512 for the default front end)."""
+
+    def __init__(self, logmel: LogMel, precision: str = "float64"):
         super().__init__()
+        if precision not in FRONTEND_PRECISIONS:
+            raise ExportError(f"front-end precision {precision!r}: choose {' or '.join(FRONTEND_PRECISIONS)}")
         self.config = config = logmel.config
-        n = config.n_fft
-        angle = 2 * np.pi * np.outer(np.arange(n), np.arange(n // 2 + 1)) / n
-        window = logmel.window.double().cpu().numpy()[:, None]
-        self.register_buffer("cos", torch.tensor(window * np.cos(angle)))
-        self.register_buffer("sin", torch.tensor(-window * np.sin(angle)))
+        self.dtype = FRONTEND_PRECISIONS[precision]
+        n, used = config.n_fft, config.window_samples
+        angle = 2 * np.pi * np.outer(np.arange(used), np.arange(n // 2 + 1)) / n
+        window = logmel.window.double().cpu().numpy()[:used, None]
+        self.register_buffer("cos", torch.tensor(window * np.cos(angle), dtype=self.dtype))
+        self.register_buffer("sin", torch.tensor(-window * np.sin(angle), dtype=self.dtype))
         self.register_buffer("mel", logmel.mel.detach().cpu().clone())
 
     def forward(self, waveform: Tensor) -> Tensor:
         cfg = self.config
         n_samples = waveform.shape[1]
         n_frames = 1 + max(n_samples - cfg.window_samples, 0) // cfg.hop_samples
-        padded = nn.functional.pad(waveform, (0, (n_frames - 1) * cfg.hop_samples + cfg.n_fft - n_samples))
-        frames = padded.unfold(1, cfg.n_fft, cfg.hop_samples).double()  # (batch, frames, n_fft)
+        padded = nn.functional.pad(waveform, (0, (n_frames - 1) * cfg.hop_samples + cfg.window_samples - n_samples))
+        frames = padded.unfold(1, cfg.window_samples, cfg.hop_samples).to(self.dtype)  # (batch, frames, window)
         magnitude = torch.sqrt((frames @ self.cos) ** 2 + (frames @ self.sin) ** 2).float()
         return torch.log(magnitude @ self.mel + cfg.log_offset)
 
@@ -69,10 +78,10 @@ class OnnxLogMel(nn.Module):
 class _Outputs(nn.Module):
     """(front end →) model → `(clipwise, framewise)`: the graph that is exported."""
 
-    def __init__(self, model: AudioResNet, frontend: LogMel | None):
+    def __init__(self, model: AudioResNet, frontend: LogMel | None, precision: str = "float64"):
         super().__init__()
         self.model = model
-        self.frontend = OnnxLogMel(frontend) if frontend is not None else None
+        self.frontend = OnnxLogMel(frontend, precision) if frontend is not None else None
 
     def forward(self, inputs: Tensor) -> tuple[Tensor, Tensor]:
         out = self.model(self.frontend(inputs) if self.frontend is not None else inputs)
@@ -81,11 +90,13 @@ class _Outputs(nn.Module):
 
 @dataclass(frozen=True)
 class Parity:
-    """Largest absolute differences between ONNX Runtime and PyTorch outputs."""
+    """Largest absolute differences between ONNX Runtime and PyTorch outputs, and (with the front
+    end in the graph) between the exported front end's log-mel and `LogMel`'s."""
 
     clipwise: float
     framewise: float
     tolerance: float
+    frontend: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -115,14 +126,14 @@ def _quiet_exporter():
 
 
 def export_model(model: AudioResNet, frontend: LogMel, labels: LabelSet, path: str | os.PathLike,
-                 with_frontend: bool = False, tolerance: float = 1e-4) -> Parity:
+                 with_frontend: bool = False, tolerance: float = 1e-4, frontend_precision: str = "float64") -> Parity:
     """Export `model` (and `frontend` if `with_frontend`) to `path` (written atomically), then
     compare ONNX Runtime with PyTorch on random inputs of two lengths; raises `ExportError` when
     they differ by more than `tolerance` (the file is not written then)."""
     _require_onnx()
     import onnx
 
-    graph = _Outputs(model.eval().cpu(), frontend.cpu() if with_frontend else None).eval()
+    graph = _Outputs(model.eval().cpu(), frontend.cpu() if with_frontend else None, frontend_precision).eval()
     cfg = frontend.config
     if with_frontend:
         example = torch.zeros(2, 10 * cfg.sample_rate)
@@ -138,7 +149,8 @@ def export_model(model: AudioResNet, frontend: LogMel, labels: LabelSet, path: s
                                     output_names=["clipwise", "framewise"], dynamic_shapes=(dims,), verbose=False)
     proto = program.model_proto
     metadata = {"labels": list(labels.names), "frame_hop": model.frame_hop, "frontend": asdict(cfg),
-                "input": input_name, "model": model.config.name, "width": model.config.width}
+                "input": input_name, "model": model.config.name, "width": model.config.width,
+                "frontend_precision": frontend_precision if with_frontend else None}
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
     data = proto.SerializeToString()
@@ -154,33 +166,39 @@ def export_model(model: AudioResNet, frontend: LogMel, labels: LabelSet, path: s
 
 def check_parity(onnx_model: bytes | str | os.PathLike, graph: nn.Module, input_name: str, cfg: FrontendConfig,
                  tolerance: float = 1e-4, seed: int = 0) -> Parity:
-    """Max |ONNX Runtime − PyTorch| over clipwise and framewise, on inputs of 10 s and 23.3 s."""
+    """Max |ONNX Runtime − PyTorch| over clipwise and framewise, on inputs of 10 s and 23.3 s; with
+    the front end in the graph also max |its log-mel − `LogMel`'s| (the reference front end)."""
     import onnxruntime as ort
 
     source = str(onnx_model) if not isinstance(onnx_model, bytes) else onnx_model
     session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
     generator = torch.Generator().manual_seed(seed)
-    worst = [0.0, 0.0]
+    worst = [0.0, 0.0, 0.0]
+    reference = LogMel(cfg)
     for seconds in (10.0, 23.3):
         samples = int(seconds * cfg.sample_rate)
         wave = 0.3 * torch.randn(2, samples, generator=generator)
-        inputs = wave if input_name == "waveform" else LogMel(cfg)(wave)
+        wave[:, samples // 2:] *= 1e-3  # a quiet half, where front-end rounding shows most
+        logmel = reference(wave)
+        inputs = wave if input_name == "waveform" else logmel
         with torch.no_grad():
             expected = graph(inputs)
+            if input_name == "waveform":
+                worst[2] = max(worst[2], float((graph.frontend(wave) - logmel).abs().max()))
         got = session.run(None, {input_name: inputs.numpy()})
         for i in range(2):
             worst[i] = max(worst[i], float(np.abs(got[i] - expected[i].numpy()).max()))
-    return Parity(*worst, tolerance)
+    return Parity(worst[0], worst[1], tolerance, worst[2])
 
 
 def export_onnx(run_dir: str | os.PathLike, path: str | os.PathLike, checkpoint: str | os.PathLike = "best",
-                with_frontend: bool = False, tolerance: float = 1e-4) -> Parity:
+                with_frontend: bool = False, tolerance: float = 1e-4, frontend_precision: str = "float64") -> Parity:
     """Export one checkpoint of a run ("best", "last" or a path; see `infer.run_checkpoints`)."""
     if checkpoint == "avg":
         raise ExportError("export one checkpoint ('best', 'last' or a path); 'avg' is several models")
     source = run_checkpoints(run_dir, checkpoint)[0]
     model, frontend, labels = model_from_checkpoint(load_checkpoint(source), source)
-    return export_model(model, frontend, labels, path, with_frontend, tolerance)
+    return export_model(model, frontend, labels, path, with_frontend, tolerance, frontend_precision)
 
 
 class OnnxModel:

@@ -15,6 +15,7 @@ import torch
 from helpers import assert_one_line_error, run_cli, sine, tiny_config
 
 from audioscene import train as training
+from audioscene.checkpoints import Checkpoint
 from audioscene.data import open_dataset
 from audioscene.data.folder import ClipDataset, DataSetError
 from audioscene.data.store import ShardDataset, ShardError, pack, verify
@@ -151,9 +152,9 @@ def test_resume_refuses_shards_with_another_label_set(small_pack, tiny_data, tmp
                          progress=False)
     relabelled = edited_pack(small_pack, tmp_path, lambda index: {**index, "labels": [*index["labels"][:-1], "Owl"]})
     shutil.rmtree(small_pack.parent / "moved", ignore_errors=True)
-    state = training.load_checkpoint(run / "epoch_001.pt")
-    state["train_config"]["train_data"] = f"shards:{relabelled}"
-    training.save_checkpoint(run / "epoch_001.pt", state)
+    state = Checkpoint.load(run / "epoch_001.pt")
+    state.train_config["train_data"] = f"shards:{relabelled}"
+    state.save(run / "epoch_001.pt")
     with pytest.raises(training.ConfigError, match="index.json: its label set differs from the checkpoint's"):
         training.resume(run, epochs=2, progress=False)
 

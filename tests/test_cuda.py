@@ -8,6 +8,7 @@ from helpers import sine, tiny_config
 
 from audioscene import models
 from audioscene import train as training
+from audioscene.checkpoints import Checkpoint
 from audioscene.features import LogMel
 from audioscene.infer import Tagger
 
@@ -34,8 +35,8 @@ def test_models_under_bf16_autocast_stay_close_to_fp32(name):
 
 def test_training_with_amp_then_tagging_and_evaluation(tiny_data, tmp_path):
     run = training.train(tiny_config(tiny_data, tmp_path / "run", device="cuda", epochs=1), progress=False)
-    state = training.load_checkpoint(run / "epoch_001.pt")
-    assert state["history"][0]["train_loss"] > 0 and np.isfinite(state["history"][0]["mAP"])
+    state = Checkpoint.load(run / "epoch_001.pt")
+    assert state.history[0]["train_loss"] > 0 and np.isfinite(state.history[0]["mAP"])
     clip = sorted((tiny_data / "eval" / "audio").glob("*.flac"))[0]
     on_gpu = Tagger.from_run(run, "last", device="cuda").analyze(clip)
     on_cpu = Tagger.from_run(run, "last", device="cpu").analyze(clip)

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from audioscene import train as training
 from audioscene.audio import AudioError, load
+from audioscene.checkpoints import Checkpoint, list_epochs
 from audioscene.data import dcase2018, open_dataset
 from audioscene.data.audioset import Segment, SegmentFileError, read_segments
 from audioscene.data.folder import Clip, ClipDataset, DataSetError
@@ -158,9 +159,9 @@ def test_a_corrupt_member_is_named_or_skipped(shards, tiny_data, tmp_path):
     for workers in (0, 1):
         run = training.train(tiny_config(tiny_data, tmp_path / f"lenient{workers}", train_data=f"shards:{bad}",
                                          epochs=1, skip_corrupt=True, workers=workers), progress=False)
-        state = training.load_checkpoint(run / "epoch_001.pt")
-        assert state["coverage"] == {"clips": 3, "distinct": 3, "missed": 1}
-        assert state["history"][0]["train_clips_per_s"] > 0
+        state = Checkpoint.load(run / "epoch_001.pt")
+        assert state.coverage == {"clips": 3, "distinct": 3, "missed": 1}
+        assert state.history[0]["train_clips_per_s"] > 0
 
 
 def test_pack_refuses_an_undecodable_clip_and_keeps_the_old_pack(shards, tmp_path):
@@ -298,12 +299,12 @@ def test_fine_tuning_keeps_the_trunk_and_makes_a_new_head(tiny_run, tiny_data, t
                          labels_csv=str(labels_csv), eval_labels_csv=str(labels_csv), init=str(init), epochs=1,
                          lr=1e-12, seed=1)
     run = training.train(config, progress=False)
-    state = training.load_checkpoint(run / "epoch_001.pt")
-    before = training.load_checkpoint(init)["model"]
-    assert state["labels"] == ["Animal", "Dog", "Domestic sounds, home sounds"]
-    assert state["model"]["head.classifier.weight"].shape[0] == 3
+    state = Checkpoint.load(run / "epoch_001.pt")
+    before = Checkpoint.load(init).model
+    assert state.labels == ["Animal", "Dog", "Domestic sounds, home sounds"]
+    assert state.model["head.classifier.weight"].shape[0] == 3
     conv = "trunk.stem.0.weight" if "trunk.stem.0.weight" in before else next(k for k in before if k.startswith("trunk."))
-    torch.testing.assert_close(state["model"][conv], before[conv], atol=1e-6, rtol=0)  # lr 1e-12: still the init
+    torch.testing.assert_close(state.model[conv], before[conv], atol=1e-6, rtol=0)  # lr 1e-12: still the init
     result = run_cli("train", "--data", f"folder:{audio_dir}", "--labels", str(labels_csv), "--eval-data",
                      f"folder:{audio_dir}", "--eval-labels", str(labels_csv), "--init", str(init), "--width", "16",
                      "--model", "resnet_b_att", "--out", str(tmp_path / "wrong"))
@@ -327,8 +328,8 @@ def test_each_folder_spec_has_its_own_labels(tiny_run, tiny_data, tmp_path):
                      "--eval-data", f"folder:{eval_dir}", "--init", str(tiny_run / "epoch_002.pt"), "--epochs", "1",
                      "--batch-size", "16", "--out", str(tmp_path / "mine"))
     assert result.returncode == 0, result.stderr
-    state = training.load_checkpoint(tmp_path / "mine" / "epoch_001.pt")
-    assert state["labels"] == ["Other", "Vacuum_cleaner"] and state["model_config"]["width"] == 8
+    state = Checkpoint.load(tmp_path / "mine" / "epoch_001.pt")
+    assert state.labels == ["Other", "Vacuum_cleaner"] and state.model_config["width"] == 8
     # evaluate takes the data's own labels too
     per_class = tmp_path / "out" / "pc.csv"
     result = run_cli("evaluate", "--run", str(tmp_path / "mine"), "--data", f"folder:{eval_dir}",
@@ -344,9 +345,9 @@ def test_each_folder_spec_has_its_own_labels(tiny_run, tiny_data, tmp_path):
 def test_training_streams_shards_and_balances_classes(shards, tiny_data, tmp_path):
     out, _ = shards
     run = training.train(tiny_config(tiny_data, tmp_path / "sh", train_data=f"shards:{out}", epochs=1), progress=False)
-    assert training.load_checkpoint(run / "epoch_001.pt")["history"][0]["train_loss"] > 0
+    assert Checkpoint.load(run / "epoch_001.pt").history[0]["train_loss"] > 0
     run = training.train(tiny_config(tiny_data, tmp_path / "bal", sampler="balanced", epochs=1), progress=False)
-    assert training.list_checkpoints(run)
+    assert list_epochs(run)
     with pytest.raises(training.ConfigError, match="map-style"):
         training.train(tiny_config(tiny_data, tmp_path / "x", eval_data=f"shards:{out}"), progress=False)
 

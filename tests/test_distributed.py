@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from audioscene import train as training
+from audioscene.checkpoints import Checkpoint, list_epochs
 from audioscene.data.folder import ClipDataset
 from audioscene.data.store import pack
 from audioscene.distributed import Context, micro_batches
@@ -58,12 +59,12 @@ def test_two_ranks_on_shards_cover_the_epoch_and_checkpoint_once(tiny_data, tiny
     result = torchrun(2, "--data", f"shards:{tiny_shards}", "--batch-size", "16", "--epochs", "2",
                       *train_args(tiny_data, run))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert [p.name for p in training.list_checkpoints(run)] == ["epoch_001.pt", "epoch_002.pt"]
+    assert [p.name for p in list_epochs(run)] == ["epoch_001.pt", "epoch_002.pt"]
     assert len((run / "metrics.csv").read_text().splitlines()) == 3  # written by rank 0 only
-    for path in training.list_checkpoints(run):
-        state = training.load_checkpoint(path)
-        assert state["world_size"] == 2
-        assert state["coverage"] == {"clips": 64, "distinct": 64, "missed": 0}  # disjoint ranks, nothing lost
+    for path in list_epochs(run):
+        state = Checkpoint.load(path)
+        assert state.world_size == 2
+        assert state.coverage == {"clips": 64, "distinct": 64, "missed": 0}  # disjoint ranks, nothing lost
     # the checkpoint evaluates in a single process
     scores = training.evaluate_run(run, tiny_data / "eval", device="cpu", progress=False)
     assert 0 < scores["peak"]["mAP"] <= 1
@@ -80,14 +81,14 @@ def test_two_ranks_equal_one_rank_with_the_same_global_batch(tiny_data, tmp_path
     assert result.returncode == 0, result.stderr[-3000:]
     result = torchrun(2, *common, *train_args(tiny_data, two))
     assert result.returncode == 0, result.stderr[-3000:]
-    a = training.load_checkpoint(one / "epoch_001.pt")
-    b = training.load_checkpoint(two / "epoch_001.pt")
-    model = training.model_from_checkpoint(a)[0]
+    a = Checkpoint.load(one / "epoch_001.pt")
+    b = Checkpoint.load(two / "epoch_001.pt")
+    model = a.build()[0]
     parameters = {name for name, _ in model.named_parameters()}
     for name in parameters:
-        torch.testing.assert_close(a["model"][name], b["model"][name], atol=2e-5, rtol=1e-4, msg=name)
-    assert a["coverage"] == b["coverage"] == {"clips": 64, "distinct": 64, "missed": 0}
-    assert a["history"][0]["train_loss"] == pytest.approx(b["history"][0]["train_loss"], rel=1e-5)
+        torch.testing.assert_close(a.model[name], b.model[name], atol=2e-5, rtol=1e-4, msg=name)
+    assert a.coverage == b.coverage == {"clips": 64, "distinct": 64, "missed": 0}
+    assert a.history[0]["train_loss"] == pytest.approx(b.history[0]["train_loss"], rel=1e-5)
 
 
 def test_resume_a_two_rank_run_with_one_rank(tiny_data, tmp_path):
@@ -96,10 +97,10 @@ def test_resume_a_two_rank_run_with_one_rank(tiny_data, tmp_path):
                       *train_args(tiny_data, run))
     assert result.returncode == 0, result.stderr[-3000:]
     training.resume(run, epochs=2, progress=False)
-    states = [training.load_checkpoint(p) for p in training.list_checkpoints(run)]
-    assert [s["world_size"] for s in states] == [2, 1]
-    assert [row["epoch"] for row in states[-1]["history"]] == [1, 2]
-    assert states[-1]["coverage"] == {"clips": 64, "distinct": 64, "missed": 0}
+    states = [Checkpoint.load(p) for p in list_epochs(run)]
+    assert [s.world_size for s in states] == [2, 1]
+    assert [row["epoch"] for row in states[-1].history] == [1, 2]
+    assert states[-1].coverage == {"clips": 64, "distinct": 64, "missed": 0}
 
 
 def test_sync_batchnorm_on_cpu_is_a_clear_error(tiny_data, tmp_path):

@@ -10,8 +10,9 @@ from helpers import assert_one_line_error, run_cli
 
 from audioscene import train as training
 from audioscene.audio import AudioError, load, stream
+from audioscene.checkpoints import Checkpoint, CheckpointError, resolve
 from audioscene.data.folder import ClipDataset
-from audioscene.infer import Tagger, events_from_analysis, run_checkpoints, to_classes
+from audioscene.infer import Tagger, events_from_analysis, to_classes
 from audioscene.labels import DCASE2018_AUDIOSET_NAMES, LabelSet
 from audioscene.sed import Tuning, read_events_tsv
 
@@ -96,13 +97,13 @@ def test_detect_follows_the_thresholds_and_tuning(tagger, tiny_data):
 
 
 def test_checkpoint_choice_and_errors(tiny_run, tmp_path):
-    assert [p.name for p in run_checkpoints(tiny_run, "avg")] == ["epoch_001.pt", "epoch_002.pt"]
-    history = training.load_checkpoint(tiny_run / "epoch_002.pt")["history"]
+    assert [p.name for p in resolve(tiny_run, "avg")] == ["epoch_001.pt", "epoch_002.pt"]
+    history = Checkpoint.load(tiny_run / "epoch_002.pt").history
     best = max(history, key=lambda row: row["mAP"])["epoch"]
-    assert run_checkpoints(tiny_run, "best") == [tiny_run / f"epoch_{best:03d}.pt"]
+    assert resolve(tiny_run, "best") == [tiny_run / f"epoch_{best:03d}.pt"]
     assert len(Tagger.from_run(tiny_run, "avg", device="cpu").models) == 2
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(training.CheckpointError, match="junk.pt"):
+    with pytest.raises(CheckpointError, match="junk.pt"):
         Tagger.from_run(tiny_run, tmp_path / "junk.pt")
 
 
@@ -307,8 +308,8 @@ def test_avg_over_checkpoints_with_other_labels_is_refused(tiny_run, tmp_path):
     run = tmp_path / "mixed"
     run.mkdir()
     sh.copy(tiny_run / "epoch_001.pt", run / "epoch_001.pt")
-    state = training.load_checkpoint(tiny_run / "epoch_002.pt")
-    state["labels"] = [f"other_{k}" for k in range(10)]
-    training.save_checkpoint(run / "epoch_002.pt", state)
-    with pytest.raises(training.CheckpointError, match="epoch_002.pt: its label set differs"):
+    state = Checkpoint.load(tiny_run / "epoch_002.pt")
+    state.labels = [f"other_{k}" for k in range(10)]
+    state.save(run / "epoch_002.pt")
+    with pytest.raises(CheckpointError, match="epoch_002.pt: its label set differs"):
         Tagger.from_run(run, checkpoint="avg", device="cpu")

@@ -12,23 +12,24 @@ import torch
 from helpers import assert_one_line_error, run_cli, tiny_config
 
 from audioscene import train as training
+from audioscene.checkpoints import Checkpoint, CheckpointError, list_epochs
 from audioscene.data.folder import ClipDataset
 from audioscene.metrics import summarize
-from audioscene.train import CheckpointError, ConfigError, TrainConfig
+from audioscene.train import ConfigError, TrainConfig
 
 
 def test_tiny_run_lowers_loss_and_writes_checkpoints_and_metrics(tiny_run):
-    assert [p.name for p in training.list_checkpoints(tiny_run)] == ["epoch_001.pt", "epoch_002.pt"]
+    assert [p.name for p in list_epochs(tiny_run)] == ["epoch_001.pt", "epoch_002.pt"]
     lines = (tiny_run / "metrics.csv").read_text().splitlines()
     assert lines[0].startswith("epoch,train_loss,mAP,mAUC,d_prime") and len(lines) == 3
-    history = training.load_checkpoint(tiny_run / "epoch_002.pt")["history"]
+    history = Checkpoint.load(tiny_run / "epoch_002.pt").history
     assert history[1]["train_loss"] < history[0]["train_loss"]
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(tiny_run / "tensorboard"))
 
 
 def test_checkpoint_rebuilds_the_model(tiny_run):
-    state = training.load_checkpoint(tiny_run / "epoch_002.pt")
-    model, frontend, labels = training.model_from_checkpoint(state)
+    state = Checkpoint.load(tiny_run / "epoch_002.pt")
+    model, frontend, labels = state.build()
     assert labels.names[0] == "Alarm_bell_ringing" and len(labels) == 10
     assert model.config.width == 8 and frontend.config.n_mels == 64
     assert not model.training
@@ -38,8 +39,8 @@ def test_avg_is_the_mean_of_checkpoint_outputs_scored(tiny_run, tiny_data):
     result = training.evaluate_run(tiny_run, tiny_data / "eval", device="cpu", progress=False)
     dataset = ClipDataset.from_folder(tiny_data / "eval", result["labels"])
     outputs = []
-    for path in training.list_checkpoints(tiny_run):
-        model, frontend, _ = training.model_from_checkpoint(training.load_checkpoint(path))
+    for path in list_epochs(tiny_run):
+        model, frontend, _ = Checkpoint.load(path).build()
         with torch.no_grad():
             waves = torch.stack([dataset[i][0] for i in range(len(dataset))])
             outputs.append(model(frontend(waves))["clipwise"].numpy())
@@ -48,7 +49,7 @@ def test_avg_is_the_mean_of_checkpoint_outputs_scored(tiny_run, tiny_data):
     assert result["avg"]["mAUC"] == pytest.approx(expected["mAUC"], abs=1e-6)
     best = max(result["epochs"], key=lambda e: result["epochs"][e]["mAP"])
     assert result["peak_epoch"] == best and result["peak"] is result["epochs"][best]
-    history = training.load_checkpoint(tiny_run / "epoch_002.pt")["history"]
+    history = Checkpoint.load(tiny_run / "epoch_002.pt").history
     assert result["epochs"][2]["mAP"] == pytest.approx(history[1]["mAP"], abs=1e-6)
 
 
@@ -69,11 +70,11 @@ def test_killed_run_resumes_to_identical_weights(tiny_data, tmp_path):
     assert not (killed / "epoch_003.pt").exists()
     result = run_cli("train", "--resume", str(killed))
     assert result.returncode == 0, result.stderr
-    ours = training.load_checkpoint(killed / "epoch_003.pt")
-    theirs = training.load_checkpoint(reference / "epoch_003.pt")
-    for key, tensor in theirs["model"].items():
-        assert torch.equal(ours["model"][key], tensor), key
-    assert [r["train_loss"] for r in ours["history"]] == [r["train_loss"] for r in theirs["history"]]
+    ours = Checkpoint.load(killed / "epoch_003.pt")
+    theirs = Checkpoint.load(reference / "epoch_003.pt")
+    for key, tensor in theirs.model.items():
+        assert torch.equal(ours.model[key], tensor), key
+    assert [r["train_loss"] for r in ours.history] == [r["train_loss"] for r in theirs.history]
     assert len((killed / "metrics.csv").read_text().splitlines()) == 4
 
 
@@ -87,8 +88,8 @@ def test_interrupted_checkpoint_write_keeps_the_previous_file(tiny_run, tmp_path
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(KeyboardInterrupt):
-        training.save_checkpoint(target, {"format": "anything"})
-    assert training.load_checkpoint(target)["epoch"] == 1
+        Checkpoint.load(tiny_run / "epoch_002.pt").save(target)
+    assert Checkpoint.load(target).epoch == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_001.pt"]
 
 
@@ -96,12 +97,12 @@ def test_truncated_or_foreign_checkpoint_is_a_clear_error(tiny_run, tmp_path):
     truncated = tmp_path / "epoch_001.pt"
     truncated.write_bytes((tiny_run / "epoch_001.pt").read_bytes()[:5000])
     with pytest.raises(CheckpointError, match="truncated or corrupt") as info:
-        training.load_checkpoint(truncated)
+        Checkpoint.load(truncated)
     assert str(truncated) in str(info.value)
     foreign = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(3)}, foreign)
     with pytest.raises(CheckpointError, match="not an audioscene checkpoint"):
-        training.load_checkpoint(foreign)
+        Checkpoint.load(foreign)
 
 
 def test_fresh_run_refuses_a_folder_with_checkpoints(tiny_run, tiny_data):
@@ -223,7 +224,7 @@ def test_a_damaged_checkpoint_is_one_error_naming_the_file(tiny_run, tmp_path, c
     path = tmp_path / "epoch_001.pt"
     damaged_copy(tiny_run / "epoch_001.pt", path, change)
     with pytest.raises(CheckpointError, match="epoch_001.pt") as info:
-        training.model_from_checkpoint(training.load_checkpoint(path), path)
+        Checkpoint.load(path).build(path)
     assert fragment in str(info.value)
     assert_one_line_error(run_cli("tag", str(tiny_run), "--run", str(tmp_path), "--checkpoint", str(path)), fragment)
 
@@ -240,8 +241,8 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_names_the_path(tiny_run, 
 
     monkeypatch.setattr(torch, "save", full_disk)
     with pytest.raises(OSError, match=r"epoch_001.pt: could not be written \(No space left on device\)"):
-        training.save_checkpoint(target, {"format": "anything"})
-    assert training.load_checkpoint(target)["epoch"] == 1
+        Checkpoint.load(tiny_run / "epoch_002.pt").save(target)
+    assert Checkpoint.load(target).epoch == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_001.pt"]  # no temporary left, the stale one gone
 
 

@@ -53,11 +53,11 @@ _positive = _number(low=0, low_open=True)
 
 
 def _device(text: str) -> str:
-    from .train import ConfigError, check_device
+    from .devices import check_device
 
     try:
         return check_device(text)
-    except ConfigError as exc:
+    except AudioSceneError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -93,9 +93,9 @@ def _cmd_train(args) -> None:
         run_dir = resume(args.resume, **overrides)
     else:
         if args.init and (args.model is None or args.width is None):  # fine-tuning: the checkpoint's architecture
-            from .train import load_checkpoint
+            from .checkpoints import Checkpoint
 
-            source = load_checkpoint(args.init)["model_config"]
+            source = Checkpoint.load(args.init).model_config
             overrides = {"model": source["name"], "width": source["width"], **overrides}
         config = TrainConfig.from_toml(args.config, **overrides) if args.config else TrainConfig.from_dict(overrides)
         if not (config.train_data and config.eval_data):
@@ -107,10 +107,11 @@ def _cmd_train(args) -> None:
 
 def _cmd_evaluate(args) -> None:
     from ._io import prepare_output
+    from .checkpoints import list_epochs
     from .report import table2, write_per_class_csv
-    from .train import evaluate_run, list_checkpoints
+    from .train import evaluate_run
 
-    list_checkpoints(args.run)  # a missing run folder is named before an output is prepared in it
+    list_epochs(args.run)  # a missing run folder is named before an output is prepared in it
     per_class = prepare_output(args.per_class or args.run / f"per_class_{_spec_name(args.data)}.csv")
     result = evaluate_run(args.run, args.data, device=args.device, batch_size=args.batch_size, workers=args.workers,
                           labels_csv=args.labels or "", select_data=args.select_data,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import train as training
 from ._io import atomic_open
+from .checkpoints import list_epochs
 from .data import synthetic
 from .features import logmel_from_file
 from .infer import Analysis, Tagger, events_from_analysis
@@ -59,7 +60,7 @@ def _synth_split(folder: Path, n_clips: int, seed: int) -> Path:
 
 def _train_or_resume(config: training.TrainConfig) -> Path:
     run_dir = Path(config.out_dir)
-    if run_dir.is_dir() and training.list_checkpoints(run_dir):
+    if run_dir.is_dir() and list_epochs(run_dir):
         return training.resume(run_dir)
     return training.train(config)
 

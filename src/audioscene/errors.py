@@ -50,3 +50,7 @@ def describe_range(integer: bool, low, high, low_open: bool) -> str:
     if high is not None:
         parts.append(f"{'and ' if low is not None else ''}<= {high:g}")
     return " ".join(parts)
+
+
+class ConfigError(AudioSceneError, ValueError):
+    """A configuration that cannot be used (unknown key, wrong type, value out of range, device)."""

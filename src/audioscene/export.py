@@ -27,12 +27,11 @@ import torch
 from torch import Tensor, nn
 
 from ._io import atomic_open
+from .checkpoints import Checkpoint, resolve
 from .errors import AudioSceneError
 from .features import FrontendConfig, LogMel
-from .infer import run_checkpoints
 from .labels import LabelSet
 from .models import AudioResNet
-from .train import load_checkpoint, model_from_checkpoint
 
 METADATA_KEY = "audioscene"
 
@@ -193,11 +192,11 @@ def check_parity(onnx_model: bytes | str | os.PathLike, graph: nn.Module, input_
 
 def export_onnx(run_dir: str | os.PathLike, path: str | os.PathLike, checkpoint: str | os.PathLike = "best",
                 with_frontend: bool = False, tolerance: float = 1e-4, frontend_precision: str = "float64") -> Parity:
-    """Export one checkpoint of a run ("best", "last" or a path; see `infer.run_checkpoints`)."""
+    """Export one checkpoint of a run ("best", "last" or a path; see `checkpoints.resolve`)."""
     if checkpoint == "avg":
         raise ExportError("export one checkpoint ('best', 'last' or a path); 'avg' is several models")
-    source = run_checkpoints(run_dir, checkpoint)[0]
-    model, frontend, labels = model_from_checkpoint(load_checkpoint(source), source)
+    source = resolve(run_dir, checkpoint)[0]
+    model, frontend, labels = Checkpoint.load(source).build(source)
     return export_model(model, frontend, labels, path, with_frontend, tolerance, frontend_precision)
 
 

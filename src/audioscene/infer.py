@@ -32,11 +32,12 @@ import soundfile as sf
 import torch
 
 from . import audio, sed
+from .checkpoints import Checkpoint, CheckpointError, resolve
+from .devices import resolve_device
 from .errors import InputError, check_number
 from .features import LogMel
 from .labels import LabelSet
 from .models import AudioResNet
-from .train import CheckpointError, list_checkpoints, load_checkpoint, model_from_checkpoint, resolve_device
 
 if TYPE_CHECKING:
     from .export import OnnxModel
@@ -72,23 +73,6 @@ class Analysis:
         check_number("top_k", k, integer=True, low=1)
         order = np.argsort(-self.clipwise, kind="stable")[:k]
         return [(self.labels[i], float(self.clipwise[i])) for i in order]
-
-
-def run_checkpoints(run_dir: str | os.PathLike, checkpoint: str | os.PathLike = "best") -> list[Path]:
-    """Checkpoint files meant by `checkpoint`: "best" (the epoch with the highest eval mAP in the
-    run's history), "last", "avg" (every epoch, for output averaging), or a path to one file."""
-    if checkpoint not in ("best", "last", "avg"):
-        return [Path(checkpoint)]
-    paths = list_checkpoints(run_dir)
-    if not paths:
-        raise CheckpointError(f"{run_dir}: no epoch_NNN.pt checkpoints")
-    if checkpoint == "avg":
-        return paths
-    if checkpoint == "last":
-        return paths[-1:]
-    history = load_checkpoint(paths[-1])["history"]
-    best = max(history, key=lambda row: row["mAP"] if not math.isnan(row["mAP"]) else -1.0)["epoch"]
-    return [p for p in paths if p.name == f"epoch_{best:03d}.pt"] or paths[-1:]
 
 
 class Tagger:
@@ -131,10 +115,10 @@ class Tagger:
     def from_run(cls, run_dir: str | os.PathLike, checkpoint: str | os.PathLike = "best", device: str = "auto",
                  **options) -> "Tagger":
         """Load a run's model: `checkpoint` is "best", "last", "avg" or a checkpoint path (see
-        `run_checkpoints`); the architecture, front end and labels come from the checkpoint."""
+        `checkpoints.resolve`); the architecture, front end and labels come from the checkpoint."""
         models, frontend, labels = [], None, None
-        for path in run_checkpoints(run_dir, checkpoint):
-            model, frontend, path_labels = model_from_checkpoint(load_checkpoint(path), path)
+        for path in resolve(run_dir, checkpoint):
+            model, frontend, path_labels = Checkpoint.load(path).build(path)
             if labels is not None and path_labels != labels:
                 raise CheckpointError(f"{path}: its label set differs from the run's other checkpoints")
             models.append(model)

@@ -19,7 +19,6 @@ import csv
 import logging
 import math
 import os
-import re
 import time
 import tomllib
 import types
@@ -37,32 +36,24 @@ from tqdm.auto import tqdm
 
 from . import models
 from ._io import atomic_open
+from .checkpoints import Checkpoint, CheckpointError, checkpoint_path, list_epochs
 from .data import open_dataset
 from .data.folder import ClipDataset
 from .data.sampler import BalancedSampler
 from .data.store import ShardDataset
+from .devices import autocast, check_device, resolve_device
 from .distributed import Context, barrier, gather_rows, micro_batches, setup, teardown
-from .errors import AudioSceneError, InputError, check_number
-from .features import FrontendConfig, LogMel
+from .errors import ConfigError, InputError, check_number
+from .features import LogMel
 from .labels import LabelSet
 from .metrics import summarize
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "audioscene-checkpoint/1"
-CHECKPOINT_PATTERN = re.compile(r"^epoch_(\d{3,})\.pt$")
 METRIC_COLUMNS = ("epoch", "train_loss", "mAP", "mAUC", "d_prime", "train_clips_per_s", "seconds")
 
 
 SAMPLERS = ("shuffle", "balanced")
-
-
-class ConfigError(AudioSceneError, ValueError):
-    """A training configuration that cannot be used (unknown key, bad value)."""
-
-
-class CheckpointError(AudioSceneError, ValueError):
-    """A checkpoint file or run folder that cannot be used; the message names it."""
 
 
 # Allowed ranges of the numeric TrainConfig fields (types come from the annotations).
@@ -73,7 +64,6 @@ CONFIG_RANGES: dict[str, dict] = {
     "seed": dict(integer=True, low=0), "clip_seconds": dict(low=0, low_open=True), "workers": dict(integer=True, low=0),
     "timeout_s": dict(low=0, low_open=True),
 }
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _MISMATCH = object()
 
 
@@ -107,13 +97,6 @@ def _type_name(annotation) -> str:
     if typing.get_origin(annotation) is tuple:
         return f"a list of {len(typing.get_args(annotation))} numbers"
     return names.get(annotation, str(annotation))
-
-
-def check_device(name: str) -> str:
-    """`name` if it is a device spec this package accepts (auto, cpu, mps, cuda, cuda:N)."""
-    if not isinstance(name, str) or not DEVICE_PATTERN.match(name):
-        raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
-    return name
 
 
 @dataclass(frozen=True)
@@ -200,100 +183,10 @@ class TrainConfig:
         return models.config_for(self.model, n_classes=n_classes, width=self.width, **extra)
 
 
-def resolve_device(name: str) -> torch.device:
-    if check_device(name) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device {name!r} requested but MPS is not available")
-    return device
-
-
-def _autocast(device: torch.device, amp: bool, cpu_bf16: bool = False):
-    if device.type == "cuda" and amp:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype), dtype
-    if device.type == "cpu" and cpu_bf16:
-        return torch.autocast("cpu", dtype=torch.bfloat16), torch.bfloat16
-    return nullcontext(), torch.float32
-
-
 def bce_loss(clipwise: torch.Tensor, target: torch.Tensor, eps: float = 1e-7, reduction: str = "mean") -> torch.Tensor:
     """Binary cross-entropy on probabilities, in float32 and clamped (attention pools probabilities)."""
     return torch.nn.functional.binary_cross_entropy(clipwise.float().clamp(eps, 1 - eps), target.float(),
                                                     reduction=reduction)
-
-
-# --- checkpoints --------------------------------------------------------------------------------
-
-def checkpoint_path(run_dir: str | os.PathLike, epoch: int) -> Path:
-    return Path(run_dir) / f"epoch_{epoch:03d}.pt"
-
-
-def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
-    """The run's `epoch_NNN.pt` files in epoch order (only complete ones exist: writes are atomic)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise CheckpointError(f"{run_dir}: no such run folder")
-    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name))]
-    return [p for _, p in sorted(found)]
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Write atomically: a crash leaves the previous file (or none), never a partial one."""
-    with atomic_open(path, "wb") as f:
-        torch.save(state, f)
-
-
-CHECKPOINT_KEYS = ("epoch", "model", "model_config", "frontend_config", "labels", "train_config", "history")
-RESUME_KEYS = ("optimizer", "scaler", "rng")
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint written by `train` (tensors and plain data only: `weights_only=True`).
-
-    Raises `CheckpointError` naming the file when it is missing, truncated, foreign, lacks one of
-    `CHECKPOINT_KEYS`, or holds NaN/Inf weights (such a model scores every file NaN)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated/garbled files
-        raise CheckpointError(f"{path}: not a readable checkpoint, the file is truncated or corrupt ({type(exc).__name__}: {exc})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not an audioscene checkpoint (expected format {CHECKPOINT_FORMAT})")
-    missing = [key for key in CHECKPOINT_KEYS if key not in state]
-    if missing:
-        raise CheckpointError(f"{path}: incomplete checkpoint, it lacks {', '.join(missing)}")
-    if not isinstance(state["model"], dict) or not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
-        raise CheckpointError(f"{path}: the model weights are not a state dict of tensors")
-    broken = [name for name, value in state["model"].items()
-              if value.is_floating_point() and not bool(torch.isfinite(value).all())]
-    if broken:
-        raise CheckpointError(f"{path}: {len(broken)} weight tensors hold NaN or Inf (e.g. {broken[0]}); the "
-                              "training diverged, use an earlier checkpoint")
-    return state
-
-
-def model_from_checkpoint(state: dict, source: str | os.PathLike = "checkpoint",
-                          ) -> tuple[models.AudioResNet, LogMel, LabelSet]:
-    """Rebuild model (with weights, in eval mode), front end and label set from a checkpoint;
-    weights that do not fit the recorded architecture raise `CheckpointError` naming `source`."""
-    try:
-        model = models.from_config(state["model_config"])
-        model.load_state_dict(state["model"])
-        frontend = LogMel(FrontendConfig(**state["frontend_config"]))
-        labels = LabelSet(tuple(state["labels"]))
-    except (RuntimeError, TypeError, KeyError, ValueError) as exc:
-        reason = " ".join(str(exc).split())[:300]
-        raise CheckpointError(f"{source}: the weights, architecture, front end or labels recorded do not fit "
-                              f"together ({type(exc).__name__}: {reason})") from None
-    if len(labels) != model.config.n_classes:
-        raise CheckpointError(f"{source}: {len(labels)} labels for a model with {model.config.n_classes} outputs")
-    return model.eval(), frontend, labels
 
 
 # --- prediction -----------------------------------------------------------------------------------
@@ -308,11 +201,11 @@ def predict(model: models.AudioResNet, frontend: LogMel, dataset: ClipDataset, d
     between the paper's models. `amp` runs the model in bf16 (fp16 on older GPUs) for speed."""
     model.eval().to(device)
     frontend.to(device)
-    autocast, _ = _autocast(device, amp=amp, cpu_bf16=amp)
+    amp_context, _ = autocast(device, amp=amp, cpu_bf16=amp)
     clipwise, frames = [], []
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     for waves, _ in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
-        with autocast:
+        with amp_context:
             out = model(frontend(waves.to(device)))
         clipwise.append(out["clipwise"].float().cpu())
         if framewise:
@@ -343,7 +236,7 @@ RESUME_OVERRIDES = ("epochs", "device", "workers", "eval_batch_size", "micro_bat
 def train(config: TrainConfig, progress: bool = True) -> Path:
     """Train `config.model` on `config.train_data` into a new run folder `config.out_dir`; return it."""
     run_dir = Path(config.out_dir)
-    if run_dir.is_dir() and list_checkpoints(run_dir):
+    if run_dir.is_dir() and list_epochs(run_dir):
         raise CheckpointError(f"{run_dir}: already holds checkpoints; resume it with --resume or choose another --out")
     return _run(config, None, progress)
 
@@ -355,32 +248,30 @@ def resume(run_dir: str | os.PathLike, progress: bool = True, **overrides) -> Pa
     may be overridden; the number of processes (torchrun) may differ from the original run's.
     """
     run_dir = Path(run_dir)
-    checkpoints = list_checkpoints(run_dir)
+    checkpoints = list_epochs(run_dir)
     if not checkpoints:
         raise CheckpointError(f"{run_dir}: nothing to resume, no epoch_NNN.pt checkpoint")
     bad = sorted(set(overrides) - set(RESUME_OVERRIDES))
     if bad:
         raise ConfigError(f"cannot change {', '.join(bad)} when resuming; only {', '.join(RESUME_OVERRIDES)}")
-    state = load_checkpoint(checkpoints[-1])
-    missing = [key for key in RESUME_KEYS if key not in state]
-    if missing:
-        raise CheckpointError(f"{checkpoints[-1]}: cannot resume from it, it lacks {', '.join(missing)}")
+    state = Checkpoint.load(checkpoints[-1])
+    state.require_resumable(checkpoints[-1])
     if len(checkpoints) > 1:
-        _check_same_run(checkpoints[0], load_checkpoint(checkpoints[0]), checkpoints[-1], state)
-    stored = dict(state["train_config"])
+        _check_same_run(checkpoints[0], Checkpoint.load(checkpoints[0]), checkpoints[-1], state)
+    stored = dict(state.train_config)
     stored.setdefault("eval_labels_csv", stored.get("labels_csv", ""))  # older runs used one CSV for both
     config = replace(TrainConfig.from_dict(stored), out_dir=str(run_dir), **overrides)
-    log.info("resuming %s after epoch %d of %d", run_dir, state["epoch"], config.epochs)
+    log.info("resuming %s after epoch %d of %d", run_dir, state.epoch, config.epochs)
     return _run(config, state, progress)
 
 
-def _check_same_run(first_path: Path, first: dict, last_path: Path, last: dict) -> None:
+def _check_same_run(first_path: Path, first: Checkpoint, last_path: Path, last: Checkpoint) -> None:
     """Refuse to resume from a checkpoint that another run left in this folder: the run id every
     checkpoint records (or, for checkpoints without one, the labels and architecture) must match."""
-    if "run_id" in first and "run_id" in last:
-        same = first["run_id"] == last["run_id"]
+    if first.run_id and last.run_id:
+        same = first.run_id == last.run_id
     else:
-        same = (first["labels"], first["model_config"]) == (last["labels"], last["model_config"])
+        same = (first.labels, first.model_config) == (last.labels, last.model_config)
     if not same:
         raise CheckpointError(f"{last_path}: belongs to another run than {first_path.name} (another run id, or other "
                               "labels or model); move the foreign checkpoints out of the folder before resuming")
@@ -441,21 +332,21 @@ def _epoch_plan(config: TrainConfig, train_set, epoch: int, context: Context, mi
 
 def _initialise(model: models.AudioResNet, path: str, label_set: LabelSet) -> None:
     """Start from a trained checkpoint: its trunk always, its head when the labels are the same."""
-    state = load_checkpoint(path)
-    source = models.ModelConfig.from_dict(state["model_config"])
+    state = Checkpoint.load(path)
+    source = models.ModelConfig.from_dict(state.model_config)
     if (source.name, source.width, source.stem_stride) != (model.config.name, model.config.width, model.config.stem_stride):
         raise ConfigError(f"{path}: a {source.name} of width {source.width}; this run trains a {model.config.name} of "
                           f"width {model.config.width} (use the same --model and --width)")
-    trunk = {k.removeprefix("trunk."): v for k, v in state["model"].items() if k.startswith("trunk.")}
+    trunk = {k.removeprefix("trunk."): v for k, v in state.model.items() if k.startswith("trunk.")}
     model.trunk.load_state_dict(trunk)
-    if tuple(state["labels"]) == label_set.names:
-        model.head.load_state_dict({k.removeprefix("head."): v for k, v in state["model"].items() if k.startswith("head.")})
+    if tuple(state.labels) == label_set.names:
+        model.head.load_state_dict({k.removeprefix("head."): v for k, v in state.model.items() if k.startswith("head.")})
         log.info("initialised from %s (trunk and head)", path)
     else:
         log.info("initialised the trunk from %s; new head for %d classes", path, len(label_set))
 
 
-def _run(config: TrainConfig, state: dict | None, progress: bool) -> Path:
+def _run(config: TrainConfig, state: Checkpoint | None, progress: bool) -> Path:
     context = setup(resolve_device(config.device), config.timeout_s)
     try:
         return _train_loop(config, state, progress and context.is_main, context)
@@ -463,7 +354,7 @@ def _run(config: TrainConfig, state: dict | None, progress: bool) -> Path:
         teardown(context)
 
 
-def _train_loop(config: TrainConfig, state: dict | None, progress: bool, context: Context) -> Path:
+def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, context: Context) -> Path:
     run_dir, device = Path(config.out_dir), context.device
     micro = config.micro_batch_size or max(1, config.batch_size // context.world_size)
     if config.batch_size % (context.world_size * micro):
@@ -471,7 +362,7 @@ def _train_loop(config: TrainConfig, state: dict | None, progress: bool, context
                           f"micro_batch_size {micro}")
     if config.sync_batchnorm and device.type != "cuda":
         raise ConfigError("sync_batchnorm needs CUDA devices (PyTorch's SyncBatchNorm runs on GPUs only)")
-    train_set, eval_set = _datasets(config, LabelSet(tuple(state["labels"])) if state else None)
+    train_set, eval_set = _datasets(config, state.label_set if state else None)
     label_set = train_set.label_set
 
     torch.manual_seed(config.seed)
@@ -479,7 +370,7 @@ def _train_loop(config: TrainConfig, state: dict | None, progress: bool, context
     if config.init and not state:
         _initialise(model, config.init, label_set)
     if state:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state.model)
     if config.sync_batchnorm and context.distributed:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device)
@@ -493,16 +384,16 @@ def _train_loop(config: TrainConfig, state: dict | None, progress: bool, context
     frontend = LogMel().to(device)
     optimizer = torch.optim.Adam(raw_model.parameters(), lr=config.lr, betas=config.betas,
                                  weight_decay=config.weight_decay)
-    autocast, amp_dtype = _autocast(device, config.amp, config.cpu_bf16)
+    amp_context, amp_dtype = autocast(device, config.amp, config.cpu_bf16)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16 and device.type == "cuda")
     history: list[dict] = []
     start_epoch, run_id = 1, uuid.uuid4().hex
     if state:
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        history, start_epoch = list(state["history"]), state["epoch"] + 1
-        run_id = state.get("run_id", run_id)
+        optimizer.load_state_dict(state.optimizer)
+        scaler.load_state_dict(state.scaler)
+        torch.set_rng_state(state.rng["torch"])
+        history, start_epoch = list(state.history), state.epoch + 1
+        run_id = state.run_id or run_id
     # clips per epoch over all ranks (a shard set's len() is this rank's share)
     n_epoch_clips = train_set.n_clips if isinstance(train_set, ShardDataset) else len(train_set)
 
@@ -535,7 +426,7 @@ def _train_loop(config: TrainConfig, state: dict | None, progress: bool, context
                 features = frontend(waves)
             # gradients are all-reduced only on the last micro-batch of an optimizer step
             with nullcontext() if last or not context.distributed else model.no_sync():
-                with autocast:
+                with amp_context:
                     out = model(features)
                 per_clip = bce_loss(out["clipwise"], targets, reduction="none").mean(dim=1)
                 # DDP averages gradients over ranks; scaling by world_size turns that into the sum
@@ -563,14 +454,12 @@ def _train_loop(config: TrainConfig, state: dict | None, progress: bool, context
                    "d_prime": scores["d_prime"], "train_clips_per_s": coverage["clips"] / train_seconds,
                    "seconds": time.perf_counter() - started}
             history.append(row)
-            save_checkpoint(checkpoint_path(run_dir, epoch), {
-                "format": CHECKPOINT_FORMAT, "epoch": epoch, "model": raw_model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                "model_config": raw_model.config.to_dict(), "frontend_config": asdict(frontend.config),
-                "labels": list(label_set.names), "train_config": asdict(config), "metrics": row,
-                "history": history, "rng": {"torch": torch.get_rng_state()}, "world_size": context.world_size,
-                "coverage": coverage, "run_id": run_id,
-            })
+            Checkpoint(epoch=epoch, model=raw_model.state_dict(), model_config=raw_model.config.to_dict(),
+                       frontend_config=asdict(frontend.config), labels=list(label_set.names),
+                       train_config=asdict(config), history=history, metrics=row, optimizer=optimizer.state_dict(),
+                       scaler=scaler.state_dict(), rng={"torch": torch.get_rng_state()},
+                       world_size=context.world_size, coverage=coverage, run_id=run_id,
+                       ).save(checkpoint_path(run_dir, epoch))
             _write_metrics_csv(run_dir, history)
             for key in ("train_loss", "mAP", "mAUC", "d_prime"):
                 writer.add_scalar(f"epoch/{key}", row[key], epoch)
@@ -634,30 +523,30 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
     Returns `{"labels", "epochs": {epoch: summary}, "peak_epoch", "peak": summary, "avg": summary,
     "n_clips", "selected_on"}`.
     """
-    checkpoints = list_checkpoints(run_dir)
+    checkpoints = list_epochs(run_dir)
     if not checkpoints:
         raise CheckpointError(f"{run_dir}: no epoch_NNN.pt checkpoints to evaluate")
     torch_device = resolve_device(device)
-    first = load_checkpoint(checkpoints[0])  # the data is opened (and checked) before the work starts
-    label_set = LabelSet(tuple(first["labels"]))
-    clip_seconds = TrainConfig.from_dict(first["train_config"]).clip_seconds
+    first = Checkpoint.load(checkpoints[0])  # the data is opened (and checked) before the work starts
+    label_set = first.label_set
+    clip_seconds = TrainConfig.from_dict(first.train_config).clip_seconds
     dataset = _eval_dataset(str(data), label_set, clip_seconds, labels_csv)
     select_set = None if select_data is None else \
         _eval_dataset(str(select_data), label_set, clip_seconds, select_labels_csv)
     per_epoch, select_map, outputs = {}, {}, []
     for path in tqdm(checkpoints, desc="checkpoints", unit="ckpt", disable=not progress):
-        state = first if path == checkpoints[0] else load_checkpoint(path)
-        model, frontend, labels = model_from_checkpoint(state, path)
+        state = first if path == checkpoints[0] else Checkpoint.load(path)
+        model, frontend, labels = state.build(path)
         if labels != label_set:
             raise CheckpointError(f"{path}: its label set differs from {checkpoints[0].name}'s")
         clipwise = predict(model, frontend, dataset, torch_device, batch_size, workers, desc=path.name,
                            progress=progress, amp=amp)["clipwise"]
         outputs.append(clipwise)
-        per_epoch[state["epoch"]] = summarize(dataset.targets, clipwise)
+        per_epoch[state.epoch] = summarize(dataset.targets, clipwise)
         if select_set is not None:
             selected = predict(model, frontend, select_set, torch_device, batch_size, workers,
                                desc=f"{path.name} (selection split)", progress=progress, amp=amp)["clipwise"]
-            select_map[state["epoch"]] = summarize(select_set.targets, selected)["mAP"]
+            select_map[state.epoch] = summarize(select_set.targets, selected)["mAP"]
     peak_epoch = max(per_epoch, key=lambda e: select_map[e] if select_set is not None else per_epoch[e]["mAP"])
     return {"labels": label_set, "epochs": per_epoch, "peak_epoch": peak_epoch, "peak": per_epoch[peak_epoch],
             "avg": summarize(dataset.targets, np.mean(outputs, axis=0)), "n_clips": len(dataset),

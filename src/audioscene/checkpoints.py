@@ -1,0 +1,154 @@
+"""A run's checkpoints: the typed `Checkpoint`, its atomic save and validated load, and which
+files of a run folder a choice like "best" means.
+
+A run folder holds `epoch_001.pt`, `epoch_002.pt`, ... . Each is a plain dict of tensors and
+Python data (so it loads with `weights_only=True`, never unpickling code); `Checkpoint` gives it
+types and names. Files written before the dataclass existed have the same keys and load as they are.
+
+>>> from audioscene.checkpoints import Checkpoint, resolve
+>>> path, = resolve("runs/b_att", "best")  # doctest: +SKIP
+>>> model, frontend, labels = Checkpoint.load(path).build(path)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from . import models
+from ._io import atomic_open
+from .errors import AudioSceneError
+from .features import FrontendConfig, LogMel
+from .labels import LabelSet
+
+CHECKPOINT_FORMAT = "audioscene-checkpoint/1"
+CHECKPOINT_PATTERN = re.compile(r"^epoch_(\d{3,})\.pt$")
+CHOICES = ("best", "last", "avg")
+
+
+class CheckpointError(AudioSceneError, ValueError):
+    """A checkpoint file or run folder that cannot be used; the message names it."""
+
+
+@dataclass
+class Checkpoint:
+    """Everything one epoch leaves behind: the weights and what rebuilds them (model and front-end
+    configuration, labels), and what resumes the run (optimizer, scaler, RNG, history)."""
+
+    epoch: int
+    model: dict[str, torch.Tensor]
+    model_config: dict
+    frontend_config: dict
+    labels: list[str]
+    train_config: dict
+    history: list[dict]
+    metrics: dict | None = None
+    optimizer: dict | None = None  # optimizer, scaler and rng: needed to resume, not to use the model
+    scaler: dict | None = None
+    rng: dict | None = None
+    world_size: int = 1
+    coverage: dict | None = None  # clips trained on in the epoch (see train._coverage)
+    run_id: str = ""  # the same in every checkpoint of one run
+    format: str = field(default=CHECKPOINT_FORMAT)
+
+    REQUIRED = ("epoch", "model", "model_config", "frontend_config", "labels", "train_config", "history")
+    FOR_RESUME = ("optimizer", "scaler", "rng")
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write atomically: a crash or a full disk leaves the previous file (or none), never a partial one."""
+        with atomic_open(path, "wb") as f:
+            torch.save({f.name: getattr(self, f.name) for f in fields(self)}, f)  # no deep copy of the tensors
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "Checkpoint":
+        """Read a checkpoint (tensors and plain data only: `weights_only=True`).
+
+        Raises `CheckpointError` naming the file when it is missing, truncated, foreign, lacks one of
+        `REQUIRED`, or holds NaN/Inf weights (such a model scores every file NaN)."""
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no such checkpoint")
+        try:
+            state = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as exc:  # torch raises many types for truncated/garbled files
+            raise CheckpointError(f"{path}: not a readable checkpoint, the file is truncated or corrupt "
+                                  f"({type(exc).__name__}: {exc})") from None
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path}: not an audioscene checkpoint (expected format {CHECKPOINT_FORMAT})")
+        missing = [key for key in cls.REQUIRED if key not in state]
+        if missing:
+            raise CheckpointError(f"{path}: incomplete checkpoint, it lacks {', '.join(missing)}")
+        weights = state["model"]
+        if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+            raise CheckpointError(f"{path}: the model weights are not a state dict of tensors")
+        broken = [name for name, value in weights.items()
+                  if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+        if broken:
+            raise CheckpointError(f"{path}: {len(broken)} weight tensors hold NaN or Inf (e.g. {broken[0]}); the "
+                                  "training diverged, use an earlier checkpoint")
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in state.items() if key in known})
+
+    def require_resumable(self, path: str | os.PathLike) -> None:
+        missing = [key for key in self.FOR_RESUME if getattr(self, key) is None]
+        if missing:
+            raise CheckpointError(f"{path}: cannot resume from it, it lacks {', '.join(missing)}")
+
+    @property
+    def label_set(self) -> LabelSet:
+        return LabelSet(tuple(self.labels))
+
+    def build(self, source: str | os.PathLike = "checkpoint") -> tuple[models.AudioResNet, LogMel, LabelSet]:
+        """Model (with weights, in eval mode), front end and label set; weights that do not fit the
+        recorded architecture raise `CheckpointError` naming `source`."""
+        try:
+            model = models.from_config(self.model_config)
+            model.load_state_dict(self.model)
+            frontend = LogMel(FrontendConfig(**self.frontend_config))
+            labels = self.label_set
+        except (RuntimeError, TypeError, KeyError, ValueError) as exc:
+            reason = " ".join(str(exc).split())[:300]
+            raise CheckpointError(f"{source}: the weights, architecture, front end or labels recorded do not fit "
+                                  f"together ({type(exc).__name__}: {reason})") from None
+        if len(labels) != model.config.n_classes:
+            raise CheckpointError(f"{source}: {len(labels)} labels for a model with {model.config.n_classes} outputs")
+        return model.eval(), frontend, labels
+
+
+def checkpoint_path(run_dir: str | os.PathLike, epoch: int) -> Path:
+    return Path(run_dir) / f"epoch_{epoch:03d}.pt"
+
+
+def list_epochs(run_dir: str | os.PathLike) -> list[Path]:
+    """The run's `epoch_NNN.pt` files in epoch order (only complete ones exist: writes are atomic)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: no such run folder")
+    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def best_epoch(history: list[dict], metric: str = "mAP") -> int:
+    """The epoch of the history row with the highest `metric` (NaN counts as lowest)."""
+    return max(history, key=lambda row: row[metric] if not math.isnan(row[metric]) else -math.inf)["epoch"]
+
+
+def resolve(run_dir: str | os.PathLike, choice: str | os.PathLike = "best") -> list[Path]:
+    """The checkpoint files a choice means: "best" (the epoch with the highest eval mAP in the run's
+    history), "last", "avg" (every epoch, for output averaging), or a path to one file."""
+    if choice not in CHOICES:
+        return [Path(choice)]
+    paths = list_epochs(run_dir)
+    if not paths:
+        raise CheckpointError(f"{run_dir}: no epoch_NNN.pt checkpoints")
+    if choice == "avg":
+        return paths
+    if choice == "last":
+        return paths[-1:]
+    best = best_epoch(Checkpoint.load(paths[-1]).history)
+    return [p for p in paths if p.name == f"epoch_{best:03d}.pt"] or paths[-1:]

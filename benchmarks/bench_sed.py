@@ -13,7 +13,8 @@ import warnings
 
 import numpy as np
 
-from audioscene.sed import Event, event_f1
+from audioscene.events import Event
+from audioscene.metrics import event_f1
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -21,8 +21,9 @@ from audioscene.data.folder import ClipDataset, DataSetError
 from audioscene.data.store import ShardDataset, ShardError, pack, verify
 from audioscene.data.synthetic import generate
 from audioscene.errors import InputError
+from audioscene.events import Event, EventFileError, read_events_tsv, write_events_tsv
 from audioscene.infer import Tagger
-from audioscene.sed import Event, EventFileError, Tuning, read_events_tsv, write_events_tsv
+from audioscene.sed import Tuning
 
 
 @pytest.fixture(scope="module")

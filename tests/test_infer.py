@@ -12,9 +12,10 @@ from audioscene import train as training
 from audioscene.audio import AudioError, load, stream
 from audioscene.checkpoints import Checkpoint, CheckpointError, resolve
 from audioscene.data.folder import ClipDataset
+from audioscene.events import read_events_tsv
 from audioscene.infer import Tagger, events_from_analysis, to_classes
 from audioscene.labels import DCASE2018_AUDIOSET_NAMES, LabelSet
-from audioscene.sed import Tuning, read_events_tsv
+from audioscene.sed import Tuning
 
 
 @pytest.fixture(scope="module")

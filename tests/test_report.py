@@ -3,8 +3,9 @@
 import subprocess
 import sys
 
+from audioscene.events import Event
+from audioscene.metrics import event_f1
 from audioscene.report import PAPER_TABLE3, table3
-from audioscene.sed import Event, event_f1
 
 
 def test_table3_prints_the_papers_test_and_eval_columns():
@@ -25,7 +26,7 @@ def test_figures_leave_the_callers_matplotlib_backend_alone(tmp_path):
 import matplotlib, numpy as np
 matplotlib.use("svg")
 from audioscene.report import plot_activations, plot_logmel
-from audioscene.sed import Event
+from audioscene.events import Event
 rng = np.random.default_rng(0)
 logmel = rng.normal(size=(998, 64)).astype(np.float32)
 plot_logmel(logmel, {str(tmp_path / "s.png")!r}, events=[Event("a", 1.0, 2.0, "Dog")])

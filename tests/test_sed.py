@@ -5,20 +5,17 @@ import warnings
 import numpy as np
 import pytest
 
+from audioscene.events import Event, EventFileError, read_events_tsv, write_events_tsv
+from audioscene.metrics import event_f1
 from audioscene.sed import (
-    Event,
-    EventFileError,
     Tuning,
     binarize,
     detect_events,
-    event_f1,
     map_classes,
     median_filter,
-    read_events_tsv,
     to_events,
     to_frames,
     tune,
-    write_events_tsv,
 )
 
 with warnings.catch_warnings():

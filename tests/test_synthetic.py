@@ -6,8 +6,8 @@ import soundfile as sf
 from scipy import signal
 
 from audioscene.data.synthetic import CLIP_SECONDS, SIGNATURES, SR, generate, render_clip
+from audioscene.events import read_events_tsv
 from audioscene.labels import dcase2018
-from audioscene.sed import read_events_tsv
 
 
 @pytest.fixture(scope="module")

@@ -172,9 +172,9 @@ def _analyses(args, tagger, paths, failed: list):
     """(path, name, Analysis) of each audio input that could be read; the others are named on
     stderr and appended to `failed`."""
     from .audio import expand_paths
+    from .events import UNSTORABLE
     from .infer import to_classes
     from .labels import DCASE2018_AUDIOSET_NAMES
-    from .sed import UNSTORABLE
 
     inputs = []
     for path, name in expand_paths(paths):
@@ -243,8 +243,8 @@ def _cmd_view(args) -> None:
 
 def _cmd_detect(args) -> int:
     from ._io import prepare_output
+    from .events import write_events_tsv
     from .infer import events_from_analysis
-    from .sed import write_events_tsv
 
     output = prepare_output(args.output, inputs=args.files)
     tagger = _tagger(args)
@@ -259,8 +259,9 @@ def _cmd_detect(args) -> int:
 
 
 def _cmd_sed_eval(args) -> None:
+    from .events import read_events_tsv
+    from .metrics import event_f1
     from .report import table4
-    from .sed import event_f1, read_events_tsv
 
     scores = event_f1(read_events_tsv(args.ref), read_events_tsv(args.est), t_collar=args.collar,
                       percentage_of_length=args.percentage_of_length, zero_score=not args.nan_for_empty)
@@ -271,8 +272,9 @@ def _cmd_sed_eval(args) -> None:
 
 def _cmd_sed_tune(args) -> int:
     from ._io import prepare_output
+    from .events import read_events_tsv
     from .report import markdown_table
-    from .sed import read_events_tsv, tune
+    from .sed import tune
 
     output = prepare_output(args.output, inputs=(args.ref,))
     reference = read_events_tsv(args.ref)
@@ -301,11 +303,12 @@ def _cmd_sed_tune(args) -> int:
 
 def _cmd_plot(args) -> None:
     from ._io import prepare_output
+    from .events import read_events_tsv
     from .features import logmel_from_file
     from .infer import to_classes
     from .labels import DCASE2018_AUDIOSET_NAMES
     from .report import plot_activations
-    from .sed import Tuning, read_events_tsv
+    from .sed import Tuning
 
     prepare_output(args.output, inputs=(args.file,))
     tagger = _tagger(args)

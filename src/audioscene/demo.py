@@ -24,10 +24,12 @@ from . import train as training
 from ._io import atomic_open
 from .checkpoints import list_epochs
 from .data import synthetic
+from .events import read_events_tsv, write_events_tsv
 from .features import logmel_from_file
 from .infer import Analysis, Tagger, events_from_analysis
+from .metrics import EventScores, event_f1
 from .report import event_summary, plot_activations, plot_logmel, table2, table3, table4, write_per_class_csv
-from .sed import EventScores, event_f1, read_events_tsv, tune, write_events_tsv
+from .sed import tune
 
 log = logging.getLogger(__name__)
 

@@ -35,6 +35,7 @@ from . import audio, sed
 from .checkpoints import Checkpoint, CheckpointError, resolve
 from .devices import resolve_device
 from .errors import InputError, check_number
+from .events import Event
 from .features import LogMel
 from .labels import LabelSet
 from .models import AudioResNet
@@ -258,7 +259,7 @@ class Tagger:
         return self.analyze(source).top(top_k)
 
     def detect(self, source: Source, thresholds: float | Sequence[float] | sed.Tuning = 0.5,
-               median: int | Sequence[int] | sed.Tuning = 1, filename: str | None = None) -> list[sed.Event]:
+               median: int | Sequence[int] | sed.Tuning = 1, filename: str | None = None) -> list[Event]:
         """Events in a recording: frame scores → median filter → thresholds → events (see `sed`).
         `thresholds`/`median` take one value, one per class, or a `sed.Tuning` (from `sed-tune`)."""
         result = self.analyze(source)
@@ -283,7 +284,7 @@ def to_classes(result: Analysis, groups: Mapping[str, Sequence[str]]) -> Analysi
 
 
 def events_from_analysis(result: Analysis, filename: str, thresholds: float | Sequence[float] | sed.Tuning = 0.5,
-                         median: int | Sequence[int] | sed.Tuning = 1) -> list[sed.Event]:
+                         median: int | Sequence[int] | sed.Tuning = 1) -> list[Event]:
     """The SED chain on an `Analysis`, with per-class settings taken from a `sed.Tuning` if given."""
     if isinstance(thresholds, sed.Tuning):
         thresholds = thresholds.for_labels(result.labels)[0]

@@ -10,7 +10,8 @@ from typing import Sequence
 import numpy as np
 
 from ._io import atomic_open
-from .sed import Event, EventScores
+from .events import Event
+from .metrics import EventScores
 
 # Table 2 of the paper (AudioSet evaluation set): mAP, AUC, d′.
 PAPER_TABLE2: tuple[tuple[str, float, float, float], ...] = (

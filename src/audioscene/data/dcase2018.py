@@ -18,8 +18,8 @@ import csv
 import os
 from pathlib import Path
 
+from ..events import Event, read_events_tsv
 from ..labels import dcase2018
-from ..sed import Event, read_events_tsv
 from .folder import ClipDataset, DataSetError
 
 SPLITS = {  # split → (audio folder, metadata file, strong labels?)

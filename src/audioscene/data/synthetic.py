@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 
 from .._io import atomic_open
 from ..errors import InputError
-from ..sed import Event, write_events_tsv
+from ..events import Event, write_events_tsv
 
 log = logging.getLogger(__name__)
 

@@ -85,10 +85,16 @@ TRAIN_FLAGS = {  # CLI flag -> TrainConfig field; flags left out keep the config
 }
 
 
+FRONTEND_FLAGS = ("sample_rate", "n_mels", "hop_ms", "window_ms", "n_fft", "f_min", "f_max")  # TrainConfig.frontend
+
+
 def _cmd_train(args) -> None:
     from .train import TrainConfig, resume, train
 
     overrides = {field: getattr(args, flag) for flag, field in TRAIN_FLAGS.items() if getattr(args, flag) is not None}
+    frontend = {name: getattr(args, name) for name in FRONTEND_FLAGS if getattr(args, name) is not None}
+    if frontend:
+        overrides["frontend"] = frontend
     if args.resume:
         run_dir = resume(args.resume, **overrides)
     else:
@@ -460,6 +466,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_count, help="data loader worker processes (default 0)")
     p.add_argument("--device", type=_device, help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--no-amp", dest="amp", action="store_const", const=False, help="no mixed precision on CUDA")
+    group = p.add_argument_group("front end (default: VGGish's 16 kHz, 25 ms window, 10 ms hop, 64 mel bands "
+                                 "125-7500 Hz; e.g. PANNs/EfficientAT: --sample-rate 32000 --window-ms 32 --n-fft 1024 "
+                                 "--n-mels 128 --f-min 50 --f-max 14000)")
+    group.add_argument("--sample-rate", type=_number(integer=True, low=1000), help="Hz the audio is decoded at")
+    group.add_argument("--n-mels", type=_positive_int, help="mel bands (the model's input height)")
+    group.add_argument("--hop-ms", type=_positive, help="frame hop in ms (the output frame hop is a multiple of it)")
+    group.add_argument("--window-ms", type=_positive, help="analysis window in ms")
+    group.add_argument("--n-fft", type=_positive_int, help="FFT size (>= the window in samples)")
+    group.add_argument("--f-min", type=_number(low=0), help="lowest mel band edge in Hz")
+    group.add_argument("--f-max", type=_positive, help="highest mel band edge in Hz (<= half the sample rate)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_const", const=False,
                    help="keep the default memory format (channels_last is on by default: faster on CPU)")
     p.set_defaults(func=_cmd_train)

@@ -21,15 +21,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .audio import load
-from .errors import InputError
+from .audio import SAMPLE_RATE, load
+from .errors import InputError, check_number
 
 
 @dataclass(frozen=True)
 class FrontendConfig:
-    """Parameters of the log-mel front end; the defaults are VGGish's."""
+    """Parameters of the log-mel front end; the defaults are VGGish's. They belong to a run: the
+    data is decoded at `sample_rate`, the model takes `n_mels` bands every `hop_ms`, and the
+    checkpoint and ONNX metadata record them."""
 
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     window_ms: float = 25.0
     hop_ms: float = 10.0
     n_fft: int = 512
@@ -37,6 +39,15 @@ class FrontendConfig:
     f_min: float = 125.0
     f_max: float = 7500.0
     log_offset: float = 0.01
+
+    def __post_init__(self):
+        check_number("sample_rate", self.sample_rate, integer=True, low=1000)
+        for name in ("window_ms", "hop_ms", "log_offset"):
+            check_number(name, getattr(self, name), low=0, low_open=True)
+        check_number("n_mels", self.n_mels, integer=True, low=1)
+        check_number("n_fft", self.n_fft, integer=True, low=self.window_samples)
+        check_number("f_min", self.f_min, low=0)
+        check_number("f_max", self.f_max, low=self.f_min, low_open=True, high=self.sample_rate / 2)
 
     @property
     def window_samples(self) -> int:

@@ -25,7 +25,7 @@ import types
 import typing
 import uuid
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +44,7 @@ from .data.store import ShardDataset
 from .devices import autocast, check_device, resolve_device
 from .distributed import Context, barrier, gather_rows, micro_batches, setup, teardown
 from .errors import ConfigError, InputError, check_number
-from .features import LogMel
+from .features import FrontendConfig, LogMel
 from .labels import LabelSet
 from .metrics import summarize
 
@@ -68,9 +68,12 @@ _MISMATCH = object()
 
 
 def _conform(value, annotation):
-    """`value` as the annotated type (int → float where a float is expected), or `_MISMATCH`."""
+    """`value` as the annotated type (int → float where a float is expected, a dict → the annotated
+    dataclass), or `_MISMATCH`."""
     options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
     for option in options:
+        if is_dataclass(option) and isinstance(value, (dict, option)):
+            return value if isinstance(value, option) else _nested(option, value)
         if option is type(None) and value is None:
             return None
         if option is bool and isinstance(value, bool):
@@ -90,12 +93,32 @@ def _conform(value, annotation):
     return _MISMATCH
 
 
+def _nested(cls, values: dict):
+    """A nested config (e.g. `frontend`) from a TOML table or stored dict, each value checked."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+    hints = typing.get_type_hints(cls)
+    checked = {}
+    for name, value in values.items():
+        checked[name] = _conform(value, hints[name])
+        if checked[name] is _MISMATCH:
+            raise ConfigError(f"{name} = {value!r}: expected {_type_name(hints[name])}")
+    try:
+        return cls(**checked)
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _type_name(annotation) -> str:
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "none"}
     if isinstance(annotation, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(annotation) if a is not type(None))
     if typing.get_origin(annotation) is tuple:
         return f"a list of {len(typing.get_args(annotation))} numbers"
+    if is_dataclass(annotation):
+        return f"a table of {annotation.__name__} keys"
     return names.get(annotation, str(annotation))
 
 
@@ -121,6 +144,9 @@ class TrainConfig:
     betas: tuple[float, float] = (0.95, 0.999)
     seed: int = 0
     clip_seconds: float = 10.0
+    # the log-mel front end (TOML table [frontend]; flags --sample-rate, --n-mels, --hop-ms, ...): data
+    # is decoded at its rate, the model takes its bands, and the output frame hop follows its hop
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
     workers: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling)
@@ -138,7 +164,10 @@ class TrainConfig:
         hints = typing.get_type_hints(type(self))
         for item in fields(self):
             value = getattr(self, item.name)
-            converted = _conform(value, hints[item.name])
+            try:
+                converted = _conform(value, hints[item.name])
+            except ConfigError as exc:  # a nested config names its own key
+                raise ConfigError(f"{item.name}: {exc}") from None
             if converted is _MISMATCH:
                 raise ConfigError(f"{item.name} = {value!r}: expected {_type_name(hints[item.name])}")
             object.__setattr__(self, item.name, converted)  # e.g. an int lr becomes a float
@@ -168,7 +197,8 @@ class TrainConfig:
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike, **overrides) -> "TrainConfig":
-        """Read a TOML file of `key = value` lines (the field names); `overrides` win."""
+        """Read a TOML file of `key = value` lines (the field names; a `[frontend]` table for the
+        front end); `overrides` win, key by key also inside `frontend`."""
         try:
             with open(path, "rb") as f:
                 values = tomllib.load(f)
@@ -176,11 +206,16 @@ class TrainConfig:
             raise ConfigError(f"{path}: no such config file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-        return cls.from_dict({**values, **overrides}, source=str(path))
+        merged = {**values, **overrides}
+        if isinstance(values.get("frontend"), dict) and isinstance(overrides.get("frontend"), dict):
+            merged["frontend"] = {**values["frontend"], **overrides["frontend"]}
+        return cls.from_dict(merged, source=str(path))
 
     def model_config(self, n_classes: int) -> models.ModelConfig:
+        """The model's configuration; its input bands, frame hop and padding follow `frontend`."""
         extra = {} if self.stem_stride is None else {"stem_stride": self.stem_stride}
-        return models.config_for(self.model, n_classes=n_classes, width=self.width, **extra)
+        return models.config_for(self.model, n_classes=n_classes, width=self.width, n_mels=self.frontend.n_mels,
+                                 input_hop_s=self.frontend.hop_ms / 1000, pad_value=self.frontend.silence, **extra)
 
 
 def bce_loss(clipwise: torch.Tensor, target: torch.Tensor, eps: float = 1e-7, reduction: str = "mean") -> torch.Tensor:
@@ -279,17 +314,18 @@ def _check_same_run(first_path: Path, first: Checkpoint, last_path: Path, last: 
 
 def _datasets(config: TrainConfig, label_set: LabelSet | None):
     train_set = open_dataset(config.train_data, label_set, config.clip_seconds, config.labels_csv, config.seed,
-                             config.skip_corrupt)
+                             config.skip_corrupt, config.frontend.sample_rate)
     if label_set is not None and isinstance(train_set, ShardDataset) and tuple(train_set.index["labels"]) != label_set.names:
         raise ConfigError(f"{train_set.shard_dir / 'index.json'}: its label set differs from the checkpoint's "
                           f"({len(train_set.index['labels'])} vs {len(label_set)} labels); resume needs the run's data")
     return train_set, _eval_dataset(config.eval_data, train_set.label_set, config.clip_seconds,
-                                    config.eval_labels_csv)
+                                    config.frontend.sample_rate, config.eval_labels_csv)
 
 
-def _eval_dataset(spec: str, label_set: LabelSet, clip_seconds: float, labels_csv: str = "") -> ClipDataset:
+def _eval_dataset(spec: str, label_set: LabelSet, clip_seconds: float, sample_rate: int,
+                  labels_csv: str = "") -> ClipDataset:
     """The map-style data set that evaluation scores (its clips in a fixed order, with targets)."""
-    dataset = open_dataset(spec, label_set, clip_seconds, labels_csv)
+    dataset = open_dataset(spec, label_set, clip_seconds, labels_csv, sample_rate=sample_rate)
     if not isinstance(dataset, ClipDataset):
         raise ConfigError(f"eval data {spec!r}: evaluation needs a map-style data set (a folder, folder: or "
                           "dcase2018: spec), not shards")
@@ -381,7 +417,7 @@ def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, c
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if config.compile:
         model = torch.compile(model)
-    frontend = LogMel().to(device)
+    frontend = LogMel(config.frontend).to(device)
     optimizer = torch.optim.Adam(raw_model.parameters(), lr=config.lr, betas=config.betas,
                                  weight_decay=config.weight_decay)
     amp_context, amp_dtype = autocast(device, config.amp, config.cpu_bf16)
@@ -530,9 +566,10 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
     first = Checkpoint.load(checkpoints[0])  # the data is opened (and checked) before the work starts
     label_set = first.label_set
     clip_seconds = TrainConfig.from_dict(first.train_config).clip_seconds
-    dataset = _eval_dataset(str(data), label_set, clip_seconds, labels_csv)
+    sample_rate = FrontendConfig(**first.frontend_config).sample_rate
+    dataset = _eval_dataset(str(data), label_set, clip_seconds, sample_rate, labels_csv)
     select_set = None if select_data is None else \
-        _eval_dataset(str(select_data), label_set, clip_seconds, select_labels_csv)
+        _eval_dataset(str(select_data), label_set, clip_seconds, sample_rate, select_labels_csv)
     per_epoch, select_map, outputs = {}, {}, []
     for path in tqdm(checkpoints, desc="checkpoints", unit="ckpt", disable=not progress):
         state = first if path == checkpoints[0] else Checkpoint.load(path)

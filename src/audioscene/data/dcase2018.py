@@ -18,6 +18,7 @@ import csv
 import os
 from pathlib import Path
 
+from ..audio import SAMPLE_RATE
 from ..events import Event, read_events_tsv
 from ..labels import dcase2018
 from .folder import ClipDataset, DataSetError
@@ -49,7 +50,8 @@ def events(root: str | os.PathLike, split: str) -> list[Event]:
     return read_events_tsv(metadata)
 
 
-def dataset(root: str | os.PathLike, split: str, clip_seconds: float = 10.0) -> ClipDataset:
+def dataset(root: str | os.PathLike, split: str, clip_seconds: float = 10.0, sample_rate: int = SAMPLE_RATE,
+            ) -> ClipDataset:
     """Clips of a split with weak labels (for test/eval: the classes of each file's events)."""
     audio_dir, metadata = paths(root, split)
     classes = dcase2018()
@@ -68,4 +70,4 @@ def dataset(root: str | os.PathLike, split: str, clip_seconds: float = 10.0) -> 
                 raise DataSetError(f"{metadata}:1: expected the header 'filename<TAB>event_labels', got {header}")
             rows = [(row[0].strip(), tuple(x.strip() for x in row[1].split(",") if x.strip()), reader.line_num)
                     for row in reader if row and row[0].strip()]
-    return ClipDataset._from_rows(rows, audio_dir, metadata, classes, clip_seconds)
+    return ClipDataset._from_rows(rows, audio_dir, metadata, classes, clip_seconds, sample_rate)

@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 import numpy as np
+import soxr
 import torch
 from torch.utils.data import Dataset
 
@@ -39,7 +40,7 @@ class DataSetError(AudioSceneError, ValueError):
 
 @dataclass(frozen=True)
 class Clip:
-    source: Path | np.ndarray  # audio file, or float32 mono samples at SAMPLE_RATE
+    source: Path | np.ndarray  # audio file, or float32 mono samples at audio.SAMPLE_RATE
     labels: tuple[str, ...]
 
 
@@ -53,13 +54,16 @@ def fix_length(wave: np.ndarray, n_samples: int) -> np.ndarray:
 class ClipDataset(Dataset):
     """`(waveform [clip_samples] float32, target [n_classes] float32)` items.
 
-    Every clip is cropped or zero-padded to `clip_seconds` so that clips batch together.
+    Every clip is decoded at `sample_rate` (the front end's) and cropped or zero-padded to
+    `clip_seconds` so that clips batch together.
     """
 
-    def __init__(self, clips: Sequence[Clip], label_set: LabelSet, clip_seconds: float = 10.0):
+    def __init__(self, clips: Sequence[Clip], label_set: LabelSet, clip_seconds: float = 10.0,
+                 sample_rate: int = SAMPLE_RATE):
         self.clips = list(clips)
         self.label_set = label_set
-        self.clip_samples = int(round(clip_seconds * SAMPLE_RATE))
+        self.sample_rate = sample_rate
+        self.clip_samples = int(round(clip_seconds * sample_rate))
         self.targets = np.stack([label_set.multi_hot(c.labels) for c in self.clips]) if self.clips \
             else np.zeros((0, len(label_set)), dtype=np.float32)
 
@@ -68,13 +72,17 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         clip = self.clips[index]
-        wave = clip.source if isinstance(clip.source, np.ndarray) else load(clip.source)
+        if isinstance(clip.source, np.ndarray):
+            wave = clip.source if self.sample_rate == SAMPLE_RATE else \
+                soxr.resample(clip.source, SAMPLE_RATE, self.sample_rate, quality="HQ")
+        else:
+            wave = load(clip.source, sr=self.sample_rate)
         return torch.from_numpy(fix_length(np.asarray(wave, dtype=np.float32), self.clip_samples)), \
             torch.from_numpy(self.targets[index])
 
     @classmethod
     def from_folder(cls, root: str | os.PathLike, label_set: LabelSet | None = None,
-                    clip_seconds: float = 10.0) -> "ClipDataset":
+                    clip_seconds: float = 10.0, sample_rate: int = SAMPLE_RATE) -> "ClipDataset":
         """Read `root/weak.csv`; without `label_set`, the labels are the sorted names in the CSV."""
         root = Path(root)
         csv_path = root / "weak.csv"
@@ -91,11 +99,12 @@ class ClipDataset(Dataset):
                 if joined:
                     raise DataSetError(f"{csv_path}:{line}: label {joined[0]!r} contains a comma; labels are separated "
                                        "by ';' (e.g. \"Dog;Cat\")")
-        return cls._from_rows(rows, audio_dir, csv_path, label_set, clip_seconds)
+        return cls._from_rows(rows, audio_dir, csv_path, label_set, clip_seconds, sample_rate)
 
     @classmethod
     def from_labels_csv(cls, audio_dir: str | os.PathLike, csv_path: str | os.PathLike,
-                        label_set: LabelSet | None = None, clip_seconds: float = 10.0) -> "ClipDataset":
+                        label_set: LabelSet | None = None, clip_seconds: float = 10.0,
+                        sample_rate: int = SAMPLE_RATE) -> "ClipDataset":
         """Own data: audio files under `audio_dir` listed in `csv_path` (`filename,labels`, labels
         `;`-separated display names or AudioSet mids such as `/m/0bt9lr`, which become display names)."""
         audio_dir, csv_path = Path(audio_dir), Path(csv_path)
@@ -111,11 +120,11 @@ class ClipDataset(Dataset):
             except UnknownLabelError as exc:
                 raise DataSetError(f"{csv_path}:{line}: {exc}") from None
             rows.append((filename, labels, line))
-        return cls._from_rows(rows, audio_dir, csv_path, label_set, clip_seconds)
+        return cls._from_rows(rows, audio_dir, csv_path, label_set, clip_seconds, sample_rate)
 
     @classmethod
     def _from_rows(cls, rows, audio_dir: Path, csv_path: Path, label_set: LabelSet | None,
-                   clip_seconds: float) -> "ClipDataset":
+                   clip_seconds: float, sample_rate: int = SAMPLE_RATE) -> "ClipDataset":
         if label_set is None:
             label_set = LabelSet(tuple(sorted({label for _, labels, _ in rows for label in labels})))
         clips = []
@@ -130,7 +139,7 @@ class ClipDataset(Dataset):
             if not path.is_file():
                 raise AudioError(path, f"no such file (listed in {csv_path}:{line})")
             clips.append(Clip(path, labels))
-        return cls(clips, label_set, clip_seconds)
+        return cls(clips, label_set, clip_seconds, sample_rate)
 
 
 MID = re.compile(r"^/[a-z]/[0-9a-z_]+$")

@@ -262,11 +262,13 @@ class ShardDataset(IterableDataset):
 
     def __init__(self, shard_dir: str | os.PathLike, label_set: LabelSet | None = None, clip_seconds: float = 10.0,
                  shuffle: bool = True, seed: int = 0, skip_corrupt: bool = False,
-                 rank: int | None = None, world_size: int | None = None, return_keys: bool = False):
+                 rank: int | None = None, world_size: int | None = None, return_keys: bool = False,
+                 sample_rate: int = SAMPLE_RATE):
         self.shard_dir = Path(shard_dir)
         self.index = read_index(self.shard_dir)
         self.label_set = label_set or LabelSet(tuple(self.index["labels"]))
-        self.clip_samples = int(round(clip_seconds * SAMPLE_RATE))
+        self.sample_rate = sample_rate  # clips are stored at SAMPLE_RATE and decoded at this rate
+        self.clip_samples = int(round(clip_seconds * sample_rate))
         self.shuffle, self.seed, self.skip_corrupt = shuffle, seed, skip_corrupt
         self._rank, self._world_size = rank, world_size
         self.return_keys = return_keys  # items (waveform, target, key) instead of (waveform, target)
@@ -340,7 +342,7 @@ class ShardDataset(IterableDataset):
     def _read_shard(self, path: Path) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for key, audio, meta in self._samples(path):
             try:
-                wave = decode(audio, f"{path}:{key}.flac")
+                wave = decode(audio, f"{path}:{key}.flac", sr=self.sample_rate)
                 target = self.label_set.multi_hot(json.loads(meta)["labels"])
             except Exception as exc:  # libsndfile, JSON and label errors all mean "this clip is bad"
                 if not self.skip_corrupt:

@@ -4,8 +4,8 @@
 >>> audioset = labels.audioset()
 >>> len(audioset), audioset.index("Dog"), audioset.names[74]
 (527, 74, 'Dog')
->>> labels.dcase2018_to_audioset()["Cat"]
-(81,)
+>>> labels.DCASE2018_AUDIOSET_NAMES["Electric_shaver_toothbrush"]
+('Electric shaver, electric razor', 'Electric toothbrush')
 """
 
 from __future__ import annotations
@@ -154,9 +154,3 @@ DCASE2018_AUDIOSET_NAMES: dict[str, tuple[str, ...]] = {
 def dcase2018() -> LabelSet:
     """The 10 DCASE 2018 task 4 classes, alphabetical as in the challenge."""
     return LabelSet(tuple(DCASE2018_AUDIOSET_NAMES))
-
-
-def dcase2018_to_audioset() -> dict[str, tuple[int, ...]]:
-    """DCASE 2018 class → indices of its AudioSet labels."""
-    table = audioset()
-    return {cls: tuple(table.index(name) for name in names) for cls, names in DCASE2018_AUDIOSET_NAMES.items()}

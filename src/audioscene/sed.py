@@ -123,7 +123,8 @@ def to_frames(events: Iterable[Event], hop: float, n_frames: int, labels: Sequen
 
 def map_classes(frames: np.ndarray, groups: Mapping[str, Sequence[int]]) -> tuple[np.ndarray, tuple[str, ...]]:
     """Scores of coarser classes, each the max over a group of the model's classes (SPEC §6: a DCASE
-    class's score is the max over its AudioSet labels, see `labels.dcase2018_to_audioset`)."""
+    class's score is the max over its AudioSet labels: `labels.DCASE2018_AUDIOSET_NAMES`, applied by
+    `infer.to_classes`)."""
     frames = np.asarray(frames)
     mapped = np.stack([frames[..., list(indices)].max(axis=-1) for indices in groups.values()], axis=-1)
     return mapped, tuple(groups)

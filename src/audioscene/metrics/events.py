@@ -38,11 +38,6 @@ class EventScores:
     macro_recall: float
     macro_f1: float
 
-    def per_class(self) -> dict[str, dict[str, float]]:
-        return {label: {"f1": float(self.f1[k]), "precision": float(self.precision[k]), "recall": float(self.recall[k]),
-                        "n_ref": int(self.n_ref[k]), "n_sys": int(self.n_sys[k]), "n_tp": int(self.n_tp[k])}
-                for k, label in enumerate(self.labels)}
-
 
 def precision_recall_f1(n_tp, n_sys, n_ref, zero_score: bool):
     """sed_eval's precision, recall and F1 (metric.precision/recall/f_measure), elementwise."""

@@ -33,3 +33,33 @@ def test_every_command_has_help_with_example(capsys):
         out = capsys.readouterr().out
         assert exit_code.value.code == 0, command
         assert "example" in out and f"audioscene {command} " in out, command
+
+
+def test_train_flags_are_the_config_fields():
+    """Every TrainConfig field (and front-end setting) has a flag; a field without one fails here."""
+    import dataclasses
+
+    from audioscene.features import FrontendConfig
+    from audioscene.train import TrainConfig
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    dests = {action.dest for action in train._actions} - {"help", "config", "resume"}
+    fields = {f.name for f in dataclasses.fields(TrainConfig) if f.name != "frontend"}
+    fields |= {f"frontend.{f.name}" for f in dataclasses.fields(FrontendConfig)}
+    assert dests == fields
+
+
+def test_flags_reach_the_config(tmp_path, monkeypatch):
+    from audioscene import cli, train
+
+    seen = {}
+    monkeypatch.setattr(train, "train", lambda config: seen.setdefault("config", config) and tmp_path)
+    assert cli.main(["train", "--data", "a", "--eval-data", "b", "--out", str(tmp_path / "r"), "--no-amp",
+                     "--betas", "0.9,0.98", "--compile", "--sample-rate", "32000", "--n-fft", "1024",
+                     "--f-max", "14000", "--labels", "l.csv", "--micro-batch-size", "4"]) == 0
+    config = seen["config"]
+    assert (config.train_data, config.eval_data, config.labels_csv, config.out_dir) == ("a", "b", "l.csv",
+                                                                                          str(tmp_path / "r"))
+    assert (config.amp, config.compile, config.betas, config.micro_batch_size) == (False, True, (0.9, 0.98), 4)
+    assert (config.frontend.sample_rate, config.frontend.n_fft, config.frontend.f_max) == (32000, 1024, 14000.0)
+    assert config.channels_last and config.epochs == 50  # flags left out keep the defaults

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
+import typing
 from pathlib import Path
 
 from .errors import AudioSceneError, InputError, check_number, describe_range
@@ -75,26 +77,85 @@ def _cmd_synth(args) -> None:
     print(f"wrote {args.n_clips} clips to {out} (weak.csv, strong.tsv, audio/)")
 
 
-TRAIN_FLAGS = {  # CLI flag -> TrainConfig field; flags left out keep the config's value
-    "train_data": "train_data", "eval_data": "eval_data", "out": "out_dir", "model": "model", "width": "width",
-    "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "seed": "seed", "workers": "workers",
-    "device": "device", "amp": "amp", "channels_last": "channels_last", "labels": "labels_csv",
-    "eval_labels": "eval_labels_csv",
-    "sampler": "sampler", "init": "init", "micro_batch_size": "micro_batch_size",
-    "sync_batchnorm": "sync_batchnorm", "compile": "compile", "cpu_bf16": "cpu_bf16", "skip_corrupt": "skip_corrupt",
-}
+def _train_config():
+    from .train import TrainConfig
+
+    return TrainConfig
 
 
-FRONTEND_FLAGS = ("sample_rate", "n_mels", "hop_ms", "window_ms", "n_fft", "f_min", "f_max")  # TrainConfig.frontend
+def _add_config_flags(parser, config_class, prefix: str = "") -> None:
+    """One flag per field of a config dataclass, generated from the field: its type (and range, in
+    `CONFIG_RANGES` / `FRONTEND_RANGES`), default, choices, help text and flag names (field metadata).
+    Booleans that default to on get `--no-NAME`. A nested config gets an argument group of its own."""
+    from .features import FRONTEND_RANGES
+    from .train import CONFIG_RANGES
+
+    ranges = {**CONFIG_RANGES, **FRONTEND_RANGES} if prefix == "" else FRONTEND_RANGES
+    hints = typing.get_type_hints(config_class)
+    for item in dataclasses.fields(config_class):
+        kind, meta = hints[item.name], item.metadata
+        default = item.default_factory() if item.default is dataclasses.MISSING else item.default
+        if dataclasses.is_dataclass(kind):
+            group = parser.add_argument_group(f"{item.name}: {meta.get('help', '')}")
+            _add_config_flags(group, kind, prefix=f"{item.name}.")
+            continue
+        name = item.name.replace("_", "-")
+        flags = list(meta.get("flags") or (f"--{name}",))
+        options = {"dest": prefix + item.name, "help": meta.get("help", "")}
+        if kind is bool:
+            if default:
+                flags, options["help"] = [f"--no-{name}"], f"turn off (on by default): {options['help']}"
+            options.update(action="store_const", const=not default)
+        else:
+            if not meta.get("choices"):
+                options["metavar"] = item.name.upper()
+            if default not in ("", None):
+                shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+                options["help"] += f" (default {shown})"
+            if meta.get("choices"):
+                options["choices"] = meta["choices"]
+            elif item.name == "device":
+                options["type"] = _device
+            elif typing.get_origin(kind) is tuple:
+                options.update(type=_numbers(len(typing.get_args(kind))), metavar="B1,B2")
+            elif kind in (int, float) or int in typing.get_args(kind):
+                integer = kind is int or int in typing.get_args(kind)
+                options["type"] = _number(**{"integer": integer, **ranges.get(item.name, {})})
+        parser.add_argument(*flags, **options)
+
+
+def _config_values(args, config_class) -> dict:
+    """The fields set on the command line (nested configs as dicts), for `from_dict`/`from_toml`."""
+    values = {}
+    hints = typing.get_type_hints(config_class)
+    for item in dataclasses.fields(config_class):
+        if dataclasses.is_dataclass(hints[item.name]):
+            nested = {f.name: getattr(args, f"{item.name}.{f.name}") for f in dataclasses.fields(hints[item.name])}
+            nested = {key: value for key, value in nested.items() if value is not None}
+            if nested:
+                values[item.name] = nested
+        elif getattr(args, item.name, None) is not None:
+            values[item.name] = getattr(args, item.name)
+    return values
+
+
+def _numbers(count: int):
+    """An argparse type: `count` comma-separated finite numbers."""
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            values = tuple(check_number("value", float(v)) for v in text.split(","))
+        except (ValueError, InputError):
+            values = ()
+        if len(values) != count:
+            raise argparse.ArgumentTypeError(f"expected {count} numbers separated by commas, got {text!r}")
+        return values
+    return parse
 
 
 def _cmd_train(args) -> None:
     from .train import TrainConfig, resume, train
 
-    overrides = {field: getattr(args, flag) for flag, field in TRAIN_FLAGS.items() if getattr(args, flag) is not None}
-    frontend = {name: getattr(args, name) for name in FRONTEND_FLAGS if getattr(args, name) is not None}
-    if frontend:
-        overrides["frontend"] = frontend
+    overrides = _config_values(args, TrainConfig)
     if args.resume:
         run_dir = resume(args.resume, **overrides)
     else:
@@ -436,48 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, help="TOML file with TrainConfig keys; flags override it")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint")
-    p.add_argument("--train-data", "--data", dest="train_data",
-                   help="training data: DIR (weak.csv + audio/), folder:DIR (with --labels), "
-                        "dcase2018:ROOT:SPLIT or shards:DIR")
-    p.add_argument("--eval-data", help="evaluation data (same forms, not shards), scored after every epoch")
-    p.add_argument("--labels", help="for folder: training data, the CSV filename,labels (labels ;-separated names "
-                                    "or mids; default DIR/labels.csv)")
-    p.add_argument("--eval-labels", help="for folder: evaluation data, its own CSV filename,labels "
-                                         "(default DIR/labels.csv)")
-    p.add_argument("--sampler", choices=("shuffle", "balanced"),
-                   help="shuffle (default) or balanced: classes drawn in turn, for imbalanced label sets")
-    p.add_argument("--init", help="start from this checkpoint: its trunk (fine-tuning: a new head for new labels)")
-    p.add_argument("--micro-batch-size", type=_positive_int,
-                   help="clips per forward pass on each process; the rest of --batch-size is accumulated "
-                        "(default: batch size / processes)")
-    p.add_argument("--sync-batchnorm", action="store_const", const=True,
-                   help="BatchNorm statistics over all processes (torchrun)")
-    p.add_argument("--compile", action="store_const", const=True, help="torch.compile the model")
-    p.add_argument("--cpu-bf16", action="store_const", const=True, help="bf16 autocast on CPU")
-    p.add_argument("--skip-corrupt", action="store_const", const=True,
-                   help="shards: skip (and log) clips that cannot be decoded instead of stopping")
-    p.add_argument("--out", help="run folder for checkpoints and metrics (default runs/run)")
-    p.add_argument("--model", choices=_model_names(), help="Table-1 model (default resnet_b_att)")
-    p.add_argument("--width", type=_positive_int, help="base channels (64 in the paper)")
-    p.add_argument("--epochs", type=_positive_int, help="number of epochs (default 50)")
-    p.add_argument("--batch-size", type=_positive_int, help="clips per batch (default 32)")
-    p.add_argument("--lr", type=_positive, help="Adam learning rate (default 1e-4)")
-    p.add_argument("--seed", type=_count, help="random seed (default 0)")
-    p.add_argument("--workers", type=_count, help="data loader worker processes (default 0)")
-    p.add_argument("--device", type=_device, help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--no-amp", dest="amp", action="store_const", const=False, help="no mixed precision on CUDA")
-    group = p.add_argument_group("front end (default: VGGish's 16 kHz, 25 ms window, 10 ms hop, 64 mel bands "
-                                 "125-7500 Hz; e.g. PANNs/EfficientAT: --sample-rate 32000 --window-ms 32 --n-fft 1024 "
-                                 "--n-mels 128 --f-min 50 --f-max 14000)")
-    group.add_argument("--sample-rate", type=_number(integer=True, low=1000), help="Hz the audio is decoded at")
-    group.add_argument("--n-mels", type=_positive_int, help="mel bands (the model's input height)")
-    group.add_argument("--hop-ms", type=_positive, help="frame hop in ms (the output frame hop is a multiple of it)")
-    group.add_argument("--window-ms", type=_positive, help="analysis window in ms")
-    group.add_argument("--n-fft", type=_positive_int, help="FFT size (>= the window in samples)")
-    group.add_argument("--f-min", type=_number(low=0), help="lowest mel band edge in Hz")
-    group.add_argument("--f-max", type=_positive, help="highest mel band edge in Hz (<= half the sample rate)")
-    p.add_argument("--no-channels-last", dest="channels_last", action="store_const", const=False,
-                   help="keep the default memory format (channels_last is on by default: faster on CPU)")
+    _add_config_flags(p, _train_config())
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="Table-2 style scores of a run: peak epoch and checkpoint-averaged outputs",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -24,6 +24,13 @@ from torch import Tensor, nn
 from .audio import SAMPLE_RATE, load
 from .errors import InputError, check_number
 
+# Allowed values of each front-end setting on its own (n_fft and f_max also depend on the others).
+FRONTEND_RANGES: dict[str, dict] = {
+    "sample_rate": dict(integer=True, low=1000), "window_ms": dict(low=0, low_open=True),
+    "hop_ms": dict(low=0, low_open=True), "n_fft": dict(integer=True, low=1), "n_mels": dict(integer=True, low=1),
+    "f_min": dict(low=0), "f_max": dict(low=0, low_open=True), "log_offset": dict(low=0, low_open=True),
+}
+
 
 @dataclass(frozen=True)
 class FrontendConfig:
@@ -31,22 +38,19 @@ class FrontendConfig:
     data is decoded at `sample_rate`, the model takes `n_mels` bands every `hop_ms`, and the
     checkpoint and ONNX metadata record them."""
 
-    sample_rate: int = SAMPLE_RATE
-    window_ms: float = 25.0
-    hop_ms: float = 10.0
-    n_fft: int = 512
-    n_mels: int = 64
-    f_min: float = 125.0
-    f_max: float = 7500.0
-    log_offset: float = 0.01
+    sample_rate: int = field(default=SAMPLE_RATE, metadata={"help": "Hz the audio is decoded at"})
+    window_ms: float = field(default=25.0, metadata={"help": "analysis window in ms"})
+    hop_ms: float = field(default=10.0, metadata={"help": "frame hop in ms (the output frame hop is a multiple of it)"})
+    n_fft: int = field(default=512, metadata={"help": "FFT size (at least the window in samples)"})
+    n_mels: int = field(default=64, metadata={"help": "mel bands (the model's input height)"})
+    f_min: float = field(default=125.0, metadata={"help": "lowest mel band edge in Hz"})
+    f_max: float = field(default=7500.0, metadata={"help": "highest mel band edge in Hz (at most half the sample rate)"})
+    log_offset: float = field(default=0.01, metadata={"help": "log(mel + log_offset)"})
 
     def __post_init__(self):
-        check_number("sample_rate", self.sample_rate, integer=True, low=1000)
-        for name in ("window_ms", "hop_ms", "log_offset"):
-            check_number(name, getattr(self, name), low=0, low_open=True)
-        check_number("n_mels", self.n_mels, integer=True, low=1)
+        for name, bounds in FRONTEND_RANGES.items():
+            check_number(name, getattr(self, name), **bounds)
         check_number("n_fft", self.n_fft, integer=True, low=self.window_samples)
-        check_number("f_min", self.f_min, low=0)
         check_number("f_max", self.f_max, low=self.f_min, low_open=True, high=self.sample_rate / 2)
 
     @property

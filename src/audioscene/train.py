@@ -53,6 +53,17 @@ log = logging.getLogger(__name__)
 METRIC_COLUMNS = ("epoch", "train_loss", "mAP", "mAUC", "d_prime", "train_clips_per_s", "seconds")
 
 
+
+
+def _field(default, help: str, *flags: str, choices: tuple[str, ...] | None = None):
+    """A config field with the command line's view of it: help text, flag names (default
+    `--field-name`) and choices. `audioscene train` generates its flags from these."""
+    metadata = {"help": help, "flags": flags, "choices": choices}
+    if isinstance(default, FrontendConfig):
+        return field(default_factory=FrontendConfig, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 SAMPLERS = ("shuffle", "balanced")
 
 
@@ -126,39 +137,46 @@ def _type_name(annotation) -> str:
 class TrainConfig:
     """Everything a training run depends on; defaults are the paper's (batch size is ours)."""
 
-    train_data: str = ""  # data spec (see audioscene.data): PATH, folder:PATH, dcase2018:ROOT:SPLIT, shards:PATH
-    eval_data: str = ""  # a map-style data spec (not shards)
-    labels_csv: str = ""  # train_data folder: spec's CSV filename,labels (default PATH/labels.csv)
-    eval_labels_csv: str = ""  # eval_data folder: spec's CSV filename,labels (default PATH/labels.csv)
-    sampler: str = "shuffle"  # shuffle | balanced (classes drawn in turn, for imbalanced label sets)
-    init: str = ""  # checkpoint to start from: its trunk (and head, if the labels are the same)
-    skip_corrupt: bool = False  # shards: skip (and log) clips that cannot be decoded instead of stopping
-    out_dir: str = "runs/run"
-    model: str = "resnet_b_att"
-    width: int = 64
-    stem_stride: int | None = None  # None: the variant's own (1 for resnet_a, 2 otherwise)
-    epochs: int = 50
-    batch_size: int = 32
-    lr: float = 1e-4
-    weight_decay: float = 5e-7
-    betas: tuple[float, float] = (0.95, 0.999)
-    seed: int = 0
-    clip_seconds: float = 10.0
-    # the log-mel front end (TOML table [frontend]; flags --sample-rate, --n-mels, --hop-ms, ...): data
-    # is decoded at its rate, the model takes its bands, and the output frame hop follows its hop
-    frontend: FrontendConfig = field(default_factory=FrontendConfig)
-    workers: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling)
-    cpu_bf16: bool = False  # bf16 autocast on CPU (off: slower than float32 on CPUs without bf16 units)
-    channels_last: bool = True  # faster on CPU for every Table-1 model (benchmarks/bench_models.py)
-    compile: bool = False  # torch.compile the model (off: no gain measured on CPU, see bench_train.py)
-    eval_batch_size: int = 64
-    # Multi-process (torchrun): batch_size stays the global batch per optimizer step; each rank runs
-    # micro-batches of micro_batch_size (default batch_size / ranks) and accumulates the rest.
-    micro_batch_size: int | None = None
-    sync_batchnorm: bool = False  # BatchNorm statistics over all ranks' micro-batches (CUDA only)
-    timeout_s: float = 600.0  # how long a rank waits for the others before failing
+    train_data: str = _field("", "training data: DIR (weak.csv + audio/), folder:DIR, dcase2018:ROOT:SPLIT or shards:DIR",
+                             "--train-data", "--data")
+    eval_data: str = _field("", "evaluation data (the same forms but shards), scored after every epoch")
+    labels_csv: str = _field("", "for folder: training data, its CSV filename,labels (labels ;-separated names or "
+                                 "mids; default DIR/labels.csv)", "--labels")
+    eval_labels_csv: str = _field("", "for folder: evaluation data, its CSV filename,labels (default DIR/labels.csv)",
+                                  "--eval-labels")
+    sampler: str = _field("shuffle", "shuffle, or balanced: classes drawn in turn, for imbalanced label sets",
+                          choices=SAMPLERS)
+    init: str = _field("", "start from this checkpoint: its trunk, and its head if the labels are the same "
+                           "(fine-tuning)")
+    skip_corrupt: bool = _field(False, "shards: skip (and log) clips that cannot be decoded instead of stopping")
+    out_dir: str = _field("runs/run", "run folder for checkpoints and metrics", "--out")
+    model: str = _field("resnet_b_att", "Table-1 model", choices=tuple(models.available()))
+    width: int = _field(64, "base channels (64 in the paper)")
+    stem_stride: int | None = _field(None, "stride of the stem conv (default: the variant's own, 1 for resnet_a, "
+                                           "2 otherwise)")
+    epochs: int = _field(50, "number of epochs")
+    batch_size: int = _field(32, "clips per optimizer step (the global batch under torchrun)")
+    lr: float = _field(1e-4, "Adam learning rate")
+    weight_decay: float = _field(5e-7, "Adam weight decay")
+    betas: tuple[float, float] = _field((0.95, 0.999), "Adam betas, as B1,B2")
+    seed: int = _field(0, "random seed: the same seed and data give the same weights")
+    clip_seconds: float = _field(10.0, "clips are cropped or padded to this length")
+    frontend: FrontendConfig = _field(FrontendConfig(), "the log-mel front end (TOML table [frontend]): data is "
+                                                       "decoded at its rate, the model takes its bands and the "
+                                                       "output frame hop follows its hop")
+    workers: int = _field(0, "data loader worker processes")
+    device: str = _field("auto", "auto, cpu, cuda, cuda:N or mps")
+    amp: bool = _field(True, "mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling)")
+    cpu_bf16: bool = _field(False, "bf16 autocast on CPU (slower than float32 on CPUs without bf16 units)")
+    channels_last: bool = _field(True, "channels_last memory format (faster on CPU for every Table-1 model)")
+    compile: bool = _field(False, "torch.compile the model (no gain measured on CPU, see bench_train.py)")
+    eval_batch_size: int = _field(64, "clips per batch when evaluating")
+    # torchrun: batch_size stays the global batch per optimizer step; each rank runs micro-batches of
+    # micro_batch_size (default batch_size / ranks) and accumulates the rest
+    micro_batch_size: int | None = _field(None, "clips per forward pass on each process; the rest of the batch is "
+                                                "accumulated (default: batch size / processes)")
+    sync_batchnorm: bool = _field(False, "BatchNorm statistics over all processes (torchrun; CUDA only)")
+    timeout_s: float = _field(600.0, "seconds a process waits for the others before failing")
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))

@@ -157,3 +157,49 @@ def test_config_round_trip_rebuilds_the_same_model():
     rebuilt = models.from_config(model.config.to_dict())
     rebuilt.load_state_dict(model.state_dict())
     assert rebuilt.config == model.config and rebuilt.frame_hop == pytest.approx(0.16)
+
+
+def test_a_new_model_family_plugs_in_through_the_protocol(monkeypatch, tmp_path):
+    """A non-ResNet family registered in FAMILIES is rebuilt from a checkpoint and tags audio."""
+    import dataclasses
+
+    import numpy as np
+
+    from audioscene.checkpoints import Checkpoint
+    from audioscene.features import FrontendConfig, LogMel
+    from audioscene.infer import Tagger
+
+    @dataclasses.dataclass(frozen=True)
+    class ToyConfig:
+        name: str = "toy"
+        family: str = "toy"
+        n_classes: int = 3
+
+        def to_dict(self):
+            return dataclasses.asdict(self)
+
+    class Toy(torch.nn.Module):
+        head_prefix = "fc."
+        frame_hop, min_frames = 0.1, 10
+
+        def __init__(self, config):
+            super().__init__()
+            self.config, self.fc = config, torch.nn.Linear(64, config.n_classes)
+
+        def forward(self, logmel):
+            frames = logmel.unfold(1, 10, 10).mean(dim=3)  # (batch, T/10, 64)
+            framewise = torch.sigmoid(self.fc(frames))
+            return {"clipwise": framewise.max(dim=1).values, "framewise": framewise}
+
+    monkeypatch.setitem(models.FAMILIES, "toy", lambda values: Toy(ToyConfig(**values)))
+    toy = Toy(ToyConfig())
+    state = Checkpoint(epoch=1, model=toy.state_dict(), model_config=toy.config.to_dict(),
+                       frontend_config=dataclasses.asdict(FrontendConfig()), labels=["a", "b", "c"],
+                       train_config={}, history=[])
+    state.save(tmp_path / "epoch_001.pt")
+    model, frontend, labels = Checkpoint.load(tmp_path / "epoch_001.pt").build()
+    assert isinstance(model, Toy) and labels.names == ("a", "b", "c")
+    result = Tagger([model], LogMel(), labels, device="cpu").analyze(np.zeros(16000 * 3, np.float32))
+    assert result.frame_hop == 0.1 and result.framewise.shape[1] == 3
+    with pytest.raises(InputError, match="unknown model family 'nope'"):
+        models.from_config({"family": "nope"})

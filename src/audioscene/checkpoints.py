@@ -103,7 +103,7 @@ class Checkpoint:
     def label_set(self) -> LabelSet:
         return LabelSet(tuple(self.labels))
 
-    def build(self, source: str | os.PathLike = "checkpoint") -> tuple[models.AudioResNet, LogMel, LabelSet]:
+    def build(self, source: str | os.PathLike = "checkpoint") -> tuple[models.AudioModel, LogMel, LabelSet]:
         """Model (with weights, in eval mode), front end and label set; weights that do not fit the
         recorded architecture raise `CheckpointError` naming `source`."""
         try:

@@ -31,7 +31,7 @@ from .checkpoints import Checkpoint, resolve
 from .errors import AudioSceneError
 from .features import FrontendConfig, LogMel
 from .labels import LabelSet
-from .models import AudioResNet
+from .models import AudioModel
 
 METADATA_KEY = "audioscene"
 
@@ -77,7 +77,7 @@ class OnnxLogMel(nn.Module):
 class _Outputs(nn.Module):
     """(front end →) model → `(clipwise, framewise)`: the graph that is exported."""
 
-    def __init__(self, model: AudioResNet, frontend: LogMel | None, precision: str = "float64"):
+    def __init__(self, model: AudioModel, frontend: LogMel | None, precision: str = "float64"):
         super().__init__()
         self.model = model
         self.frontend = OnnxLogMel(frontend, precision) if frontend is not None else None
@@ -124,7 +124,7 @@ def _quiet_exporter():
             logger.setLevel(level)
 
 
-def export_model(model: AudioResNet, frontend: LogMel, labels: LabelSet, path: str | os.PathLike,
+def export_model(model: AudioModel, frontend: LogMel, labels: LabelSet, path: str | os.PathLike,
                  with_frontend: bool = False, tolerance: float = 1e-4, frontend_precision: str = "float64") -> Parity:
     """Export `model` (and `frontend` if `with_frontend`) to `path` (written atomically), then
     compare ONNX Runtime with PyTorch on random inputs of two lengths; raises `ExportError` when
@@ -140,7 +140,7 @@ def export_model(model: AudioResNet, frontend: LogMel, labels: LabelSet, path: s
         input_name = "waveform"
     else:
         example = torch.zeros(2, cfg.n_frames(10 * cfg.sample_rate), cfg.n_mels)
-        min_frames = model.config.example_frames or model.trunk.stride
+        min_frames = model.min_frames
         dims = {0: torch.export.Dim("batch", min=1, max=4096), 1: torch.export.Dim("frames", min=min_frames, max=2**31 - 1)}
         input_name = "logmel"
     with _quiet_exporter(), torch.no_grad():

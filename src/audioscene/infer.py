@@ -38,7 +38,7 @@ from .errors import InputError, check_number
 from .events import Event
 from .features import LogMel
 from .labels import LabelSet
-from .models import AudioResNet
+from .models import AudioModel
 
 if TYPE_CHECKING:
     from .export import OnnxModel
@@ -88,7 +88,7 @@ class Tagger:
         batch_size: windows per forward pass.
     """
 
-    def __init__(self, models: Sequence[AudioResNet | OnnxModel], frontend: LogMel, labels: LabelSet, device: str = "auto",
+    def __init__(self, models: Sequence[AudioModel | OnnxModel], frontend: LogMel, labels: LabelSet, device: str = "auto",
                  window_s: float = 10.0, hop_s: float | None = None, batch_size: int = 8):
         if not models:
             raise InputError("need at least one model")

@@ -245,7 +245,7 @@ def bce_loss(clipwise: torch.Tensor, target: torch.Tensor, eps: float = 1e-7, re
 # --- prediction -----------------------------------------------------------------------------------
 
 @torch.no_grad()
-def predict(model: models.AudioResNet, frontend: LogMel, dataset: ClipDataset, device: torch.device,
+def predict(model: models.AudioModel, frontend: LogMel, dataset: ClipDataset, device: torch.device,
             batch_size: int = 64, workers: int = 0, framewise: bool = False, desc: str = "predict",
             progress: bool = True, amp: bool = False) -> dict[str, np.ndarray]:
     """Model outputs over a data set: `clipwise` `[N, K]` (and `framewise` `[N, T', K]` if asked).
@@ -384,20 +384,28 @@ def _epoch_plan(config: TrainConfig, train_set, epoch: int, context: Context, mi
             [(weight, last, indices) for indices, weight, last in plan])
 
 
-def _initialise(model: models.AudioResNet, path: str, label_set: LabelSet) -> None:
-    """Start from a trained checkpoint: its trunk always, its head when the labels are the same."""
+def _initialise(model: models.AudioModel, path: str, label_set: LabelSet) -> None:
+    """Start from a trained checkpoint of the same architecture: all its weights, except the
+    classifier's (the model's `head_prefix`) when the labels differ."""
     state = Checkpoint.load(path)
-    source = models.ModelConfig.from_dict(state.model_config)
-    if (source.name, source.width, source.stem_stride) != (model.config.name, model.config.width, model.config.stem_stride):
-        raise ConfigError(f"{path}: a {source.name} of width {source.width}; this run trains a {model.config.name} of "
-                          f"width {model.config.width} (use the same --model and --width)")
-    trunk = {k.removeprefix("trunk."): v for k, v in state.model.items() if k.startswith("trunk.")}
-    model.trunk.load_state_dict(trunk)
-    if tuple(state.labels) == label_set.names:
-        model.head.load_state_dict({k.removeprefix("head."): v for k, v in state.model.items() if k.startswith("head.")})
-        log.info("initialised from %s (trunk and head)", path)
+    source = models.from_config(state.model_config).config.to_dict()
+    target = model.config.to_dict()
+    differing = [key for key in target if key != "n_classes" and source.get(key) != target[key]]
+    if differing:
+        theirs = ", ".join(f"{key} {source.get(key)}" for key in differing)
+        ours = ", ".join(f"{key} {target[key]}" for key in differing)
+        raise ConfigError(f"{path}: a {source['name']} with {theirs}; this run trains a {target['name']} with {ours} "
+                          "(use the same --model and --width, or leave them out to take the checkpoint's)")
+    same_labels = tuple(state.labels) == label_set.names
+    weights = {k: v for k, v in state.model.items() if same_labels or not k.startswith(model.head_prefix)}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or not all(k.startswith(model.head_prefix) for k in missing):
+        raise CheckpointError(f"{path}: its weights do not fit this model (missing {missing[:3]}, unexpected "
+                              f"{unexpected[:3]})")
+    if same_labels:
+        log.info("initialised from %s (all weights)", path)
     else:
-        log.info("initialised the trunk from %s; new head for %d classes", path, len(label_set))
+        log.info("initialised from %s; new classifier for %d classes", path, len(label_set))
 
 
 def _run(config: TrainConfig, state: Checkpoint | None, progress: bool) -> Path:
@@ -420,7 +428,7 @@ def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, c
     label_set = train_set.label_set
 
     torch.manual_seed(config.seed)
-    model = models.AudioResNet(config.model_config(len(label_set)))
+    model = models.from_config(config.model_config(len(label_set)))
     if config.init and not state:
         _initialise(model, config.init, label_set)
     if state:

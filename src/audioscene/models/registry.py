@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from typing import Callable, Protocol
 
 from torch import Tensor, nn
 
@@ -25,6 +26,7 @@ class ModelConfig:
     """Everything needed to rebuild a model (stored in every checkpoint)."""
 
     name: str
+    family: str = "resnet"  # which builder in FAMILIES rebuilds it (see `from_config`)
     n_classes: int = 527
     width: int = 64  # base channels of the first stage (64 in the paper)
     block: str = "bottleneck"  # "basic" (ResNet34) or "bottleneck" (ResNet50/101)
@@ -69,6 +71,8 @@ class AudioResNet(nn.Module):
     are padded. Padding uses `pad_value`, the log-mel of digital silence, so it sounds like silence.
     """
 
+    head_prefix = "head."  # the classifier's state-dict keys: replaced when fine-tuning onto new labels
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
@@ -77,17 +81,21 @@ class AudioResNet(nn.Module):
         self.head = HEADS[config.pooling](self.trunk.out_channels, config.n_classes)
 
     @property
+    def min_frames(self) -> int:
+        """Input frames per output frame: shorter inputs are padded to this many."""
+        return self.config.example_frames or self.trunk.stride
+
+    @property
     def frame_hop(self) -> float:
         """Seconds between framewise outputs."""
-        frames = self.config.example_frames or self.trunk.stride
-        return round(frames * self.config.input_hop_s, 6)
+        return round(self.min_frames * self.config.input_hop_s, 6)
 
     def forward(self, logmel: Tensor) -> dict[str, Tensor | float]:
         if logmel.dim() != 3 or logmel.shape[2] != self.config.n_mels:
             raise InputError(f"expected log-mel of shape [batch, frames, {self.config.n_mels}], "
                              f"got {tuple(logmel.shape)}")
         batch, n_frames, n_mels = logmel.shape
-        unit = self.config.example_frames or self.trunk.stride
+        unit = self.min_frames
         padded = -(-n_frames // unit) * unit if self.config.example_frames else max(n_frames, unit)
         x = nn.functional.pad(logmel, (0, 0, 0, padded - n_frames), value=self.config.pad_value)  # (batch, time, mel)
         if self.config.example_frames:
@@ -122,6 +130,35 @@ def create(name: str, n_classes: int = 527, width: int = 64, **overrides) -> Aud
     return AudioResNet(config_for(name, n_classes, width, **overrides))
 
 
-def from_config(config: ModelConfig | dict) -> AudioResNet:
-    """Rebuild a model from a stored config (as saved in checkpoints)."""
-    return AudioResNet(config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config))
+class AudioModel(Protocol):
+    """What the package needs of a model family (training, evaluation, tagging, export): a config
+    that serialises with a `family` key, the hop of its frame outputs, the fewest input frames it
+    takes, the prefix of its classifier's state-dict keys, and a forward pass from log-mel
+    `[B, T, n_mels]` to `{"clipwise": [B, K], "framewise": [B, T', K]}`."""
+
+    config: ModelConfig
+    head_prefix: str
+
+    @property
+    def frame_hop(self) -> float: ...
+
+    @property
+    def min_frames(self) -> int: ...
+
+    def __call__(self, logmel: Tensor) -> dict[str, Tensor | float]: ...
+
+
+# family → builder from a stored config dict; a new family (e.g. the embedding baselines) adds itself here
+FAMILIES: dict[str, Callable[[dict], AudioModel]] = {
+    "resnet": lambda values: AudioResNet(ModelConfig.from_dict(values)),
+}
+
+
+def from_config(config: ModelConfig | dict) -> AudioModel:
+    """Rebuild a model from a stored config (as saved in checkpoints), by its `family`."""
+    if isinstance(config, ModelConfig):
+        return AudioResNet(config)
+    family = config.get("family", "resnet")  # checkpoints from before families were resnets
+    if family not in FAMILIES:
+        raise InputError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
+    return FAMILIES[family](config)

@@ -24,6 +24,7 @@ def test_frontend_on_the_gpu_equals_the_cpu():
 
 @pytest.mark.parametrize("name", models.available())
 def test_models_under_bf16_autocast_stay_close_to_fp32(name):
+    torch.manual_seed(0)
     model = models.create(name, n_classes=10, width=16).cuda().eval()
     logmel = torch.randn(4, 998, 64, device="cuda")
     with torch.no_grad():

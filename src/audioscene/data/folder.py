@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 from .._io import csv_rows
 from ..audio import SAMPLE_RATE, AudioError, load
 from ..errors import AudioSceneError
+from ..events import UNSTORABLE
 from ..labels import LabelSet, UnknownLabelError, audioset
 
 
@@ -143,14 +144,13 @@ class ClipDataset(Dataset):
 
 
 MID = re.compile(r"^/[a-z]/[0-9a-z_]+$")
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def checked_relative_name(name: str, where: str, folder: Path) -> str:
     """`name` if it is a relative path that stays inside `folder` (no absolute path, `..` part,
     backslash or control character); else `DataSetError` naming `where`."""
     parts = PurePosixPath(name).parts
-    if not parts or PurePosixPath(name).is_absolute() or ".." in parts or "\\" in name or CONTROL.search(name):
+    if not parts or PurePosixPath(name).is_absolute() or ".." in parts or "\\" in name or UNSTORABLE.search(name):
         raise DataSetError(f"{where}: file name {name!r} must be a relative path inside {folder} (no absolute path, "
                            "'..', backslash or control character)")
     return name

@@ -12,7 +12,7 @@ import torch
 from helpers import assert_one_line_error, run_cli, tiny_config
 
 from audioscene import train as training
-from audioscene.checkpoints import Checkpoint, CheckpointError, list_epochs
+from audioscene.checkpoints import Checkpoint, CheckpointError, list_epochs, resolve
 from audioscene.data.folder import ClipDataset
 from audioscene.metrics import summarize
 from audioscene.train import ConfigError, TrainConfig
@@ -272,3 +272,23 @@ def test_tensorboard_drops_the_points_of_an_interrupted_epoch(tiny_data, tmp_pat
     events.Reload()
     steps = [event.step for event in events.Scalars("train/loss")]
     assert steps == sorted(set(steps)) and len(steps) == 2 * 64 // 16
+
+
+def test_the_scores_of_summarize_drive_metrics_csv_and_the_best_epoch(tiny_run, tmp_path):
+    from audioscene.metrics import SCORES
+
+    header = (tiny_run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header == list(training.METRIC_COLUMNS) and set(SCORES) <= set(header)
+    run = tmp_path / "run"
+    run.mkdir()
+    for path in list_epochs(tiny_run):
+        state = Checkpoint.load(path)
+        state.history = [{**row, "mAUC": 1.0 - row["mAP"]} for row in state.history]  # the two disagree
+        state.train_config["best_metric"] = "mAUC"
+        state.save(run / path.name)
+    history = Checkpoint.load(run / "epoch_002.pt").history
+    by_auc = max(history, key=lambda row: row["mAUC"])["epoch"]
+    assert by_auc != max(history, key=lambda row: row["mAP"])["epoch"]
+    assert resolve(run, "best") == [run / f"epoch_{by_auc:03d}.pt"]
+    with pytest.raises(ConfigError, match="best_metric"):
+        TrainConfig(best_metric="accuracy")

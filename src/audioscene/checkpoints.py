@@ -139,8 +139,9 @@ def best_epoch(history: list[dict], metric: str = "mAP") -> int:
 
 
 def resolve(run_dir: str | os.PathLike, choice: str | os.PathLike = "best") -> list[Path]:
-    """The checkpoint files a choice means: "best" (the epoch with the highest eval mAP in the run's
-    history), "last", "avg" (every epoch, for output averaging), or a path to one file."""
+    """The checkpoint files a choice means: "best" (the epoch with the best eval score in the run's
+    history: its `best_metric`, mAP by default), "last", "avg" (every epoch, for output averaging),
+    or a path to one file."""
     if choice not in CHOICES:
         return [Path(choice)]
     paths = list_epochs(run_dir)
@@ -150,5 +151,6 @@ def resolve(run_dir: str | os.PathLike, choice: str | os.PathLike = "best") -> l
         return paths
     if choice == "last":
         return paths[-1:]
-    best = best_epoch(Checkpoint.load(paths[-1]).history)
+    last = Checkpoint.load(paths[-1])
+    best = best_epoch(last.history, last.train_config.get("best_metric", "mAP"))
     return [p for p in paths if p.name == f"epoch_{best:03d}.pt"] or paths[-1:]

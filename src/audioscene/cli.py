@@ -191,10 +191,11 @@ def _cmd_evaluate(args) -> None:
           f"{' (bf16 autocast)' if args.amp else ''}\n")
     print(table2(rows))
     if args.select_data is None:
-        print(f"\nthe peak epoch is chosen by mAP on {args.data} itself, as in the paper (optimistic: the split that "
+        print(f"\nthe peak epoch is chosen by {result['selected_by']} on {args.data} itself, as in the paper "
+              "(optimistic: the split that "
               "picks the epoch is also scored); --select-data picks it on another split")
     else:
-        print(f"\nthe peak epoch is chosen by mAP on {args.select_data}")
+        print(f"\nthe peak epoch is chosen by {result['selected_by']} on {args.select_data}")
     print(f"\nper-class AP/AUC: {per_class}")
 
 
@@ -403,7 +404,8 @@ def _add_model_options(p) -> None:
     p.add_argument("--run", type=Path, required=True,
                    help="run folder with epoch_NNN.pt checkpoints, or a model.onnx from export-onnx")
     p.add_argument("--checkpoint", default="best",
-                   help="best (highest eval mAP), last, avg (mean of all epochs' outputs) or a .pt path (default best)")
+                   help="best (the run's best eval score, mAP by default), last, avg (mean of all epochs' outputs) "
+                        "or a .pt path (default best)")
     p.add_argument("--classes", choices=CLASS_GROUPS, default="all",
                    help="all: the run's own labels; dcase2018: the 10 DCASE classes, each the max over its "
                         "AudioSet labels (default all)")
@@ -508,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="data to score: DIR (weak.csv + audio/), folder:DIR or "
                                                  "dcase2018:ROOT:SPLIT")
     p.add_argument("--labels", help="for folder: data, its CSV filename,labels (default DIR/labels.csv)")
-    p.add_argument("--select-data", help="pick the peak epoch by mAP on this split instead of --data itself")
+    p.add_argument("--select-data", help="pick the peak epoch on this split instead of --data itself")
     p.add_argument("--select-labels", help="for a folder: --select-data, its CSV filename,labels")
     p.add_argument("--amp", action="store_true", help="score in bf16 autocast (faster; float32 by default)")
     p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")

@@ -11,7 +11,7 @@ import numpy as np
 
 from ._io import atomic_open
 from .events import Event
-from .metrics import EventScores
+from .metrics import SCORES, EventScores
 
 # Table 2 of the paper (AudioSet evaluation set): mAP, AUC, d′.
 PAPER_TABLE2: tuple[tuple[str, float, float, float], ...] = (
@@ -66,11 +66,11 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence], align: str |
 
 def table2(results: Sequence[tuple[str, dict]], with_paper: bool = True) -> str:
     """Table-2 style comparison: one row per `(name, metrics.summarize result)`, then the paper's rows."""
-    rows = [(name, r["mAP"], r["mAUC"], r["d_prime"], f"{r['n_classes_scored']}/{r['n_classes_scored'] + r['n_classes_skipped']}")
+    rows = [(name, *(r[key] for key in SCORES), f"{r['n_classes_scored']}/{r['n_classes_scored'] + r['n_classes_skipped']}")
             for name, r in results]
     if with_paper:
         rows += [(f"paper: {name}", m, a, d, "527 (AudioSet)") for name, m, a, d in PAPER_TABLE2]
-    return markdown_table(("model", "mAP", "AUC", "d′", "classes scored"), rows)
+    return markdown_table(("model", *SCORES.values(), "classes scored"), rows)
 
 
 def table3(results: Sequence[tuple[str, EventScores]], with_paper: bool = True) -> str:

@@ -46,11 +46,11 @@ from .distributed import Context, barrier, gather_rows, micro_batches, setup, te
 from .errors import ConfigError, InputError, check_number
 from .features import FrontendConfig, LogMel
 from .labels import LabelSet
-from .metrics import summarize
+from .metrics import SCORES, summarize
 
 log = logging.getLogger(__name__)
 
-METRIC_COLUMNS = ("epoch", "train_loss", "mAP", "mAUC", "d_prime", "train_clips_per_s", "seconds")
+METRIC_COLUMNS = ("epoch", "train_loss", *SCORES, "train_clips_per_s", "seconds")
 
 
 
@@ -177,6 +177,7 @@ class TrainConfig:
                                                 "accumulated (default: batch size / processes)")
     sync_batchnorm: bool = _field(False, "BatchNorm statistics over all processes (torchrun; CUDA only)")
     timeout_s: float = _field(600.0, "seconds a process waits for the others before failing")
+    best_metric: str = _field("mAP", "the eval score that picks the best epoch", choices=tuple(SCORES))
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
@@ -196,10 +197,10 @@ class TrainConfig:
                     raise ConfigError(str(exc)) from None
         if not all(0 <= beta < 1 for beta in self.betas):
             raise ConfigError(f"betas = {self.betas}: expected two numbers in [0, 1)")
-        if self.model not in models.available():
-            raise ConfigError(f"unknown model {self.model!r}; available: {', '.join(models.available())}")
-        if self.sampler not in SAMPLERS:
-            raise ConfigError(f"unknown sampler {self.sampler!r}; choose {' or '.join(SAMPLERS)}")
+        for item in fields(self):
+            choices = item.metadata.get("choices")
+            if choices and getattr(self, item.name) not in choices:
+                raise ConfigError(f"unknown {item.name} {getattr(self, item.name)!r}; choose one of {', '.join(choices)}")
         check_device(self.device)
 
     @classmethod
@@ -512,8 +513,8 @@ def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, c
         outputs = _predict_split(raw_model, frontend, eval_set, context, config, epoch, progress)
         if context.is_main:
             scores = summarize(eval_set.targets, outputs)
-            row = {"epoch": epoch, "train_loss": epoch_loss, "mAP": scores["mAP"], "mAUC": scores["mAUC"],
-                   "d_prime": scores["d_prime"], "train_clips_per_s": coverage["clips"] / train_seconds,
+            row = {"epoch": epoch, "train_loss": epoch_loss, **{key: scores[key] for key in SCORES},
+                   "train_clips_per_s": coverage["clips"] / train_seconds,
                    "seconds": time.perf_counter() - started}
             history.append(row)
             Checkpoint(epoch=epoch, model=raw_model.state_dict(), model_config=raw_model.config.to_dict(),
@@ -523,11 +524,11 @@ def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, c
                        world_size=context.world_size, coverage=coverage, run_id=run_id,
                        ).save(checkpoint_path(run_dir, epoch))
             _write_metrics_csv(run_dir, history)
-            for key in ("train_loss", "mAP", "mAUC", "d_prime"):
+            for key in ("train_loss", *SCORES):
                 writer.add_scalar(f"epoch/{key}", row[key], epoch)
             writer.flush()
-            log.info("epoch %d/%d: loss %.4f, eval mAP %.3f, mAUC %.3f, d' %.3f (%.0f s, %.1f clips/s)",
-                     epoch, config.epochs, row["train_loss"], row["mAP"], row["mAUC"], row["d_prime"],
+            log.info("epoch %d/%d: loss %.4f, eval %s (%.0f s, %.1f clips/s)", epoch, config.epochs,
+                     row["train_loss"], ", ".join(f"{name} {row[key]:.3f}" for key, name in SCORES.items()),
                      row["seconds"], row["train_clips_per_s"])
         barrier(context)  # the checkpoint exists before any rank starts the next epoch
     if writer:
@@ -577,13 +578,14 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
     """Score every epoch checkpoint of a run on a data set, plus "Avg": the mean of all
     checkpoints' clip outputs, scored (output averaging, not weight averaging; SPEC §4).
 
-    The peak epoch is the one with the highest mAP on `select_data`, or, without it, on `data`
+    The peak epoch is the one with the best `best_metric` (the run's, mAP by default) on
+    `select_data`, or, without it, on `data`
     itself (what the paper did; optimistic, since the split that picks the epoch is also scored).
     `labels_csv` / `select_labels_csv` label `folder:` specs (default `DIR/labels.csv`). Scores are
     computed in float32 unless `amp`.
 
     Returns `{"labels", "epochs": {epoch: summary}, "peak_epoch", "peak": summary, "avg": summary,
-    "n_clips", "selected_on"}`.
+    "n_clips", "selected_on", "selected_by"}`.
     """
     checkpoints = list_epochs(run_dir)
     if not checkpoints:
@@ -591,7 +593,8 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
     torch_device = resolve_device(device)
     first = Checkpoint.load(checkpoints[0])  # the data is opened (and checked) before the work starts
     label_set = first.label_set
-    clip_seconds = TrainConfig.from_dict(first.train_config).clip_seconds
+    stored = TrainConfig.from_dict(first.train_config)
+    clip_seconds, metric = stored.clip_seconds, stored.best_metric
     sample_rate = FrontendConfig(**first.frontend_config).sample_rate
     dataset = _eval_dataset(str(data), label_set, clip_seconds, sample_rate, labels_csv)
     select_set = None if select_data is None else \
@@ -609,8 +612,8 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
         if select_set is not None:
             selected = predict(model, frontend, select_set, torch_device, batch_size, workers,
                                desc=f"{path.name} (selection split)", progress=progress, amp=amp)["clipwise"]
-            select_map[state.epoch] = summarize(select_set.targets, selected)["mAP"]
-    peak_epoch = max(per_epoch, key=lambda e: select_map[e] if select_set is not None else per_epoch[e]["mAP"])
+            select_map[state.epoch] = summarize(select_set.targets, selected)[metric]
+    peak_epoch = max(per_epoch, key=lambda e: select_map[e] if select_set is not None else per_epoch[e][metric])
     return {"labels": label_set, "epochs": per_epoch, "peak_epoch": peak_epoch, "peak": per_epoch[peak_epoch],
             "avg": summarize(dataset.targets, np.mean(outputs, axis=0)), "n_clips": len(dataset),
-            "selected_on": str(select_data if select_data is not None else data)}
+            "selected_on": str(select_data if select_data is not None else data), "selected_by": metric}

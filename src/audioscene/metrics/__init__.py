@@ -2,6 +2,6 @@
 F1 of Tables 3-4). Pure functions over arrays and event lists."""
 
 from .events import EventScores, event_f1
-from .tagging import average_precision, d_prime, roc_auc, summarize
+from .tagging import SCORES, average_precision, d_prime, roc_auc, summarize
 
-__all__ = ["EventScores", "average_precision", "d_prime", "event_f1", "roc_auc", "summarize"]
+__all__ = ["SCORES", "EventScores", "average_precision", "d_prime", "event_f1", "roc_auc", "summarize"]

@@ -21,6 +21,10 @@ from scipy.stats import norm
 
 from ..errors import InputError
 
+# The scalar scores of `summarize`, in report order, with their display names: metrics.csv columns,
+# TensorBoard scalars, the training log and Table 2 follow this table (a new score is added here).
+SCORES: dict[str, str] = {"mAP": "mAP", "mAUC": "AUC", "d_prime": "d′"}
+
 
 def _validate(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y_true, y_score = np.asarray(y_true), np.asarray(y_score)

@@ -36,7 +36,7 @@ from audioscene.features import LogMel
 from audioscene.infer import Tagger
 from audioscene.labels import dcase2018
 from audioscene.metrics import summarize
-from audioscene.train import predict
+from audioscene.predictor import Predictor
 
 DEVICE = torch.device("cuda")
 
@@ -107,8 +107,8 @@ def evaluation_precision(clips: Path) -> dict:
     dataset = ClipDataset.from_folder(clips)
     torch.manual_seed(0)
     model = make_model(False).eval()
-    fp32 = predict(model, LogMel(), dataset, DEVICE, progress=False)["clipwise"]
-    bf16 = predict(model, LogMel(), dataset, DEVICE, progress=False, amp=True)["clipwise"]
+    fp32 = Predictor([model], LogMel(), DEVICE).predict(dataset, progress=False)["clipwise"]
+    bf16 = Predictor([model], LogMel(), DEVICE, amp=True).predict(dataset, progress=False)["clipwise"]
     return {"max_abs_diff": float(np.abs(fp32 - bf16).max()),
             "map_fp32": summarize(dataset.targets, fp32)["mAP"], "map_bf16": summarize(dataset.targets, bf16)["mAP"]}
 

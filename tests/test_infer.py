@@ -8,13 +8,13 @@ import soundfile as sf
 import torch
 from helpers import assert_one_line_error, run_cli
 
-from audioscene import train as training
 from audioscene.audio import AudioError, load, stream
 from audioscene.checkpoints import Checkpoint, CheckpointError, resolve
 from audioscene.data.folder import ClipDataset
 from audioscene.events import read_events_tsv
 from audioscene.infer import Tagger, events_from_analysis, to_classes
 from audioscene.labels import DCASE2018_AUDIOSET_NAMES, LabelSet
+from audioscene.predictor import Predictor
 from audioscene.sed import Tuning
 
 
@@ -81,7 +81,7 @@ def test_tag_of_a_clip_is_the_models_clip_output(tagger, tiny_data):
     tags = tagger.tag(path, top_k=3)
     assert len(tags) == 3 and tags[0][1] >= tags[1][1] >= tags[2][1]
     dataset = ClipDataset.from_folder(tiny_data / "eval", tagger.labels)
-    expected = training.predict(tagger.models[0], tagger.frontend, dataset, torch.device("cpu"), progress=False)
+    expected = Predictor(tagger.models[:1], tagger.frontend, "cpu").predict(dataset, progress=False)
     index = [c.source for c in dataset.clips].index(path)
     clipwise = expected["clipwise"][index]
     assert tags[0] == (tagger.labels.names[int(clipwise.argmax())], pytest.approx(float(clipwise.max()), abs=1e-5))
@@ -191,6 +191,7 @@ def test_cli_sed_errors_are_one_line(tiny_run, tmp_path):
 # Peak RSS from /proc (VmHWM, kB): getrusage's ru_maxrss is inherited from the parent across exec.
 MEMORY_PROBE = """
 import re, sys
+from audioscene.predictor import Predictor
 from audioscene.infer import Tagger
 peak = lambda: int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
 tagger = Tagger.from_run(sys.argv[1], checkpoint="last", device="cpu", batch_size=4)
@@ -314,3 +315,17 @@ def test_avg_over_checkpoints_with_other_labels_is_refused(tiny_run, tmp_path):
     state.save(run / "epoch_002.pt")
     with pytest.raises(CheckpointError, match="epoch_002.pt: its label set differs"):
         Tagger.from_run(run, checkpoint="avg", device="cpu")
+
+
+def test_one_predictor_averages_models_and_keeps_float32_unless_asked(tiny_run):
+    """The same Predictor serves evaluation and Tagger: "avg" is the mean of the models' outputs."""
+    models = Tagger.from_run(tiny_run, "avg", device="cpu").models
+    frontend = Tagger.from_run(tiny_run, "last", device="cpu").frontend
+    waves = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 32000)).astype(np.float32) * 0.1)
+    both = Predictor(models, frontend, "cpu")(waves)
+    each = [Predictor([m], frontend, "cpu")(waves) for m in models]
+    for k in range(2):
+        torch.testing.assert_close(both[k], (each[0][k] + each[1][k]) / 2, atol=1e-6, rtol=0)
+        assert both[k].dtype == torch.float32
+    bf16 = Predictor(models, frontend, "cpu", amp=True)(waves)[0]
+    assert 0 < (bf16 - both[0]).abs().max() < 0.05  # bf16 on the CPU: close, not equal

@@ -33,12 +33,12 @@ import torch
 
 from . import audio, sed
 from .checkpoints import Checkpoint, CheckpointError, resolve
-from .devices import resolve_device
 from .errors import InputError, check_number
 from .events import Event
 from .features import LogMel
 from .labels import LabelSet
 from .models import AudioModel
+from .predictor import Predictor
 
 if TYPE_CHECKING:
     from .export import OnnxModel
@@ -86,10 +86,11 @@ class Tagger:
         device: "auto", "cpu", "cuda", ...
         window_s, hop_s: window length and step in seconds (hop defaults to the window).
         batch_size: windows per forward pass.
+        amp: run the models in bf16 (see `predictor`; float32 by default).
     """
 
     def __init__(self, models: Sequence[AudioModel | OnnxModel], frontend: LogMel, labels: LabelSet, device: str = "auto",
-                 window_s: float = 10.0, hop_s: float | None = None, batch_size: int = 8):
+                 window_s: float = 10.0, hop_s: float | None = None, batch_size: int = 8, amp: bool = False):
         if not models:
             raise InputError("need at least one model")
         check_number("window_s", window_s, low=0, low_open=True)
@@ -99,9 +100,8 @@ class Tagger:
         hops = {m.frame_hop for m in models}
         if len(hops) != 1:
             raise InputError(f"models with different frame hops cannot be averaged: {sorted(hops)}")
-        self.device = resolve_device(device)
-        self.models = [m.eval().to(self.device) for m in models]
-        self.frontend = frontend.to(self.device)
+        self.predictor = Predictor(models, frontend, device, amp=amp)
+        self.device, self.models, self.frontend = self.predictor.device, self.predictor.models, self.predictor.frontend
         self.labels = labels
         self.frame_hop = hops.pop()
         self.sample_rate = frontend.config.sample_rate
@@ -162,23 +162,6 @@ class Tagger:
                 buffer, start = buffer[hop:], start + hop
         if len(buffer) and (covered == 0 or start + len(buffer) > covered):
             yield start // self.frame_samples, buffer
-
-    @torch.inference_mode()
-    def _forward(self, waves: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Mean over models of (clipwise `[B, K]`, framewise `[B, T', K]`) for equal-length windows."""
-        waveform = torch.from_numpy(np.stack(waves)).to(self.device)
-        logmel = None
-        clipwise, framewise = 0.0, 0.0
-        for model in self.models:
-            if getattr(model, "takes_waveform", False):  # an ONNX export with the front end inside
-                out = model(waveform)
-            else:
-                logmel = self.frontend(waveform) if logmel is None else logmel
-                out = model(logmel)
-            clipwise = clipwise + out["clipwise"].float()
-            framewise = framewise + out["framewise"].float()
-        n = len(self.models)
-        return (clipwise / n).cpu().numpy(), (framewise / n).cpu().numpy()
 
     def analyze(self, source: Source) -> Analysis:
         """Clip scores (max over windows) and frame scores (windows stitched) of a file or waveform."""
@@ -243,7 +226,8 @@ class Tagger:
             return _Failing(exc)
 
     def _run_batch(self, batch: list[tuple["_Stitcher", int, np.ndarray]]) -> None:
-        clipwise, framewise = self._forward([wave for _, _, wave in batch])
+        waves = torch.from_numpy(np.stack([wave for _, _, wave in batch]))
+        clipwise, framewise = (out.numpy() for out in self.predictor(waves))
         for (stitcher, first, wave), clip, frames in zip(batch, clipwise, framewise):
             stitcher.add(first, wave, clip, frames)
         batch.clear()

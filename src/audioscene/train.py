@@ -47,6 +47,7 @@ from .errors import ConfigError, InputError, check_number
 from .features import FrontendConfig, LogMel
 from .labels import LabelSet
 from .metrics import SCORES, summarize
+from .predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -244,31 +245,6 @@ def bce_loss(clipwise: torch.Tensor, target: torch.Tensor, eps: float = 1e-7, re
 
 
 # --- prediction -----------------------------------------------------------------------------------
-
-@torch.no_grad()
-def predict(model: models.AudioModel, frontend: LogMel, dataset: ClipDataset, device: torch.device,
-            batch_size: int = 64, workers: int = 0, framewise: bool = False, desc: str = "predict",
-            progress: bool = True, amp: bool = False) -> dict[str, np.ndarray]:
-    """Model outputs over a data set: `clipwise` `[N, K]` (and `framewise` `[N, T', K]` if asked).
-
-    Float32 by default: bf16 rounding of the scores moves mAP by ~1e-3, the size of the gaps
-    between the paper's models. `amp` runs the model in bf16 (fp16 on older GPUs) for speed."""
-    model.eval().to(device)
-    frontend.to(device)
-    amp_context, _ = autocast(device, amp=amp, cpu_bf16=amp)
-    clipwise, frames = [], []
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
-    for waves, _ in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
-        with amp_context:
-            out = model(frontend(waves.to(device)))
-        clipwise.append(out["clipwise"].float().cpu())
-        if framewise:
-            frames.append(out["framewise"].float().cpu())
-    result = {"clipwise": torch.cat(clipwise).numpy()}
-    if framewise:
-        result["framewise"] = torch.cat(frames).numpy()
-    return result
-
 
 # --- the loop ------------------------------------------------------------------------------------
 
@@ -564,8 +540,8 @@ def _predict_split(model, frontend, eval_set: ClipDataset, context: Context, con
     """Clip outputs on the eval set; each rank predicts every world_size-th clip, rank 0 gathers."""
     indices = np.arange(context.rank, len(eval_set), context.world_size)
     subset = Subset(eval_set, indices.tolist()) if context.distributed else eval_set
-    outputs = predict(model, frontend, subset, context.device, config.eval_batch_size, config.workers,
-                      desc=f"evaluate epoch {epoch}", progress=progress)["clipwise"]
+    outputs = Predictor([model], frontend, context.device).predict(
+        subset, config.eval_batch_size, config.workers, desc=f"evaluate epoch {epoch}", progress=progress)["clipwise"]
     return gather_rows(context, indices, outputs, len(eval_set))
 
 
@@ -605,13 +581,13 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
         model, frontend, labels = state.build(path)
         if labels != label_set:
             raise CheckpointError(f"{path}: its label set differs from {checkpoints[0].name}'s")
-        clipwise = predict(model, frontend, dataset, torch_device, batch_size, workers, desc=path.name,
-                           progress=progress, amp=amp)["clipwise"]
+        predictor = Predictor([model], frontend, torch_device, amp=amp)
+        clipwise = predictor.predict(dataset, batch_size, workers, desc=path.name, progress=progress)["clipwise"]
         outputs.append(clipwise)
         per_epoch[state.epoch] = summarize(dataset.targets, clipwise)
         if select_set is not None:
-            selected = predict(model, frontend, select_set, torch_device, batch_size, workers,
-                               desc=f"{path.name} (selection split)", progress=progress, amp=amp)["clipwise"]
+            selected = predictor.predict(select_set, batch_size, workers, desc=f"{path.name} (selection split)",
+                                         progress=progress)["clipwise"]
             select_map[state.epoch] = summarize(select_set.targets, selected)[metric]
     peak_epoch = max(per_epoch, key=lambda e: select_map[e] if select_set is not None else per_epoch[e][metric])
     return {"labels": label_set, "epochs": per_epoch, "peak_epoch": peak_epoch, "peak": per_epoch[peak_epoch],

@@ -77,12 +77,6 @@ def _cmd_synth(args) -> None:
     print(f"wrote {args.n_clips} clips to {out} (weak.csv, strong.tsv, audio/)")
 
 
-def _train_config():
-    from .train import TrainConfig
-
-    return TrainConfig
-
-
 def _add_config_flags(parser, config_class, prefix: str = "") -> None:
     """One flag per field of a config dataclass, generated from the field: its type (and range, in
     `CONFIG_RANGES` / `FRONTEND_RANGES`), default, choices, help text and flag names (field metadata).
@@ -90,7 +84,7 @@ def _add_config_flags(parser, config_class, prefix: str = "") -> None:
     from .features import FRONTEND_RANGES
     from .train import CONFIG_RANGES
 
-    ranges = {**CONFIG_RANGES, **FRONTEND_RANGES} if prefix == "" else FRONTEND_RANGES
+    ranges = CONFIG_RANGES if prefix == "" else FRONTEND_RANGES  # a nested config is the front end
     hints = typing.get_type_hints(config_class)
     for item in dataclasses.fields(config_class):
         kind, meta = hints[item.name], item.metadata
@@ -192,8 +186,7 @@ def _cmd_evaluate(args) -> None:
     print(table2(rows))
     if args.select_data is None:
         print(f"\nthe peak epoch is chosen by {result['selected_by']} on {args.data} itself, as in the paper "
-              "(optimistic: the split that "
-              "picks the epoch is also scored); --select-data picks it on another split")
+              "(optimistic: the split that picks the epoch is also scored); --select-data picks it on another split")
     else:
         print(f"\nthe peak epoch is chosen by {result['selected_by']} on {args.select_data}")
     print(f"\nper-class AP/AUC: {per_class}")
@@ -471,6 +464,8 @@ def _cmd_demo(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .train import TrainConfig
+
     parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
@@ -499,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, help="TOML file with TrainConfig keys; flags override it")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint")
-    _add_config_flags(p, _train_config())
+    _add_config_flags(p, TrainConfig)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="Table-2 style scores of a run: peak epoch and checkpoint-averaged outputs",

@@ -196,12 +196,11 @@ class TrainConfig:
                     check_number(item.name, converted, **CONFIG_RANGES[item.name])
                 except InputError as exc:
                     raise ConfigError(str(exc)) from None
+            choices = item.metadata.get("choices")
+            if choices and converted not in choices:
+                raise ConfigError(f"unknown {item.name} {converted!r}; choose one of {', '.join(choices)}")
         if not all(0 <= beta < 1 for beta in self.betas):
             raise ConfigError(f"betas = {self.betas}: expected two numbers in [0, 1)")
-        for item in fields(self):
-            choices = item.metadata.get("choices")
-            if choices and getattr(self, item.name) not in choices:
-                raise ConfigError(f"unknown {item.name} {getattr(self, item.name)!r}; choose one of {', '.join(choices)}")
         check_device(self.device)
 
     @classmethod

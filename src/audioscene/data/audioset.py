@@ -95,8 +95,6 @@ def _parse_row(row: list[str]) -> Segment:
     if len(row) != 4:
         raise ValueError(f"expected 4 columns (YTID, start_seconds, end_seconds, \"mids\"), got {len(row)}")
     ytid, start_text, end_text, mids_text = (cell.strip() for cell in row)
-    if not YTID.match(ytid):
-        raise ValueError(f"YTID {ytid!r} is not a YouTube id (11 characters of A-Z, a-z, 0-9, _ and -)")
     try:
         start, end = float(start_text), float(end_text)
     except ValueError:

@@ -65,12 +65,15 @@ class ShardInfo:
 def _flac_bytes(source: Path | np.ndarray) -> bytes:
     """FLAC files are stored as they are (after a full decode, so a damaged file is refused, not
     packed); anything else is decoded and written as 16 kHz FLAC."""
-    if not isinstance(source, np.ndarray) and source.suffix.lower() == ".flac":
+    if isinstance(source, np.ndarray):
+        wave = source
+    elif source.suffix.lower() == ".flac":
         data = source.read_bytes()
-        decode(data, str(source))  # a damaged file raises AudioError here
+        wave = decode(data, str(source))  # a damaged file raises AudioError here (and is decoded once)
         if sf.info(io.BytesIO(data)).samplerate == SAMPLE_RATE:
             return data
-    wave = source if isinstance(source, np.ndarray) else load(source)
+    else:
+        wave = load(source)
     buffer = io.BytesIO()
     sf.write(buffer, wave, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
     return buffer.getvalue()

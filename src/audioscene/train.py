@@ -387,7 +387,11 @@ def _initialise(model: models.AudioModel, path: str, label_set: LabelSet) -> Non
 def _run(config: TrainConfig, state: Checkpoint | None, progress: bool) -> Path:
     context = setup(resolve_device(config.device), config.timeout_s)
     try:
-        return _train_loop(config, state, progress and context.is_main, context)
+        run_dir = _train_loop(config, state, progress and context.is_main, context)
+        # leave together: a rank that destroys the process group while rank 0 still writes its
+        # TensorBoard file and checkpoint was seen to abort under gloo ("terminate called ...")
+        barrier(context)
+        return run_dir
     finally:
         teardown(context)
 

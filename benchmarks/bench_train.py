@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -25,11 +24,13 @@ from bench_models import count_flops, matmul_flops_per_second
 from torch.utils.data import DataLoader
 
 from audioscene import models
+from audioscene.batches import MicroBatch
 from audioscene.data.folder import ClipDataset
 from audioscene.data.store import ShardDataset, pack
 from audioscene.data.synthetic import generate
-from audioscene.features import LogMel
-from audioscene.train import bce_loss
+from audioscene.distributed import Context, barrier, setup, teardown
+from audioscene.labels import LabelSet
+from audioscene.train import Learner, TrainConfig, build_learner, train_step
 
 MODEL, WIDTH = "resnet_b_att", 64
 
@@ -40,14 +41,18 @@ def make_model(channels_last: bool, n_classes: int = 10):
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
+def learner(device: torch.device, n_classes: int = 10, context: Context | None = None, **config) -> Learner:
+    """What `audioscene train` builds for width-64 `resnet_b_att` (`config`: TrainConfig overrides)."""
+    labels = LabelSet(tuple(f"class_{k}" for k in range(n_classes)))
+    config = TrainConfig(model=MODEL, width=WIDTH, device=str(device), **{"amp": False, **config})
+    return build_learner(config, labels, context or Context(device=device))
+
+
 def profile(shards: Path, steps: int, batch: int, workers: int, device: torch.device, channels_last=True,
             bf16=False, compile=False) -> dict:
-    """Time of each part of `steps` training steps (after warm-up steps)."""
-    raw = make_model(channels_last).to(device)
-    model = torch.compile(raw) if compile else raw
-    optimizer = torch.optim.Adam(raw.parameters(), lr=1e-4)
-    frontend = LogMel().to(device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    """Time of `steps` calls of `train.train_step` (after warm-up steps) and of the data wait before
+    each; the front end's share is timed on the same batches in a separate pass (not in the total)."""
+    parts = learner(device, channels_last=channels_last, amp=bf16, cpu_bf16=bf16, compile=compile)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     loader = _endless(DataLoader(ShardDataset(shards), batch_size=batch, num_workers=workers, prefetch_factor=4,
                                  persistent_workers=workers > 0))
@@ -55,25 +60,18 @@ def profile(shards: Path, steps: int, batch: int, workers: int, device: torch.de
     warmup = 3 if compile else 1
     for i in range(warmup + steps):
         t0 = time.perf_counter()
-        waves, targets = next(loader)
-        waves, targets = waves.to(device), targets.to(device)
+        waves, targets, _ = next(loader)
         t1 = time.perf_counter()
-        with torch.no_grad():
-            features = frontend(waves)
+        train_step(parts, MicroBatch.whole(waves, targets))
         sync()
         t2 = time.perf_counter()
-        with autocast:
-            out = model(features)
-        loss = bce_loss(out["clipwise"], targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        with torch.no_grad():
+            parts.frontend(waves.to(device))
         sync()
-        t3 = time.perf_counter()
         if i >= warmup:
-            for key, seconds in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
+            for key, seconds in zip(times, (t1 - t0, time.perf_counter() - t2, t2 - t1)):
                 times[key] += seconds
-    total = sum(times.values())
+    total = times["data"] + times["step"]
     return {"clips_per_s": steps * batch / total, "data_share": times["data"] / total,
             "frontend_share": times["frontend"] / total, "step_clips_per_s": steps * batch / times["step"]}
 
@@ -96,28 +94,23 @@ def cuda_matmul_flops_per_second(size: int = 8192, repeats: int = 20) -> float:
 
 
 def ddp_worker(steps: int, batch: int) -> None:
-    """One rank of the scaling test (run by torchrun): DDP steps on random log-mel batches."""
-    torch.distributed.init_process_group("gloo")  # also with one process: the same DDP code path
-    model = torch.nn.parallel.DistributedDataParallel(make_model(True))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    features, targets = torch.randn(batch, 998, 64), (torch.rand(batch, 10) < 0.2).float()
-
-    def step():
-        loss = bce_loss(model(features)["clipwise"], targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    step()
-    torch.distributed.barrier()
+    """One rank of the scaling test (run by torchrun): `train_step` on random waveforms, with the
+    process group, DDP wrapper and micro-batch weights of `audioscene train` (global batch `batch` ×
+    ranks, each rank's clips weighing 1 / global batch)."""
+    context = setup(torch.device("cpu"))
+    parts = learner(context.device, context=context)
+    generator = torch.Generator().manual_seed(context.rank)
+    waves, targets = torch.randn(batch, 160000, generator=generator) * 0.1, (torch.rand(batch, 10) < 0.2).float()
+    step = MicroBatch(waves, targets, weight=1.0 / (batch * context.world_size))
+    train_step(parts, step)
+    barrier(context)
     start = time.perf_counter()
     for _ in range(steps):
-        step()
-    torch.distributed.barrier()
-    if torch.distributed.get_rank() == 0:
-        world = torch.distributed.get_world_size()
-        print(json.dumps({"clips_per_s": steps * batch * world / (time.perf_counter() - start)}))
-    torch.distributed.destroy_process_group()
+        train_step(parts, step)
+    barrier(context)
+    if context.is_main:
+        print(json.dumps({"clips_per_s": steps * batch * context.world_size / (time.perf_counter() - start)}))
+    teardown(context)
 
 
 def ddp_rate(processes: int, threads: int, steps: int, batch: int) -> float:
@@ -168,7 +161,7 @@ def main() -> None:
     one = ddp_rate(1, args.threads, args.steps, args.batch)
     two = ddp_rate(2, max(1, args.threads // 2), args.steps, args.batch // 2)
     efficiency = two / one
-    print(f"  DDP (gloo, random inputs, same global batch {args.batch}): 1 process x {args.threads} threads "
+    print(f"  DDP (gloo, random waveforms, same global batch {args.batch}): 1 process x {args.threads} threads "
           f"{one:.2f} clips/s, 2 processes x {max(1, args.threads // 2)} thread {two:.2f} clips/s -> "
           f"scaling efficiency {100 * efficiency:.0f}% (the same cores split over processes)")
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -16,11 +16,12 @@ from helpers import assert_one_line_error, run_cli, sine, tiny_config
 
 from audioscene import train as training
 from audioscene.checkpoints import Checkpoint
-from audioscene.data import open_dataset
+from audioscene.data import DataSpec
 from audioscene.data.folder import ClipDataset, DataSetError
 from audioscene.data.store import ShardDataset, ShardError, pack, verify
 from audioscene.data.synthetic import generate
 from audioscene.errors import InputError
+from audioscene.evaluate import evaluate_run
 from audioscene.events import Event, EventFileError, read_events_tsv, write_events_tsv
 from audioscene.infer import Tagger
 from audioscene.sed import Tuning
@@ -82,7 +83,7 @@ def test_a_malformed_index_is_one_error_naming_it(small_pack, tmp_path, edit, fr
 
 
 def test_shards_are_read_as_local_tar_files(small_pack):
-    keys = [key for _, _, key in ShardDataset(small_pack, shuffle=False, return_keys=True)]
+    keys = [key for _, _, key in ShardDataset(small_pack, shuffle=False)]
     assert len(keys) == 8 == len(set(keys))
     assert "webdataset" not in sys.modules
 
@@ -145,7 +146,7 @@ def test_own_labels_csv_names_are_checked_too(tiny_data, tmp_path):
     folder = weak_folder(tiny_data, tmp_path, ["a.flac,Dog"])
     (folder / "labels.csv").write_text("filename,labels\n../weak.csv,Dog\n")
     with pytest.raises(DataSetError, match="labels.csv:2: file name '../weak.csv' must be a relative path"):
-        open_dataset(f"folder:{folder / 'audio'}", labels_csv=str(folder / "labels.csv"))
+        DataSpec.parse(f"folder:{folder / 'audio'}", folder / "labels.csv").open()
 
 
 def test_resume_refuses_shards_with_another_label_set(small_pack, tiny_data, tmp_path):
@@ -156,7 +157,7 @@ def test_resume_refuses_shards_with_another_label_set(small_pack, tiny_data, tmp
     state = Checkpoint.load(run / "epoch_001.pt")
     state.train_config["train_data"] = f"shards:{relabelled}"
     state.save(run / "epoch_001.pt")
-    with pytest.raises(training.ConfigError, match="index.json: its label set differs from the checkpoint's"):
+    with pytest.raises(ShardError, match="index.json: its label set differs from the run's"):
         training.resume(run, epochs=2, progress=False)
 
 
@@ -279,9 +280,9 @@ def test_tuning_json_is_strict_json(tmp_path):
 
 
 def test_select_data_picks_the_peak_epoch_on_another_split(tiny_run, tiny_data):
-    own = training.evaluate_run(tiny_run, tiny_data / "eval", device="cpu", progress=False)
-    on_train = training.evaluate_run(tiny_run, tiny_data / "train", device="cpu", progress=False)
-    chosen = training.evaluate_run(tiny_run, tiny_data / "eval", device="cpu", progress=False,
+    own = evaluate_run(tiny_run, tiny_data / "eval", device="cpu", progress=False)
+    on_train = evaluate_run(tiny_run, tiny_data / "train", device="cpu", progress=False)
+    chosen = evaluate_run(tiny_run, tiny_data / "eval", device="cpu", progress=False,
                                    select_data=tiny_data / "train")
     assert own["selected_on"] == str(tiny_data / "eval") and chosen["selected_on"] == str(tiny_data / "train")
     assert chosen["peak_epoch"] == on_train["peak_epoch"]
@@ -297,7 +298,7 @@ def test_evaluation_is_float32_unless_asked(tiny_run, tiny_data, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(torch, "autocast", spy)
-    training.evaluate_run(tiny_run, tiny_data / "eval", device="cpu", progress=False)
+    evaluate_run(tiny_run, tiny_data / "eval", device="cpu", progress=False)
     assert seen == []
-    bf16 = training.evaluate_run(tiny_run, tiny_data / "eval", device="cpu", progress=False, amp=True)
+    bf16 = evaluate_run(tiny_run, tiny_data / "eval", device="cpu", progress=False, amp=True)
     assert seen and set(seen) == {torch.bfloat16} and 0 < bf16["avg"]["mAP"] <= 1

@@ -9,6 +9,7 @@ from helpers import sine, tiny_config
 from audioscene import models
 from audioscene import train as training
 from audioscene.checkpoints import Checkpoint
+from audioscene.evaluate import evaluate_run
 from audioscene.features import LogMel
 from audioscene.infer import Tagger
 
@@ -42,6 +43,6 @@ def test_training_with_amp_then_tagging_and_evaluation(tiny_data, tmp_path):
     on_gpu = Tagger.from_run(run, "last", device="cuda").analyze(clip)
     on_cpu = Tagger.from_run(run, "last", device="cpu").analyze(clip)
     np.testing.assert_allclose(on_gpu.framewise, on_cpu.framewise, atol=1e-4)
-    fp32 = training.evaluate_run(run, tiny_data / "eval", device="cuda", progress=False)
-    bf16 = training.evaluate_run(run, tiny_data / "eval", device="cuda", progress=False, amp=True)
+    fp32 = evaluate_run(run, tiny_data / "eval", device="cuda", progress=False)
+    bf16 = evaluate_run(run, tiny_data / "eval", device="cuda", progress=False, amp=True)
     assert abs(fp32["avg"]["mAP"] - bf16["avg"]["mAP"]) < 0.05

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from audioscene import train as training
 from audioscene.audio import AudioError, load
 from audioscene.checkpoints import Checkpoint, list_epochs
-from audioscene.data import dcase2018, open_dataset
+from audioscene.data import DataSpec, dcase2018
 from audioscene.data.audioset import Segment, SegmentFileError, read_segments
 from audioscene.data.folder import Clip, ClipDataset, DataSetError
 from audioscene.data.sampler import BalancedSampler
@@ -103,7 +103,7 @@ def test_pack_verify_read_round_trip_is_lossless(shards):
     index = json.loads((out / "index.json").read_text())
     assert index["n_clips"] == 64 and len(index["shards"]) >= 10
     assert verify(out, progress=False).ok
-    stream = ShardDataset(out, shuffle=False, return_keys=True)
+    stream = ShardDataset(out, shuffle=False)
     by_key = {key: (wave, target) for wave, target, key in stream}
     assert len(by_key) == 64
     for clip, target in zip(dataset.clips, dataset.targets):
@@ -240,12 +240,12 @@ def test_ranks_times_workers_cover_every_clip_once(shards):
     out, _ = shards
     seen = []
     for rank in range(2):
-        stream = ShardDataset(out, rank=rank, world_size=2, return_keys=True, seed=5)
+        stream = ShardDataset(out, rank=rank, world_size=2, seed=5)
         stream.set_epoch(3)
         keys = [key for _, _, key in DataLoader(stream, batch_size=None, num_workers=3)]
-        assert len(keys) == len(stream)  # __len__ is this rank's share
+        assert len(keys) == stream.shares()[rank]  # this rank's share
         seen += keys
-    assert len(seen) == 64 and len(set(seen)) == 64
+    assert len(seen) == 64 and len(set(seen)) == 64 == stream.n_clips_total and sum(stream.shares()) == 64
     first, second = ShardDataset(out, seed=5), ShardDataset(out, seed=5)
     second.set_epoch(1)
     assert first.shard_order() != second.shard_order()  # a new order every epoch
@@ -288,7 +288,7 @@ def test_own_folder_labels_by_name_or_mid(tiny_data, tmp_path):
     bad.write_text("filename,labels\nsynth_000000.flac,/m/nonexistent\n")
     with pytest.raises(DataSetError, match="bad.csv:2: unknown label mid"):
         ClipDataset.from_labels_csv(audio_dir, bad)
-    spec = open_dataset(f"folder:{audio_dir}", labels_csv=str(labels_csv))
+    spec = DataSpec.parse(f"folder:{audio_dir}", labels_csv).open()
     assert spec.label_set == dataset.label_set and len(spec) == 64
 
 
@@ -377,7 +377,7 @@ def test_dcase2018_layout(tiny_data, tmp_path):
     weak = dcase2018.dataset(root, "train_weak")
     assert weak.label_set == dcase_labels() and len(weak) == 6
     assert [c.labels for c in weak.clips] == [labels[n] for n in names]
-    test = open_dataset(f"dcase2018:{root}:test")
+    test = DataSpec.parse(f"dcase2018:{root}:test").open()
     assert len(test) == 6 and {c.source.name for c in test.clips} == {n.replace(".flac", ".wav") for n in names}
     events = dcase2018.events(root, "test")
     assert events and all(e.filename.endswith(".wav") for e in events)

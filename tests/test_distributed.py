@@ -13,10 +13,12 @@ import pytest
 import torch
 
 from audioscene import train as training
+from audioscene.batches import split_batches
 from audioscene.checkpoints import Checkpoint, list_epochs
 from audioscene.data.folder import ClipDataset
 from audioscene.data.store import pack
-from audioscene.distributed import Context, micro_batches
+from audioscene.distributed import Context
+from audioscene.evaluate import evaluate_run
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
 
@@ -40,10 +42,10 @@ def tiny_shards(tiny_data, tmp_path_factory):
     return out
 
 
-def test_micro_batches_split_every_global_batch_exactly_once():
+def test_split_batches_split_every_global_batch_exactly_once():
     order = list(np.random.default_rng(0).permutation(37))
     for world, micro in ((1, 8), (2, 4), (2, 2), (3, 1)):
-        plans = [micro_batches(order, 8, micro, Context(rank, world)) for rank in range(world)]
+        plans = [split_batches(order, 8, micro, Context(rank, world)) for rank in range(world)]
         assert len({len(p) for p in plans}) == 1  # every rank takes part in every step
         used = [i for plan in plans for indices, weight, _ in plan if weight > 0 for i in indices]
         assert sorted(used) == list(range(37))
@@ -66,7 +68,7 @@ def test_two_ranks_on_shards_cover_the_epoch_and_checkpoint_once(tiny_data, tiny
         assert state.world_size == 2
         assert state.coverage == {"clips": 64, "distinct": 64, "missed": 0}  # disjoint ranks, nothing lost
     # the checkpoint evaluates in a single process
-    scores = training.evaluate_run(run, tiny_data / "eval", device="cpu", progress=False)
+    scores = evaluate_run(run, tiny_data / "eval", device="cpu", progress=False)
     assert 0 < scores["peak"]["mAP"] <= 1
 
 

@@ -11,6 +11,7 @@ from helpers import run_cli, tiny_config
 from audioscene import models
 from audioscene import train as training
 from audioscene.checkpoints import Checkpoint
+from audioscene.evaluate import evaluate_run
 from audioscene.events import read_events_tsv
 from audioscene.features import FrontendConfig
 from audioscene.infer import Tagger
@@ -28,7 +29,7 @@ def wide_run(tiny_data, tmp_path_factory):
 def test_a_32k_128_mel_run_end_to_end(wide_run, tiny_data, tmp_path):
     state = Checkpoint.load(wide_run / "epoch_001.pt")
     assert FrontendConfig(**state.frontend_config) == PANNS_LIKE and state.model_config["n_mels"] == 128
-    scores = training.evaluate_run(wide_run, tiny_data / "eval", device="cpu", progress=False)
+    scores = evaluate_run(wide_run, tiny_data / "eval", device="cpu", progress=False)
     assert 0 < scores["avg"]["mAP"] <= 1
     clip = sorted((tiny_data / "eval" / "audio").glob("*.flac"))[0]  # a 16 kHz file: resampled to 32 kHz
     tagger = Tagger.from_run(wide_run, "last", device="cpu")

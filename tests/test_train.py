@@ -14,6 +14,7 @@ from helpers import assert_one_line_error, run_cli, tiny_config
 from audioscene import train as training
 from audioscene.checkpoints import Checkpoint, CheckpointError, list_epochs, resolve
 from audioscene.data.folder import ClipDataset
+from audioscene.evaluate import evaluate_run
 from audioscene.metrics import summarize
 from audioscene.train import ConfigError, TrainConfig
 
@@ -36,7 +37,7 @@ def test_checkpoint_rebuilds_the_model(tiny_run):
 
 
 def test_avg_is_the_mean_of_checkpoint_outputs_scored(tiny_run, tiny_data):
-    result = training.evaluate_run(tiny_run, tiny_data / "eval", device="cpu", progress=False)
+    result = evaluate_run(tiny_run, tiny_data / "eval", device="cpu", progress=False)
     dataset = ClipDataset.from_folder(tiny_data / "eval", result["labels"])
     outputs = []
     for path in list_epochs(tiny_run):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 import sys
 import typing
 from pathlib import Path
 
+from .distributed import launch_rank
 from .errors import AudioSceneError, InputError, check_number, describe_range
 from .sed import DEFAULT_KERNELS, DEFAULT_THRESHOLDS
 
@@ -81,8 +81,8 @@ def _add_config_flags(parser, config_class, prefix: str = "") -> None:
     """One flag per field of a config dataclass, generated from the field: its type (and range, in
     `CONFIG_RANGES` / `FRONTEND_RANGES`), default, choices, help text and flag names (field metadata).
     Booleans that default to on get `--no-NAME`. A nested config gets an argument group of its own."""
+    from .config import CONFIG_RANGES
     from .features import FRONTEND_RANGES
-    from .train import CONFIG_RANGES
 
     ranges = CONFIG_RANGES if prefix == "" else FRONTEND_RANGES  # a nested config is the front end
     hints = typing.get_type_hints(config_class)
@@ -162,15 +162,15 @@ def _cmd_train(args) -> None:
         if not (config.train_data and config.eval_data):
             raise InputError("need --train-data and --eval-data (or a --config that sets train_data and eval_data)")
         run_dir = train(config)
-    if os.environ.get("RANK", "0") == "0":
+    if launch_rank() == 0:
         print(f"run finished: checkpoints and metrics.csv in {run_dir}")
 
 
 def _cmd_evaluate(args) -> None:
     from ._io import prepare_output
     from .checkpoints import list_epochs
+    from .evaluate import evaluate_run
     from .report import table2, write_per_class_csv
-    from .train import evaluate_run
 
     list_epochs(args.run)  # a missing run folder is named before an output is prepared in it
     per_class = prepare_output(args.per_class or args.run / f"per_class_{_spec_name(args.data)}.csv")
@@ -436,12 +436,10 @@ def _cmd_download(args) -> int:
 
 
 def _cmd_pack(args) -> None:
-    from .data import open_dataset
+    from .data import DataSpec
     from .data.store import pack
 
-    dataset = open_dataset(args.data, clip_seconds=10.0, labels_csv=args.labels or "")
-    if not hasattr(dataset, "clips"):
-        raise InputError(f"{args.data}: already shards")
+    dataset = DataSpec.parse(args.data, args.labels).open_clips(purpose="packing")
     index = pack(dataset.clips, args.out, dataset.label_set, shard_bytes=int(args.shard_mb * 2**20))
     print(f"packed {len(dataset.clips)} clips -> {index}")
 
@@ -669,7 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    secondary_rank = os.environ.get("RANK", "0") != "0"  # under torchrun, rank 0 speaks for all
+    secondary_rank = launch_rank() != 0  # under torchrun, rank 0 speaks for all
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if secondary_rank else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:

@@ -24,6 +24,7 @@ from . import train as training
 from ._io import atomic_open
 from .checkpoints import list_epochs
 from .data import synthetic
+from .evaluate import evaluate_run
 from .events import read_events_tsv, write_events_tsv
 from .features import logmel_from_file
 from .infer import Analysis, Tagger, events_from_analysis
@@ -80,7 +81,7 @@ def run_demo(out_dir: str | os.PathLike, config: DemoConfig = DemoConfig()) -> s
             train_data=str(splits["train"]), eval_data=str(splits["eval"]), out_dir=str(out_dir / "runs" / model),
             model=model, width=config.width, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
             seed=config.seed))
-        scores = training.evaluate_run(run_dir, splits["eval"], device="auto")
+        scores = evaluate_run(run_dir, splits["eval"], device="auto")
         write_per_class_csv(out_dir / f"per_class_{model}.csv", scores["labels"].names,
                             [("peak", scores["peak"]), ("avg", scores["avg"])])
         results += [(f"{model} (peak, epoch {scores['peak_epoch']})", scores["peak"]),

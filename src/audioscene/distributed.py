@@ -5,10 +5,9 @@
 Without those variables everything runs as one process. Multi-node: `torchrun --nnodes M
 --rdzv-backend c10d --rdzv-endpoint HOST:PORT --nproc-per-node N -m audioscene train ...`.
 
-How the work is split (see `train`): every rank builds the same global batch order from
-`(seed, epoch)`; global batch `b` is cut into `world_size × accumulation` micro-batches and rank
-`r` runs micro-batches `r, r + world_size, ...`, so the effective batch size and the data order do
-not depend on the number of processes, and a run can be resumed with another number of ranks.
+How the work is split between ranks is planned in `batches`. The rank is known in one place: the
+`Context` that `setup` returns (and, before `setup`, `launch_rank()`, which reads torchrun's
+variables).
 """
 
 from __future__ import annotations
@@ -41,13 +40,18 @@ class Context:
         return self.world_size > 1
 
 
+def launch_rank() -> int:
+    """This process's rank as torchrun set it (0 when not launched by torchrun)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def setup(device: torch.device, timeout_s: float = 600.0) -> Context:
     """Join the process group when launched by torchrun (a no-op context otherwise). A rank that
     dies makes the others' next collective fail; `timeout_s` bounds how long they wait."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return Context(device=device)
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, local_rank = launch_rank(), int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
@@ -81,27 +85,3 @@ def gather_rows(context: Context, indices: np.ndarray, rows: np.ndarray, n_total
     for part_indices, part_rows in parts:
         out[part_indices] = part_rows
     return out
-
-
-def micro_batches(global_order: list[int], batch_size: int, micro_batch_size: int, context: Context,
-                  ) -> list[tuple[list[int], float, bool]]:
-    """This rank's `(indices, weight per clip, last of its optimizer step)` for an epoch.
-
-    Each global batch of `batch_size` indices (the last may be shorter) is split as evenly as
-    possible into `world_size × accumulation` micro-batches; a micro-batch left empty (a short last
-    batch) carries one clip with weight 0, so every rank takes part in every step. Weights are
-    `1 / len(global batch)`: the summed loss of a step is the mean over its clips, as in one process.
-    """
-    slots = context.world_size * max(1, batch_size // (context.world_size * micro_batch_size))
-    plan = []
-    for start in range(0, len(global_order), batch_size):
-        batch = global_order[start:start + batch_size]
-        chunks = np.array_split(np.asarray(batch), slots)
-        mine = chunks[context.rank::context.world_size]
-        for a, chunk in enumerate(mine):
-            last = a == len(mine) - 1
-            if len(chunk):
-                plan.append((chunk.tolist(), 1.0 / len(batch), last))
-            else:
-                plan.append(([batch[0]], 0.0, last))
-    return plan

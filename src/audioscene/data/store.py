@@ -251,41 +251,36 @@ def verify(shard_dir: str | os.PathLike, progress: bool = True) -> VerifyReport:
 
 
 class ShardDataset(IterableDataset):
-    """Stream `(waveform [clip_samples], target [K])` from shards, each clip once per epoch.
+    """Stream `(waveform [clip_samples], target [K], key)` from shards, each clip once per epoch (a
+    `ClipStream`).
 
     Shards are split first over ranks, then over each rank's DataLoader workers: rank `r` of `R`
     reads `order[r::R]` and its worker `w` of `W` every `W`-th of those, where `order` is the shard
     list shuffled by `(seed, epoch)` (call `set_epoch` each epoch). Each clip is read exactly once
-    per epoch; ranks get whole shards, so their clip counts differ by at most a shard's. Rank and world size come from
-    `torch.distributed` when it is initialised. A clip that fails to decode raises `ShardError`
-    naming shard and member, or with `skip_corrupt` is skipped with a warning (`train` reports how many
-    clips an epoch missed: the index's count minus the clips read, over all workers and ranks).
-    With `return_keys`, items are `(waveform, target, key)`.
+    per epoch; ranks get whole shards, so their clip counts differ by at most a shard's. The rank and
+    world size are given by the caller (training passes its `distributed.Context`'s). A clip that
+    fails to decode raises `ShardError` naming shard and member, or with `skip_corrupt` is skipped
+    with a warning (`train` reports how many clips an epoch missed: the index's count minus the
+    clips read, over all workers and ranks).
     """
 
     def __init__(self, shard_dir: str | os.PathLike, label_set: LabelSet | None = None, clip_seconds: float = 10.0,
-                 shuffle: bool = True, seed: int = 0, skip_corrupt: bool = False,
-                 rank: int | None = None, world_size: int | None = None, return_keys: bool = False,
+                 shuffle: bool = True, seed: int = 0, skip_corrupt: bool = False, rank: int = 0, world_size: int = 1,
                  sample_rate: int = SAMPLE_RATE):
         self.shard_dir = Path(shard_dir)
         self.index = read_index(self.shard_dir)
         self.label_set = label_set or LabelSet(tuple(self.index["labels"]))
+        if tuple(self.index["labels"]) != self.label_set.names:
+            raise ShardError(f"{self.shard_dir / INDEX_NAME}: its label set differs from the run's "
+                             f"({len(self.index['labels'])} vs {len(self.label_set)} labels)")
         self.sample_rate = sample_rate  # clips are stored at SAMPLE_RATE and decoded at this rate
         self.clip_samples = int(round(clip_seconds * sample_rate))
         self.shuffle, self.seed, self.skip_corrupt = shuffle, seed, skip_corrupt
-        self._rank, self._world_size = rank, world_size
-        self.return_keys = return_keys  # items (waveform, target, key) instead of (waveform, target)
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-
-    def _rank_world(self) -> tuple[int, int]:
-        if self._rank is not None:
-            return self._rank, self._world_size or 1
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return torch.distributed.get_rank(), torch.distributed.get_world_size()
-        return 0, 1
 
     def shard_order(self) -> list[dict]:
         shards = list(self.index["shards"])
@@ -294,26 +289,24 @@ class ShardDataset(IterableDataset):
             shards = [shards[i] for i in order]
         return shards
 
-    def shards_for(self, rank: int, world_size: int, worker: int, n_workers: int) -> list[dict]:
-        """Rank `r` takes `order[r::world_size]`; its worker `w` takes every `n_workers`-th of those."""
-        return self.shard_order()[rank::world_size][worker::n_workers]
+    def _rank_shards(self, rank: int) -> list[dict]:
+        """Rank `r` takes `order[r::world_size]`."""
+        return self.shard_order()[rank::self.world_size]
+
+    def shares(self) -> list[int]:
+        """Clips each rank reads in the current epoch (all its workers together)."""
+        return [sum(s["n_clips"] for s in self._rank_shards(rank)) for rank in range(self.world_size)]
 
     @property
-    def n_clips(self) -> int:
+    def n_clips_total(self) -> int:
         """Clips in the whole shard set (all ranks)."""
         return self.index["n_clips"] if isinstance(self.index.get("n_clips"), int) else \
             sum(s["n_clips"] for s in self.index["shards"])
 
-    def __len__(self) -> int:
-        """Clips this rank reads in an epoch (all its workers together)."""
-        rank, world = self._rank_world()
-        return sum(s["n_clips"] for s in self.shard_order()[rank::world])
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        rank, world = self._rank_world()
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, str]]:
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
-        for shard in self.shards_for(rank, world, worker, n_workers):
+        for shard in self._rank_shards(self.rank)[worker::n_workers]:
             yield from self._read_shard(self.shard_dir / shard["name"])
 
     def _samples(self, path: Path) -> Iterator[tuple[str, bytes, bytes]]:
@@ -342,7 +335,7 @@ class ShardDataset(IterableDataset):
             raise ShardError(f"{path}: clip {key} lacks its .flac or .json member")
         return key, parts["flac"], parts["json"]
 
-    def _read_shard(self, path: Path) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _read_shard(self, path: Path) -> Iterator[tuple[torch.Tensor, torch.Tensor, str]]:
         for key, audio, meta in self._samples(path):
             try:
                 wave = decode(audio, f"{path}:{key}.flac", sr=self.sample_rate)
@@ -352,6 +345,5 @@ class ShardDataset(IterableDataset):
                     raise ShardError(f"{path}: member {key}.flac/.json cannot be used ({type(exc).__name__}: {exc})") from None
                 log.warning("%s: skipped corrupt clip %s (%s)", path, key, exc)
                 continue
-            item = torch.from_numpy(fix_length(wave, self.clip_samples)), torch.from_numpy(target)
-            yield (*item, key) if self.return_keys else item
+            yield torch.from_numpy(fix_length(wave, self.clip_samples)), torch.from_numpy(target), key
 

@@ -1,0 +1,124 @@
+"""What each process trains on in an epoch: the plan of micro-batches, one place per data protocol.
+
+Map-style data (`ClipSet`): every rank builds the same global order from `(seed, epoch)`
+(shuffled, or class-balanced), cuts it into global batches of `batch_size` and each global batch
+into `world_size × accumulation` micro-batches; rank `r` runs micro-batches `r, r + world_size,
+...`. The effective batch and the data order therefore do not depend on the number of processes,
+and a run can be resumed with another number of ranks.
+
+Streamed data (`ClipStream`): each rank reads its own shards; every rank runs the same number of
+optimizer steps (a rank whose shards run out feeds weight-0 micro-batches, so collectives still
+match), each clip weighing 1 / (nominal global batch).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from .config import TrainConfig
+from .data import ClipSet, ClipStream
+from .data.sampler import BalancedSampler
+from .distributed import Context
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    """One forward and backward pass on one process.
+
+    `weight` is each clip's share of its optimizer step's loss (1 / global batch; 0 for a rank's
+    padding); `last` marks the micro-batch after which gradients are synchronised and the
+    optimizer steps; `keys` name the clips (indices or shard keys) for the epoch's coverage record.
+    """
+
+    waves: torch.Tensor
+    targets: torch.Tensor
+    weight: float
+    last: bool = True
+    keys: tuple = ()
+
+    @classmethod
+    def whole(cls, waves: torch.Tensor, targets: torch.Tensor) -> "MicroBatch":
+        """A whole optimizer step in one pass (the loss is the batch mean)."""
+        return cls(waves, targets, 1.0 / len(waves))
+
+
+def split_batches(global_order: list[int], batch_size: int, micro_batch_size: int, context: Context,
+                  ) -> list[tuple[list[int], float, bool]]:
+    """This rank's `(indices, weight per clip, last of its optimizer step)` for an epoch.
+
+    Each global batch of `batch_size` indices (the last may be shorter) is split as evenly as
+    possible into `world_size × accumulation` micro-batches; a micro-batch left empty (a short last
+    batch) carries one clip with weight 0, so every rank takes part in every step. Weights are
+    `1 / len(global batch)`: the summed loss of a step is the mean over its clips, as in one process.
+    """
+    slots = context.world_size * max(1, batch_size // (context.world_size * micro_batch_size))
+    plan = []
+    for start in range(0, len(global_order), batch_size):
+        batch = global_order[start:start + batch_size]
+        chunks = np.array_split(np.asarray(batch), slots)
+        mine = chunks[context.rank::context.world_size]
+        for a, chunk in enumerate(mine):
+            last = a == len(mine) - 1
+            if len(chunk):
+                plan.append((chunk.tolist(), 1.0 / len(batch), last))
+            else:
+                plan.append(([batch[0]], 0.0, last))
+    return plan
+
+
+def epoch_order(config: TrainConfig, dataset: ClipSet, epoch: int) -> list[int]:
+    """The global clip order of an epoch of map-style data; depends only on `(seed, epoch)`."""
+    if config.sampler == "balanced":
+        sampler = BalancedSampler(dataset.targets, seed=config.seed)
+        sampler.set_epoch(epoch)
+        return list(sampler)
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+    return torch.randperm(len(dataset), generator=generator).tolist()
+
+
+def clips_per_epoch(dataset: ClipSet | ClipStream, streamed: bool) -> int:
+    """Clips trained on in an epoch over all ranks."""
+    return dataset.n_clips_total if streamed else len(dataset)
+
+
+class EpochPlan:
+    """This rank's micro-batches of one epoch: iterate for `MicroBatch`es, `len()` of them."""
+
+    def __init__(self, config: TrainConfig, dataset: ClipSet | ClipStream, streamed: bool, epoch: int,
+                 context: Context, micro_batch_size: int):
+        options = dict(num_workers=config.workers, pin_memory=context.device.type == "cuda",
+                       persistent_workers=False, prefetch_factor=4 if config.workers else None)
+        self.n_classes, self.clip_samples = len(dataset.label_set), dataset.clip_samples
+        accumulation = max(1, config.batch_size // (context.world_size * micro_batch_size))
+        if streamed:
+            if config.sampler == "balanced":
+                raise ConfigError("the balanced sampler needs map-style data (the shards stream in order)")
+            dataset.set_epoch(epoch)
+            steps = max(math.ceil(n / (micro_batch_size * accumulation)) for n in dataset.shares())
+            weight = 1.0 / (micro_batch_size * accumulation * context.world_size)
+            self.loader = DataLoader(dataset, batch_size=micro_batch_size, **options)
+            self.slots = [(weight, (i + 1) % accumulation == 0, None) for i in range(steps * accumulation)]
+        else:
+            plan = split_batches(epoch_order(config, dataset, epoch), config.batch_size, micro_batch_size, context)
+            self.loader = DataLoader(dataset, batch_sampler=[indices for indices, _, _ in plan], **options)
+            self.slots = [(weight, last, indices) for indices, weight, last in plan]
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def __iter__(self) -> Iterator[MicroBatch]:
+        batches = iter(self.loader)
+        for weight, last, indices in self.slots:
+            item = next(batches, None)
+            if item is None:  # this rank's shards ran out before the others': take part with weight 0
+                yield MicroBatch(torch.zeros(1, self.clip_samples), torch.zeros(1, self.n_classes), 0.0, last)
+                continue
+            waves, targets, *keys = item
+            yield MicroBatch(waves, targets, weight, last, tuple(keys[0]) if keys else tuple(indices))

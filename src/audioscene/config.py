@@ -1,0 +1,203 @@
+"""`TrainConfig`: everything a training run depends on, as one typed, validated dataclass.
+
+Each field carries its command-line view in its metadata (help text, flag names, choices), so
+`audioscene train` generates its flags from the fields and TOML files use the field names (a
+`[frontend]` table for the front end). Values are checked on construction: types from the
+annotations (an int where a float is expected becomes a float), ranges from `CONFIG_RANGES`,
+choices from the metadata; a bad value raises `ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+
+from . import models
+from .devices import check_device
+from .errors import ConfigError, InputError, check_number
+from .features import FrontendConfig
+from .metrics import SCORES
+
+
+def _field(default, help: str, *flags: str, choices: tuple[str, ...] | None = None):
+    """A config field with the command line's view of it: help text, flag names (default
+    `--field-name`) and choices. `audioscene train` generates its flags from these."""
+    metadata = {"help": help, "flags": flags, "choices": choices}
+    if isinstance(default, FrontendConfig):
+        return field(default_factory=FrontendConfig, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+SAMPLERS = ("shuffle", "balanced")
+
+
+# Allowed ranges of the numeric TrainConfig fields (types come from the annotations).
+CONFIG_RANGES: dict[str, dict] = {
+    "width": dict(integer=True, low=1), "stem_stride": dict(integer=True, low=1), "epochs": dict(integer=True, low=1),
+    "batch_size": dict(integer=True, low=1), "eval_batch_size": dict(integer=True, low=1),
+    "micro_batch_size": dict(integer=True, low=1), "lr": dict(low=0, low_open=True), "weight_decay": dict(low=0),
+    "seed": dict(integer=True, low=0), "clip_seconds": dict(low=0, low_open=True), "workers": dict(integer=True, low=0),
+    "timeout_s": dict(low=0, low_open=True),
+}
+_MISMATCH = object()
+
+
+def _conform(value, annotation):
+    """`value` as the annotated type (int → float where a float is expected, a dict → the annotated
+    dataclass), or `_MISMATCH`."""
+    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    for option in options:
+        if is_dataclass(option) and isinstance(value, (dict, option)):
+            return value if isinstance(value, option) else _nested(option, value)
+        if option is type(None) and value is None:
+            return None
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if option is str and isinstance(value, str):
+            return value
+        if typing.get_origin(option) is tuple and isinstance(value, (list, tuple)):
+            parts = typing.get_args(option)
+            if len(value) == len(parts):
+                items = tuple(_conform(v, t) for v, t in zip(value, parts))
+                if _MISMATCH not in items:
+                    return items
+    return _MISMATCH
+
+
+def _nested(cls, values: dict):
+    """A nested config (e.g. `frontend`) from a TOML table or stored dict, each value checked."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+    hints = typing.get_type_hints(cls)
+    checked = {}
+    for name, value in values.items():
+        checked[name] = _conform(value, hints[name])
+        if checked[name] is _MISMATCH:
+            raise ConfigError(f"{name} = {value!r}: expected {_type_name(hints[name])}")
+    try:
+        return cls(**checked)
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _type_name(annotation) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "none"}
+    if isinstance(annotation, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(annotation) if a is not type(None))
+    if typing.get_origin(annotation) is tuple:
+        return f"a list of {len(typing.get_args(annotation))} numbers"
+    if is_dataclass(annotation):
+        return f"a table of {annotation.__name__} keys"
+    return names.get(annotation, str(annotation))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; defaults are the paper's (batch size is ours)."""
+
+    train_data: str = _field("", "training data: DIR (weak.csv + audio/), folder:DIR, dcase2018:ROOT:SPLIT or shards:DIR",
+                             "--train-data", "--data")
+    eval_data: str = _field("", "evaluation data (the same forms but shards), scored after every epoch")
+    labels_csv: str = _field("", "for folder: training data, its CSV filename,labels (labels ;-separated names or "
+                                 "mids; default DIR/labels.csv)", "--labels")
+    eval_labels_csv: str = _field("", "for folder: evaluation data, its CSV filename,labels (default DIR/labels.csv)",
+                                  "--eval-labels")
+    sampler: str = _field("shuffle", "shuffle, or balanced: classes drawn in turn, for imbalanced label sets",
+                          choices=SAMPLERS)
+    init: str = _field("", "start from this checkpoint: its trunk, and its head if the labels are the same "
+                           "(fine-tuning)")
+    skip_corrupt: bool = _field(False, "shards: skip (and log) clips that cannot be decoded instead of stopping")
+    out_dir: str = _field("runs/run", "run folder for checkpoints and metrics", "--out")
+    model: str = _field("resnet_b_att", "Table-1 model", choices=tuple(models.available()))
+    width: int = _field(64, "base channels (64 in the paper)")
+    stem_stride: int | None = _field(None, "stride of the stem conv (default: the variant's own, 1 for resnet_a, "
+                                           "2 otherwise)")
+    epochs: int = _field(50, "number of epochs")
+    batch_size: int = _field(32, "clips per optimizer step (the global batch under torchrun)")
+    lr: float = _field(1e-4, "Adam learning rate")
+    weight_decay: float = _field(5e-7, "Adam weight decay")
+    betas: tuple[float, float] = _field((0.95, 0.999), "Adam betas, as B1,B2")
+    seed: int = _field(0, "random seed: the same seed and data give the same weights")
+    clip_seconds: float = _field(10.0, "clips are cropped or padded to this length")
+    frontend: FrontendConfig = _field(FrontendConfig(), "the log-mel front end (TOML table [frontend]): data is "
+                                                       "decoded at its rate, the model takes its bands and the "
+                                                       "output frame hop follows its hop")
+    workers: int = _field(0, "data loader worker processes")
+    device: str = _field("auto", "auto, cpu, cuda, cuda:N or mps")
+    amp: bool = _field(True, "mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling)")
+    cpu_bf16: bool = _field(False, "bf16 autocast on CPU (slower than float32 on CPUs without bf16 units)")
+    channels_last: bool = _field(True, "channels_last memory format (faster on CPU for every Table-1 model)")
+    compile: bool = _field(False, "torch.compile the model (no gain measured on CPU, see bench_train.py)")
+    eval_batch_size: int = _field(64, "clips per batch when evaluating")
+    # torchrun: batch_size stays the global batch per optimizer step; each rank runs micro-batches of
+    # micro_batch_size (default batch_size / ranks) and accumulates the rest
+    micro_batch_size: int | None = _field(None, "clips per forward pass on each process; the rest of the batch is "
+                                                "accumulated (default: batch size / processes)")
+    sync_batchnorm: bool = _field(False, "BatchNorm statistics over all processes (torchrun; CUDA only)")
+    timeout_s: float = _field(600.0, "seconds a process waits for the others before failing")
+    best_metric: str = _field("mAP", "the eval score that picks the best epoch", choices=tuple(SCORES))
+
+    def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
+        for item in fields(self):
+            value = getattr(self, item.name)
+            try:
+                converted = _conform(value, hints[item.name])
+            except ConfigError as exc:  # a nested config names its own key
+                raise ConfigError(f"{item.name}: {exc}") from None
+            if converted is _MISMATCH:
+                raise ConfigError(f"{item.name} = {value!r}: expected {_type_name(hints[item.name])}")
+            object.__setattr__(self, item.name, converted)  # e.g. an int lr becomes a float
+            if item.name in CONFIG_RANGES and converted is not None:
+                try:
+                    check_number(item.name, converted, **CONFIG_RANGES[item.name])
+                except InputError as exc:
+                    raise ConfigError(str(exc)) from None
+            choices = item.metadata.get("choices")
+            if choices and converted not in choices:
+                raise ConfigError(f"unknown {item.name} {converted!r}; choose one of {', '.join(choices)}")
+        if not all(0 <= beta < 1 for beta in self.betas):
+            raise ConfigError(f"betas = {self.betas}: expected two numbers in [0, 1)")
+        check_device(self.device)
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike, **overrides) -> "TrainConfig":
+        """Read a TOML file of `key = value` lines (the field names; a `[frontend]` table for the
+        front end); `overrides` win, key by key also inside `frontend`."""
+        try:
+            with open(path, "rb") as f:
+                values = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        merged = {**values, **overrides}
+        if isinstance(values.get("frontend"), dict) and isinstance(overrides.get("frontend"), dict):
+            merged["frontend"] = {**values["frontend"], **overrides["frontend"]}
+        return cls.from_dict(merged, source=str(path))
+
+    def model_config(self, n_classes: int) -> models.ModelConfig:
+        """The model's configuration; its input bands, frame hop and padding follow `frontend`."""
+        extra = {} if self.stem_stride is None else {"stem_stride": self.stem_stride}
+        return models.config_for(self.model, n_classes=n_classes, width=self.width, n_mels=self.frontend.n_mels,
+                                 input_hop_s=self.frontend.hop_ms / 1000, pad_value=self.frontend.silence, **extra)

@@ -1,0 +1,156 @@
+"""Data specs: the one string form that names a data set, parsed once, and the two kinds of data set
+they open.
+
+| spec                   | opens                                                              | protocol  |
+|------------------------|--------------------------------------------------------------------|-----------|
+| `DIR`                  | `DIR/weak.csv` + `DIR/audio/` (the synthetic layout)               | `ClipSet` |
+| `folder:DIR`           | audio files under DIR, labelled by a CSV `filename,labels` (`labels`, default `DIR/labels.csv`) | `ClipSet` |
+| `dcase2018:ROOT:SPLIT` | DCASE 2018 task 4 (`train_weak`, `test`, `eval`)                   | `ClipSet` |
+| `shards:DIR`           | tar shards written by `audioscene pack`                            | `ClipStream` |
+
+A `ClipSet` is map-style: clips in a fixed order with their targets, so it can be scored (evaluation)
+or sampled in any order (training: shuffled or class-balanced). A `ClipStream` is read in sequence,
+each clip once per epoch; `set_epoch` fixes the epoch's order and each DDP rank reads its own share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Protocol
+
+import numpy as np
+import torch
+
+from ..audio import SAMPLE_RATE
+from ..errors import ConfigError
+from ..labels import LabelSet
+from .folder import ClipDataset, DataSetError
+
+
+class ClipSet(Protocol):
+    """Map-style clips: `dataset[i]` is `(waveform [clip_samples], target [K])`, `targets` `[N, K]`."""
+
+    label_set: LabelSet
+    clip_samples: int
+    targets: np.ndarray
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class ClipStream(Protocol):
+    """Streamed clips: iterating yields this rank's `(waveform, target, key)` of the epoch set by
+    `set_epoch`; `shares()` is the number of clips each rank reads in that epoch."""
+
+    label_set: LabelSet
+    clip_samples: int
+    n_clips_total: int
+    rank: int
+    world_size: int
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+    def shares(self) -> list[int]: ...
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, str]]: ...
+
+
+@dataclass(frozen=True)
+class OpenOptions:
+    """How a spec is opened: the run's label set (None: the data's own), the clip length, the front
+    end's sample rate, and for streams the shuffling seed, corrupt-clip policy and this rank."""
+
+    label_set: LabelSet | None = None
+    clip_seconds: float = 10.0
+    sample_rate: int = SAMPLE_RATE
+    seed: int = 0
+    skip_corrupt: bool = False
+    rank: int = 0
+    world_size: int = 1
+
+
+def _open_dir(spec: "DataSpec", options: OpenOptions) -> ClipSet:
+    return ClipDataset.from_folder(spec.path, options.label_set, options.clip_seconds, options.sample_rate)
+
+
+def _open_folder(spec: "DataSpec", options: OpenOptions) -> ClipSet:
+    return ClipDataset.from_labels_csv(spec.path, spec.labels or Path(spec.path) / "labels.csv", options.label_set,
+                                       options.clip_seconds, options.sample_rate)
+
+
+def _open_dcase2018(spec: "DataSpec", options: OpenOptions) -> ClipSet:
+    from . import dcase2018
+
+    return dcase2018.dataset(spec.path, spec.split, options.clip_seconds, options.sample_rate)
+
+
+def _open_shards(spec: "DataSpec", options: OpenOptions) -> ClipStream:
+    from .store import ShardDataset
+
+    return ShardDataset(spec.path, options.label_set, options.clip_seconds, seed=options.seed,
+                        skip_corrupt=options.skip_corrupt, rank=options.rank, world_size=options.world_size,
+                        sample_rate=options.sample_rate)
+
+
+# kind → (opener, streamed); the kind is the spec's prefix ("dir" has none)
+OPENERS: dict[str, tuple[Callable[["DataSpec", OpenOptions], ClipSet | ClipStream], bool]] = {
+    "dir": (_open_dir, False),
+    "folder": (_open_folder, False),
+    "dcase2018": (_open_dcase2018, False),
+    "shards": (_open_shards, True),
+}
+WITH_LABELS_FILE = ("folder",)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A parsed data spec: `kind`, `path`, the DCASE `split`, and `labels`, the labels CSV of a
+    `folder:` spec (each spec carries its own)."""
+
+    kind: str
+    path: str
+    split: str = ""
+    labels: str = ""
+
+    @classmethod
+    def parse(cls, text: str | Path, labels: str | Path = "") -> "DataSpec":
+        text, labels = str(text), str(labels or "")
+        prefix, _, rest = text.partition(":")
+        kind, path = (prefix, rest) if prefix in OPENERS and prefix != "dir" and ":" in text else ("dir", text)
+        if not path:
+            raise DataSetError(f"data spec {text!r}: empty path")
+        split = ""
+        if kind == "dcase2018":
+            path, _, split = path.rpartition(":")
+            if not path:
+                raise DataSetError(f"{text!r}: expected dcase2018:ROOT:SPLIT with SPLIT one of train_weak, test, eval")
+        if labels and kind not in WITH_LABELS_FILE:
+            raise DataSetError(f"{text!r}: a labels CSV ({labels}) applies to folder: specs only; a {kind} spec "
+                               "carries its own labels")
+        return cls(kind, path, split, labels)
+
+    def __str__(self) -> str:
+        body = f"{self.path}:{self.split}" if self.kind == "dcase2018" else self.path
+        return body if self.kind == "dir" else f"{self.kind}:{body}"
+
+    @property
+    def streamed(self) -> bool:
+        """True for a `ClipStream` (shards), False for a map-style `ClipSet`."""
+        return OPENERS[self.kind][1]
+
+    @property
+    def name(self) -> str:
+        """A file-name-safe short name (the last path part, or the DCASE split)."""
+        return self.split or Path(self.path.rstrip("/")).name or "data"
+
+    def open(self, options: OpenOptions = OpenOptions()) -> ClipSet | ClipStream:
+        return OPENERS[self.kind][0](self, options)
+
+    def open_clips(self, options: OpenOptions = OpenOptions(), purpose: str = "evaluation") -> ClipSet:
+        """The map-style set this spec names; a stream is refused, naming `purpose`."""
+        if self.streamed:
+            raise ConfigError(f"{self}: {purpose} needs a map-style data set (a folder, folder: or dcase2018: spec), "
+                               f"not {self.kind}")
+        return self.open(options)

@@ -1,0 +1,71 @@
+"""Scores of a finished run (Table 2): every epoch checkpoint, the peak epoch and "Avg".
+
+Example::
+
+    from audioscene.evaluate import evaluate_run
+    result = evaluate_run("runs/b_att", "data/eval")
+    print(result["peak_epoch"], result["peak"]["mAP"], result["avg"]["mAP"])
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .checkpoints import Checkpoint, CheckpointError, list_epochs
+from .config import TrainConfig
+from .data import DataSpec, OpenOptions
+from .devices import resolve_device
+from .features import FrontendConfig
+from .metrics import summarize
+from .predictor import Predictor
+
+
+def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: str = "auto",
+                 batch_size: int = 64, workers: int = 0, progress: bool = True, labels_csv: str = "",
+                 select_data: str | os.PathLike | None = None, select_labels_csv: str = "",
+                 amp: bool = False) -> dict:
+    """Score every epoch checkpoint of a run on a data set, plus "Avg": the mean of all
+    checkpoints' clip outputs, scored (output averaging, not weight averaging; SPEC §4).
+
+    The peak epoch is the one with the best `best_metric` (the run's, mAP by default) on
+    `select_data`, or, without it, on `data`
+    itself (what the paper did; optimistic, since the split that picks the epoch is also scored).
+    `labels_csv` / `select_labels_csv` label `folder:` specs (default `DIR/labels.csv`). Scores are
+    computed in float32 unless `amp`.
+
+    Returns `{"labels", "epochs": {epoch: summary}, "peak_epoch", "peak": summary, "avg": summary,
+    "n_clips", "selected_on", "selected_by"}`.
+    """
+    checkpoints = list_epochs(run_dir)
+    if not checkpoints:
+        raise CheckpointError(f"{run_dir}: no epoch_NNN.pt checkpoints to evaluate")
+    torch_device = resolve_device(device)
+    first = Checkpoint.load(checkpoints[0])  # the data is opened (and checked) before the work starts
+    label_set = first.label_set
+    stored = TrainConfig.from_dict(first.train_config)
+    clip_seconds, metric = stored.clip_seconds, stored.best_metric
+    sample_rate = FrontendConfig(**first.frontend_config).sample_rate
+    options = OpenOptions(label_set, clip_seconds, sample_rate)
+    dataset = DataSpec.parse(data, labels_csv).open_clips(options)
+    select_set = None if select_data is None else DataSpec.parse(select_data, select_labels_csv).open_clips(options)
+    per_epoch, select_map, outputs = {}, {}, []
+    for path in tqdm(checkpoints, desc="checkpoints", unit="ckpt", disable=not progress):
+        state = first if path == checkpoints[0] else Checkpoint.load(path)
+        model, frontend, labels = state.build(path)
+        if labels != label_set:
+            raise CheckpointError(f"{path}: its label set differs from {checkpoints[0].name}'s")
+        predictor = Predictor([model], frontend, torch_device, amp=amp)
+        clipwise = predictor.predict(dataset, batch_size, workers, desc=path.name, progress=progress)["clipwise"]
+        outputs.append(clipwise)
+        per_epoch[state.epoch] = summarize(dataset.targets, clipwise)
+        if select_set is not None:
+            selected = predictor.predict(select_set, batch_size, workers, desc=f"{path.name} (selection split)",
+                                         progress=progress)["clipwise"]
+            select_map[state.epoch] = summarize(select_set.targets, selected)[metric]
+    peak_epoch = max(per_epoch, key=lambda e: select_map[e] if select_set is not None else per_epoch[e][metric])
+    return {"labels": label_set, "epochs": per_epoch, "peak_epoch": peak_epoch, "peak": per_epoch[peak_epoch],
+            "avg": summarize(dataset.targets, np.mean(outputs, axis=0)), "n_clips": len(dataset),
+            "selected_on": str(select_data if select_data is not None else data), "selected_by": metric}

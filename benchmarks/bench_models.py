@@ -67,7 +67,7 @@ def main() -> None:
           f"{'clips/s':>8s} {'GFLOP/s':>8s} {'% matmul':>8s} {'channels_last':>14s}")
     torch.manual_seed(0)
     for width in args.widths:
-        for name in models.available():
+        for name in models.available("resnet"):
             model = models.create(name, width=width).train()
             batch = torch.randn(args.batch, FRAMES, 64)
             target = (torch.rand(args.batch, 527) < 0.01).float()

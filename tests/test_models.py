@@ -37,7 +37,7 @@ def test_heads_add_one_fc_or_two_for_attention(name, trunk_params, n_fc):
 SMALL = dict(n_classes=7, width=8)
 
 
-@pytest.fixture(scope="module", params=models.available())
+@pytest.fixture(scope="module", params=models.available("resnet"))
 def small_model(request):
     torch.manual_seed(0)
     return models.create(request.param, **SMALL).eval()
@@ -179,7 +179,7 @@ def test_a_new_model_family_plugs_in_through_the_protocol(monkeypatch, tmp_path)
             return dataclasses.asdict(self)
 
     class Toy(torch.nn.Module):
-        head_prefix = "fc."
+        head_prefix, input_kind = "fc.", "logmel"
         frame_hop, min_frames = 0.1, 10
 
         def __init__(self, config):

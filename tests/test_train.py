@@ -189,7 +189,6 @@ def test_only_the_packages_errors_become_one_line_messages(monkeypatch, capsys):
     def broken(args):
         np.zeros(3).reshape(2, 2)  # numpy's ValueError
 
-    monkeypatch.setattr(cli, "_cmd_synth", broken)
     monkeypatch.setattr(cli, "build_parser", lambda real=cli.build_parser: _with_func(real(), broken))
     with pytest.raises(ValueError, match="cannot reshape"):
         cli.main(["synth", "--out", "x"])

@@ -95,12 +95,13 @@ class EpochPlan:
                  context: Context, micro_batch_size: int):
         options = dict(num_workers=config.workers, pin_memory=context.device.type == "cuda",
                        persistent_workers=False, prefetch_factor=4 if config.workers else None)
-        self.n_classes, self.clip_samples = len(dataset.label_set), dataset.clip_samples
+        self.n_classes = len(dataset.label_set)
         accumulation = max(1, config.batch_size // (context.world_size * micro_batch_size))
         if streamed:
             if config.sampler == "balanced":
                 raise ConfigError("the balanced sampler needs map-style data (the shards stream in order)")
             dataset.set_epoch(epoch)
+            self.clip_samples = dataset.clip_samples  # for a rank's padding micro-batches
             steps = max(math.ceil(n / (micro_batch_size * accumulation)) for n in dataset.shares())
             weight = 1.0 / (micro_batch_size * accumulation * context.world_size)
             self.loader = DataLoader(dataset, batch_size=micro_batch_size, **options)

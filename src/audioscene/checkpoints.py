@@ -19,11 +19,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from . import models
 from ._io import atomic_open
 from .errors import AudioSceneError
-from .features import FrontendConfig, LogMel
+from .features import FrontendConfig
 from .labels import LabelSet
 
 CHECKPOINT_FORMAT = "audioscene-checkpoint/1"
@@ -103,13 +104,13 @@ class Checkpoint:
     def label_set(self) -> LabelSet:
         return LabelSet(tuple(self.labels))
 
-    def build(self, source: str | os.PathLike = "checkpoint") -> tuple[models.AudioModel, LogMel, LabelSet]:
+    def build(self, source: str | os.PathLike = "checkpoint") -> tuple[models.AudioModel, nn.Module, LabelSet]:
         """Model (with weights, in eval mode), front end and label set; weights that do not fit the
         recorded architecture raise `CheckpointError` naming `source`."""
         try:
             model = models.from_config(self.model_config)
             model.load_state_dict(self.model)
-            frontend = LogMel(FrontendConfig(**self.frontend_config))
+            frontend = models.frontend_for(model, FrontendConfig(**self.frontend_config))
             labels = self.label_set
         except (RuntimeError, TypeError, KeyError, ValueError) as exc:
             reason = " ".join(str(exc).split())[:300]

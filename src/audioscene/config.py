@@ -115,10 +115,13 @@ class TrainConfig:
                           choices=SAMPLERS)
     init: str = _field("", "start from this checkpoint: its trunk, and its head if the labels are the same "
                            "(fine-tuning)")
-    skip_corrupt: bool = _field(False, "shards: skip (and log) clips that cannot be decoded instead of stopping")
+    skip_corrupt: bool = _field(False, "shards and embeddings: skip (and log) clips that cannot be decoded instead of "
+                                       "stopping")
     out_dir: str = _field("runs/run", "run folder for checkpoints and metrics", "--out")
-    model: str = _field("resnet_b_att", "Table-1 model", choices=tuple(models.available()))
-    width: int = _field(64, "base channels (64 in the paper)")
+    model: str = _field("resnet_b_att", "a Table-1 ResNet, or an embedding baseline of Table 2 (on embeddings: data)",
+                        choices=tuple(models.available()))
+    width: int | None = _field(None, "base channels of a ResNet (default 64, the paper's) or hidden units of an "
+                                      "embedding model (default its paper's: 600 Yu, 1024 Kong)")
     stem_stride: int | None = _field(None, "stride of the stem conv (default: the variant's own, 1 for resnet_a, "
                                            "2 otherwise)")
     epochs: int = _field(50, "number of epochs")
@@ -184,20 +187,43 @@ class TrainConfig:
     def from_toml(cls, path: str | os.PathLike, **overrides) -> "TrainConfig":
         """Read a TOML file of `key = value` lines (the field names; a `[frontend]` table for the
         front end); `overrides` win, key by key also inside `frontend`."""
-        try:
-            with open(path, "rb") as f:
-                values = tomllib.load(f)
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-        merged = {**values, **overrides}
-        if isinstance(values.get("frontend"), dict) and isinstance(overrides.get("frontend"), dict):
-            merged["frontend"] = {**values["frontend"], **overrides["frontend"]}
-        return cls.from_dict(merged, source=str(path))
+        return cls.from_dict(_merge(_read_toml(path), overrides), source=str(path))
+
+    @classmethod
+    def for_new_run(cls, values: dict, toml: str | os.PathLike | None = None) -> "TrainConfig":
+        """The configuration `audioscene train` starts: `values` (its flags) over the TOML file, if
+        any. Fine-tuning (`init`) without a model or width takes the checkpoint's. Training and
+        evaluation data are required."""
+        merged = _merge(_read_toml(toml), values) if toml else dict(values)
+        if merged.get("init") and not ("model" in merged and "width" in merged):
+            from .checkpoints import Checkpoint
+
+            source = Checkpoint.load(merged["init"]).model_config
+            merged = {"model": source["name"], "width": source["width"], **merged}
+        config = cls.from_dict(merged, source=str(toml or "command line"))
+        if not (config.train_data and config.eval_data):
+            raise ConfigError("need --train-data and --eval-data (or a --config that sets train_data and eval_data)")
+        return config
 
     def model_config(self, n_classes: int) -> models.ModelConfig:
         """The model's configuration; its input bands, frame hop and padding follow `frontend`."""
         extra = {} if self.stem_stride is None else {"stem_stride": self.stem_stride}
-        return models.config_for(self.model, n_classes=n_classes, width=self.width, n_mels=self.frontend.n_mels,
-                                 input_hop_s=self.frontend.hop_ms / 1000, pad_value=self.frontend.silence, **extra)
+        return models.config_for(self.model, n_classes=n_classes, width=self.width, frontend=self.frontend, **extra)
+
+
+def _read_toml(path: str | os.PathLike) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
+def _merge(values: dict, overrides: dict) -> dict:
+    """`overrides` over `values`, key by key also inside the `frontend` table."""
+    merged = {**values, **overrides}
+    if isinstance(values.get("frontend"), dict) and isinstance(overrides.get("frontend"), dict):
+        merged["frontend"] = {**values["frontend"], **overrides["frontend"]}
+    return merged

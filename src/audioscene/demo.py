@@ -29,8 +29,8 @@ from .events import read_events_tsv, write_events_tsv
 from .features import logmel_from_file
 from .infer import Analysis, Tagger, events_from_analysis
 from .metrics import EventScores, event_f1
-from .report import event_summary, plot_activations, plot_logmel, table2, table3, table4, write_per_class_csv
-from .sed import tune
+from .report import event_summary, figure2, plot_logmel, table2, table3, table4, write_per_class_csv
+from .sed import DEFAULT_KERNELS, tune_on
 
 log = logging.getLogger(__name__)
 
@@ -122,11 +122,8 @@ def segmentation(run_dir: Path, tune_split: Path, eval_split: Path, out_dir: Pat
     analyses = {"tune": _analyze_split(tagger, tune_split), "eval": _analyze_split(tagger, eval_split)}
     reference = {"tune": read_events_tsv(tune_split / "strong.tsv"), "eval": read_events_tsv(eval_split / "strong.tsv")}
     labels = tagger.labels.names
-    tune_frames = {name: result.framewise for name, result in analyses["tune"].items()}
-    durations = {name: result.duration for name, result in analyses["tune"].items()}
-    tunings = {kernels: tune(tune_frames, reference["tune"], tagger.frame_hop, labels,
-                             kernels=kernels, durations=durations, progress=True)
-               for kernels in ((1,), (1, 3, 5, 7, 9, 11))}
+    tunings = {kernels: tune_on(analyses["tune"], reference["tune"], tagger.frame_hop, kernels=kernels, progress=True)
+               for kernels in ((1,), DEFAULT_KERNELS)}
     for kernels, tuning in tunings.items():
         tuning.save(out_dir / ("tuned_thresholds.json" if kernels == (1,) else "tuned_median_thresholds.json"))
     swept, median_swept = tunings.values()
@@ -158,14 +155,10 @@ def _figures(tagger: Tagger, analyses: dict[str, Analysis], split: Path, referen
     """Figure 2 for the first clips with at least two reference events."""
     names = []
     with_events = [name for name in analyses if sum(e.filename == name for e in reference) >= 2][:n_figures]
-    thresholds = tuning.for_labels(tagger.labels.names)[0]
     for i, name in enumerate(with_events, start=1):
-        result = analyses[name]
         events = [e for e in reference if e.filename == name]
-        logmel = logmel_from_file(split / "audio" / name, tagger.frontend).cpu().numpy()
         path = out_dir / f"figure2_{i}.png"
-        plot_activations(logmel, tagger.frontend.config.hop_ms / 1000, result.times, result.framewise,
-                         result.labels, path, top=2, reference=events, thresholds=thresholds,
-                         title=f"{name}: reference " + ", ".join(sorted({e.label for e in events})))
+        figure2(tagger, split / "audio" / name, path, analysis=analyses[name], reference=events, thresholds=tuning,
+                title=f"{name}: reference " + ", ".join(sorted({e.label for e in events})))
         names.append(path.name)
     return names

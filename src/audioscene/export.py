@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ._io import atomic_open
 from .checkpoints import Checkpoint, resolve
-from .errors import AudioSceneError
+from .errors import AudioSceneError, InputError
 from .features import FrontendConfig, LogMel
 from .labels import LabelSet
 from .models import AudioModel
@@ -132,6 +132,9 @@ def export_model(model: AudioModel, frontend: LogMel, labels: LabelSet, path: st
     _require_onnx()
     import onnx
 
+    if model.input_kind != "logmel":
+        raise InputError(f"{model.config.name} takes AudioSet's released embeddings, not audio; only log-mel "
+                         "models export to ONNX")
     graph = _Outputs(model.eval().cpu(), frontend.cpu() if with_frontend else None, frontend_precision).eval()
     cfg = frontend.config
     if with_frontend:

@@ -97,6 +97,9 @@ class Tagger:
         if hop_s is not None:
             check_number("hop_s", hop_s, low=0, low_open=True)
         check_number("batch_size", batch_size, integer=True, low=1)
+        if any(getattr(m, "input_kind", "logmel") != "logmel" for m in models):
+            raise InputError("this model takes AudioSet's released embeddings, not audio: score it with "
+                             "`audioscene evaluate --data embeddings:DIR`")
         hops = {m.frame_hop for m in models}
         if len(hops) != 1:
             raise InputError(f"models with different frame hops cannot be averaged: {sorted(hops)}")
@@ -202,6 +205,31 @@ class Tagger:
             self._run_batch(batch)
         for done_source, done in queue:
             yield done_source, done.result(self.labels.names, self.frame_hop)
+
+    def analyze_files(self, paths: Iterable[str | os.PathLike], classes: str | Mapping[str, Sequence[str]] = "all",
+                      progress: bool = False, workers: int = 0,
+                      ) -> Iterator[tuple[Path, str, Analysis | audio.AudioError | InputError | ValueError]]:
+        """`(path, name, Analysis or error)` for each audio file named (folders expand to the audio
+        files below them, named relative to the folder). A name with a tab, line break or other
+        control character is refused (it would break line-based outputs such as DCASE TSVs).
+        `classes`: "all" (the model's labels), a name in `labels.CLASS_GROUPS`, or a mapping for
+        `to_classes`."""
+        from .events import UNSTORABLE
+        from .labels import CLASS_GROUPS
+
+        groups = CLASS_GROUPS[classes] if classes in CLASS_GROUPS else None if classes == "all" else classes
+        readable, names = [], {}
+        for path, name in audio.expand_paths(paths):
+            if UNSTORABLE.search(name):
+                yield path, name, InputError(f"{name!r}: the file name contains a tab, line break or other control "
+                                             "character; rename the file")
+            else:
+                readable.append(path)
+                names[path] = name
+        for path, result in self.analyze_many(readable, progress=progress, workers=workers):
+            if groups is not None and not isinstance(result, Exception):
+                result = to_classes(result, groups)
+            yield path, names[path], result
 
     def _read_ahead(self, sources: list[Source], workers: int) -> Iterator[tuple[Source, Iterable]]:
         """`(source, its windows)` in order; with workers, short files are decoded in threads ahead."""

@@ -150,6 +150,9 @@ DCASE2018_AUDIOSET_NAMES: dict[str, tuple[str, ...]] = {
     "Vacuum_cleaner": ("Vacuum cleaner",),
 }
 
+# Coarser class sets a model's labels can be mapped onto (`infer.to_classes`): `--classes NAME`.
+CLASS_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {"dcase2018": DCASE2018_AUDIOSET_NAMES}
+
 
 def dcase2018() -> LabelSet:
     """The 10 DCASE 2018 task 4 classes, alphabetical as in the challenge."""

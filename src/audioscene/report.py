@@ -5,13 +5,18 @@ from __future__ import annotations
 import csv
 import os
 from collections import defaultdict
-from typing import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from ._io import atomic_open
 from .events import Event
 from .metrics import SCORES, EventScores
+
+if TYPE_CHECKING:
+    from .infer import Analysis, Tagger
+    from .sed import Tuning
 
 # Table 2 of the paper (AudioSet evaluation set): mAP, AUC, d′.
 PAPER_TABLE2: tuple[tuple[str, float, float, float], ...] = (
@@ -193,3 +198,32 @@ def plot_activations(logmel: np.ndarray, hop_s: float, times: np.ndarray, scores
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return chosen
+
+
+def tuning_table(tuning: Tuning) -> str:
+    """Per-class threshold, median kernel and event F1 (untuned at 0.5, tuned) of a `sed.Tuning`."""
+    pct = lambda v: "–" if v != v else f"{100 * v:.2f}"  # noqa: E731  (NaN: no reference events)
+    return markdown_table(("class", "threshold", "median kernel", "F1 % at 0.5", "F1 % tuned"),
+                          [(label, f"{t:.2f}", k, pct(u), pct(f)) for label, t, k, f, u in
+                           zip(tuning.labels, tuning.thresholds, tuning.kernels, tuning.f1, tuning.f1_untuned)])
+
+
+def figure2(tagger: Tagger, path: str | os.PathLike, output: str | os.PathLike, analysis: Analysis | None = None,
+            reference: Sequence[Event] = (), thresholds: Tuning | None = None, top: int = 2, classes: str = "all",
+            title: str | None = None) -> list[str]:
+    """Figure 2 for one audio file: its log-mel spectrogram (the tagger's front end) above the
+    activations of its `top` classes (`analysis`, or the tagger's analysis of the file mapped to
+    `classes`), with the file's `reference` events shaded and a tuning's thresholds dashed.
+    Returns the classes drawn."""
+    from .features import logmel_from_file
+
+    path = Path(path)
+    if analysis is None:
+        [(_, _, analysis)] = tagger.analyze_files([path], classes=classes)
+        if isinstance(analysis, Exception):
+            raise analysis
+    logmel = logmel_from_file(path, tagger.frontend).cpu().numpy()
+    return plot_activations(logmel, tagger.frontend.config.hop_ms / 1000, analysis.times, analysis.framewise,
+                            analysis.labels, output, top=top, reference=reference,
+                            thresholds=None if thresholds is None else thresholds.for_labels(analysis.labels)[0],
+                            title=path.name if title is None else title)

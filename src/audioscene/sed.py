@@ -7,7 +7,8 @@ attention pool) into events (`events.Event`)::
     scores ── median_filter (odd kernel per class) ── binarize (threshold per class) ── to_events
 
 `tune` sweeps thresholds and median kernels per class for the best event F1 (`metrics.events`,
-whose matching it reuses, vectorised over the whole grid).
+whose matching it reuses, vectorised over the whole grid); `tune_on` does it on a tagger's
+analyses of files.
 
 >>> import numpy as np
 >>> scores = np.array([[0.1, 0.9], [0.8, 0.9], [0.9, 0.2], [0.2, 0.1]])
@@ -18,12 +19,13 @@ whose matching it reuses, vectorised over the whole grid).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -32,6 +34,11 @@ from ._io import atomic_open
 from .errors import InputError
 from .events import Event
 from .metrics.events import EventArrays, encode_events, precision_recall_f1, true_positives
+
+if TYPE_CHECKING:
+    from .infer import Analysis
+
+log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05, 0.10, ..., 0.95
 DEFAULT_KERNELS = (1, 3, 5, 7, 9, 11)  # output frames; 1 = no filtering
@@ -251,6 +258,20 @@ def tune(framewise: Mapping[str, np.ndarray], reference: Sequence[Event], hop: f
     as_f1 = lambda v: float("nan") if v < 0 else float(v)  # noqa: E731  (-1 marked "no reference events")
     return Tuning(labels, tuple(float(thresholds[ti]) for _, ti in best), tuple(int(kernels[ki]) for ki, _ in best),
                   tuple(as_f1(f1[ki, ti, k]) for k, (ki, ti) in enumerate(best)), tuple(map(as_f1, untuned)))
+
+
+def tune_on(analyses: Mapping[str, "Analysis"], reference: Sequence[Event], hop: float, **options) -> Tuning:
+    """`tune` on analysed files (`infer.Analysis` by file name: their frame scores, durations and
+    labels). Reference events of files that are not among them are left out, with a warning."""
+    if not analyses:
+        raise InputError("no analysed files to tune on")
+    unheard = {e.filename for e in reference} - set(analyses)
+    if unheard:
+        log.warning("%d files with reference events were not analysed (e.g. %s); their events are ignored",
+                    len(unheard), sorted(unheard)[0])
+    labels = next(iter(analyses.values())).labels
+    return tune({name: a.framewise for name, a in analyses.items()}, reference, hop, labels,
+                durations={name: a.duration for name, a in analyses.items()}, **options)
 
 
 def _events_from_groups(groups, hop: float, n_labels: int) -> EventArrays:

@@ -42,7 +42,6 @@ from .data import ClipSet, ClipStream, DataSpec, OpenOptions
 from .devices import autocast, resolve_device
 from .distributed import Context, barrier, gather_rows, setup, teardown
 from .errors import ConfigError
-from .features import LogMel
 from .labels import LabelSet
 from .metrics import SCORES, summarize
 from .predictor import Predictor
@@ -69,7 +68,7 @@ class Learner:
 
     model: nn.Module  # what runs forward: the model, or its DDP / compiled wrapper
     raw_model: models.AudioModel  # what checkpoints store
-    frontend: LogMel
+    frontend: nn.Module  # log-mel (or nothing for models on embeddings)
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     amp: object  # the autocast context (a no-op one in float32)
@@ -105,7 +104,8 @@ def build_learner(config: TrainConfig, label_set: LabelSet, context: Context = C
         optimizer.load_state_dict(state.optimizer)
         scaler.load_state_dict(state.scaler)
         torch.set_rng_state(state.rng["torch"])
-    return Learner(model, raw_model, LogMel(config.frontend).to(device), optimizer, scaler, amp, context)
+    frontend = models.frontend_for(raw_model, config.frontend).to(device)
+    return Learner(model, raw_model, frontend, optimizer, scaler, amp, context)
 
 
 def train_step(learner: Learner, batch: MicroBatch) -> float:
@@ -295,7 +295,7 @@ def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, c
         # drop the points an interrupted epoch logged after the last checkpoint (steps count clips)
         writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=(start_epoch - 1) * n_epoch_clips + 1)
         log.info("training %s (width %d, %s parameters) on %d clips, evaluating on %d, %d classes, %s × %s, "
-                 "micro-batches of %d", config.model, config.width,
+                 "micro-batches of %d", config.model, learner.raw_model.config.width,
                  f"{sum(p.numel() for p in learner.raw_model.parameters()):,}", n_epoch_clips, len(eval_set),
                  len(label_set), context.world_size, context.device, micro)
     for epoch in range(start_epoch, config.epochs + 1):
@@ -316,7 +316,7 @@ def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, c
             history.append(row)
             raw = learner.raw_model
             Checkpoint(epoch=epoch, model=raw.state_dict(), model_config=raw.config.to_dict(),
-                       frontend_config=asdict(learner.frontend.config), labels=list(label_set.names),
+                       frontend_config=asdict(config.frontend), labels=list(label_set.names),
                        train_config=asdict(config), history=history, metrics=row,
                        optimizer=learner.optimizer.state_dict(), scaler=learner.scaler.state_dict(),
                        rng={"torch": torch.get_rng_state()}, world_size=context.world_size, coverage=coverage,

@@ -32,6 +32,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from .._io import atomic_open, csv_rows
 from ..audio import SAMPLE_RATE
@@ -382,3 +383,17 @@ def download(segments: list[Segment], out_dir: str | os.PathLike, jobs: int = 8,
     keys = {s.key for s in unique}
     failed = [(k, r) for k, r in earlier_failures.items() if k in keys and k not in present] + new_failures
     return DownloadReport(len(unique), len(present & keys), fetched_now, failed)
+
+
+def write_labels_csv(segments: SegmentList, chosen: Sequence[Segment], out_dir: str | os.PathLike) -> Path:
+    """`out_dir/labels.csv` (`filename,labels`, labels `;`-separated display names) for the `chosen`
+    segments whose clip is in `out_dir/audio/`, so the download trains as `folder:out_dir/audio`.
+    Written atomically; returns its path."""
+    out_dir = Path(out_dir)
+    present = {p.stem for p in (out_dir / "audio").glob("*.flac")}
+    path = out_dir / "labels.csv"
+    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(("filename", "labels"))
+        writer.writerows((f"{s.key}.flac", ";".join(segments.labels(s))) for s in chosen if s.key in present)
+    return path

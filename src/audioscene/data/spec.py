@@ -7,9 +7,11 @@ they open.
 | `folder:DIR`           | audio files under DIR, labelled by a CSV `filename,labels` (`labels`, default `DIR/labels.csv`) | `ClipSet` |
 | `dcase2018:ROOT:SPLIT` | DCASE 2018 task 4 (`train_weak`, `test`, `eval`)                   | `ClipSet` |
 | `shards:DIR`           | tar shards written by `audioscene pack`                            | `ClipStream` |
+| `embeddings:DIR`       | AudioSet's released 128-d embeddings, `DIR/*.tfrecord` (`embeddings`) | `ClipSet` |
 
 A `ClipSet` is map-style: clips in a fixed order with their targets, so it can be scored (evaluation)
-or sampled in any order (training: shuffled or class-balanced). A `ClipStream` is read in sequence,
+or sampled in any order (training: shuffled or class-balanced). Its items are waveforms, or, for
+`embeddings:`, embedding sequences (the models that take them have no log-mel front end). A `ClipStream` is read in sequence,
 each clip once per epoch; `set_epoch` fixes the epoch's order and each DDP rank reads its own share.
 """
 
@@ -29,10 +31,10 @@ from .folder import ClipDataset, DataSetError
 
 
 class ClipSet(Protocol):
-    """Map-style clips: `dataset[i]` is `(waveform [clip_samples], target [K])`, `targets` `[N, K]`."""
+    """Map-style clips: `dataset[i]` is `(input, target [K])`, `targets` `[N, K]`; the input is a
+    waveform `[clip_samples]` or an embedding sequence `[frames, 128]`."""
 
     label_set: LabelSet
-    clip_samples: int
     targets: np.ndarray
 
     def __len__(self) -> int: ...
@@ -94,12 +96,19 @@ def _open_shards(spec: "DataSpec", options: OpenOptions) -> ClipStream:
                         sample_rate=options.sample_rate)
 
 
+def _open_embeddings(spec: "DataSpec", options: OpenOptions) -> ClipSet:
+    from .embeddings import EmbeddingDataset
+
+    return EmbeddingDataset.from_folder(spec.path, options.label_set, skip_bad=options.skip_corrupt)
+
+
 # kind → (opener, streamed); the kind is the spec's prefix ("dir" has none)
 OPENERS: dict[str, tuple[Callable[["DataSpec", OpenOptions], ClipSet | ClipStream], bool]] = {
     "dir": (_open_dir, False),
     "folder": (_open_folder, False),
     "dcase2018": (_open_dcase2018, False),
     "shards": (_open_shards, True),
+    "embeddings": (_open_embeddings, False),
 }
 WITH_LABELS_FILE = ("folder",)
 

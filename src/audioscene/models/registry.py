@@ -1,4 +1,5 @@
-"""The Table-1 models as configurations of one `AudioResNet`, and `create(name, ...)` to build them.
+"""The Table-1 models as configurations of one `AudioResNet`, the embedding baselines of Table 2
+(`embedding`), and `create(name, ...)` to build any of them.
 
 >>> import torch
 >>> from audioscene import models
@@ -17,7 +18,9 @@ from torch import Tensor, nn
 
 from ..errors import InputError, check_number
 from ..features import FrontendConfig
+from . import embedding
 from .blocks import ResNetTrunk
+from .embedding import EmbeddingModel, EmbeddingModelConfig
 from .heads import HEADS
 
 
@@ -72,6 +75,7 @@ class AudioResNet(nn.Module):
     """
 
     head_prefix = "head."  # the classifier's state-dict keys: replaced when fine-tuning onto new labels
+    input_kind = "logmel"
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -107,37 +111,52 @@ class AudioResNet(nn.Module):
         return {**out, "frame_hop": self.frame_hop}
 
 
-def available() -> list[str]:
-    """Names accepted by `create`."""
-    return list(VARIANTS)
+def available(family: str | None = None) -> list[str]:
+    """Names accepted by `create`: the Table-1 ResNets ("resnet" family), then the embedding
+    baselines ("embedding"), or only those of `family`."""
+    names = {"resnet": list(VARIANTS), "embedding": list(embedding.VARIANTS)}
+    return names[family] if family else [name for group in names.values() for name in group]
 
 
-def config_for(name: str, n_classes: int = 527, width: int = 64, **overrides) -> ModelConfig:
-    """The `ModelConfig` of a Table-1 variant, with any field overridden."""
-    if name not in VARIANTS:
-        raise InputError(f"unknown model {name!r}; available: {', '.join(available())}")
+def config_for(name: str, n_classes: int = 527, width: int | None = None, frontend: FrontendConfig | None = None,
+               **overrides) -> ModelConfig | EmbeddingModelConfig:
+    """The config of a named model (`width`: the variant's own by default), with any field
+    overridden; a ResNet's input bands, frame hop and padding follow `frontend` if given."""
     check_number("n_classes", n_classes, integer=True, low=1)
-    check_number("width", width, integer=True, low=1)
-    config = ModelConfig(name=name, n_classes=n_classes, width=width, **VARIANTS[name])
+    if width is not None:
+        check_number("width", width, integer=True, low=1)
+    if name in VARIANTS:
+        if frontend is not None:
+            overrides = dict(n_mels=frontend.n_mels, input_hop_s=frontend.hop_ms / 1000, pad_value=frontend.silence,
+                             **overrides)
+        config = ModelConfig(name=name, n_classes=n_classes, width=width or 64, **VARIANTS[name])
+    elif name in embedding.VARIANTS:
+        config = EmbeddingModelConfig(name=name, n_classes=n_classes, **embedding.VARIANTS[name])
+        config = config if width is None else replace(config, width=width)
+    else:
+        raise InputError(f"unknown model {name!r}; available: {', '.join(available())}")
     try:
         return replace(config, **overrides)
     except TypeError as exc:
         raise InputError(f"bad model override for {name!r}: {exc}") from None
 
 
-def create(name: str, n_classes: int = 527, width: int = 64, **overrides) -> AudioResNet:
-    """Build a Table-1 model: `resnet_a`, `resnet_b`, `resnet_b_att`, `resnet_c_att`, `resnet_d_att`."""
-    return AudioResNet(config_for(name, n_classes, width, **overrides))
+def create(name: str, n_classes: int = 527, width: int | None = None, **overrides) -> AudioModel:
+    """Build a named model: a Table-1 ResNet (`resnet_a`, `resnet_b`, `resnet_b_att`, `resnet_c_att`,
+    `resnet_d_att`) or an embedding baseline (`yu_multilevel_att`, `kong_att`)."""
+    return from_config(config_for(name, n_classes, width, **overrides))
 
 
 class AudioModel(Protocol):
     """What the package needs of a model family (training, evaluation, tagging, export): a config
     that serialises with a `family` key, the hop of its frame outputs, the fewest input frames it
-    takes, the prefix of its classifier's state-dict keys, and a forward pass from log-mel
-    `[B, T, n_mels]` to `{"clipwise": [B, K], "framewise": [B, T', K]}`."""
+    takes, the prefix of its classifier's state-dict keys, its input (`input_kind`: "logmel" from
+    the front end, or "embeddings", AudioSet's released features) and a forward pass from
+    `[B, T, features]` to `{"clipwise": [B, K], "framewise": [B, T', K]}`."""
 
-    config: ModelConfig
+    config: ModelConfig | EmbeddingModelConfig
     head_prefix: str
+    input_kind: str
 
     @property
     def frame_hop(self) -> float: ...
@@ -151,13 +170,24 @@ class AudioModel(Protocol):
 # family → builder from a stored config dict; a new family (e.g. the embedding baselines) adds itself here
 FAMILIES: dict[str, Callable[[dict], AudioModel]] = {
     "resnet": lambda values: AudioResNet(ModelConfig.from_dict(values)),
+    "embedding": lambda values: EmbeddingModel(EmbeddingModelConfig.from_dict(values)),
 }
+
+
+def frontend_for(model: AudioModel, config: FrontendConfig) -> nn.Module:
+    """What turns a data set's items into the model's input: the log-mel front end, or nothing for
+    models on embeddings (their data already holds the input)."""
+    from ..features import LogMel
+
+    return LogMel(config) if model.input_kind == "logmel" else nn.Identity()
 
 
 def from_config(config: ModelConfig | dict) -> AudioModel:
     """Rebuild a model from a stored config (as saved in checkpoints), by its `family`."""
     if isinstance(config, ModelConfig):
         return AudioResNet(config)
+    if isinstance(config, EmbeddingModelConfig):
+        return EmbeddingModel(config)
     family = config.get("family", "resnet")  # checkpoints from before families were resnets
     if family not in FAMILIES:
         raise InputError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")

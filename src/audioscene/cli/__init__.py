@@ -1,0 +1,34 @@
+"""The `audioscene` command line: `parser` declares the subcommands and their options (argument
+types in `arguments`), `commands` calls the library for each one. Errors a user can cause and fix
+print one line on stderr; anything else is a bug and keeps its traceback."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from ..distributed import launch_rank
+from ..errors import AudioSceneError
+from .arguments import PROG
+from .parser import build_parser
+
+__all__ = ["main", "build_parser"]
+
+# Errors a user can cause and fix (and OSError from their files); these print one line, anything else
+# is a bug and keeps its traceback.
+USER_ERRORS = (AudioSceneError, OSError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    secondary_rank = launch_rank() != 0  # under torchrun, rank 0 speaks for all
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if secondary_rank else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return args.func(args) or 0
+    except USER_ERRORS as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,169 @@
+"""Argument types and option groups of the `audioscene` command line: each value is checked as the
+API checks it, and a bad one is reported by argparse in one line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from pathlib import Path
+
+from ..errors import AudioSceneError, InputError, check_number, describe_range
+from ..labels import CLASS_GROUPS
+
+PROG = "audioscene"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line on stderr (exit code 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def snr_range(text: str) -> tuple[float, float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or LOW,HIGH in dB, got {text!r}") from None
+    if len(values) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected a number or LOW,HIGH in dB, got {text!r}")
+    return (values[0], values[-1])
+
+
+def number(integer: bool = False, low: float | None = None, high: float | None = None, low_open: bool = False):
+    """An argparse type: a finite number in a range, checked as the API checks it."""
+    wanted = describe_range(integer, low, high, low_open)
+
+    def parse(text: str):
+        try:
+            return check_number("value", (int if integer else float)(text), integer=integer, low=low, high=high,
+                                low_open=low_open)
+        except (ValueError, InputError):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+    return parse
+
+
+positive_int = number(integer=True, low=1)
+count = number(integer=True, low=0)
+positive = number(low=0, low_open=True)
+
+
+def device(text: str) -> str:
+    from ..devices import check_device
+
+    try:
+        return check_device(text)
+    except AudioSceneError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_config_flags(parser, config_class, prefix: str = "") -> None:
+    """One flag per field of a config dataclass, generated from the field: its type (and range, in
+    `CONFIG_RANGES` / `FRONTEND_RANGES`), default, choices, help text and flag names (field metadata).
+    Booleans that default to on get `--no-NAME`. A nested config gets an argument group of its own."""
+    from ..config import CONFIG_RANGES
+    from ..features import FRONTEND_RANGES
+
+    ranges = CONFIG_RANGES if prefix == "" else FRONTEND_RANGES  # a nested config is the front end
+    hints = typing.get_type_hints(config_class)
+    for item in dataclasses.fields(config_class):
+        kind, meta = hints[item.name], item.metadata
+        default = item.default_factory() if item.default is dataclasses.MISSING else item.default
+        if dataclasses.is_dataclass(kind):
+            group = parser.add_argument_group(f"{item.name}: {meta.get('help', '')}")
+            add_config_flags(group, kind, prefix=f"{item.name}.")
+            continue
+        name = item.name.replace("_", "-")
+        flags = list(meta.get("flags") or (f"--{name}",))
+        options = {"dest": prefix + item.name, "help": meta.get("help", "")}
+        if kind is bool:
+            if default:
+                flags, options["help"] = [f"--no-{name}"], f"turn off (on by default): {options['help']}"
+            options.update(action="store_const", const=not default)
+        else:
+            if not meta.get("choices"):
+                options["metavar"] = item.name.upper()
+            if default not in ("", None):
+                shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+                options["help"] += f" (default {shown})"
+            if meta.get("choices"):
+                options["choices"] = meta["choices"]
+            elif item.name == "device":
+                options["type"] = device
+            elif typing.get_origin(kind) is tuple:
+                options.update(type=numbers(len(typing.get_args(kind))), metavar="B1,B2")
+            elif kind in (int, float) or int in typing.get_args(kind):
+                integer = kind is int or int in typing.get_args(kind)
+                options["type"] = number(**{"integer": integer, **ranges.get(item.name, {})})
+        parser.add_argument(*flags, **options)
+
+
+def config_values(args, config_class) -> dict:
+    """The fields set on the command line (nested configs as dicts), for `from_dict`/`from_toml`."""
+    values = {}
+    hints = typing.get_type_hints(config_class)
+    for item in dataclasses.fields(config_class):
+        if dataclasses.is_dataclass(hints[item.name]):
+            nested = {f.name: getattr(args, f"{item.name}.{f.name}") for f in dataclasses.fields(hints[item.name])}
+            nested = {key: value for key, value in nested.items() if value is not None}
+            if nested:
+                values[item.name] = nested
+        elif getattr(args, item.name, None) is not None:
+            values[item.name] = getattr(args, item.name)
+    return values
+
+
+def numbers(count: int):
+    """An argparse type: `count` comma-separated finite numbers."""
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            values = tuple(check_number("value", float(v)) for v in text.split(","))
+        except (ValueError, InputError):
+            values = ()
+        if len(values) != count:
+            raise argparse.ArgumentTypeError(f"expected {count} numbers separated by commas, got {text!r}")
+        return values
+    return parse
+
+
+def per_class_values(kind: type, low: float | None = None, high: float | None = None):
+    """A value, comma-separated values (one per class) or a tuning JSON from `sed-tune`; numbers
+    must lie in [low, high]."""
+    def parse(text: str):
+        if text.endswith(".json"):
+            from ..sed import Tuning
+
+            try:
+                return Tuning.load(text)
+            except AudioSceneError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+        try:
+            values = [check_number("value", kind(v), integer=kind is int, low=low, high=high) for v in text.split(",")]
+        except (ValueError, InputError):
+            raise argparse.ArgumentTypeError(f"expected {describe_range(kind is int, low, high, False)}, numbers like "
+                                             f"that separated by commas, or a tuning .json; got {text!r}") from None
+        return values[0] if len(values) == 1 else values
+    return parse
+
+
+def add_event_options(p) -> None:
+    """How frame scores become events (detect, view)."""
+    p.add_argument("--thresholds", type=per_class_values(float, 0, 1), default=0.5,
+                   help="one threshold, one per class (comma-separated) or a sed-tune JSON (default 0.5)")
+    p.add_argument("--median", type=per_class_values(int, 1), default=1,
+                   help="odd median kernel in frames, one per class, or a sed-tune JSON (default 1: none)")
+
+
+def add_model_options(p) -> None:
+    p.add_argument("--run", type=Path, required=True,
+                   help="run folder with epoch_NNN.pt checkpoints, or a model.onnx from export-onnx")
+    p.add_argument("--checkpoint", default="best",
+                   help="best (the run's best eval score, mAP by default), last, avg (mean of all epochs' outputs) "
+                        "or a .pt path (default best)")
+    p.add_argument("--classes", choices=("all", *CLASS_GROUPS), default="all",
+                   help="all: the run's own labels; dcase2018: the 10 DCASE classes, each the max over its "
+                        "AudioSet labels (default all)")
+    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--hop-s", type=positive, help="window step in seconds (default: the window, about 10 s)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="windows per forward pass (default 8)")

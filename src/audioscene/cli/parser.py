@@ -1,0 +1,227 @@
+"""The `audioscene` subcommands and their options (`build_parser`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..sed import DEFAULT_KERNELS, DEFAULT_THRESHOLDS
+from . import commands
+from .arguments import (
+    PROG,
+    Parser,
+    add_config_flags,
+    add_event_options,
+    add_model_options,
+    count,
+    device,
+    number,
+    per_class_values,
+    positive,
+    positive_int,
+    snr_range,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..config import TrainConfig
+
+    parser = Parser(prog=PROG, description="Audio tagging and sound event detection with the paper's ResNets.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="generate the synthetic soundscape data set",
+                       description="Generate deterministic synthetic 10 s soundscapes with the 10 DCASE 2018 class names.",
+                       epilog="example: audioscene synth --out data/synth/train --n-clips 2000 --seed 1 --snr-db 0,15",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, required=True, help="output folder (audio/, weak.csv, strong.tsv)")
+    p.add_argument("--n-clips", type=positive_int, default=100, help="number of clips (default 100)")
+    p.add_argument("--seed", type=count, default=0, help="random seed; same seed, same bytes (default 0)")
+    p.add_argument("--snr-db", type=snr_range, default=None,
+                   help="event-to-background ratio in dB: a value or LOW,HIGH (default 0,15)")
+    p.add_argument("--workers", type=positive_int, help="processes rendering clips (default: one per CPU)")
+    p.set_defaults(func=commands.synth)
+
+    p = sub.add_parser("train", help="train a Table-1 model (checkpoint every epoch, resumable)",
+                       description="Train a model on a data folder (weak.csv + audio/), evaluating after every epoch.",
+                       epilog="examples:\n  audioscene train --train-data data/train --eval-data data/eval --model resnet_b_att "
+                              "--width 16 --epochs 5 --out runs/b_att\n  audioscene train --config run.toml --seed 3\n"
+                              "  audioscene train --resume runs/b_att --epochs 10\n"
+                              "  torchrun --nproc-per-node 4 -m audioscene train --data shards:shards/train "
+                              "--eval-data data/eval --batch-size 128 --out runs/ddp\n"
+                              "  audioscene train --data folder:my_clips --labels my_clips/labels.csv --eval-data "
+                              "folder:my_eval --init runs/b_att/epoch_050.pt --epochs 5 --out runs/mine",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, help="TOML file with TrainConfig keys; flags override it")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint")
+    add_config_flags(p, TrainConfig)
+    p.set_defaults(func=commands.train)
+
+    p = sub.add_parser("evaluate", help="Table-2 style scores of a run: peak epoch and checkpoint-averaged outputs",
+                       description="Score every checkpoint of a run on a data folder; report the peak epoch and 'Avg' "
+                                   "(the mean of all checkpoints' outputs, scored).",
+                       epilog="example: audioscene evaluate --run runs/b_att --data data/eval")
+    p.add_argument("--run", type=Path, required=True, help="run folder with epoch_NNN.pt files")
+    p.add_argument("--data", required=True, help="data to score: DIR (weak.csv + audio/), folder:DIR or "
+                                                 "dcase2018:ROOT:SPLIT")
+    p.add_argument("--labels", help="for folder: data, its CSV filename,labels (default DIR/labels.csv)")
+    p.add_argument("--select-data", help="pick the peak epoch on this split instead of --data itself")
+    p.add_argument("--select-labels", help="for a folder: --select-data, its CSV filename,labels")
+    p.add_argument("--amp", action="store_true", help="score in bf16 autocast (faster; float32 by default)")
+    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="clips per batch (default 64)")
+    p.add_argument("--workers", type=count, default=0, help="data loader worker processes (default 0)")
+    p.add_argument("--per-class", type=Path, help="per-class CSV path (default RUN/per_class_DATA.csv)")
+    p.set_defaults(func=commands.evaluate)
+
+    p = sub.add_parser("tag", help="top labels of audio files (any length)",
+                       description="Tag audio files: clip scores (max over ~10 s windows) and the top-k labels. "
+                                   "Folders expand to the audio files in them; files that cannot be read are named "
+                                   "on stderr and skipped (exit code 1 at the end).",
+                       epilog="examples:\n  audioscene tag recordings/ --run runs/b_att --top-k 3\n"
+                              "  audioscene tag a.wav --run model.onnx --format json > tags.json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATHS", help="audio files or folders of them")
+    p.add_argument("--top-k", type=positive_int, default=5, help="labels per file (default 5)")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (default table)")
+    p.add_argument("--workers", type=count, default=2, help="threads decoding the next files (default 2; 0: none)")
+    add_model_options(p)
+    p.set_defaults(func=commands.tag)
+
+    p = sub.add_parser("export-onnx", help="export a trained model to ONNX (checked against PyTorch)",
+                       description="Export a checkpoint to ONNX with dynamic batch and time axes, optionally with the "
+                                   "log-mel front end inside (input: 16 kHz waveform). ONNX Runtime's outputs are "
+                                   "compared with PyTorch's and the file is written only if they agree.",
+                       epilog="example: audioscene export-onnx --run runs/b_att -o b_att.onnx --with-frontend")
+    p.add_argument("--run", type=Path, required=True, help="run folder with epoch_NNN.pt checkpoints")
+    p.add_argument("--checkpoint", default="best", help="best, last or a .pt path (default best)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="ONNX file to write")
+    p.add_argument("--with-frontend", action="store_true", help="include the log-mel front end (waveform input)")
+    p.add_argument("--frontend-precision", choices=("float64", "float32"), default="float64",
+                   help="DFT precision of the exported front end: float64 is as exact as LogMel, float32 is "
+                        "faster and deviates by up to ~1e-3 in log-mel (reported; default float64)")
+    p.add_argument("--tolerance", type=positive, default=1e-4, help="max |ONNX − PyTorch| accepted (default 1e-4)")
+    p.set_defaults(func=commands.export_onnx)
+
+    p = sub.add_parser("view", help="a local web page: drop a file, see tags, activations and events",
+                       description="Serve a page (loopback only by default) where you drop or pick an audio file and "
+                                   "see its log-mel spectrogram, top tags, activation curves and detected events, "
+                                   "with playback and a moving cursor. Works offline.",
+                       epilog="example: audioscene view --run runs/b_att --thresholds tuned.json --median tuned.json")
+    p.add_argument("--port", type=number(integer=True, low=1, high=65535), default=8765, help="port (default 8765)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests addressed to this host name (e.g. the machine's DNS name when "
+                        "serving on 0.0.0.0); others get 400, which stops DNS-rebinding attacks")
+    p.add_argument("--top-k", type=positive_int, default=5, help="tags shown (default 5)")
+    add_event_options(p)
+    p.add_argument("--max-upload-mb", type=positive, default=100.0, help="largest upload accepted (default 100 MB)")
+    add_model_options(p)
+    p.set_defaults(func=commands.view)
+
+    p = sub.add_parser("detect", help="sound events in audio files (any length) as a DCASE TSV",
+                       description="Find when each sound happens: frame scores of 10 s windows, stitched, median-"
+                                   "filtered, thresholded and turned into events. Files that cannot be read are "
+                                   "named on stderr and skipped (exit code 1 at the end).",
+                       epilog="examples:\n  audioscene detect recordings/ --run runs/b_att -o events.tsv\n"
+                              "  audioscene detect a.wav b.flac --run runs/b_att --thresholds tuned.json "
+                              "--median tuned.json -o events.tsv",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("files", nargs="+", type=Path, metavar="FILES", help="audio files or folders of them")
+    p.add_argument("-o", "--output", type=Path, required=True, help="events TSV to write")
+    add_event_options(p)
+    add_model_options(p)
+    p.set_defaults(func=commands.detect)
+
+    p = sub.add_parser("sed-eval", help="event-based F1 of estimated events against reference events",
+                       description="Score an events TSV against a reference TSV with sed_eval's event-based rule "
+                                   "(onset within the collar, offset within max(collar, 20%% of the event's length)).",
+                       epilog="example: audioscene sed-eval --ref data/eval/strong.tsv --est events.tsv --collar 0.2")
+    p.add_argument("--ref", type=Path, required=True, help="reference events (DCASE TSV)")
+    p.add_argument("--est", type=Path, required=True, help="estimated events (DCASE TSV)")
+    p.add_argument("--collar", type=positive, default=0.2, help="onset/offset collar in seconds (default 0.2)")
+    p.add_argument("--percentage-of-length", type=number(low=0, high=1), default=0.2,
+                   help="offset collar as a share of the reference event's length, if larger (default 0.2)")
+    p.add_argument("--nan-for-empty", action="store_true",
+                   help="a class without estimated events gets an undefined F1 and drops out of the macro "
+                        "average (sed_eval's default) instead of scoring 0")
+    p.set_defaults(func=commands.sed_eval)
+
+    p = sub.add_parser("sed-tune", help="per-class thresholds and median kernels that maximise event F1",
+                       description="Sweep a threshold grid and odd median kernels per class on a tuning set with "
+                                   "reference events; writes the best setting of each class as JSON for detect.",
+                       epilog="example: audioscene sed-tune --run runs/b_att --audio data/tune/audio "
+                              "--ref data/tune/strong.tsv -o tuned.json")
+    p.add_argument("--audio", type=Path, required=True, help="folder of the tuning set's audio files")
+    p.add_argument("--ref", type=Path, required=True, help="their reference events (DCASE TSV)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="tuning JSON to write")
+    p.add_argument("--grid", type=per_class_values(float, 0, 1), default=list(DEFAULT_THRESHOLDS),
+                   help="thresholds to try, comma-separated (default 0.05,0.10,...,0.95)")
+    p.add_argument("--kernels", type=per_class_values(int, 1), default=list(DEFAULT_KERNELS),
+                   help="odd median kernels to try, comma-separated (default 1,3,5,7,9,11)")
+    p.add_argument("--thresholds-only", action="store_true", help="no median filter (kernel 1 for every class)")
+    p.add_argument("--collar", type=positive, default=0.2, help="collar in seconds for the F1 (default 0.2)")
+    add_model_options(p)
+    p.set_defaults(func=commands.sed_tune)
+
+    p = sub.add_parser("plot", help="Figure 2: spectrogram above the activation curves of the top classes",
+                       description="Draw a file's log-mel spectrogram above the framewise activations of its "
+                                   "top classes, with reference events shaded when a TSV is given.",
+                       epilog="example: audioscene plot data/eval/audio/synth_000003.flac --run runs/b_att "
+                              "--ref data/eval/strong.tsv -o fig2.png")
+    p.add_argument("file", type=Path, metavar="FILE", help="audio file")
+    p.add_argument("-o", "--output", type=Path, required=True, help="PNG to write")
+    p.add_argument("--ref", type=Path, help="reference events (DCASE TSV); this file's events are shaded")
+    p.add_argument("--top", type=positive_int, default=2, help="number of classes drawn (default 2)")
+    p.add_argument("--thresholds", type=per_class_values(float, 0, 1),
+                   help="a sed-tune JSON whose thresholds are drawn as dashed lines")
+    add_model_options(p)
+    p.set_defaults(func=commands.plot)
+
+    p = sub.add_parser("download", help="fetch AudioSet clips (yt-dlp + ffmpeg), resumable, with a shrinkage report",
+                       description="Fetch the [start, end] section of each segment of an AudioSet CSV as 16 kHz mono "
+                                   "FLAC (OUT/audio/YTID_STARTMS.flac). Re-running resumes: fetched clips and "
+                                   "permanent failures (OUT/failures.csv) are skipped. Writes OUT/labels.csv.",
+                       epilog="example: audioscene download --csv balanced_train_segments.csv --out data/audioset/"
+                              "balanced --jobs 8")
+    p.add_argument("--csv", type=Path, required=True, help="AudioSet segment CSV (# YTID, start, end, labels)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--jobs", type=positive_int, default=8, help="parallel downloads (default 8)")
+    p.add_argument("--retries", type=count, default=3, help="retries of a transient failure (default 3)")
+    p.add_argument("--backoff", type=number(low=0), default=2.0, help="first retry delay in seconds, doubled each time (default 2)")
+    p.add_argument("--url-template", default="https://www.youtube.com/watch?v={ytid}",
+                   help="source URL with {ytid} (and {start}, {end}); default the YouTube watch URL")
+    p.add_argument("--clip-timeout", type=positive, default=300.0,
+                   help="seconds one attempt at one clip may take before it is killed and retried (default 300)")
+    p.add_argument("--retry-failed", action="store_true", help="try the clips in failures.csv again")
+    p.add_argument("--skip-bad", action="store_true", help="skip malformed CSV lines (counted) instead of stopping")
+    p.add_argument("--limit", type=positive_int, help="only the first N segments")
+    p.set_defaults(func=commands.download)
+
+    p = sub.add_parser("pack", help="write a data set into tar shards (WebDataset layout) with a checksummed index",
+                       description="Pack clips into shards of about --shard-mb (key.flac + key.json per clip) and "
+                                   "index.json with each shard's clip count and sha256; files are written atomically.",
+                       epilog="examples:\n  audioscene pack --data data/train --out shards/train\n"
+                              "  audioscene pack --data folder:my_clips --labels my_clips/labels.csv --out shards/mine",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="DIR (weak.csv + audio/), folder:DIR (with --labels) or "
+                                                 "dcase2018:ROOT:SPLIT")
+    p.add_argument("--labels", help="for folder: data, the CSV filename,labels")
+    p.add_argument("--out", type=Path, required=True, help="shard folder to write")
+    p.add_argument("--shard-mb", type=positive, default=1000.0, help="shard size in MB (default 1000)")
+    p.set_defaults(func=commands.pack)
+
+    p = sub.add_parser("verify", help="check every shard against its index (size, sha256, members)",
+                       description="Check that every shard listed in index.json exists, has the recorded size and "
+                                   "sha256, and holds one .flac and one .json per clip. Exit code 1 on any problem.",
+                       epilog="example: audioscene verify shards/train")
+    p.add_argument("shards", type=Path, metavar="SHARDS", help="shard folder (with index.json)")
+    p.set_defaults(func=commands.verify)
+
+    p = sub.add_parser("demo", help="run the pipeline on the embedded synthetic data set",
+                       description="Run the whole pipeline offline on synthetic data.",
+                       epilog="example: audioscene demo --out demo_output")
+    p.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (default demo_output)")
+    p.add_argument("--seed", type=count, default=0, help="random seed (default 0)")
+    p.set_defaults(func=commands.demo)
+    return parser

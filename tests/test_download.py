@@ -15,7 +15,8 @@ import pytest
 import soundfile as sf
 
 from audioscene.cli import main
-from audioscene.data.audioset import DownloadSetupError, Segment, download, read_segments
+from audioscene.data.audioset import Segment, read_segments
+from audioscene.data.download import DownloadSetupError, download
 from audioscene.errors import InputError
 
 

@@ -104,7 +104,8 @@ def _type_name(annotation) -> str:
 class TrainConfig:
     """Everything a training run depends on; defaults are the paper's (batch size is ours)."""
 
-    train_data: str = _field("", "training data: DIR (weak.csv + audio/), folder:DIR, dcase2018:ROOT:SPLIT or shards:DIR",
+    train_data: str = _field("", "training data: DIR (weak.csv + audio/), folder:DIR, dcase2018:ROOT:SPLIT, shards:DIR "
+                                 "or embeddings:DIR (AudioSet's released features, for the embedding baselines)",
                              "--train-data", "--data")
     eval_data: str = _field("", "evaluation data (the same forms but shards), scored after every epoch")
     labels_csv: str = _field("", "for folder: training data, its CSV filename,labels (labels ;-separated names or "

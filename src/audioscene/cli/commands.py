@@ -23,6 +23,13 @@ def synth(args) -> None:
     print(f"wrote {args.n_clips} clips to {out} (weak.csv, strong.tsv, audio/)")
 
 
+def synth_embeddings(args) -> None:
+    from ..data.embeddings import write_synthetic
+
+    files = write_synthetic(args.data, args.out, seed=args.seed)
+    print(f"wrote {len(files)} .tfrecord files to {args.out}; train on it with --data embeddings:{args.out}")
+
+
 def train(args) -> None:
     from ..config import TrainConfig
     from ..train import resume, train
@@ -188,7 +195,8 @@ def plot(args) -> None:
 
 
 def download(args) -> int:
-    from ..data.audioset import check_url_template, download, read_segments, write_labels_csv
+    from ..data.audioset import read_segments, write_labels_csv
+    from ..data.download import check_url_template, download
 
     check_url_template(args.url_template)
     segments = read_segments(args.csv, skip_bad=args.skip_bad)

@@ -42,7 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=positive_int, help="processes rendering clips (default: one per CPU)")
     p.set_defaults(func=commands.synth)
 
-    p = sub.add_parser("train", help="train a Table-1 model (checkpoint every epoch, resumable)",
+    p = sub.add_parser("synth-embeddings", help="AudioSet-style embedding TFRecords of a synthetic split (offline "
+                                                "stand-in for the released features)",
+                       description="Write a synthetic split as TFRecords in the layout of AudioSet's released "
+                                   "embeddings (pooled log-mel through a fixed random projection, 8-bit quantised), "
+                                   "for the embedding baselines (--model yu_multilevel_att / kong_att).",
+                       epilog="example: audioscene synth-embeddings --data data/synth/train --out data/emb/train")
+    p.add_argument("--data", type=Path, required=True, help="synthetic split folder (weak.csv + audio/)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the .tfrecord files")
+    p.add_argument("--seed", type=count, default=0, help="seed of the projection; use the same for every split "
+                                                        "(default 0)")
+    p.set_defaults(func=commands.synth_embeddings)
+
+    p = sub.add_parser("train", help="train a Table-1 model or an embedding baseline (checkpoint every epoch, "
+                                     "resumable)",
                        description="Train a model on a data folder (weak.csv + audio/), evaluating after every epoch.",
                        epilog="examples:\n  audioscene train --train-data data/train --eval-data data/eval --model resnet_b_att "
                               "--width 16 --epochs 5 --out runs/b_att\n  audioscene train --config run.toml --seed 3\n"
@@ -50,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "  torchrun --nproc-per-node 4 -m audioscene train --data shards:shards/train "
                               "--eval-data data/eval --batch-size 128 --out runs/ddp\n"
                               "  audioscene train --data folder:my_clips --labels my_clips/labels.csv --eval-data "
-                              "folder:my_eval --init runs/b_att/epoch_050.pt --epochs 5 --out runs/mine",
+                              "folder:my_eval --init runs/b_att/epoch_050.pt --epochs 5 --out runs/mine\n"
+                              "  audioscene train --data embeddings:audioset_v1_embeddings/bal_train --eval-data "
+                              "embeddings:audioset_v1_embeddings/eval --model yu_multilevel_att --lr 1e-3 "
+                              "--batch-size 500 --sampler balanced --out runs/yu",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, help="TOML file with TrainConfig keys; flags override it")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint")
@@ -62,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(the mean of all checkpoints' outputs, scored).",
                        epilog="example: audioscene evaluate --run runs/b_att --data data/eval")
     p.add_argument("--run", type=Path, required=True, help="run folder with epoch_NNN.pt files")
-    p.add_argument("--data", required=True, help="data to score: DIR (weak.csv + audio/), folder:DIR or "
-                                                 "dcase2018:ROOT:SPLIT")
+    p.add_argument("--data", required=True, help="data to score: DIR (weak.csv + audio/), folder:DIR, "
+                                                 "dcase2018:ROOT:SPLIT or embeddings:DIR (embedding baselines)")
     p.add_argument("--labels", help="for folder: data, its CSV filename,labels (default DIR/labels.csv)")
     p.add_argument("--select-data", help="pick the peak epoch on this split instead of --data itself")
     p.add_argument("--select-labels", help="for a folder: --select-data, its CSV filename,labels")

@@ -78,10 +78,11 @@ def write_records(path: str | os.PathLike, records: Iterable[bytes]) -> None:
 # --- protobuf wire format --------------------------------------------------------------------------
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    byte = data[pos]  # IndexError when truncated
+    if byte < 0x80:  # most keys and lengths: one byte
+        return byte, pos + 1
     value = shift = 0
     while True:
-        if pos >= len(data):
-            raise ValueError("truncated varint")
         byte = data[pos]
         value |= (byte & 0x7F) << shift
         pos += 1
@@ -92,27 +93,29 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
             raise ValueError("varint longer than 10 bytes")
 
 
-def _fields(data: bytes) -> Iterator[tuple[int, int, bytes | int]]:
+def _fields(data: bytes) -> list[tuple[int, int, bytes | int]]:
     """`(field number, wire type, value)` of a message: an int for varints, bytes otherwise."""
-    pos = 0
-    while pos < len(data):
-        key, pos = _varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(data, pos)
-        elif wire == 2:
-            length, pos = _varint(data, pos)
-            value, pos = data[pos:pos + length], pos + length
-            if len(value) < length:
-                raise ValueError(f"field {number}: truncated")
-        elif wire in (1, 5):
-            size = 8 if wire == 1 else 4
-            value, pos = data[pos:pos + size], pos + size
-            if len(value) < size:
-                raise ValueError(f"field {number}: truncated")
-        else:
-            raise ValueError(f"field {number}: unsupported wire type {wire}")
-        yield number, wire, value
+    fields, pos, end = [], 0, len(data)
+    try:
+        while pos < end:
+            key, pos = _varint(data, pos)
+            wire = key & 7
+            if wire == 2:
+                length, pos = _varint(data, pos)
+                value, pos = data[pos:pos + length], pos + length
+            elif wire == 0:
+                value, pos = _varint(data, pos)
+            elif wire in (1, 5):
+                size = 8 if wire == 1 else 4
+                value, pos = data[pos:pos + size], pos + size
+            else:
+                raise ValueError(f"field {key >> 3}: unsupported wire type {wire}")
+            if pos > end:
+                raise ValueError(f"field {key >> 3}: truncated")
+            fields.append((key >> 3, wire, value))
+    except IndexError:
+        raise ValueError("truncated message") from None
+    return fields
 
 
 def _feature(data: bytes) -> list:

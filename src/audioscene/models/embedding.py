@@ -2,8 +2,9 @@
 (one embedding per 0.96 s; `data.embeddings`), not on log-mel.
 
 Both start with the same *embedded mapping*: three fully connected layers (with biases, as Keras'
-`Dense`), each followed by batch norm, ReLU and dropout, applied to every embedding (a 1×1
-convolution over time); Yu et al. batch-normalise the input first. They return `clipwise` `[B, K]` and `framewise` `[B, T, K]` (one frame per
+`Dense`), each followed by batch norm, ReLU and dropout, applied to every embedding (batch norm
+statistics over clips and time steps, as Keras computes them on a sequence); Yu et al.
+batch-normalise the input first. They return `clipwise` `[B, K]` and `framewise` `[B, T, K]` (one frame per
 0.96 s), like the ResNets, so evaluation, Avg and the SED tools take them unchanged.
 
 `yu_multilevel_att` — Yu, Barsim, Kong & Yang, "Multi-level attention model for weakly supervised
@@ -73,15 +74,16 @@ class EmbeddedMapping(nn.Module):
         super().__init__()
         self.input_norm = nn.BatchNorm1d(n_features) if input_norm else nn.Identity()
         self.layers = nn.ModuleList(
-            nn.Sequential(nn.Conv1d(n_features if i == 0 else width, width, 1), nn.BatchNorm1d(width),
-                          nn.ReLU(), nn.Dropout(dropout)) for i in range(n_layers))
+            nn.Sequential(nn.Linear(n_features if i == 0 else width, width), nn.BatchNorm1d(width), nn.ReLU(),
+                          nn.Dropout(dropout)) for i in range(n_layers))
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        h = self.input_norm(x.transpose(1, 2))  # (batch, features, time)
+        batch, time, _ = x.shape
+        h = self.input_norm(x.reshape(batch * time, -1))  # (batch · time, features)
         hidden = []
         for layer in self.layers:
             h = layer(h)
-            hidden.append(h.transpose(1, 2))
+            hidden.append(h.reshape(batch, time, -1))
         return hidden
 
 
@@ -96,20 +98,15 @@ class LevelAttention(nn.Module):
 
     def __init__(self, width: int, n_classes: int):
         super().__init__()
-        self.classifier = nn.Sequential(nn.Linear(width, n_classes), _FrameNorm(n_classes))
-        self.attention = nn.Sequential(nn.Linear(width, n_classes), _FrameNorm(n_classes))
+        self.classifier = nn.Sequential(nn.Linear(width, n_classes), nn.BatchNorm1d(n_classes))
+        self.attention = nn.Sequential(nn.Linear(width, n_classes), nn.BatchNorm1d(n_classes))
 
     def forward(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
-        frames = torch.sigmoid(self.classifier(hidden))  # (batch, time, classes)
-        weights = torch.softmax(self.attention(hidden), dim=-1)  # over classes (see the module docstring)
+        batch, time, width = hidden.shape
+        flat = hidden.reshape(batch * time, width)  # batch norm over clips and time steps
+        frames = torch.sigmoid(self.classifier(flat)).reshape(batch, time, -1)  # (batch, time, classes)
+        weights = torch.softmax(self.attention(flat), dim=-1).reshape(batch, time, -1)  # over classes (see above)
         return frames, _normalised_pool(frames, weights)
-
-
-class _FrameNorm(nn.BatchNorm1d):
-    """Batch norm over the last axis of `[B, T, C]` (Keras' BatchNormalization on a sequence)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x.transpose(1, 2)).transpose(1, 2)
 
 
 class EmbeddingModel(nn.Module):

@@ -1,5 +1,6 @@
 """Sound event detection: post-processing against loops, event_f1 against sed_eval 0.2.1, tuning, TSV IO."""
 
+import json
 import warnings
 
 import numpy as np
@@ -298,3 +299,26 @@ def test_tsv_without_header_or_file(tmp_path):
         read_events_tsv(tmp_path / "h.tsv")
     with pytest.raises(EventFileError, match="no such file"):
         read_events_tsv(tmp_path / "missing.tsv")
+
+
+def test_upsampled_frames_place_boundaries_on_a_finer_grid(tmp_path):
+    from audioscene.sed import Tuning, detect_events, upsample
+
+    scores = np.array([[0.0], [0.0], [1.0], [1.0], [0.0]])
+    assert upsample(scores, 1) is scores
+    fine = upsample(scores, 3)
+    assert fine.shape == (15, 1)
+    np.testing.assert_allclose(fine[1::3], scores)  # the old frames' centres keep their values
+    np.testing.assert_allclose(fine[[5, 6]], [[1 / 3], [2 / 3]])  # linear between centres
+    coarse = detect_events({"a": scores}, 0.32, ["x"], 0.3)
+    finer = detect_events({"a": scores}, 0.32, ["x"], 0.3, factor=4)
+    assert (coarse[0].onset, coarse[0].offset) == pytest.approx((0.64, 1.28))
+    # the 0.3 crossings lie 0.096 s before / after the centres of frames 2 and 3: 0.576 s and 1.344 s
+    assert (finer[0].onset, finer[0].offset) == pytest.approx((0.56, 1.36))
+    tuning = Tuning(("x",), (0.3,), (3,), (0.5,), (0.4,), upsample=4)
+    tuning.save(tmp_path / "t.json")
+    assert Tuning.load(tmp_path / "t.json") == tuning
+    record = json.loads((tmp_path / "t.json").read_text())
+    del record["upsample"]  # a file from before the option
+    (tmp_path / "old.json").write_text(json.dumps(record))
+    assert Tuning.load(tmp_path / "old.json").upsample == 1

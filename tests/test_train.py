@@ -54,12 +54,14 @@ def test_avg_is_the_mean_of_checkpoint_outputs_scored(tiny_run, tiny_data):
     assert result["epochs"][2]["mAP"] == pytest.approx(history[1]["mAP"], abs=1e-6)
 
 
-def test_killed_run_resumes_to_identical_weights(tiny_data, tmp_path):
-    reference = training.train(tiny_config(tiny_data, tmp_path / "reference", epochs=3), progress=False)
+@pytest.mark.parametrize("recipe", ["paper", "modern"])  # modern: mixup / SpecAugment draws, schedule, EMA
+def test_killed_run_resumes_to_identical_weights(tiny_data, tmp_path, recipe):
+    reference = training.train(tiny_config(tiny_data, tmp_path / "reference", epochs=3, recipe=recipe), progress=False)
     killed = tmp_path / "killed"
     command = [sys.executable, "-m", "audioscene", "train", "--train-data", str(tiny_data / "train"),
                "--eval-data", str(tiny_data / "eval"), "--out", str(killed), "--model", "resnet_b_att",
-               "--width", "8", "--epochs", "3", "--batch-size", "16", "--lr", "1e-3", "--seed", "7"]
+               "--width", "8", "--epochs", "3", "--batch-size", "16", "--lr", "1e-3", "--seed", "7",
+               "--recipe", recipe]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (killed / "epoch_001.pt").exists():
@@ -75,6 +77,9 @@ def test_killed_run_resumes_to_identical_weights(tiny_data, tmp_path):
     theirs = Checkpoint.load(reference / "epoch_003.pt")
     for key, tensor in theirs.model.items():
         assert torch.equal(ours.model[key], tensor), key
+    for key, tensor in (theirs.ema or {"weights": {}})["weights"].items():
+        assert torch.equal(ours.ema["weights"][key], tensor), key
+    assert ours.scheduler == theirs.scheduler
     assert [r["train_loss"] for r in ours.history] == [r["train_loss"] for r in theirs.history]
     assert len((killed / "metrics.csv").read_text().splitlines()) == 4
 

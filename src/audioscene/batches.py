@@ -24,8 +24,8 @@ from torch.utils.data import DataLoader
 from .config import TrainConfig
 from .data import ClipSet, ClipStream
 from .data.sampler import BalancedSampler
+from .distill import Teacher
 from .distributed import Context
-from .errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,9 @@ class MicroBatch:
 
     `weight` is each clip's share of its optimizer step's loss (1 / global batch; 0 for a rank's
     padding); `last` marks the micro-batch after which gradients are synchronised and the
-    optimizer steps; `keys` name the clips (indices or shard keys) for the epoch's coverage record.
+    optimizer steps; `keys` name the clips (indices or shard keys) for the epoch's coverage record;
+    `seed` seeds its augmentation (mixup, SpecAugment); `teacher` holds the teacher's targets for
+    knowledge distillation.
     """
 
     waves: torch.Tensor
@@ -42,6 +44,8 @@ class MicroBatch:
     weight: float
     last: bool = True
     keys: tuple = ()
+    seed: int = 0
+    teacher: torch.Tensor | None = None
 
     @classmethod
     def whole(cls, waves: torch.Tensor, targets: torch.Tensor) -> "MicroBatch":
@@ -89,18 +93,21 @@ def clips_per_epoch(dataset: ClipSet | ClipStream, streamed: bool) -> int:
 
 
 class EpochPlan:
-    """This rank's micro-batches of one epoch: iterate for `MicroBatch`es, `len()` of them."""
+    """This rank's micro-batches of one epoch: iterate for `MicroBatch`es, `len()` of them; with a
+    `teacher`, each carries the teacher's targets of its clips (looked up by clip key)."""
 
     def __init__(self, config: TrainConfig, dataset: ClipSet | ClipStream, streamed: bool, epoch: int,
-                 context: Context, micro_batch_size: int):
+                 context: Context, micro_batch_size: int, teacher: Teacher | None = None):
         options = dict(num_workers=config.workers, pin_memory=context.device.type == "cuda",
                        persistent_workers=False, prefetch_factor=4 if config.workers else None)
         self.n_classes = len(dataset.label_set)
+        self.teacher, self.keys = teacher, None if streamed else getattr(dataset, "keys", None)
+        # one seed per micro-batch, from (run seed, epoch, rank): a resumed epoch draws the same augmentation
+        self.seeds = np.random.SeedSequence([config.seed, epoch, context.rank])
         accumulation = max(1, config.batch_size // (context.world_size * micro_batch_size))
         if streamed:
-            if config.sampler == "balanced":
-                raise ConfigError("the balanced sampler needs map-style data (the shards stream in order)")
             dataset.set_epoch(epoch)
+            dataset.balance_buffer = config.balance_buffer if config.sampler == "balanced" else 0
             self.clip_samples = dataset.clip_samples  # for a rank's padding micro-batches
             steps = max(math.ceil(n / (micro_batch_size * accumulation)) for n in dataset.shares())
             weight = 1.0 / (micro_batch_size * accumulation * context.world_size)
@@ -114,12 +121,24 @@ class EpochPlan:
     def __len__(self) -> int:
         return len(self.slots)
 
+    @property
+    def n_steps(self) -> int:
+        """Optimizer steps in the epoch."""
+        return sum(last for _, last, _ in self.slots)
+
     def __iter__(self) -> Iterator[MicroBatch]:
         batches = iter(self.loader)
-        for weight, last, indices in self.slots:
+        seeds = self.seeds.generate_state(len(self.slots))
+        for (weight, last, indices), seed in zip(self.slots, seeds):
             item = next(batches, None)
             if item is None:  # this rank's shards ran out before the others': take part with weight 0
-                yield MicroBatch(torch.zeros(1, self.clip_samples), torch.zeros(1, self.n_classes), 0.0, last)
+                waves, targets = torch.zeros(1, self.clip_samples), torch.zeros(1, self.n_classes)
+                teacher = None if self.teacher is None else targets
+                yield MicroBatch(waves, targets, 0.0, last, seed=int(seed), teacher=teacher)
                 continue
             waves, targets, *keys = item
-            yield MicroBatch(waves, targets, weight, last, tuple(keys[0]) if keys else tuple(indices))
+            keys = tuple(keys[0]) if keys else tuple(indices)
+            teacher = None
+            if self.teacher is not None:
+                teacher = self.teacher.targets([self.keys[i] for i in keys] if self.keys is not None else keys)
+            yield MicroBatch(waves, targets, weight, last, keys, int(seed), teacher)

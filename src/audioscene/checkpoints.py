@@ -12,6 +12,7 @@ types and names. Files written before the dataclass existed have the same keys a
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -26,6 +27,8 @@ from ._io import atomic_open
 from .errors import AudioSceneError
 from .features import FrontendConfig
 from .labels import LabelSet
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "audioscene-checkpoint/1"
 CHECKPOINT_PATTERN = re.compile(r"^epoch_(\d{3,})\.pt$")
@@ -55,6 +58,8 @@ class Checkpoint:
     world_size: int = 1
     coverage: dict | None = None  # clips trained on in the epoch (see train._coverage)
     run_id: str = ""  # the same in every checkpoint of one run
+    scheduler: dict | None = None  # the learning-rate schedule's state (recipes with one)
+    ema: dict | None = None  # the moving average of the weights (recipe.WeightAverage.state_dict())
     format: str = field(default=CHECKPOINT_FORMAT)
 
     REQUIRED = ("epoch", "model", "model_config", "frontend_config", "labels", "train_config", "history")
@@ -104,12 +109,16 @@ class Checkpoint:
     def label_set(self) -> LabelSet:
         return LabelSet(tuple(self.labels))
 
-    def build(self, source: str | os.PathLike = "checkpoint") -> tuple[models.AudioModel, nn.Module, LabelSet]:
-        """Model (with weights, in eval mode), front end and label set; weights that do not fit the
-        recorded architecture raise `CheckpointError` naming `source`."""
+    def build(self, source: str | os.PathLike = "checkpoint", weights: str = "model",
+              ) -> tuple[models.AudioModel, nn.Module, LabelSet]:
+        """Model (with its weights, or with `weights="ema"` their moving average, in eval mode), front
+        end and label set; weights that do not fit the recorded architecture raise `CheckpointError`
+        naming `source`."""
+        if weights == "ema" and not self.ema:
+            raise CheckpointError(f"{source}: holds no moving average of the weights (train with --ema-decay)")
         try:
             model = models.from_config(self.model_config)
-            model.load_state_dict(self.model)
+            model.load_state_dict(self.model if weights == "model" else self.ema["weights"])
             frontend = models.frontend_for(model, FrontendConfig(**self.frontend_config))
             labels = self.label_set
         except (RuntimeError, TypeError, KeyError, ValueError) as exc:
@@ -155,3 +164,27 @@ def resolve(run_dir: str | os.PathLike, choice: str | os.PathLike = "best") -> l
     last = Checkpoint.load(paths[-1])
     best = best_epoch(last.history, last.train_config.get("best_metric", "mAP"))
     return [p for p in paths if p.name == f"epoch_{best:03d}.pt"] or paths[-1:]
+
+
+def initialise_from(model: models.AudioModel, path: str, label_set: LabelSet) -> None:
+    """Start from a trained checkpoint of the same architecture: all its weights, except the
+    classifier's (the model's `head_prefix`) when the labels differ."""
+    state = Checkpoint.load(path)
+    source = models.from_config(state.model_config).config.to_dict()
+    target = model.config.to_dict()
+    differing = [key for key in target if key != "n_classes" and source.get(key) != target[key]]
+    if differing:
+        theirs = ", ".join(f"{key} {source.get(key)}" for key in differing)
+        ours = ", ".join(f"{key} {target[key]}" for key in differing)
+        raise CheckpointError(f"{path}: a {source['name']} with {theirs}; this run trains a {target['name']} with {ours} "
+                          "(use the same --model and --width, or leave them out to take the checkpoint's)")
+    same_labels = tuple(state.labels) == label_set.names
+    weights = {k: v for k, v in state.model.items() if same_labels or not k.startswith(model.head_prefix)}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or not all(k.startswith(model.head_prefix) for k in missing):
+        raise CheckpointError(f"{path}: its weights do not fit this model (missing {missing[:3]}, unexpected "
+                              f"{unexpected[:3]})")
+    if same_labels:
+        log.info("initialised from %s (all weights)", path)
+    else:
+        log.info("initialised from %s; new classifier for %d classes", path, len(label_set))

@@ -32,6 +32,18 @@ def _field(default, help: str, *flags: str, choices: tuple[str, ...] | None = No
 
 
 SAMPLERS = ("shuffle", "balanced")
+SCHEDULES = ("constant", "cosine", "linear")
+
+# Training recipes: `paper` is the paper's (every piece of recipe.py off); `modern` turns on what
+# PANNs, AST, EfficientAT and CED added. A recipe supplies the value of each of these fields that is
+# left unset (None); flags, TOML keys and Python arguments set them explicitly.
+RECIPES: dict[str, dict] = {
+    "paper": dict(sampler="shuffle", mixup_alpha=0.0, spec_time_masks=0, spec_time_width=64, spec_freq_masks=0,
+                  spec_freq_width=8, lr_schedule="constant", warmup_fraction=0.0, lr_floor=0.0, ema_decay=0.0),
+}
+RECIPES["modern"] = {**RECIPES["paper"], **dict(
+    sampler="balanced", mixup_alpha=0.3, spec_time_masks=2, spec_freq_masks=2, lr_schedule="cosine",
+    warmup_fraction=0.05, lr_floor=0.01, ema_decay=0.999)}
 
 
 # Allowed ranges of the numeric TrainConfig fields (types come from the annotations).
@@ -40,7 +52,11 @@ CONFIG_RANGES: dict[str, dict] = {
     "batch_size": dict(integer=True, low=1), "eval_batch_size": dict(integer=True, low=1),
     "micro_batch_size": dict(integer=True, low=1), "lr": dict(low=0, low_open=True), "weight_decay": dict(low=0),
     "seed": dict(integer=True, low=0), "clip_seconds": dict(low=0, low_open=True), "workers": dict(integer=True, low=0),
-    "timeout_s": dict(low=0, low_open=True),
+    "timeout_s": dict(low=0, low_open=True), "mixup_alpha": dict(low=0), "spec_time_masks": dict(integer=True, low=0),
+    "spec_time_width": dict(integer=True, low=0), "spec_freq_masks": dict(integer=True, low=0),
+    "spec_freq_width": dict(integer=True, low=0), "warmup_fraction": dict(low=0, high=1),
+    "lr_floor": dict(low=0, high=1), "ema_decay": dict(low=0, high=1), "kd_lambda": dict(low=0, high=1),
+    "kd_temperature": dict(low=0, low_open=True), "balance_buffer": dict(integer=True, low=1),
 }
 _MISMATCH = object()
 
@@ -112,8 +128,10 @@ class TrainConfig:
                                  "mids; default DIR/labels.csv)", "--labels")
     eval_labels_csv: str = _field("", "for folder: evaluation data, its CSV filename,labels (default DIR/labels.csv)",
                                   "--eval-labels")
-    sampler: str = _field("shuffle", "shuffle, or balanced: classes drawn in turn, for imbalanced label sets",
-                          choices=SAMPLERS)
+    sampler: str | None = _field(None, "shuffle, or balanced: classes drawn in turn, for imbalanced label sets (shards: "
+                                     "within a buffer of --balance-buffer clips per worker)", choices=SAMPLERS)
+    balance_buffer: int = _field(1000, "shards with the balanced sampler: clips each loader worker holds to draw "
+                                       "classes in turn from")
     init: str = _field("", "start from this checkpoint: its trunk, and its head if the labels are the same "
                            "(fine-tuning)")
     skip_corrupt: bool = _field(False, "shards and embeddings: skip (and log) clips that cannot be decoded instead of "
@@ -149,8 +167,32 @@ class TrainConfig:
     sync_batchnorm: bool = _field(False, "BatchNorm statistics over all processes (torchrun; CUDA only)")
     timeout_s: float = _field(600.0, "seconds a process waits for the others before failing")
     best_metric: str = _field("mAP", "the eval score that picks the best epoch", choices=tuple(SCORES))
+    # --- the recipe (augment.py): each piece off in the paper recipe --------------------------------
+    recipe: str = _field("paper", "paper (the paper's recipe) or modern (balanced sampling, mixup, SpecAugment, "
+                                  "cosine schedule with warm-up, EMA of the weights): the values of the recipe flags "
+                                  "below that are not given (default: the recipe's)",
+                         choices=tuple(RECIPES))
+    mixup_alpha: float | None = _field(None, "mixup of the input (waveforms, or embeddings) with Beta(a, a); 0: off")
+    spec_time_masks: int | None = _field(None, "SpecAugment: time stripes per clip (0: off)")
+    spec_time_width: int | None = _field(None, "SpecAugment: widest time stripe, in log-mel frames")
+    spec_freq_masks: int | None = _field(None, "SpecAugment: mel-band stripes per clip (0: off)")
+    spec_freq_width: int | None = _field(None, "SpecAugment: widest band stripe, in mel bands")
+    lr_schedule: str | None = _field(None, "learning rate per optimizer step after the warm-up", choices=SCHEDULES)
+    warmup_fraction: float | None = _field(None, "share of all optimizer steps with a linear warm-up of the learning rate")
+    lr_floor: float | None = _field(None, "cosine/linear decay ends at this share of --lr")
+    ema_decay: float | None = _field(None, "keep an exponential moving average of the weights with this decay (e.g. 0.999), "
+                                   "checkpointed and scored beside them; 0: off")
+    teacher: str = _field("", "knowledge distillation: a teacher file from `audioscene predict` (.npz of clip keys "
+                              "and probabilities)")
+    kd_lambda: float = _field(0.0, "weight of the teacher's targets in the loss: (1 - l) BCE(labels) + l BCE(teacher)")
+    kd_temperature: float = _field(1.0, "teacher logits are divided by this before the sigmoid")
 
     def __post_init__(self):
+        if self.recipe not in RECIPES:
+            raise ConfigError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}")
+        for name, value in RECIPES[self.recipe].items():  # unset recipe fields take the recipe's value
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         hints = typing.get_type_hints(type(self))
         for item in fields(self):
             value = getattr(self, item.name)
@@ -171,10 +213,15 @@ class TrainConfig:
                 raise ConfigError(f"unknown {item.name} {converted!r}; choose one of {', '.join(choices)}")
         if not all(0 <= beta < 1 for beta in self.betas):
             raise ConfigError(f"betas = {self.betas}: expected two numbers in [0, 1)")
+        if self.ema_decay >= 1:
+            raise ConfigError(f"ema_decay = {self.ema_decay}: expected a number in [0, 1)")
+        if self.kd_lambda > 0 and not self.teacher:
+            raise ConfigError("kd_lambda > 0 needs a teacher file (--teacher, from `audioscene predict`)")
         check_device(self.device)
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
+        """A config from plain values (TOML, stored checkpoints)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

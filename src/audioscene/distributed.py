@@ -85,3 +85,27 @@ def gather_rows(context: Context, indices: np.ndarray, rows: np.ndarray, n_total
     for part_indices, part_rows in parts:
         out[part_indices] = part_rows
     return out
+
+
+def coverage_of(seen: list, expected: int, context: Context) -> dict | None:
+    """Clips trained on in the epoch over all ranks: how many, how many distinct, and how many of
+    the `expected` were missed (corrupt shard clips skipped in any worker); rank 0 only."""
+    if context.distributed:
+        parts = [None] * context.world_size if context.is_main else None
+        dist.gather_object(seen, parts, dst=0)
+        if not context.is_main:
+            return None
+        seen = [item for part in parts for item in part]
+    missed = max(expected - len(seen), 0)
+    if missed:
+        log.warning("%d of %d clips were skipped this epoch (corrupt clips, see the warnings above)", missed, expected)
+    return {"clips": len(seen), "distinct": len(set(seen)), "missed": missed}
+
+
+def sum_over_ranks(value: float, context: Context) -> float:
+    """`value` summed over all ranks (every rank gets the sum)."""
+    if not context.distributed:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=context.device)
+    dist.all_reduce(tensor)
+    return float(tensor.item())

@@ -36,8 +36,11 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
     `labels_csv` / `select_labels_csv` label `folder:` specs (default `DIR/labels.csv`). Scores are
     computed in float32 unless `amp`.
 
+    A run trained with a moving average of its weights (`ema_decay`) also gets "EMA": the averaged
+    weights of each checkpoint scored the same way, and the peak among them (`ema_epoch`, `ema`).
+
     Returns `{"labels", "epochs": {epoch: summary}, "peak_epoch", "peak": summary, "avg": summary,
-    "n_clips", "selected_on", "selected_by"}`.
+    "ema_epoch", "ema" (None without averaged weights), "n_clips", "selected_on", "selected_by"}`.
     """
     checkpoints = list_epochs(run_dir)
     if not checkpoints:
@@ -51,21 +54,30 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
     options = OpenOptions(label_set, clip_seconds, sample_rate)
     dataset = DataSpec.parse(data, labels_csv).open_clips(options)
     select_set = None if select_data is None else DataSpec.parse(select_data, select_labels_csv).open_clips(options)
-    per_epoch, select_map, outputs = {}, {}, []
+    scores = {"model": {}, "ema": {}}  # weights → epoch → (summary on data, selection score)
+    outputs = []
     for path in tqdm(checkpoints, desc="checkpoints", unit="ckpt", disable=not progress):
         state = first if path == checkpoints[0] else Checkpoint.load(path)
-        model, frontend, labels = state.build(path)
-        if labels != label_set:
-            raise CheckpointError(f"{path}: its label set differs from {checkpoints[0].name}'s")
-        predictor = Predictor([model], frontend, torch_device, amp=amp)
-        clipwise = predictor.predict(dataset, batch_size, workers, desc=path.name, progress=progress)["clipwise"]
-        outputs.append(clipwise)
-        per_epoch[state.epoch] = summarize(dataset.targets, clipwise)
-        if select_set is not None:
-            selected = predictor.predict(select_set, batch_size, workers, desc=f"{path.name} (selection split)",
-                                         progress=progress)["clipwise"]
-            select_map[state.epoch] = summarize(select_set.targets, selected)[metric]
-    peak_epoch = max(per_epoch, key=lambda e: select_map[e] if select_set is not None else per_epoch[e][metric])
-    return {"labels": label_set, "epochs": per_epoch, "peak_epoch": peak_epoch, "peak": per_epoch[peak_epoch],
-            "avg": summarize(dataset.targets, np.mean(outputs, axis=0)), "n_clips": len(dataset),
-            "selected_on": str(select_data if select_data is not None else data), "selected_by": metric}
+        for weights in ("model", "ema") if state.ema else ("model",):
+            model, frontend, labels = state.build(path, weights)
+            if labels != label_set:
+                raise CheckpointError(f"{path}: its label set differs from {checkpoints[0].name}'s")
+            predictor = Predictor([model], frontend, torch_device, amp=amp)
+            desc = path.name if weights == "model" else f"{path.name} (EMA)"
+            clipwise = predictor.predict(dataset, batch_size, workers, desc=desc, progress=progress)["clipwise"]
+            if weights == "model":
+                outputs.append(clipwise)
+            summary = summarize(dataset.targets, clipwise)
+            if select_set is not None:
+                selected = predictor.predict(select_set, batch_size, workers, desc=f"{desc} (selection split)",
+                                             progress=progress)["clipwise"]
+            scores[weights][state.epoch] = (summary, summary[metric] if select_set is None
+                                            else summarize(select_set.targets, selected)[metric])
+    peak = {weights: max(by_epoch, key=lambda e: by_epoch[e][1]) if by_epoch else None
+            for weights, by_epoch in scores.items()}
+    return {"labels": label_set, "epochs": {e: summary for e, (summary, _) in scores["model"].items()},
+            "peak_epoch": peak["model"], "peak": scores["model"][peak["model"]][0],
+            "avg": summarize(dataset.targets, np.mean(outputs, axis=0)),
+            "ema_epoch": peak["ema"], "ema": scores["ema"][peak["ema"]][0] if peak["ema"] else None,
+            "n_clips": len(dataset), "selected_on": str(select_data if select_data is not None else data),
+            "selected_by": metric}

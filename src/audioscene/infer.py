@@ -296,14 +296,17 @@ def to_classes(result: Analysis, groups: Mapping[str, Sequence[str]]) -> Analysi
 
 
 def events_from_analysis(result: Analysis, filename: str, thresholds: float | Sequence[float] | sed.Tuning = 0.5,
-                         median: int | Sequence[int] | sed.Tuning = 1) -> list[Event]:
-    """The SED chain on an `Analysis`, with per-class settings taken from a `sed.Tuning` if given."""
+                         median: int | Sequence[int] | sed.Tuning = 1, upsample: int | None = None) -> list[Event]:
+    """The SED chain on an `Analysis`, with per-class settings taken from a `sed.Tuning` if given;
+    `upsample` (default: the tuning's, else 1) interpolates the frame scores onto a finer grid."""
+    if upsample is None:
+        upsample = next((t.upsample for t in (thresholds, median) if isinstance(t, sed.Tuning)), 1)
     if isinstance(thresholds, sed.Tuning):
         thresholds = thresholds.for_labels(result.labels)[0]
     if isinstance(median, sed.Tuning):
         median = median.for_labels(result.labels)[1]
     return sed.detect_events({filename: result.framewise}, result.frame_hop, result.labels, thresholds, median,
-                             {filename: result.duration})
+                             {filename: result.duration}, upsample)
 
 
 def _seconds(path: str | os.PathLike) -> float:

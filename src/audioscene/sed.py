@@ -137,15 +137,38 @@ def map_classes(frames: np.ndarray, groups: Mapping[str, Sequence[int]]) -> tupl
     return mapped, tuple(groups)
 
 
+def upsample(frames: np.ndarray, factor: int) -> np.ndarray:
+    """Frame scores `[..., T, C]` on a grid `factor` times finer, `[..., T·factor, C]`, linearly
+    interpolated between the old frames' centres (held flat beyond the first and last centre).
+    PANNs likewise bring their frame outputs back to the input frame rate before detection; a 0.32 s
+    grid cannot place a boundary within the 0.2 s collar."""
+    if factor == 1:
+        return frames
+    n_frames = frames.shape[-2]
+    positions = np.clip((np.arange(n_frames * factor) + 0.5) / factor - 0.5, 0, n_frames - 1)
+    low = np.floor(positions).astype(int)
+    high = np.minimum(low + 1, n_frames - 1)
+    weight = (positions - low)[:, None]
+    return frames[..., low, :] * (1 - weight) + frames[..., high, :] * weight
+
+
+def _finer_kernels(kernels, factor: int):
+    """Median kernels in original frames → odd kernels covering the same time on the finer grid."""
+    scaled = np.asarray(kernels) * factor
+    return np.where(np.asarray(kernels) == 1, 1, scaled + (scaled % 2 == 0))
+
+
 def detect_events(framewise: Mapping[str, np.ndarray], hop: float, labels: Sequence[str],
                   thresholds: float | Sequence[float] = 0.5, kernels: int | Sequence[int] = 1,
-                  durations: Mapping[str, float] | None = None) -> list[Event]:
+                  durations: Mapping[str, float] | None = None, factor: int = 1) -> list[Event]:
     """The whole chain for many files: `framewise` maps filename → scores `[T, C]`; each file is
-    median-filtered, thresholded and turned into events clipped to its duration (if given)."""
-    events = []
+    upsampled `factor` times (kernels stay in the original frames), median-filtered, thresholded and
+    turned into events clipped to its duration (if given)."""
+    events, kernels = [], _finer_kernels(kernels, factor)
     for filename, frames in framewise.items():
-        active = binarize(median_filter(frames, kernels), thresholds)
-        events += to_events(active, hop, labels, filename, None if durations is None else durations.get(filename))
+        active = binarize(median_filter(upsample(frames, factor), kernels), thresholds)
+        events += to_events(active, hop / factor, labels, filename,
+                            None if durations is None else durations.get(filename))
     return events
 
 
@@ -154,20 +177,22 @@ def detect_events(framewise: Mapping[str, np.ndarray], hop: float, labels: Seque
 @dataclass(frozen=True)
 class Tuning:
     """Per-class post-processing found by `tune`, with the F1 it reached on the tuning data and the
-    F1 of the untuned chain (threshold 0.5, no median filter) for comparison."""
+    F1 of the untuned chain (threshold 0.5, no median filter) for comparison. `upsample`: the frame
+    scores were interpolated onto a grid that many times finer (kernels count original frames)."""
 
     labels: tuple[str, ...]
     thresholds: tuple[float, ...]
     kernels: tuple[int, ...]
     f1: tuple[float, ...]
     f1_untuned: tuple[float, ...]
+    upsample: int = 1
 
     def save(self, path: str | os.PathLike) -> None:
         """Write as JSON (atomically); `audioscene detect --thresholds/--median` read it back."""
         def number(value: float) -> float | None:  # strict JSON has no NaN: an undefined F1 is null
             return None if math.isnan(value) else value
 
-        record = {"format": "audioscene-sed-tuning/1",
+        record = {"format": "audioscene-sed-tuning/1", "upsample": self.upsample,
                   "classes": {label: {"threshold": t, "median_kernel": k, "f1": number(f), "f1_untuned": number(u)}
                               for label, t, k, f, u in zip(self.labels, self.thresholds, self.kernels, self.f1,
                                                            self.f1_untuned)}}
@@ -184,12 +209,13 @@ class Tuning:
             classes = record["classes"]
             rows = [(label, float(c["threshold"]), int(c["median_kernel"]), _float_or_nan(c.get("f1")),
                      _float_or_nan(c.get("f1_untuned"))) for label, c in classes.items()]
+            factor = int(record.get("upsample", 1))  # files from before the option: no upsampling
         except FileNotFoundError:
             raise InputError(f"{path}: no such tuning file") from None
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InputError(f"{path}: not a tuning file written by `audioscene sed-tune` ({type(exc).__name__}: {exc})") from None
         labels, thresholds, kernels, f1, untuned = zip(*rows) if rows else ((),) * 5
-        return cls(tuple(labels), thresholds, kernels, f1, untuned)
+        return cls(tuple(labels), thresholds, kernels, f1, untuned, factor)
 
     def for_labels(self, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(thresholds, kernels) in the order of `labels`; every label must have been tuned."""
@@ -208,14 +234,15 @@ def _float_or_nan(value) -> float:
 def tune(framewise: Mapping[str, np.ndarray], reference: Sequence[Event], hop: float, labels: Sequence[str],
          thresholds: Sequence[float] = DEFAULT_THRESHOLDS, kernels: Sequence[int] = DEFAULT_KERNELS,
          durations: Mapping[str, float] | None = None, t_collar: float = 0.2, percentage_of_length: float = 0.2,
-         progress: bool = False) -> Tuning:
+         progress: bool = False, upsample_factor: int = 1) -> Tuning:
     """Per-class threshold and median kernel that maximise each class's own event F1 on the given
     files (the paper sweeps on its test set). Every (kernel, threshold) pair of the grid is scored,
     with the untuned setting (kernel 1, threshold 0.5) always included, so tuning never lowers a
     class's F1 on these files. Ties go to the smaller kernel, then the threshold nearest 0.5.
 
     `framewise` maps filename → scores `[T, C]` (C = len(labels)); `reference` holds the true events
-    of those files (events of other files are ignored).
+    of those files (events of other files are ignored). With `upsample_factor` > 1 the scores are
+    first interpolated onto a finer grid (`upsample`), as `detect_events` then does with the tuning.
     """
     from tqdm.auto import tqdm
 
@@ -235,13 +262,14 @@ def tune(framewise: Mapping[str, np.ndarray], reference: Sequence[Event], hop: f
         if np.shape(frames) != (np.shape(frames)[0], len(labels)):
             raise InputError(f"{name}: expected framewise scores of shape [time, {len(labels)}], got {np.shape(frames)}")
         by_length[len(frames)].append(name)
-    groups = [(np.array([files[n] for n in names]), np.stack([framewise[n] for n in names]),
+    groups = [(np.array([files[n] for n in names]), upsample(np.stack([framewise[n] for n in names]), upsample_factor),
                np.array([np.inf if durations is None else durations.get(n, np.inf) for n in names]))
               for names in by_length.values()]
+    hop, finer = hop / upsample_factor, _finer_kernels(kernels, upsample_factor)
     f1 = np.zeros((len(kernels), len(thresholds), len(labels)))
     steps = tqdm(total=len(kernels) * len(thresholds), desc="tune", unit="setting", disable=not progress)
     for ki, kernel in enumerate(kernels):
-        filtered = [(ids, median_filter(frames, int(kernel)), limit) for ids, frames, limit in groups]
+        filtered = [(ids, median_filter(frames, int(finer[ki])), limit) for ids, frames, limit in groups]
         for ti, threshold in enumerate(thresholds):
             est = _events_from_groups([(ids, frames > threshold, limit) for ids, frames, limit in filtered],
                                       hop, len(labels))
@@ -257,7 +285,8 @@ def tune(framewise: Mapping[str, np.ndarray], reference: Sequence[Event], hop: f
     untuned = f1[0, int(np.flatnonzero(thresholds == 0.5)[0])]
     as_f1 = lambda v: float("nan") if v < 0 else float(v)  # noqa: E731  (-1 marked "no reference events")
     return Tuning(labels, tuple(float(thresholds[ti]) for _, ti in best), tuple(int(kernels[ki]) for ki, _ in best),
-                  tuple(as_f1(f1[ki, ti, k]) for k, (ki, ti) in enumerate(best)), tuple(map(as_f1, untuned)))
+                  tuple(as_f1(f1[ki, ti, k]) for k, (ki, ti) in enumerate(best)), tuple(map(as_f1, untuned)),
+                  upsample_factor)
 
 
 def tune_on(analyses: Mapping[str, "Analysis"], reference: Sequence[Event], hop: float, **options) -> Tuning:

@@ -24,6 +24,7 @@ import time
 import uuid
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -36,15 +37,17 @@ from tqdm.auto import tqdm
 from . import models
 from ._io import atomic_open
 from .batches import EpochPlan, MicroBatch, clips_per_epoch
-from .checkpoints import Checkpoint, CheckpointError, checkpoint_path, list_epochs
+from .checkpoints import Checkpoint, CheckpointError, checkpoint_path, initialise_from, list_epochs
 from .config import TrainConfig
 from .data import ClipSet, ClipStream, DataSpec, OpenOptions
 from .devices import autocast, resolve_device
-from .distributed import Context, barrier, gather_rows, setup, teardown
+from .distill import Teacher
+from .distributed import Context, barrier, coverage_of, gather_rows, setup, sum_over_ranks, teardown
 from .errors import ConfigError
 from .labels import LabelSet
 from .metrics import SCORES, summarize
 from .predictor import Predictor
+from .recipe import WeightAverage, lr_factor, mixup, spec_augment
 
 __all__ = ["TrainConfig", "train", "resume", "train_step", "train_epoch", "evaluate_epoch", "build_learner",
            "Learner", "EpochStats", "bce_loss"]
@@ -72,18 +75,22 @@ class Learner:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     amp: object  # the autocast context (a no-op one in float32)
+    config: TrainConfig  # the recipe: augmentation and distillation settings
     context: Context = field(default_factory=Context)
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None  # per optimizer step (None: constant lr)
+    ema: WeightAverage | None = None
 
 
 def build_learner(config: TrainConfig, label_set: LabelSet, context: Context = Context(),
-                  state: Checkpoint | None = None) -> Learner:
+                  state: Checkpoint | None = None, total_steps: int = 1) -> Learner:
     """Model (seeded by `config.seed`; from `state` when resuming, else `config.init` if set), front
-    end, Adam and loss scaler on `context.device`, wrapped as the config asks (sync BN, DDP, compile)."""
+    end, Adam, loss scaler, learning-rate schedule over `total_steps` optimizer steps and weight
+    average on `context.device`, wrapped as the config asks (sync BN, DDP, compile)."""
     device = context.device
     torch.manual_seed(config.seed)
     model = models.from_config(config.model_config(len(label_set)))
     if config.init and not state:
-        _initialise(model, config.init, label_set)
+        initialise_from(model, config.init, label_set)
     if state:
         model.load_state_dict(state.model)
     if config.sync_batchnorm and context.distributed:
@@ -100,32 +107,57 @@ def build_learner(config: TrainConfig, label_set: LabelSet, context: Context = C
                                  weight_decay=config.weight_decay)
     amp, amp_dtype = autocast(device, config.amp, config.cpu_bf16)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16 and device.type == "cuda")
+    scheduler = None
+    if config.lr_schedule != "constant" or config.warmup_fraction > 0:
+        warmup = round(config.warmup_fraction * total_steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(
+            step, total_steps, config.lr_schedule, warmup, config.lr_floor))
+    ema = WeightAverage(raw_model, config.ema_decay) if config.ema_decay > 0 else None
     if state:
         optimizer.load_state_dict(state.optimizer)
         scaler.load_state_dict(state.scaler)
         torch.set_rng_state(state.rng["torch"])
+        if scheduler is not None and state.scheduler:
+            scheduler.load_state_dict(state.scheduler)
+        if ema is not None and state.ema:
+            ema.load_state_dict(state.ema)
     frontend = models.frontend_for(raw_model, config.frontend).to(device)
-    return Learner(model, raw_model, frontend, optimizer, scaler, amp, context)
+    return Learner(model, raw_model, frontend, optimizer, scaler, amp, config, context, scheduler, ema)
 
 
 def train_step(learner: Learner, batch: MicroBatch) -> float:
-    """Forward and backward of one micro-batch, then the optimizer step if it is the last of its
-    step; returns its weighted loss (the step's loss is the sum over its micro-batches and ranks)."""
-    context, device = learner.context, learner.context.device
+    """Forward and backward of one micro-batch (with the recipe's mixup, SpecAugment and
+    distillation), then the optimizer step if it is the last of its step; returns its weighted loss
+    (the step's loss is the sum over its micro-batches and ranks)."""
+    context, device, config = learner.context, learner.context.device, learner.config
     waves, targets = batch.waves.to(device, non_blocking=True), batch.targets.to(device, non_blocking=True)
+    teacher = None if batch.teacher is None or config.kd_lambda == 0 else batch.teacher.to(device)
+    rng = np.random.default_rng(batch.seed)
+    if config.mixup_alpha > 0:
+        waves, (targets, teacher), _ = mixup(waves, [targets, teacher], config.mixup_alpha, rng)
     with torch.no_grad():
         features = learner.frontend(waves)
+        if (config.spec_time_masks or config.spec_freq_masks) and learner.raw_model.input_kind == "logmel":
+            features = spec_augment(features, rng, config.spec_time_masks, config.spec_time_width,
+                                    config.spec_freq_masks, config.spec_freq_width, config.frontend.silence)
     # gradients are all-reduced only on the last micro-batch of an optimizer step
     with nullcontext() if batch.last or not context.distributed else learner.model.no_sync():
         with learner.amp:
             out = learner.model(features)
         per_clip = bce_loss(out["clipwise"], targets, reduction="none").mean(dim=1)
+        if teacher is not None:
+            distilled = bce_loss(out["clipwise"], teacher, reduction="none").mean(dim=1)
+            per_clip = (1 - config.kd_lambda) * per_clip + config.kd_lambda * distilled
         # DDP averages gradients over ranks; scaling by world_size turns that into the sum
         learner.scaler.scale((per_clip * batch.weight).sum() * context.world_size).backward()
     if batch.last:
         learner.scaler.step(learner.optimizer)
         learner.scaler.update()
         learner.optimizer.zero_grad(set_to_none=True)
+        if learner.scheduler is not None:
+            learner.scheduler.step()
+        if learner.ema is not None:
+            learner.ema.update(learner.raw_model)
     return float((per_clip.detach() * batch.weight).sum())
 
 
@@ -224,30 +256,6 @@ def _check_same_run(first_path: Path, first: Checkpoint, last_path: Path, last: 
                               "labels or model); move the foreign checkpoints out of the folder before resuming")
 
 
-def _initialise(model: models.AudioModel, path: str, label_set: LabelSet) -> None:
-    """Start from a trained checkpoint of the same architecture: all its weights, except the
-    classifier's (the model's `head_prefix`) when the labels differ."""
-    state = Checkpoint.load(path)
-    source = models.from_config(state.model_config).config.to_dict()
-    target = model.config.to_dict()
-    differing = [key for key in target if key != "n_classes" and source.get(key) != target[key]]
-    if differing:
-        theirs = ", ".join(f"{key} {source.get(key)}" for key in differing)
-        ours = ", ".join(f"{key} {target[key]}" for key in differing)
-        raise ConfigError(f"{path}: a {source['name']} with {theirs}; this run trains a {target['name']} with {ours} "
-                          "(use the same --model and --width, or leave them out to take the checkpoint's)")
-    same_labels = tuple(state.labels) == label_set.names
-    weights = {k: v for k, v in state.model.items() if same_labels or not k.startswith(model.head_prefix)}
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if unexpected or not all(k.startswith(model.head_prefix) for k in missing):
-        raise CheckpointError(f"{path}: its weights do not fit this model (missing {missing[:3]}, unexpected "
-                              f"{unexpected[:3]})")
-    if same_labels:
-        log.info("initialised from %s (all weights)", path)
-    else:
-        log.info("initialised from %s; new classifier for %d classes", path, len(label_set))
-
-
 def _run(config: TrainConfig, state: Checkpoint | None, progress: bool) -> Path:
     context = setup(resolve_device(config.device), config.timeout_s)
     try:
@@ -282,7 +290,12 @@ def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, c
         raise ConfigError("sync_batchnorm needs CUDA devices (PyTorch's SyncBatchNorm runs on GPUs only)")
     train_spec, train_set, eval_set = _datasets(config, state.label_set if state else None, context)
     label_set = train_set.label_set
-    learner = build_learner(config, label_set, context, state)
+    teacher = Teacher(config.teacher, label_set, config.kd_temperature) if config.teacher else None
+    if teacher is not None and not train_spec.streamed:
+        teacher.require(train_set.keys)  # shards' keys are checked as they stream
+    plan = partial(EpochPlan, config, train_set, train_spec.streamed, context=context, micro_batch_size=micro,
+                   teacher=teacher)
+    learner = build_learner(config, label_set, context, state, total_steps=plan(epoch=1).n_steps * config.epochs)
     history = list(state.history) if state else []
     start_epoch, run_id = (state.epoch + 1, state.run_id or uuid.uuid4().hex) if state else (1, uuid.uuid4().hex)
     n_epoch_clips = clips_per_epoch(train_set, train_spec.streamed)
@@ -301,12 +314,11 @@ def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, c
     for epoch in range(start_epoch, config.epochs + 1):
         started = time.perf_counter()
         offset = (epoch - 1) * n_epoch_clips
-        stats = train_epoch(learner, EpochPlan(config, train_set, train_spec.streamed, epoch, context, micro),
-                            f"epoch {epoch}/{config.epochs}", progress,
+        stats = train_epoch(learner, plan(epoch=epoch), f"epoch {epoch}/{config.epochs}", progress,
                             on_step=lambda loss, clips: writer and writer.add_scalar("train/loss", loss, offset + clips))
         # each rank's step losses are its share of the step's mean; the shares add up over ranks
-        epoch_loss = _sum_over_ranks(stats.loss, context)
-        coverage = _coverage(stats.seen, n_epoch_clips, context)
+        epoch_loss = sum_over_ranks(stats.loss, context)
+        coverage = coverage_of(stats.seen, n_epoch_clips, context)
         outputs = evaluate_epoch(learner, eval_set, config.eval_batch_size, config.workers,
                                  f"evaluate epoch {epoch}", progress)
         if context.is_main:
@@ -320,7 +332,8 @@ def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, c
                        train_config=asdict(config), history=history, metrics=row,
                        optimizer=learner.optimizer.state_dict(), scaler=learner.scaler.state_dict(),
                        rng={"torch": torch.get_rng_state()}, world_size=context.world_size, coverage=coverage,
-                       run_id=run_id).save(checkpoint_path(run_dir, epoch))
+                       run_id=run_id, scheduler=learner.scheduler.state_dict() if learner.scheduler else None,
+                       ema=learner.ema.state_dict() if learner.ema else None).save(checkpoint_path(run_dir, epoch))
             _write_metrics_csv(run_dir, history)
             for key in ("train_loss", *SCORES):
                 writer.add_scalar(f"epoch/{key}", row[key], epoch)
@@ -339,26 +352,3 @@ def _write_metrics_csv(run_dir: Path, history: list[dict]) -> None:
         writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
         writer.writeheader()
         writer.writerows({k: row[k] for k in METRIC_COLUMNS} for row in history)
-
-
-def _coverage(seen: list, expected: int, context: Context) -> dict | None:
-    """Clips trained on in the epoch over all ranks: how many, how many distinct, and how many of
-    the `expected` were missed (corrupt shard clips skipped in any worker); rank 0 only."""
-    if context.distributed:
-        parts = [None] * context.world_size if context.is_main else None
-        torch.distributed.gather_object(seen, parts, dst=0)
-        if not context.is_main:
-            return None
-        seen = [item for part in parts for item in part]
-    missed = max(expected - len(seen), 0)
-    if missed:
-        log.warning("%d of %d clips were skipped this epoch (corrupt clips, see the warnings above)", missed, expected)
-    return {"clips": len(seen), "distinct": len(set(seen)), "missed": missed}
-
-
-def _sum_over_ranks(value: float, context: Context) -> float:
-    if not context.distributed:
-        return value
-    tensor = torch.tensor([value], dtype=torch.float64, device=context.device)
-    torch.distributed.all_reduce(tensor)
-    return float(tensor.item())

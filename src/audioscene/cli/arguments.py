@@ -62,7 +62,7 @@ def add_config_flags(parser, config_class, prefix: str = "") -> None:
     """One flag per field of a config dataclass, generated from the field: its type (and range, in
     `CONFIG_RANGES` / `FRONTEND_RANGES`), default, choices, help text and flag names (field metadata).
     Booleans that default to on get `--no-NAME`. A nested config gets an argument group of its own."""
-    from ..config import CONFIG_RANGES
+    from ..config import CONFIG_RANGES, RECIPES
     from ..features import FRONTEND_RANGES
 
     ranges = CONFIG_RANGES if prefix == "" else FRONTEND_RANGES  # a nested config is the front end
@@ -87,6 +87,9 @@ def add_config_flags(parser, config_class, prefix: str = "") -> None:
             if default not in ("", None):
                 shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
                 options["help"] += f" (default {shown})"
+            elif item.name in RECIPES["paper"]:
+                options["help"] += " (default: the recipe's, " + ", ".join(
+                    f"{name} {values[item.name]}" for name, values in RECIPES.items()) + ")"
             if meta.get("choices"):
                 options["choices"] = meta["choices"]
             elif item.name == "device":

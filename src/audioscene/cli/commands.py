@@ -19,7 +19,8 @@ def synth(args) -> None:
     from ..data.synthetic import generate
 
     snr = {} if args.snr_db is None else {"snr_db": args.snr_db}
-    out = generate(args.out, n_clips=args.n_clips, seed=args.seed, workers=args.workers, **snr)
+    out = generate(args.out, n_clips=args.n_clips, seed=args.seed, workers=args.workers, max_events=args.max_events,
+                   **snr)
     print(f"wrote {args.n_clips} clips to {out} (weak.csv, strong.tsv, audio/)")
 
 
@@ -60,7 +61,11 @@ def evaluate(args) -> None:
     name = args.run.name
     rows = [(f"{name} (peak, epoch {result['peak_epoch']})", result["peak"]),
             (f"{name} (Avg of {len(result['epochs'])} checkpoints)", result["avg"])]
-    write_per_class_csv(per_class, result["labels"].names, [("peak", result["peak"]), ("avg", result["avg"])])
+    columns = [("peak", result["peak"]), ("avg", result["avg"])]
+    if result["ema"] is not None:
+        rows.append((f"{name} (EMA weights, epoch {result['ema_epoch']})", result["ema"]))
+        columns.append(("ema", result["ema"]))
+    write_per_class_csv(per_class, result["labels"].names, columns)
     print(f"{result['n_clips']} clips from {args.data}{' (bf16 autocast)' if args.amp else ''}\n")
     print(table2(rows))
     if args.select_data is None:
@@ -69,6 +74,16 @@ def evaluate(args) -> None:
     else:
         print(f"\nthe peak epoch is chosen by {result['selected_by']} on {args.select_data}")
     print(f"\nper-class AP/AUC: {per_class}")
+
+
+def predict(args) -> None:
+    from .._io import prepare_output
+    from ..distill import predict_to_file
+
+    prepare_output(args.output)
+    path = predict_to_file(args.run, args.data, args.output, checkpoint=args.checkpoint, labels_csv=args.labels or "",
+                           device=args.device, batch_size=args.batch_size, workers=args.workers)
+    print(f"clip probabilities of {len(args.run)} run(s) on {args.data} -> {path} (a teacher file for --teacher)")
 
 
 def _tagger(args):
@@ -144,7 +159,7 @@ def detect(args) -> int:
     output = prepare_output(args.output, inputs=args.files)
     events, n_files, failed = [], 0, []
     for name, result in _analyses(args, _tagger(args), args.files, failed):
-        events += events_from_analysis(result, name, args.thresholds, args.median)
+        events += events_from_analysis(result, name, args.thresholds, args.median, args.upsample)
         n_files += 1
     write_events_tsv(output, events)
     print(f"{len(events)} events in {n_files} files -> {output}")
@@ -175,7 +190,8 @@ def sed_tune(args) -> int:
     if not analyses:
         raise InputError(f"{args.audio}: no audio file could be read")
     tuning = tune_on(analyses, read_events_tsv(args.ref), tagger.frame_hop, thresholds=args.grid,
-                     kernels=(1,) if args.thresholds_only else args.kernels, t_collar=args.collar, progress=True)
+                     kernels=(1,) if args.thresholds_only else args.kernels, t_collar=args.collar, progress=True,
+                     upsample_factor=args.upsample)
     tuning.save(output)
     print(tuning_table(tuning))
     print(f"\ntuned on {len(analyses)} files -> {args.output}")

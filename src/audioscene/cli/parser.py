@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=count, default=0, help="random seed; same seed, same bytes (default 0)")
     p.add_argument("--snr-db", type=snr_range, default=None,
                    help="event-to-background ratio in dB: a value or LOW,HIGH (default 0,15)")
+    p.add_argument("--max-events", type=count, default=4, help="events per clip: 0 to this many (default 4)")
     p.add_argument("--workers", type=positive_int, help="processes rendering clips (default: one per CPU)")
     p.set_defaults(func=commands.synth)
 
@@ -89,6 +90,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=count, default=0, help="data loader worker processes (default 0)")
     p.add_argument("--per-class", type=Path, help="per-class CSV path (default RUN/per_class_DATA.csv)")
     p.set_defaults(func=commands.evaluate)
+
+    p = sub.add_parser("predict", help="clip probabilities of one or more runs on a data set: a teacher file for "
+                                       "knowledge distillation",
+                       description="Write the clip probabilities of the given runs (averaged) on every clip of a "
+                                   "data set to an .npz keyed by clip key, for `train --teacher FILE --kd-lambda L`.",
+                       epilog="example: audioscene predict --run runs/big --run runs/big2 --data data/train "
+                              "-o teacher.npz")
+    p.add_argument("--run", type=Path, action="append", required=True, help="teacher run folder (repeat to average "
+                                                                              "several)")
+    p.add_argument("--checkpoint", default="best", help="best, last, avg or a .pt path (default best)")
+    p.add_argument("--data", required=True, help="data whose clips get predictions: DIR, folder:DIR, "
+                                                 "dcase2018:ROOT:SPLIT or embeddings:DIR")
+    p.add_argument("--labels", help="for folder: data, its CSV filename,labels (default DIR/labels.csv)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="teacher file (.npz) to write")
+    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="clips per batch (default 64)")
+    p.add_argument("--workers", type=count, default=0, help="data loader worker processes (default 0)")
+    p.set_defaults(func=commands.predict)
 
     p = sub.add_parser("tag", help="top labels of audio files (any length)",
                        description="Tag audio files: clip scores (max over ~10 s windows) and the top-k labels. "
@@ -146,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", type=Path, metavar="FILES", help="audio files or folders of them")
     p.add_argument("-o", "--output", type=Path, required=True, help="events TSV to write")
     add_event_options(p)
+    p.add_argument("--upsample", type=positive_int, help="interpolate the frame scores onto a grid this many times "
+                                                         "finer first (default: the tuning JSON's, else 1)")
     add_model_options(p)
     p.set_defaults(func=commands.detect)
 
@@ -176,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kernels", type=per_class_values(int, 1), default=list(DEFAULT_KERNELS),
                    help="odd median kernels to try, comma-separated (default 1,3,5,7,9,11)")
     p.add_argument("--thresholds-only", action="store_true", help="no median filter (kernel 1 for every class)")
+    p.add_argument("--upsample", type=positive_int, default=1,
+                   help="interpolate the frame scores onto a grid this many times finer before filtering and "
+                        "thresholds (e.g. 4: 0.32 s frames -> 0.08 s); stored in the JSON for detect (default 1)")
     p.add_argument("--collar", type=positive, default=0.2, help="collar in seconds for the F1 (default 0.2)")
     add_model_options(p)
     p.set_defaults(func=commands.sed_tune)

@@ -131,7 +131,7 @@ class EmbeddingDataset(Dataset):
             self.valid[i, :len(frames)] = True
             self.targets[i, list(clip.labels)] = 1.0
         self.embeddings = dequantize(codes) * self.valid[..., None]  # padding is 0, the whitened mean
-        self.keys = [f"{clip.video_id}_{int(round(clip.start * 1000))}" for clip in clips]
+        self.keys = [f"{clip.video_id}_{int(round(clip.start * 1000))}" for clip in clips]  # as Segment.key
 
     @classmethod
     def from_folder(cls, folder: str | os.PathLike, label_set: LabelSet | None = None, n_frames: int = N_FRAMES,

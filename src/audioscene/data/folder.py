@@ -71,6 +71,11 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
+    @property
+    def keys(self) -> list[str]:
+        """Each clip's key: its file's stem (as `pack` names shard members), `clip_NNNNNN` for arrays."""
+        return [c.source.stem if isinstance(c.source, Path) else f"clip_{i:06d}" for i, c in enumerate(self.clips)]
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         clip = self.clips[index]
         if isinstance(clip.source, np.ndarray):

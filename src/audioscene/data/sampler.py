@@ -1,4 +1,5 @@
-"""Class-balanced sampling for AudioSet-style imbalance (as PANNs' `BalancedTrainSampler`).
+"""Class-balanced sampling for AudioSet-style imbalance (as PANNs' `BalancedTrainSampler`), for
+map-style data (`BalancedSampler`) and for streams (`balanced_stream`).
 
 AudioSet's most frequent label (Music) has ~1000× the clips of the rarest. Drawing uniformly over
 clips, rare classes are seen a handful of times per epoch; drawing classes in turn gives every
@@ -8,6 +9,9 @@ refilled when empty), and the class gives the next clip of its own shuffled list
 """
 
 from __future__ import annotations
+
+from collections import deque
+from typing import Iterator
 
 import numpy as np
 from torch.utils.data import Sampler
@@ -51,3 +55,44 @@ class BalancedSampler(Sampler[int]):
             if not queues[k]:
                 queues[k] = list(rng.permutation(self.clips_of_class[k]))
             yield int(queues[k].pop())
+
+
+def balanced_stream(items: Iterator[tuple], buffer_size: int, rng: np.random.Generator) -> Iterator[tuple]:
+    """Class-balanced draws from a stream of `(input, target [K], ...)` items.
+
+    A stream cannot draw any clip at any time, so this keeps the last `buffer_size` items read and,
+    for every item read, yields one drawn from that buffer: a class chosen uniformly among the
+    classes present in the buffer, then one of that class's buffered items (with replacement). As
+    many items come out as go in, but classes come out about equally often, as far as the buffer
+    holds them: rare-class clips repeat and frequent ones are skipped, as with `BalancedSampler`.
+    Items without any label are never drawn.
+    """
+    buffer: dict[int, tuple] = {}  # read number → item; the newest `buffer_size` items
+    by_class: dict[int, deque] = {}  # class → read numbers of its buffered items, oldest first
+    n_read = n_drawn = 0
+
+    def draw():
+        oldest = n_read - len(buffer)
+        for k in list(by_class):
+            while by_class[k] and by_class[k][0] < oldest:
+                by_class[k].popleft()
+            if not by_class[k]:
+                del by_class[k]
+        if not by_class:
+            return None
+        numbers = by_class[sorted(by_class)[rng.integers(len(by_class))]]
+        return buffer[numbers[rng.integers(len(numbers))]]
+
+    for item in items:
+        buffer[n_read] = item
+        for k in np.flatnonzero(np.asarray(item[1])).tolist():
+            by_class.setdefault(k, deque()).append(n_read)
+        n_read += 1
+        if len(buffer) > buffer_size:
+            del buffer[n_read - 1 - buffer_size]
+        if len(buffer) == buffer_size and (drawn := draw()) is not None:
+            n_drawn += 1
+            yield drawn
+    while n_drawn < n_read and (drawn := draw()) is not None:
+        n_drawn += 1
+        yield drawn

@@ -40,6 +40,7 @@ from ..audio import SAMPLE_RATE, decode, load
 from ..errors import AudioSceneError, check_number
 from ..labels import LabelSet
 from .folder import Clip, DataSetError, fix_length
+from .sampler import balanced_stream
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +263,9 @@ class ShardDataset(IterableDataset):
     fails to decode raises `ShardError` naming shard and member, or with `skip_corrupt` is skipped
     with a warning (`train` reports how many clips an epoch missed: the index's count minus the
     clips read, over all workers and ranks).
+
+    With `balance_buffer` > 0 (`--sampler balanced`) each worker's stream is class-balanced by
+    `sampler.balanced_stream` over a buffer of that many clips.
     """
 
     def __init__(self, shard_dir: str | os.PathLike, label_set: LabelSet | None = None, clip_seconds: float = 10.0,
@@ -278,6 +282,7 @@ class ShardDataset(IterableDataset):
         self.shuffle, self.seed, self.skip_corrupt = shuffle, seed, skip_corrupt
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self.balance_buffer = 0  # > 0: class-balanced draws from a buffer of this many clips per worker
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -306,8 +311,12 @@ class ShardDataset(IterableDataset):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, str]]:
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
-        for shard in self._rank_shards(self.rank)[worker::n_workers]:
-            yield from self._read_shard(self.shard_dir / shard["name"])
+        items = (item for shard in self._rank_shards(self.rank)[worker::n_workers]
+                 for item in self._read_shard(self.shard_dir / shard["name"]))
+        if self.balance_buffer:
+            items = balanced_stream(items, self.balance_buffer,
+                                    np.random.default_rng([self.seed, self.epoch, self.rank, worker]))
+        yield from items
 
     def _samples(self, path: Path) -> Iterator[tuple[str, bytes, bytes]]:
         """`(key, flac bytes, json bytes)` of each clip, reading the tar as a local stream."""

@@ -55,6 +55,7 @@ SR = 16000
 CLIP_SECONDS = 10.0
 NYQUIST = SR / 2
 DEFAULT_SNR_DB = (0.0, 15.0)  # event RMS over background RMS, drawn uniformly per event
+DEFAULT_MAX_EVENTS = 4  # events per clip are drawn uniformly from 0..max_events
 
 
 # --- building blocks -------------------------------------------------------------------------
@@ -220,8 +221,8 @@ def _rms(x: np.ndarray) -> float:
 
 
 def render_clip(seed: int, index: int, snr_db: tuple[float, float] = DEFAULT_SNR_DB,
-                filename: str = "") -> tuple[np.ndarray, list[Event]]:
-    """One 10 s clip: float32 audio at 16 kHz and its events (sorted by onset).
+                filename: str = "", max_events: int = DEFAULT_MAX_EVENTS) -> tuple[np.ndarray, list[Event]]:
+    """One 10 s clip: float32 audio at 16 kHz and its events (sorted by onset), 0..`max_events` of them.
 
     Each event's RMS over its interval is `snr_db` (drawn uniformly from the range) above the
     background's RMS. The mix is scaled down if it would clip.
@@ -231,7 +232,7 @@ def render_clip(seed: int, index: int, snr_db: tuple[float, float] = DEFAULT_SNR
     background_rms = 10 ** (rng.uniform(-36, -26) / 20)
     mix = background_rms * coloured_noise(n, rng.uniform(0.5, 2.0), rng)
     events = []
-    for _ in range(rng.integers(0, 5)):
+    for _ in range(rng.integers(0, max_events + 1)):
         label = str(rng.choice(list(SIGNATURES)))
         sig = SIGNATURES[label]
         length = round(min(rng.uniform(*sig.duration), CLIP_SECONDS), 3)
@@ -253,12 +254,13 @@ class SynthConfig:
     n_clips: int = 100
     seed: int = 0
     snr_db: tuple[float, float] = DEFAULT_SNR_DB
+    max_events: int = DEFAULT_MAX_EVENTS
 
 
-def _write_clip(job: tuple[Path, int, int, tuple[float, float]]) -> list[Event]:
-    audio_dir, seed, index, snr_db = job
+def _write_clip(job: tuple[Path, int, int, tuple[float, float], int]) -> list[Event]:
+    audio_dir, seed, index, snr_db, max_events = job
     filename = f"synth_{index:06d}.flac"
-    audio, events = render_clip(seed, index, snr_db, filename)
+    audio, events = render_clip(seed, index, snr_db, filename, max_events)
     with atomic_open(audio_dir / filename, "wb") as f:  # a full disk leaves no partial clip
         try:
             sf.write(f, audio, SR, format="FLAC", subtype="PCM_16")
@@ -268,7 +270,8 @@ def _write_clip(job: tuple[Path, int, int, tuple[float, float]]) -> list[Event]:
 
 
 def generate(out_dir: str | os.PathLike, n_clips: int = 100, seed: int = 0,
-             snr_db: tuple[float, float] = DEFAULT_SNR_DB, progress: bool = True, workers: int | None = None) -> Path:
+             snr_db: tuple[float, float] = DEFAULT_SNR_DB, progress: bool = True, workers: int | None = None,
+             max_events: int = DEFAULT_MAX_EVENTS) -> Path:
     """Write a synthetic data set of `n_clips` clips to `out_dir` (layout in the module doc).
 
     Clips are rendered by `workers` processes (default: one per CPU); the output does not depend
@@ -282,7 +285,9 @@ def generate(out_dir: str | os.PathLike, n_clips: int = 100, seed: int = 0,
         raise InputError(f"snr_db range must be (low, high) with low <= high, got {snr_db}")
     out_dir = Path(out_dir)
     (out_dir / "audio").mkdir(parents=True, exist_ok=True)
-    jobs = [(out_dir / "audio", seed, index, (low, high)) for index in range(n_clips)]
+    if max_events < 0:
+        raise InputError(f"max_events must be >= 0, got {max_events}")
+    jobs = [(out_dir / "audio", seed, index, (low, high), max_events) for index in range(n_clips)]
     workers = min(workers or os.cpu_count() or 1, n_clips)
     # spawn, not fork: the caller may already run torch's OpenMP threads, which do not survive a fork
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else None
@@ -297,6 +302,6 @@ def generate(out_dir: str | os.PathLike, n_clips: int = 100, seed: int = 0,
                          for index, events in enumerate(per_clip))
     write_events_tsv(out_dir / "strong.tsv", strong)
     with atomic_open(out_dir / "synth.json", "w", encoding="utf-8") as f:
-        json.dump(asdict(SynthConfig(n_clips, seed, (low, high))), f, indent=2)
+        json.dump(asdict(SynthConfig(n_clips, seed, (low, high), max_events)), f, indent=2)
     log.info("wrote %d clips with %d events to %s", n_clips, len(strong), out_dir)
     return out_dir

@@ -87,3 +87,27 @@ def test_perfect_and_reversed_scores():
 def test_bad_input(y_true, y_score, message):
     with pytest.raises(ValueError, match=message):
         summarize(y_true, y_score)
+
+
+def test_bootstrap_resamples_score_as_summarize_does_on_the_drawn_clips():
+    from audioscene.metrics.bootstrap import bootstrap_scores, confidence_intervals, weighted_scores
+
+    rng = np.random.default_rng(5)
+    y_true = rng.random((120, 6)) < 0.15
+    y_true[:, 5] = False
+    y_true[:3, 5] = True  # a rare class: some resamples draw none of its positives
+    y_score = np.round(rng.random((120, 6)) + 0.4 * y_true, 1)  # many ties
+    indices = rng.integers(0, 120, (20, 120))
+    counts = np.stack([np.bincount(i, minlength=120) for i in indices])
+    weighted = weighted_scores(y_true, y_score, counts)
+    for row, drawn in enumerate(indices):
+        reference = summarize(y_true[drawn], y_score[drawn])
+        assert weighted["mAP"][row] == pytest.approx(reference["mAP"], abs=1e-12)
+        assert weighted["mAUC"][row] == pytest.approx(reference["mAUC"], abs=1e-12)
+    point = summarize(y_true, y_score)
+    intervals = confidence_intervals(y_true, y_score, n_resamples=300, seed=1)
+    for key in ("mAP", "mAUC", "d_prime"):
+        low, high = intervals[key]
+        assert low < point[key] < high
+    again = bootstrap_scores(y_true, y_score, n_resamples=300, seed=1, chunk=7)
+    np.testing.assert_allclose(again["mAP"], bootstrap_scores(y_true, y_score, 300, seed=1)["mAP"])  # chunking

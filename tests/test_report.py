@@ -3,6 +3,9 @@
 import subprocess
 import sys
 
+import pytest
+from helpers import assert_one_line_error, run_cli
+
 from audioscene.events import Event
 from audioscene.metrics import event_f1
 from audioscene.report import PAPER_TABLE3, table3
@@ -40,3 +43,32 @@ print(matplotlib.get_backend())
     assert result.stdout.strip() == "svg"
     for name in ("s.png", "f.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_command_regenerates_table2_with_intervals_and_provenance(tiny_run, tiny_data, tmp_path):
+    import csv
+    import json
+
+    from audioscene.evaluate import evaluate_run
+
+    out = tmp_path / "report"
+    result = run_cli("report", "--runs", f"B+att={tiny_run}", "--eval-data", str(tiny_data / "eval"),
+                     "--bootstrap", "200", "-o", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "B+att (peak, epoch" in result.stdout and "ResNet B + att" in result.stdout
+    expected = evaluate_run(tiny_run, tiny_data / "eval", device="cpu", progress=False)
+    rows = {row["variant"]: row for row in csv.DictReader(open(out / "table2.csv", encoding="utf-8"))}
+    assert set(rows) == {"peak", "avg"}
+    for variant in ("peak", "avg"):
+        for key in ("mAP", "mAUC", "d_prime"):
+            value, low, high = (float(rows[variant][key + s]) for s in ("", "_low", "_high"))
+            assert value == pytest.approx(expected[variant][key], abs=1e-6)  # the numbers `evaluate` gives
+            assert low <= value <= high
+    assert rows["avg"]["paper_row"] == "ResNet B + att (Avg)"
+    provenance = json.loads((out / "provenance.json").read_text())
+    run = provenance["runs"]["B+att"]
+    assert run["n_clips"] == 24 and len(run["clip_list_sha256"]) == 64 and run["epochs"] == 2
+    assert provenance["git_commit"] and provenance["bootstrap"]["resamples"] == 200
+    assert "<table>" in (out / "index.html").read_text() and (out / "report.md").is_file()
+    assert_one_line_error(run_cli("report", "--runs", f"a={tiny_run}", f"a={tiny_run}", "--eval-data",
+                                  str(tiny_data / "eval"), "-o", str(tmp_path / "x")), "run names must be unique")

@@ -40,7 +40,9 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
     weights of each checkpoint scored the same way, and the peak among them (`ema_epoch`, `ema`).
 
     Returns `{"labels", "epochs": {epoch: summary}, "peak_epoch", "peak": summary, "avg": summary,
-    "ema_epoch", "ema" (None without averaged weights), "n_clips", "selected_on", "selected_by"}`.
+    "ema_epoch", "ema" (None without averaged weights), "outputs": {"peak", "avg"[, "ema"]: clip
+    outputs [N, K]}, "targets" [N, K], "keys" (clip keys), "n_clips", "selected_on", "selected_by"}`.
+    Only one checkpoint's model and the running sum of outputs are held at a time.
     """
     checkpoints = list_epochs(run_dir)
     if not checkpoints:
@@ -55,7 +57,8 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
     dataset = DataSpec.parse(data, labels_csv).open_clips(options)
     select_set = None if select_data is None else DataSpec.parse(select_data, select_labels_csv).open_clips(options)
     scores = {"model": {}, "ema": {}}  # weights → epoch → (summary on data, selection score)
-    outputs = []
+    best = {}  # weights → (selection score, epoch, clip outputs) of the best epoch so far
+    total = None  # sum of every checkpoint's outputs, for Avg (one checkpoint in memory at a time)
     for path in tqdm(checkpoints, desc="checkpoints", unit="ckpt", disable=not progress):
         state = first if path == checkpoints[0] else Checkpoint.load(path)
         for weights in ("model", "ema") if state.ema else ("model",):
@@ -66,18 +69,21 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
             desc = path.name if weights == "model" else f"{path.name} (EMA)"
             clipwise = predictor.predict(dataset, batch_size, workers, desc=desc, progress=progress)["clipwise"]
             if weights == "model":
-                outputs.append(clipwise)
+                total = clipwise.astype(np.float64) if total is None else total + clipwise
             summary = summarize(dataset.targets, clipwise)
             if select_set is not None:
                 selected = predictor.predict(select_set, batch_size, workers, desc=f"{desc} (selection split)",
                                              progress=progress)["clipwise"]
-            scores[weights][state.epoch] = (summary, summary[metric] if select_set is None
-                                            else summarize(select_set.targets, selected)[metric])
-    peak = {weights: max(by_epoch, key=lambda e: by_epoch[e][1]) if by_epoch else None
-            for weights, by_epoch in scores.items()}
-    return {"labels": label_set, "epochs": {e: summary for e, (summary, _) in scores["model"].items()},
-            "peak_epoch": peak["model"], "peak": scores["model"][peak["model"]][0],
-            "avg": summarize(dataset.targets, np.mean(outputs, axis=0)),
-            "ema_epoch": peak["ema"], "ema": scores["ema"][peak["ema"]][0] if peak["ema"] else None,
+            selection = summary[metric] if select_set is None else summarize(select_set.targets, selected)[metric]
+            scores[weights][state.epoch] = summary
+            if weights not in best or selection > best[weights][0]:  # ties keep the earlier epoch
+                best[weights] = (selection, state.epoch, clipwise)
+    average = (total / len(checkpoints)).astype(np.float32)
+    ema_epoch = best["ema"][1] if "ema" in best else None
+    return {"labels": label_set, "epochs": scores["model"], "peak_epoch": best["model"][1],
+            "peak": scores["model"][best["model"][1]], "avg": summarize(dataset.targets, average),
+            "ema_epoch": ema_epoch, "ema": scores["ema"][ema_epoch] if ema_epoch else None,
+            "outputs": {"peak": best["model"][2], "avg": average, **({"ema": best["ema"][2]} if ema_epoch else {})},
+            "targets": dataset.targets, "keys": getattr(dataset, "keys", None),
             "n_clips": len(dataset), "selected_on": str(select_data if select_data is not None else data),
             "selected_by": metric}

@@ -170,3 +170,13 @@ def add_model_options(p) -> None:
     p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--hop-s", type=positive, help="window step in seconds (default: the window, about 10 s)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="windows per forward pass (default 8)")
+
+
+def named_run(text: str) -> tuple[str, Path]:
+    """`NAME=RUN_DIR`, or `RUN_DIR` (named after its folder)."""
+    name, sep, path = text.partition("=")
+    if not sep:
+        name, path = Path(text.rstrip("/")).name, text
+    if not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=RUN_DIR or RUN_DIR, got {text!r}")
+    return name, Path(path)

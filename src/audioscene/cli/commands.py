@@ -86,6 +86,20 @@ def predict(args) -> None:
     print(f"clip probabilities of {len(args.run)} run(s) on {args.data} -> {path} (a teacher file for --teacher)")
 
 
+def report(args) -> None:
+    from .. import reproduce
+
+    names = [name for name, _ in args.runs]
+    if len(set(names)) != len(names):
+        raise InputError(f"run names must be unique, got {', '.join(names)}")
+    rows, provenance = reproduce.table2(dict(args.runs), args.eval_data, labels_csv=args.labels or "",
+                                        select_data=args.select_data, device=args.device, n_resamples=args.bootstrap,
+                                        seed=args.seed)
+    path = reproduce.write(rows, provenance, args.out)
+    print(path.read_text(encoding="utf-8"))
+    print(f"written to {args.out}/ (report.md, index.html, table2.csv, provenance.json)")
+
+
 def _tagger(args):
     from ..infer import Tagger
 

@@ -15,6 +15,7 @@ from .arguments import (
     add_model_options,
     count,
     device,
+    named_run,
     number,
     per_class_values,
     positive,
@@ -108,6 +109,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=64, help="clips per batch (default 64)")
     p.add_argument("--workers", type=count, default=0, help="data loader worker processes (default 0)")
     p.set_defaults(func=commands.predict)
+
+    p = sub.add_parser("report", help="Table 2 regenerated from runs: peak, Avg and EMA rows with bootstrap "
+                                      "confidence intervals, the paper's rows and provenance",
+                       description="Score each run on the evaluation data (every checkpoint: peak epoch, Avg of "
+                                   "the outputs, and the moving average of the weights if kept), with percentile-"
+                                   "bootstrap 95%% intervals over clips, next to the paper's Table 2; writes "
+                                   "report.md, index.html, table2.csv and provenance.json.",
+                       epilog="example: audioscene report --runs B+att=runs/b_att A=runs/a --eval-data data/eval "
+                              "-o report/")
+    p.add_argument("--runs", type=named_run, nargs="+", required=True, metavar="NAME=RUN_DIR",
+                   help="runs to report, each NAME=RUN_DIR (or RUN_DIR, named after its folder)")
+    p.add_argument("--eval-data", required=True, help="data to score: DIR, folder:DIR, dcase2018:ROOT:SPLIT or "
+                                                      "embeddings:DIR")
+    p.add_argument("--labels", help="for folder: data, its CSV filename,labels (default DIR/labels.csv)")
+    p.add_argument("--select-data", help="pick each run's peak epoch on this split (default: the scored one, as "
+                                         "the paper did)")
+    p.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=count, default=0, help="seed of the resampling (default 0)")
+    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("-o", "--out", type=Path, required=True, help="report folder")
+    p.set_defaults(func=commands.report)
 
     p = sub.add_parser("tag", help="top labels of audio files (any length)",
                        description="Tag audio files: clip scores (max over ~10 s windows) and the top-k labels. "

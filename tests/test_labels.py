@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from audioscene import labels
+from audioscene.errors import InputError
 
 
 def test_audioset_has_527_labels_in_file_order():
@@ -58,3 +59,27 @@ def test_dcase_mapping_resolves_to_existing_labels():
         "Electric shaver, electric razor", "Electric toothbrush"]
     assert [audioset.names[i] for i in indices["Dog"]] == ["Dog"] and indices["Cat"] == [81]
     assert all(0 <= i < 527 for found in indices.values() for i in found)
+
+
+def test_class_mappings_paper_broad_and_file(tmp_path):
+    import json
+
+    from audioscene.labels import DCASE2018_AUDIOSET_NAMES, class_mapping
+
+    assert class_mapping("paper") == DCASE2018_AUDIOSET_NAMES
+    broad = class_mapping("broad")
+    assert set(broad) == set(DCASE2018_AUDIOSET_NAMES)
+    for cls, names in DCASE2018_AUDIOSET_NAMES.items():
+        assert set(names) <= set(broad[cls])  # broad only adds
+    assert {"Meow", "Purr", "Hiss", "Caterwaul"} <= set(broad["Cat"])  # the ontology's children of Cat
+    assert {"Bark", "Yip", "Howl", "Bow-wow", "Whimper (dog)"} <= set(broad["Dog"])
+    assert {"Bathtub (filling or washing)", "Pour", "Trickle, dribble"} <= set(broad["Running_water"])
+    assert not any("siren" in n.lower() for n in broad["Alarm_bell_ringing"])
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"Cat": ["Cat", "Meow"]}))
+    assert class_mapping(str(path)) == {"Cat": ("Cat", "Meow")}
+    path.write_text(json.dumps({"Cat": ["Kitty"]}))
+    with pytest.raises(InputError, match="'Kitty' is not an AudioSet label name"):
+        class_mapping(str(path))
+    with pytest.raises(InputError, match="no such mapping file"):
+        class_mapping("wide")

@@ -28,12 +28,11 @@ from .checkpoints import list_epochs
 from .data import synthetic
 from .data.embeddings import write_synthetic
 from .evaluate import evaluate_run
-from .events import read_events_tsv, write_events_tsv
+from .events import read_events_tsv
 from .features import logmel_from_file
-from .infer import Analysis, Tagger, events_from_analysis
-from .metrics import EventScores, event_f1
-from .report import event_summary, figure2, plot_logmel, table2, table3, table4, write_per_class_csv
-from .sed import DEFAULT_KERNELS, tune_on
+from .infer import Tagger
+from .report import event_summary, plot_logmel, table2, write_per_class_csv
+from .reproduce import segmentation
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +107,11 @@ def run_demo(out_dir: str | os.PathLike, config: DemoConfig = DemoConfig()) -> s
     plot_logmel(logmel_from_file(first).numpy(), out_dir / "spectrogram.png",
                 events=[e for e in eval_events if e.filename == first.name],
                 title=f"{first.name}: log-mel spectrogram and its strong labels")
-    report_sed = segmentation(out_dir / "runs" / config.sed_model, splits["tune"], splits["eval"], out_dir / "sed",
-                              config.n_figures)
+    sed_run = out_dir / "runs" / config.sed_model
+    report_sed = segmentation(Tagger.from_run(sed_run, checkpoint="best", device="auto"), {
+        "tune": (splits["tune"] / "audio", read_events_tsv(splits["tune"] / "strong.tsv")),
+        "eval": (splits["eval"] / "audio", eval_events)}, tune_split="tune", out_dir=out_dir / "sed",
+        n_figures=config.n_figures, title=f"{sed_run.name}, best checkpoint")
     report = (f"## Synthetic training split\n\n{event_summary(events, config.n_train)}\n\n"
               f"## Table 2 style: clip tagging on the eval split ({config.n_eval} clips, {config.epochs} epochs; "
               f"ResNets of width {config.width} on log-mel, the embedding baselines at their papers' sizes on "
@@ -120,62 +122,3 @@ def run_demo(out_dir: str | os.PathLike, config: DemoConfig = DemoConfig()) -> s
         f.write(report)
     return report + (f"\nall artefacts under {out_dir}/ (report.md, runs/, per_class_*.csv, spectrogram.png, "
                      f"sed/: tuning JSONs, events TSVs, figure2_*.png)")
-
-
-def _analyze_split(tagger: Tagger, split: Path) -> dict[str, Analysis]:
-    files = sorted((split / "audio").glob("*.flac"))
-    return {path.name: result for path, result in tagger.analyze_many(files, progress=True)}
-
-
-def _events(analyses: dict[str, Analysis], thresholds=0.5, median=1) -> list:
-    return [event for name, result in analyses.items()
-            for event in events_from_analysis(result, name, thresholds, median)]
-
-
-def segmentation(run_dir: Path, tune_split: Path, eval_split: Path, out_dir: Path, n_figures: int = 4) -> str:
-    """Tables 3 and 4 and Figure 2 on the synthetic strong labels (paper §5); returns Markdown."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tagger = Tagger.from_run(run_dir, checkpoint="best", device="auto")
-    analyses = {"tune": _analyze_split(tagger, tune_split), "eval": _analyze_split(tagger, eval_split)}
-    reference = {"tune": read_events_tsv(tune_split / "strong.tsv"), "eval": read_events_tsv(eval_split / "strong.tsv")}
-    labels = tagger.labels.names
-    tunings = {kernels: tune_on(analyses["tune"], reference["tune"], tagger.frame_hop, kernels=kernels, progress=True)
-               for kernels in ((1,), DEFAULT_KERNELS)}
-    for kernels, tuning in tunings.items():
-        tuning.save(out_dir / ("tuned_thresholds.json" if kernels == (1,) else "tuned_median_thresholds.json"))
-    swept, median_swept = tunings.values()
-    settings = [("0.5 thresholds", 0.5, 1, 0.2), ("swept thresholds", swept, 1, 0.2),
-                ("median filter + swept thresholds", median_swept, median_swept, 0.2),
-                ("median filter + swept thresholds, 0.4 s collar", median_swept, median_swept, 0.4)]
-    scores: dict[str, dict[str, EventScores]] = {"tune": {}, "eval": {}}
-    for split in scores:
-        for name, thresholds, median, collar in settings:
-            events = _events(analyses[split], thresholds, median)
-            scores[split][name] = event_f1(reference[split], events, t_collar=collar, labels=labels)
-            if split == "eval" and collar == 0.2:
-                write_events_tsv(out_dir / f"events_eval_{name.split()[0].replace('.', '')}.tsv", events)
-    rows = [(f"{name} — eval split", scores["eval"][name]) for name, *_ in settings]
-    rows += [(f"{name} — tune split (tuned in-sample, like the paper's test column)", scores["tune"][name])
-             for name, *_ in settings[1:]]
-    best = "median filter + swept thresholds"
-    figures = _figures(tagger, analyses["eval"], eval_split, reference["eval"], median_swept, out_dir, n_figures)
-    return (f"## Table 3 style: segmentation, macro event F1 ({run_dir.name}, best checkpoint, frame hop "
-            f"{tagger.frame_hop} s; thresholds/kernels tuned on the tune split, {len(analyses['tune'])} clips; "
-            f"scored on the eval split, {len(analyses['eval'])} clips)\n\n{table3(rows)}\n\n"
-            f"## Table 4 style: per-class event F1 on the eval split (200 ms collar)\n\n"
-            f"{table4([(best, scores['eval'][best]), ('0.5 thresholds', scores['eval']['0.5 thresholds'])])}\n\n"
-            f"Figure 2 style plots: {', '.join(figures)} (in {out_dir})\n")
-
-
-def _figures(tagger: Tagger, analyses: dict[str, Analysis], split: Path, reference: list, tuning, out_dir: Path,
-             n_figures: int) -> list[str]:
-    """Figure 2 for the first clips with at least two reference events."""
-    names = []
-    with_events = [name for name in analyses if sum(e.filename == name for e in reference) >= 2][:n_figures]
-    for i, name in enumerate(with_events, start=1):
-        events = [e for e in reference if e.filename == name]
-        path = out_dir / f"figure2_{i}.png"
-        figure2(tagger, split / "audio" / name, path, analysis=analyses[name], reference=events, thresholds=tuning,
-                title=f"{name}: reference " + ", ".join(sorted({e.label for e in events})))
-        names.append(path.name)
-    return names

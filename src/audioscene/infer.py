@@ -217,7 +217,10 @@ class Tagger:
         from .events import UNSTORABLE
         from .labels import CLASS_GROUPS
 
-        groups = CLASS_GROUPS[classes] if classes in CLASS_GROUPS else None if classes == "all" else classes
+        if isinstance(classes, str):
+            groups = None if classes == "all" else CLASS_GROUPS[classes]
+        else:
+            groups = classes
         readable, names = [], {}
         for path, name in audio.expand_paths(paths):
             if UNSTORABLE.search(name):

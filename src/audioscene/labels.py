@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 from functools import cache, cached_property
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
@@ -149,6 +150,52 @@ DCASE2018_AUDIOSET_NAMES: dict[str, tuple[str, ...]] = {
                "Child speech, kid speaking", "Conversation"),
     "Vacuum_cleaner": ("Vacuum cleaner",),
 }
+
+# The "broad" mapping (`class_mapping("broad")`): the paper's names, all their descendants in the
+# ontology that are AudioSet labels, and a few related labels that are not descendants; minus the
+# descendants of "Alarm" that are not bells or alarms ringing (sirens, horns, whistles, tones).
+BROAD_EXTRA: dict[str, tuple[str, ...]] = {
+    "Running_water": ("Bathtub (filling or washing)", "Water", "Pour", "Trickle, dribble"),
+    "Dishes": ("Cutlery, silverware",),
+}
+BROAD_EXCLUDE = ("siren", "horn", "whistle", "toot", "tuning fork", "dial tone", "busy signal")
+MAPPINGS = ("paper", "broad")
+
+
+def class_mapping(name: str) -> dict[str, tuple[str, ...]]:
+    """DCASE 2018 class → the AudioSet label names whose max scores it: "paper" (the one-label
+    groups of `DCASE2018_AUDIOSET_NAMES`), "broad" (see `BROAD_EXTRA`), or a JSON file
+    `{"Cat": ["Cat", "Meow", ...], ...}` whose names must be AudioSet labels."""
+    known = set(audioset().names)
+    if name == "paper":
+        return dict(DCASE2018_AUDIOSET_NAMES)
+    if name == "broad":
+        tree = ontology()
+        mid_of = {node.name: mid for mid, node in reversed(list(tree.nodes.items()))}
+
+        def descendants(mid: str) -> list[str]:
+            return [n for child in tree.children(mid) for n in (child.name, *descendants(child.mid))]
+
+        mapping = {}
+        for cls, names in DCASE2018_AUDIOSET_NAMES.items():
+            below = [n for group in names for n in descendants(mid_of[group])
+                     if not any(word in n.lower() for word in BROAD_EXCLUDE)]
+            mapping[cls] = tuple(dict.fromkeys(n for n in (*names, *below, *BROAD_EXTRA.get(cls, ())) if n in known))
+        return mapping
+    try:
+        raw = json.loads(Path(name).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such mapping file (or choose one of {', '.join(MAPPINGS)})") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{name}: not a JSON mapping ({exc})") from None
+    if not isinstance(raw, dict) or not all(isinstance(v, list) and all(isinstance(n, str) for n in v)
+                                            for v in raw.values()):
+        raise InputError(f"{name}: expected a JSON object of class → list of AudioSet label names")
+    unknown = [n for names in raw.values() for n in names if n not in known]
+    if unknown:
+        raise InputError(f"{name}: {unknown[0]!r} is not an AudioSet label name")
+    return {cls: tuple(names) for cls, names in raw.items()}
+
 
 # Coarser class sets a model's labels can be mapped onto (`infer.to_classes`): `--classes NAME`.
 CLASS_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {"dcase2018": DCASE2018_AUDIOSET_NAMES}

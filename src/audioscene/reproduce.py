@@ -1,5 +1,6 @@
-"""`audioscene report`: the paper's Table 2 regenerated from trained runs, with bootstrap confidence
-intervals, the paper's numbers beside each row, and the provenance of every number.
+"""`audioscene report`: the paper's Tables 2–4 and Figure 2 regenerated from trained runs, with
+bootstrap confidence intervals, the paper's numbers beside each row, and the provenance of every
+number.
 
     audioscene report --runs "B+att=runs/b_att" A=runs/a Yu=runs/yu --eval-data data/eval -o report/
 
@@ -10,10 +11,17 @@ mAP, mean AUC and d′ with percentile-bootstrap 95 % intervals over clips (`met
 number of clips and classes scored, and, for a model the paper reports, the paper's row and the
 difference. The peak epoch is chosen on the scored split itself, as in the paper, unless
 `select_data` names another split.
+
+`segmentation` builds Tables 3 and 4 and Figure 2 (paper §5) from a tagger's frame outputs on splits
+with strong labels: thresholds (and median kernels) tuned on one split, events scored on every
+split. `audioscene report --dcase ROOT` runs it on DCASE 2018 task 4 (tuned on test; scored on test,
+as the paper did, and on eval, the honest number), with the AudioSet labels mapped onto the DCASE
+classes by a named mapping (`labels.class_mapping`); `make demo` runs it on the synthetic splits.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import html
@@ -121,8 +129,38 @@ HEADER = ("run", *(f"{name} [95 % CI]" for name in SCORES.values()), "clips", "c
           "paper mAP / AUC / d′", "ours − paper")
 
 
-def write(rows: list[Row], provenance: dict, out_dir: str | os.PathLike) -> Path:
-    """`report.md`, `index.html`, `table2.csv` and `provenance.json` in `out_dir` (each atomically)."""
+FIGURE_LABELS = ("Alarm_bell_ringing", "Frying", "Cat", "Electric_shaver_toothbrush")  # the paper's Figure 2
+
+
+def dcase_segmentation(run: str | os.PathLike, root: str | os.PathLike, out_dir: str | os.PathLike,
+                       mapping: str = "paper", checkpoint: str = "best", device: str = "auto",
+                       figure_clips: tuple[str, ...] = ()) -> tuple[str, dict]:
+    """Tables 3–4 and Figure 2 on DCASE 2018 task 4 (`ROOT` in the released layout) for one run:
+    tuned on test, scored on test and eval; the run's labels mapped onto the DCASE classes by
+    `mapping` (written to `out_dir/mapping.json`). Returns (Markdown, provenance entries)."""
+    from .data import dcase2018
+    from .infer import Tagger
+    from .labels import class_mapping
+
+    groups = class_mapping(mapping)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_open(out_dir / "mapping.json", "w", encoding="utf-8") as f:
+        json.dump({cls: list(names) for cls, names in groups.items()}, f, indent=2)
+    tagger = Tagger.from_run(run, checkpoint, device=device)
+    splits = {split: (dcase2018.paths(root, split)[0], dcase2018.events(root, split)) for split in ("test", "eval")}
+    markdown = segmentation(tagger, splits, tune_split="test", out_dir=out_dir / "sed", classes=groups,
+                            figure_labels=() if figure_clips else FIGURE_LABELS, figure_clips=figure_clips,
+                            table4_split="test",
+                            title=f"{Path(run).name}, {checkpoint} checkpoint, DCASE 2018 task 4, mapping {mapping}")
+    return markdown, {"dcase_root": str(root), "sed_run": str(run), "mapping": mapping,
+                      "mapping_file": "mapping.json", "n_clips": {s: len(list(a.glob("*.wav"))) for s, (a, _) in
+                                                                   splits.items()}}
+
+
+def write(rows: list[Row], provenance: dict, out_dir: str | os.PathLike, sections: str = "") -> Path:
+    """`report.md`, `index.html`, `table2.csv` and `provenance.json` in `out_dir` (each atomically);
+    `sections`: more Markdown (Tables 3–4) appended to report.md and shown in the page."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = [_cells(row) for row in rows]
@@ -132,7 +170,7 @@ def write(rows: list[Row], provenance: dict, out_dir: str | os.PathLike) -> Path
     with atomic_open(out_dir / "report.md", "w", encoding="utf-8") as f:
         f.write(f"# Table 2, reproduced\n\n{markdown_table(HEADER, table)}\n\n{note}\n\n"
                 f"{provenance['package']}, commit {provenance['git_commit']}, {provenance['date']}; "
-                "full provenance in provenance.json\n")
+                f"full provenance in provenance.json\n\n{sections}")
     with atomic_open(out_dir / "table2.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(("run", "variant", "epoch", *(f"{k}{s}" for k in SCORES for s in ("", "_low", "_high")),
@@ -146,10 +184,94 @@ def write(rows: list[Row], provenance: dict, out_dir: str | os.PathLike) -> Path
         f.write("\n")
     cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in line) + "</tr>" for line in table)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in HEADER)
+    figures = "".join(f"<h3>{html.escape(png.name)}</h3><img src='data:image/png;base64,"
+                      f"{base64.b64encode(png.read_bytes()).decode()}'>"
+                      for png in sorted(out_dir.glob("sed/figure2_*.png"))) if sections else ""
     with atomic_open(out_dir / "index.html", "w", encoding="utf-8") as f:
         f.write("<!doctype html><meta charset='utf-8'><title>audioscene report</title><style>body{font-family:"
                 "sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
                 "text-align:right}td:first-child{text-align:left}</style><h1>Table 2, reproduced</h1>"
                 f"<table><tr>{head}</tr>{cells}</table><p>{html.escape(note)}</p>"
+                f"{f'<pre>{html.escape(sections)}</pre>' if sections else ''}{figures}"
                 f"<h2>Provenance</h2><pre>{html.escape(json.dumps(provenance, indent=2, default=str))}</pre>")
     return out_dir / "report.md"
+
+
+# Table 3's settings: (name, tuned thresholds?, tuned kernels?, collar s)
+SED_SETTINGS = (("0.5 thresholds", False, False, 0.2), ("swept thresholds", True, False, 0.2),
+                ("median filter + swept thresholds", True, True, 0.2),
+                ("median filter + swept thresholds, 0.4 s collar", True, True, 0.4))
+BEST_SETTING = "median filter + swept thresholds"
+
+
+def segmentation(tagger, splits: dict[str, tuple[Path, list]], tune_split: str, out_dir: str | os.PathLike,
+                 classes: str | dict = "all", n_figures: int = 4, figure_labels: tuple[str, ...] = (),
+                 figure_clips: tuple[str, ...] = (), table4_split: str = "", title: str = "") -> str:
+    """Tables 3 and 4 and Figure 2 (Markdown): `splits` maps a name to (audio folder, reference
+    events); thresholds and kernels are tuned on `tune_split` and every split is scored. Writes the
+    tuning JSONs, each split's events (`events_SPLIT_SETTING.tsv`) and `figure2_N.png` to `out_dir`.
+    Figure 2 shows `figure_clips` (file names of the last split), or for each of `figure_labels` the
+    first clip of the last split with that class, else the first `n_figures` clips with two or more
+    events. Table 4 is on `table4_split` (default the last split)."""
+    from .events import write_events_tsv
+    from .infer import events_from_analysis
+    from .metrics import event_f1
+    from .report import table3, table4
+    from .sed import DEFAULT_KERNELS, tune_on
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    analyses = {name: {file: result for _, file, result in tagger.analyze_files([audio], classes=classes,
+                                                                                 progress=True)
+                       if not isinstance(result, Exception)} for name, (audio, _) in splits.items()}
+    reference = {name: events for name, (_, events) in splits.items()}
+    labels = next(iter(analyses[tune_split].values())).labels
+    tunings = {}
+    for kernels, file_name in (((1,), "tuned_thresholds.json"), (DEFAULT_KERNELS, "tuned_median_thresholds.json")):
+        tunings[kernels] = tune_on(analyses[tune_split], reference[tune_split], tagger.frame_hop, kernels=kernels,
+                                   progress=True)
+        tunings[kernels].save(out_dir / file_name)
+    swept, median_swept = tunings.values()
+    scores: dict[str, dict] = {name: {} for name in splits}
+    for name in splits:
+        for setting, tuned, filtered, collar in SED_SETTINGS:
+            thresholds = (median_swept if filtered else swept) if tuned else 0.5
+            events = [e for file, result in analyses[name].items()
+                      for e in events_from_analysis(result, file, thresholds, median_swept if filtered else 1)]
+            scores[name][setting] = event_f1(reference[name], events, t_collar=collar, labels=labels)
+            if collar == 0.2:
+                write_events_tsv(out_dir / f"events_{name}_{setting.split()[0].replace('.', '')}.tsv", events)
+    in_sample = " (tuned in-sample, like the paper's test column)"
+    rows = [(f"{setting} — {name} split{in_sample if name == tune_split else ''}", scores[name][setting])
+            for name in splits for setting, *_ in SED_SETTINGS if name != tune_split or setting != "0.5 thresholds"]
+    last = list(splits)[-1]
+    per_class = table4_split or last
+    figures = _figures(tagger, analyses[last], splits[last][0], reference[last], median_swept, out_dir, n_figures,
+                       figure_labels, figure_clips)
+    sizes = ", ".join(f"{name} {len(a)} clips" for name, a in analyses.items())
+    return (f"## Table 3 style: segmentation, macro event F1 ({title}, frame hop {tagger.frame_hop} s; "
+            f"thresholds/kernels tuned on the {tune_split} split; {sizes})\n\n{table3(rows)}\n\n"
+            f"## Table 4 style: per-class event F1 on the {per_class} split (200 ms collar)\n\n"
+            f"{table4([(BEST_SETTING, scores[per_class][BEST_SETTING]), ('0.5 thresholds', scores[per_class]['0.5 thresholds'])])}"
+            f"\n\nFigure 2 style plots: {', '.join(figures)} (in {out_dir})\n")
+
+
+def _figures(tagger, analyses: dict, audio_dir: Path, reference: list, tuning, out_dir: Path, n_figures: int,
+             figure_labels: tuple[str, ...], figure_clips: tuple[str, ...]) -> list[str]:
+    from .errors import InputError
+    from .report import figure2
+
+    events_of = {name: [e for e in reference if e.filename == name] for name in analyses}
+    missing = [clip for clip in figure_clips if clip not in analyses]
+    if missing:
+        raise InputError(f"--figure-clips: {missing[0]!r} is not a readable file of {audio_dir}")
+    chosen = list(figure_clips) or [next((n for n in analyses if any(e.label == label for e in events_of[n])), None)
+                                    for label in figure_labels]
+    chosen = [n for n in chosen if n] or [n for n in analyses if len(events_of[n]) >= 2][:n_figures]
+    names = []
+    for i, name in enumerate(chosen, start=1):
+        path = out_dir / f"figure2_{i}.png"
+        figure2(tagger, audio_dir / name, path, analysis=analyses[name], reference=events_of[name], thresholds=tuning,
+                title=f"{name}: reference " + ", ".join(sorted({e.label for e in events_of[name]})))
+        names.append(path.name)
+    return names

@@ -92,10 +92,18 @@ def report(args) -> None:
     names = [name for name, _ in args.runs]
     if len(set(names)) != len(names):
         raise InputError(f"run names must be unique, got {', '.join(names)}")
+    if args.sed_run and args.sed_run not in names:
+        raise InputError(f"--sed-run {args.sed_run!r} is none of the --runs names ({', '.join(names)})")
     rows, provenance = reproduce.table2(dict(args.runs), args.eval_data, labels_csv=args.labels or "",
                                         select_data=args.select_data, device=args.device, n_resamples=args.bootstrap,
                                         seed=args.seed)
-    path = reproduce.write(rows, provenance, args.out)
+    sections = ""
+    if args.dcase:
+        sed_run = dict(args.runs)[args.sed_run] if args.sed_run else args.runs[0][1]
+        sections, provenance["segmentation"] = reproduce.dcase_segmentation(
+            sed_run, args.dcase, args.out, mapping=args.mapping, checkpoint=args.checkpoint, device=args.device,
+            figure_clips=tuple(args.figure_clips or ()))
+    path = reproduce.write(rows, provenance, args.out, sections)
     print(path.read_text(encoding="utf-8"))
     print(f"written to {args.out}/ (report.md, index.html, table2.csv, provenance.json)")
 

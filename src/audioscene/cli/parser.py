@@ -128,6 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=count, default=0, help="seed of the resampling (default 0)")
     p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--dcase", type=Path, metavar="ROOT", help="DCASE 2018 task 4 dataset/ folder: adds Tables 3-4 and "
+                                                                "Figure 2 (tuned on test; scored on test and eval)")
+    p.add_argument("--sed-run", metavar="NAME", help="the run whose frame outputs Tables 3-4 use (default the first)")
+    p.add_argument("--checkpoint", default="best", help="that run's checkpoint: best, last, avg or a .pt path "
+                                                        "(default best)")
+    p.add_argument("--mapping", default="paper", help="AudioSet labels -> DCASE classes: paper (the one-label groups), "
+                                                      "broad (with the ontology's children) or a JSON file "
+                                                      "(default paper)")
+    p.add_argument("--figure-clips", nargs="+", metavar="FILE", help="eval files for Figure 2 (default: the first "
+                                                                     "with alarm, frying, cat, shaver)")
     p.add_argument("-o", "--out", type=Path, required=True, help="report folder")
     p.set_defaults(func=commands.report)
 

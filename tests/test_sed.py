@@ -322,3 +322,34 @@ def test_upsampled_frames_place_boundaries_on_a_finer_grid(tmp_path):
     del record["upsample"]  # a file from before the option
     (tmp_path / "old.json").write_text(json.dumps(record))
     assert Tuning.load(tmp_path / "old.json").upsample == 1
+
+
+@pytest.mark.parametrize("resolution", [1.0, 0.5])
+def test_segment_f1_equals_sed_eval(resolution):
+    from audioscene.metrics.events import segment_f1
+
+    rng = np.random.default_rng(11)
+    labels = ("a", "b", "c")
+
+    def events(n):
+        out = []
+        for _ in range(n):
+            onset = round(float(rng.uniform(0, 9)), 3)
+            out.append(E(f"f{rng.integers(5)}.wav", onset, round(onset + float(rng.uniform(0.05, 3)), 3),
+                         str(rng.choice(labels))))
+        return out
+
+    reference, estimated = events(30), events(25) + [E("f9.wav", 1.0, 2.0, "a")]  # a file without references
+    ours = segment_f1(reference, estimated, resolution, labels)
+    metric = sed_eval.sound_event.SegmentBasedMetrics(list(labels), time_resolution=resolution)
+    for name in dict.fromkeys(e.filename for e in reference + estimated):
+        metric.evaluate(*([{"filename": e.filename, "onset": e.onset, "offset": e.offset, "event_label": e.label}
+                           for e in side if e.filename == name] for side in (reference, estimated)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        theirs = metric.results()
+    assert ours.micro_f1 == pytest.approx(theirs["overall"]["f_measure"]["f_measure"], abs=1e-12)
+    assert ours.macro_f1 == pytest.approx(theirs["class_wise_average"]["f_measure"]["f_measure"], abs=1e-12)
+    for k, label in enumerate(labels):
+        assert (ours.n_ref[k], ours.n_sys[k]) == (theirs["class_wise"][label]["count"]["Nref"],
+                                                  theirs["class_wise"][label]["count"]["Nsys"])

@@ -166,3 +166,38 @@ def _scores(labels: tuple[str, ...], n_ref, n_sys, n_tp, zero_score: bool) -> Ev
         macro = [float(np.nanmean(v)) if len(v) and not np.isnan(v).all() else float("nan")
                  for v in (precision, recall, f1)]
     return EventScores(labels, n_ref, n_sys, n_tp, precision, recall, f1, *micro, *macro)
+
+
+def segment_f1(reference: Sequence[Event], estimated: Sequence[Event], resolution: float = 1.0,
+               labels: Sequence[str] | None = None, zero_score: bool = False) -> EventScores:
+    """Segment-based precision, recall and F1 — the numbers of sed_eval 0.2.1's
+    `SegmentBasedMetrics(labels, time_resolution)` fed file by file (Mesaros et al. 2016).
+
+    Each file is cut into segments of `resolution` seconds (as many as its latest event, reference
+    or estimated, reaches); a class is active in a segment when one of its events overlaps it
+    (segments `floor(onset / resolution)` to `ceil(offset / resolution)`). Counted over all segments:
+    TP = active in both, N_ref, N_sys; P, R, F1 per class and micro/macro as in `event_f1` (with
+    `zero_score` False: a class without estimated activity has an undefined precision).
+    """
+    if not resolution > 0:
+        raise InputError(f"need resolution > 0, got {resolution}")
+    reference, estimated = list(reference), list(estimated)
+    labels = tuple(sorted({e.label for e in reference + estimated})) if labels is None else tuple(labels)
+    label_index = {label: k for k, label in enumerate(labels)}
+    files: dict[str, int] = {}
+    rolls = []
+    for events in (reference, estimated):
+        arrays = encode_events(events, files, label_index, "reference" if events is reference else "estimated")
+        rolls.append((arrays.key // max(len(labels), 1), arrays.key % max(len(labels), 1),
+                      np.floor(arrays.onset / resolution).astype(np.int64),
+                      np.ceil(arrays.offset / resolution).astype(np.int64)))
+    n_segments = np.zeros(len(files), np.int64)
+    for file, _, _, stop in rolls:
+        np.maximum.at(n_segments, file, stop)
+    offsets = np.concatenate([[0], np.cumsum(n_segments)])
+    active = np.zeros((2, int(offsets[-1]), len(labels)), bool)  # (reference / estimated, segments, classes)
+    for side, (file, label, start, stop) in enumerate(rolls):
+        for f, k, a, b in zip(file, label, start, stop):
+            active[side, offsets[f] + a:offsets[f] + b, k] = True
+    ref, sys = active
+    return _scores(labels, ref.sum(axis=0), sys.sum(axis=0), (ref & sys).sum(axis=0), zero_score)

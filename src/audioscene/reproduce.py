@@ -57,6 +57,8 @@ class Row:
     n_clips: int
     n_classes: str  # "scored/total"
     paper: tuple[str, float, float, float] | None  # the paper's row, if it reports this model
+    labels: tuple[str, ...] = ()
+    per_class: dict | None = None  # {"ap": [K], "auc": [K]}
 
 
 def _paper_row(model: str, variant: str) -> tuple[str, float, float, float] | None:
@@ -103,7 +105,8 @@ def table2(runs: dict[str, str | os.PathLike], eval_data: str, labels_csv: str =
             epoch = {"peak": result["peak_epoch"], "ema": result["ema_epoch"]}.get(variant)
             rows.append(Row(name, variant, epoch, {key: summary[key] for key in SCORES},
                             confidence_intervals(result["targets"], outputs, n_resamples, seed=seed),
-                            result["n_clips"], f"{scored}/{total}", _paper_row(model, variant)))
+                            result["n_clips"], f"{scored}/{total}", _paper_row(model, variant),
+                            result["labels"].names, summary["per_class"]))
     return rows, provenance
 
 
@@ -151,24 +154,32 @@ def dcase_segmentation(run: str | os.PathLike, root: str | os.PathLike, out_dir:
     splits = {split: (dcase2018.paths(root, split)[0], dcase2018.events(root, split)) for split in ("test", "eval")}
     markdown = segmentation(tagger, splits, tune_split="test", out_dir=out_dir / "sed", classes=groups,
                             figure_labels=() if figure_clips else FIGURE_LABELS, figure_clips=figure_clips,
-                            table4_split="test",
+                            table4_split="test", figure_split="test",
                             title=f"{Path(run).name}, {checkpoint} checkpoint, DCASE 2018 task 4, mapping {mapping}")
     return markdown, {"dcase_root": str(root), "sed_run": str(run), "mapping": mapping,
                       "mapping_file": "mapping.json", "n_clips": {s: len(list(a.glob("*.wav"))) for s, (a, _) in
                                                                    splits.items()}}
 
 
-def write(rows: list[Row], provenance: dict, out_dir: str | os.PathLike, sections: str = "") -> Path:
-    """`report.md`, `index.html`, `table2.csv` and `provenance.json` in `out_dir` (each atomically);
-    `sections`: more Markdown (Tables 3–4) appended to report.md and shown in the page."""
+def write(rows: list[Row], provenance: dict, out_dir: str | os.PathLike, sections: str = "",
+          title: str = "Table 2, reproduced") -> Path:
+    """`report.md`, `index.html`, `table2.csv`, `per_class_RUN.csv` (AP and AUC per class of each
+    row) and `provenance.json` in `out_dir` (each atomically); `sections`: more Markdown (Tables
+    3–4) appended to report.md and shown in the page."""
+    from .report import write_per_class_csv
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for run in dict.fromkeys(row.run for row in rows):
+        mine = [row for row in rows if row.run == run]
+        write_per_class_csv(out_dir / f"per_class_{run}.csv", mine[0].labels,
+                            [(row.variant, {"per_class": row.per_class}) for row in mine])
     table = [_cells(row) for row in rows]
     note = (f"Peak epoch chosen on {provenance['selected_on']}; intervals: {provenance['bootstrap']['interval']} "
             f"bootstrap over clips, {provenance['bootstrap']['resamples']} resamples. Paper rows: AudioSet eval set, "
             "527 classes.")
     with atomic_open(out_dir / "report.md", "w", encoding="utf-8") as f:
-        f.write(f"# Table 2, reproduced\n\n{markdown_table(HEADER, table)}\n\n{note}\n\n"
+        f.write(f"# {title}\n\n{markdown_table(HEADER, table)}\n\n{note}\n\n"
                 f"{provenance['package']}, commit {provenance['git_commit']}, {provenance['date']}; "
                 f"full provenance in provenance.json\n\n{sections}")
     with atomic_open(out_dir / "table2.csv", "w", newline="", encoding="utf-8") as f:
@@ -190,7 +201,8 @@ def write(rows: list[Row], provenance: dict, out_dir: str | os.PathLike, section
     with atomic_open(out_dir / "index.html", "w", encoding="utf-8") as f:
         f.write("<!doctype html><meta charset='utf-8'><title>audioscene report</title><style>body{font-family:"
                 "sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
-                "text-align:right}td:first-child{text-align:left}</style><h1>Table 2, reproduced</h1>"
+                "text-align:right}td:first-child{text-align:left}</style>"
+                f"<h1>{html.escape(title)}</h1>"
                 f"<table><tr>{head}</tr>{cells}</table><p>{html.escape(note)}</p>"
                 f"{f'<pre>{html.escape(sections)}</pre>' if sections else ''}{figures}"
                 f"<h2>Provenance</h2><pre>{html.escape(json.dumps(provenance, indent=2, default=str))}</pre>")
@@ -206,13 +218,14 @@ BEST_SETTING = "median filter + swept thresholds"
 
 def segmentation(tagger, splits: dict[str, tuple[Path, list]], tune_split: str, out_dir: str | os.PathLike,
                  classes: str | dict = "all", n_figures: int = 4, figure_labels: tuple[str, ...] = (),
-                 figure_clips: tuple[str, ...] = (), table4_split: str = "", title: str = "") -> str:
+                 figure_clips: tuple[str, ...] = (), table4_split: str = "", figure_split: str = "",
+                 title: str = "") -> str:
     """Tables 3 and 4 and Figure 2 (Markdown): `splits` maps a name to (audio folder, reference
     events); thresholds and kernels are tuned on `tune_split` and every split is scored. Writes the
     tuning JSONs, each split's events (`events_SPLIT_SETTING.tsv`) and `figure2_N.png` to `out_dir`.
-    Figure 2 shows `figure_clips` (file names of the last split), or for each of `figure_labels` the
-    first clip of the last split with that class, else the first `n_figures` clips with two or more
-    events. Table 4 is on `table4_split` (default the last split)."""
+    Figure 2 shows `figure_clips` (file names of `figure_split`), or for each of `figure_labels` the
+    first clip of `figure_split` with that class, else its first `n_figures` clips with two or more
+    events. Table 4 is on `table4_split`; both default to the last split."""
     from .events import write_events_tsv
     from .infer import events_from_analysis
     from .metrics import event_f1, segment_f1
@@ -248,8 +261,8 @@ def segmentation(tagger, splits: dict[str, tuple[Path, list]], tune_split: str, 
     rows = [(f"{setting} — {name} split{in_sample if name == tune_split else ''}", scores[name][setting])
             for name in splits for setting, *_ in SED_SETTINGS if name != tune_split or setting != "0.5 thresholds"]
     last = list(splits)[-1]
-    per_class = table4_split or last
-    figures = _figures(tagger, analyses[last], splits[last][0], reference[last], median_swept, out_dir, n_figures,
+    per_class, shown = table4_split or last, figure_split or last
+    figures = _figures(tagger, analyses[shown], splits[shown][0], reference[shown], median_swept, out_dir, n_figures,
                        figure_labels, figure_clips)
     sizes = ", ".join(f"{name} {len(a)} clips" for name, a in analyses.items())
     return (f"## Table 3 style: segmentation, macro event F1 ({title}, frame hop {tagger.frame_hop} s; "

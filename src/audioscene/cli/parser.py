@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mapping", default="paper", help="AudioSet labels -> DCASE classes: paper (the one-label groups), "
                                                       "broad (with the ontology's children) or a JSON file "
                                                       "(default paper)")
-    p.add_argument("--figure-clips", nargs="+", metavar="FILE", help="eval files for Figure 2 (default: the first "
+    p.add_argument("--figure-clips", nargs="+", metavar="FILE", help="test files for Figure 2 (default: the first "
                                                                      "with alarm, frying, cat, shaver)")
     p.add_argument("-o", "--out", type=Path, required=True, help="report folder")
     p.set_defaults(func=commands.report)

@@ -82,5 +82,6 @@ def confidence_intervals(y_true: np.ndarray, y_score: np.ndarray, n_resamples: i
     """Percentile bootstrap intervals `(low, high)` of mAP, mAUC and d′ at `level`."""
     resampled = bootstrap_scores(y_true, y_score, n_resamples, seed)
     tail = 100 * (1 - level) / 2
-    return {key: (float(np.nanpercentile(values, tail)), float(np.nanpercentile(values, 100 - tail)))
+    # the empirical quantiles themselves (no interpolation: d′ is infinite where a resample's AUC is 1)
+    return {key: tuple(float(v) for v in np.nanpercentile(values, (tail, 100 - tail), method="inverted_cdf"))
             for key, values in resampled.items()}

@@ -101,7 +101,7 @@ class EpochPlan:
         options = dict(num_workers=config.workers, pin_memory=context.device.type == "cuda",
                        persistent_workers=False, prefetch_factor=4 if config.workers else None)
         self.n_classes = len(dataset.label_set)
-        self.teacher, self.keys = teacher, None if streamed else getattr(dataset, "keys", None)
+        self.teacher, self.keys = teacher, None if streamed else dataset.keys
         # one seed per micro-batch, from (run seed, epoch, rank): a resumed epoch draws the same augmentation
         self.seeds = np.random.SeedSequence([config.seed, epoch, context.rank])
         accumulation = max(1, config.batch_size // (context.world_size * micro_batch_size))

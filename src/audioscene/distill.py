@@ -90,6 +90,7 @@ def predict_to_file(runs: Sequence[str | os.PathLike], data: str, output: str | 
     avg or a path; all runs averaged) on the map-style data `data`, keyed by clip key."""
     from .checkpoints import Checkpoint, CheckpointError, resolve
     from .data import DataSpec, OpenOptions
+    from .features import FrontendConfig
     from .predictor import Predictor
 
     if not runs:
@@ -106,7 +107,7 @@ def predict_to_file(runs: Sequence[str | os.PathLike], data: str, output: str | 
                 raise CheckpointError(f"{path}: its labels or front end differ from {members[0][2]}'s; the runs "
                                       "of one teacher must share both")
             members.append((model, state.frontend_config, path))
-    sample_rate = getattr(getattr(frontend, "config", None), "sample_rate", 16000)
+    sample_rate = FrontendConfig(**members[0][1]).sample_rate
     dataset = DataSpec.parse(data, labels_csv).open_clips(OpenOptions(labels, clip_seconds, sample_rate), "predict")
     probs = Predictor([m for m, _, _ in members], frontend, device).predict(
         dataset, batch_size, workers, desc="predict", progress=progress)["clipwise"]

@@ -41,7 +41,8 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
 
     Returns `{"labels", "epochs": {epoch: summary}, "peak_epoch", "peak": summary, "avg": summary,
     "ema_epoch", "ema" (None without averaged weights), "outputs": {"peak", "avg"[, "ema"]: clip
-    outputs [N, K]}, "targets" [N, K], "keys" (clip keys), "n_clips", "selected_on", "selected_by"}`.
+    outputs [N, K]}, "targets" [N, K], "keys" (clip keys), "run_config" (the last checkpoint's model,
+    front-end and training configs), "n_clips", "selected_on", "selected_by"}`.
     Only one checkpoint's model and the running sum of outputs are held at a time.
     """
     checkpoints = list_epochs(run_dir)
@@ -84,6 +85,7 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
             "peak": scores["model"][best["model"][1]], "avg": summarize(dataset.targets, average),
             "ema_epoch": ema_epoch, "ema": scores["ema"][ema_epoch] if ema_epoch else None,
             "outputs": {"peak": best["model"][2], "avg": average, **({"ema": best["ema"][2]} if ema_epoch else {})},
-            "targets": dataset.targets, "keys": getattr(dataset, "keys", None),
+            "targets": dataset.targets, "keys": dataset.keys,
+            "run_config": {key: getattr(state, key) for key in ("model_config", "frontend_config", "train_config")},
             "n_clips": len(dataset), "selected_on": str(select_data if select_data is not None else data),
             "selected_by": metric}

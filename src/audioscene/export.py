@@ -206,6 +206,8 @@ def export_onnx(run_dir: str | os.PathLike, path: str | os.PathLike, checkpoint:
 class OnnxModel:
     """An exported model run by ONNX Runtime, usable wherever `Tagger` takes a model."""
 
+    input_kind = "logmel"  # only log-mel models export (a waveform input when the front end is inside)
+
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         _require_onnx()
         import onnxruntime as ort

@@ -97,7 +97,7 @@ class Tagger:
         if hop_s is not None:
             check_number("hop_s", hop_s, low=0, low_open=True)
         check_number("batch_size", batch_size, integer=True, low=1)
-        if any(getattr(m, "input_kind", "logmel") != "logmel" for m in models):
+        if any(m.input_kind != "logmel" for m in models):
             raise InputError("this model takes AudioSet's released embeddings, not audio: score it with "
                              "`audioscene evaluate --data embeddings:DIR`")
         hops = {m.frame_hop for m in models}

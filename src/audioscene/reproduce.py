@@ -34,7 +34,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ._io import atomic_open
-from .checkpoints import Checkpoint, list_epochs
 from .evaluate import evaluate_run
 from .metrics import SCORES
 from .metrics.bootstrap import confidence_intervals
@@ -90,14 +89,13 @@ def table2(runs: dict[str, str | os.PathLike], eval_data: str, labels_csv: str =
     for name, run in runs.items():
         result = evaluate_run(run, eval_data, device=device, progress=progress, labels_csv=labels_csv,
                               select_data=select_data)
-        last = Checkpoint.load(list_epochs(run)[-1])
-        model = last.model_config["name"]
-        keys = result["keys"] or []
+        stored = result["run_config"]
+        model = stored["model_config"]["name"]
         provenance["runs"][name] = {
-            "run": str(run), "model": model, "model_config": last.model_config, "frontend": last.frontend_config,
-            "train_config": last.train_config, "epochs": len(result["epochs"]), "precision": "float32",
-            "device": device, "n_clips": result["n_clips"],
-            "clip_list_sha256": hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest() if keys else None}
+            "run": str(run), "model": model, "model_config": stored["model_config"],
+            "frontend": stored["frontend_config"], "train_config": stored["train_config"],
+            "epochs": len(result["epochs"]), "precision": "float32", "device": device, "n_clips": result["n_clips"],
+            "clip_list_sha256": hashlib.sha256("\n".join(sorted(result["keys"])).encode()).hexdigest()}
         scored = result["peak"]["n_classes_scored"]
         total = scored + result["peak"]["n_classes_skipped"]
         for variant, outputs in result["outputs"].items():

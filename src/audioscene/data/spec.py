@@ -31,11 +31,13 @@ from .folder import ClipDataset, DataSetError
 
 
 class ClipSet(Protocol):
-    """Map-style clips: `dataset[i]` is `(input, target [K])`, `targets` `[N, K]`; the input is a
-    waveform `[clip_samples]` or an embedding sequence `[frames, 128]`."""
+    """Map-style clips: `dataset[i]` is `(input, target [K])`, `targets` `[N, K]`, `keys` the clips'
+    keys (file stems, as shards name their members); the input is a waveform `[clip_samples]` or an
+    embedding sequence `[frames, 128]`."""
 
     label_set: LabelSet
     targets: np.ndarray
+    keys: list[str]
 
     def __len__(self) -> int: ...
 

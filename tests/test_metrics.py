@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from audioscene.errors import InputError
 from audioscene.metrics import average_precision, d_prime, roc_auc, summarize
 
 
@@ -111,3 +112,31 @@ def test_bootstrap_resamples_score_as_summarize_does_on_the_drawn_clips():
         assert low < point[key] < high
     again = bootstrap_scores(y_true, y_score, n_resamples=300, seed=1, chunk=7)
     np.testing.assert_allclose(again["mAP"], bootstrap_scores(y_true, y_score, 300, seed=1)["mAP"])  # chunking
+
+
+def test_psds_equals_the_reference_psds_eval():
+    """Numbers written by psds_eval 0.5.3 (tests/data/make_psds_reference.py: it does not run under
+    numpy 2 / pandas 3, so they were produced in its own environment): PSDS1, PSDS2 and a plain
+    setting, and the TPR of every operating point."""
+    import json
+    from pathlib import Path
+
+    from audioscene.events import Event
+    from audioscene.metrics.psds import PSDS1, PSDS2, operating_point, psds
+
+    data = json.loads((Path(__file__).parent / "data" / "psds_reference.json").read_text())
+    reference = [Event(*e) for e in data["reference"]]
+    points = [[Event(*e) for e in detections] for detections in data["points"]]
+    assert {k: data["scores"][k][k2] for k in ("psds1", "psds2") for k2 in PSDS1} == \
+        {k: v[k2] for k, v in (("psds1", PSDS1), ("psds2", PSDS2)) for k2 in PSDS1}
+    for setting in data["scores"].values():
+        criteria = {key: setting[key] for key in ("dtc", "gtc", "cttc")}
+        ours = psds(reference, points, data["files"], data["labels"], **criteria, alpha_ct=setting["alpha_ct"],
+                    alpha_st=setting["alpha_st"], max_efpr=setting["max_efpr"])
+        assert ours == pytest.approx(setting["psds"], abs=1e-12)
+        tpr = [operating_point(reference, p, data["files"], data["labels"], **criteria)["tpr"] for p in points]
+        np.testing.assert_allclose(tpr, setting["tpr"], atol=1e-12)
+    perfect = psds(reference, [reference], data["files"], data["labels"], **PSDS1)
+    assert perfect == pytest.approx(1.0)  # every reference found, no false alarm: the whole area
+    with pytest.raises(InputError, match="outside the evaluation"):
+        psds(reference, [[Event("other.wav", 0.0, 1.0, "Cat")]], data["files"], data["labels"], **PSDS1)

@@ -108,6 +108,7 @@ def test_report_adds_tables_3_and_4_on_dcase_test_and_eval(tiny_run, tiny_data, 
     assert "median filter + swept thresholds — test split (tuned in-sample" in text
     assert "| median filter + swept thresholds, 0.4 s collar — eval split " in text
     assert "## Table 4 style: per-class event F1 on the test split" in text and "paper: JiaKai" in text
+    assert "PSDS1 / PSDS2 (DCASE 2021 settings; 50 thresholds" in text and "eval split 0." in text
     # the eval rows are what sed-eval gives for the events the report wrote
     events = read_events_tsv(out / "sed" / "events_eval_median.tsv")
     scores = event_f1(dcase2018.events(root, "eval"), events, t_collar=0.2, labels=sorted(json.loads(

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 from ._io import atomic_open
 from .evaluate import evaluate_run
 from .metrics import SCORES
@@ -255,6 +257,8 @@ def segmentation(tagger, splits: dict[str, tuple[Path, list]], tune_split: str, 
                 segments[name] = segment_f1(reference[name], events, 1.0, labels)
             if collar == 0.2:
                 write_events_tsv(out_dir / f"events_{name}_{setting.split()[0].replace('.', '')}.tsv", events)
+    psds_line = ", ".join(f"{name} split {v[0]:.3f} / {v[1]:.3f}" for name, v in
+                          _psds_scores(analyses, reference, median_swept, labels).items())
     in_sample = " (tuned in-sample, like the paper's test column)"
     rows = [(f"{setting} — {name} split{in_sample if name == tune_split else ''}", scores[name][setting])
             for name in splits for setting, *_ in SED_SETTINGS if name != tune_split or setting != "0.5 thresholds"]
@@ -268,9 +272,29 @@ def segmentation(tagger, splits: dict[str, tuple[Path, list]], tune_split: str, 
             f"Segment-based F1 (1 s segments, sed_eval's rule), {BEST_SETTING}: "
             + ", ".join(f"{name} split macro {100 * s.macro_f1:.2f} % / micro {100 * s.micro_f1:.2f} %"
                         for name, s in segments.items()) + "\n\n"
+            f"PSDS1 / PSDS2 (DCASE 2021 settings; {len(PSDS_THRESHOLDS)} thresholds, the tuned median kernels): "
+            f"{psds_line}\n\n"
             f"## Table 4 style: per-class event F1 on the {per_class} split (200 ms collar)\n\n"
             f"{table4([(BEST_SETTING, scores[per_class][BEST_SETTING]), ('0.5 thresholds', scores[per_class]['0.5 thresholds'])])}"
             f"\n\nFigure 2 style plots: {', '.join(figures)} (in {out_dir})\n")
+
+
+PSDS_THRESHOLDS = tuple(np.linspace(0.01, 0.99, 50))  # operating points: one threshold for every class
+
+
+def _psds_scores(analyses: dict, reference: dict, tuning, labels) -> dict[str, tuple[float, float]]:
+    """(PSDS1, PSDS2) of each split, over `PSDS_THRESHOLDS` with the tuning's median kernels."""
+    from .infer import events_from_analysis
+    from .metrics.psds import PSDS1, PSDS2, psds
+
+    scores = {}
+    for name, files in analyses.items():
+        durations = {file: result.duration for file, result in files.items()}
+        events = [e for e in reference[name] if e.filename in durations]
+        points = [[e for file, result in files.items() for e in events_from_analysis(result, file, threshold, tuning)]
+                  for threshold in PSDS_THRESHOLDS]
+        scores[name] = tuple(psds(events, points, durations, labels, **setting) for setting in (PSDS1, PSDS2))
+    return scores
 
 
 def _figures(tagger, analyses: dict, audio_dir: Path, reference: list, tuning, out_dir: Path, n_figures: int,

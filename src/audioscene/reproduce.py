@@ -137,10 +137,11 @@ FIGURE_LABELS = ("Alarm_bell_ringing", "Frying", "Cat", "Electric_shaver_toothbr
 
 def dcase_segmentation(run: str | os.PathLike, root: str | os.PathLike, out_dir: str | os.PathLike,
                        mapping: str = "paper", checkpoint: str = "best", device: str = "auto",
-                       figure_clips: tuple[str, ...] = ()) -> tuple[str, dict]:
+                       figure_clips: tuple[str, ...] = (), data_name: str = "DCASE 2018 task 4") -> tuple[str, dict]:
     """Tables 3–4 and Figure 2 on DCASE 2018 task 4 (`ROOT` in the released layout) for one run:
     tuned on test, scored on test and eval; the run's labels mapped onto the DCASE classes by
     `mapping` (written to `out_dir/mapping.json`). Returns (Markdown, provenance entries)."""
+    from .audio import expand_paths
     from .data import dcase2018
     from .infer import Tagger
     from .labels import class_mapping
@@ -155,10 +156,10 @@ def dcase_segmentation(run: str | os.PathLike, root: str | os.PathLike, out_dir:
     markdown = segmentation(tagger, splits, tune_split="test", out_dir=out_dir / "sed", classes=groups,
                             figure_labels=() if figure_clips else FIGURE_LABELS, figure_clips=figure_clips,
                             table4_split="test", figure_split="test",
-                            title=f"{Path(run).name}, {checkpoint} checkpoint, DCASE 2018 task 4, mapping {mapping}")
+                            title=f"{Path(run).name}, {checkpoint} checkpoint, {data_name}, mapping {mapping}")
     return markdown, {"dcase_root": str(root), "sed_run": str(run), "mapping": mapping,
-                      "mapping_file": "mapping.json", "n_clips": {s: len(list(a.glob("*.wav"))) for s, (a, _) in
-                                                                   splits.items()}}
+                      "mapping_file": "mapping.json",
+                      "n_clips": {split: len(expand_paths([audio])) for split, (audio, _) in splits.items()}}
 
 
 def write(rows: list[Row], provenance: dict, out_dir: str | os.PathLike, sections: str = "",
@@ -225,7 +226,7 @@ def segmentation(tagger, splits: dict[str, tuple[Path, list]], tune_split: str, 
     tuning JSONs, each split's events (`events_SPLIT_SETTING.tsv`) and `figure2_N.png` to `out_dir`.
     Figure 2 shows `figure_clips` (file names of `figure_split`), or for each of `figure_labels` the
     first clip of `figure_split` with that class, else its first `n_figures` clips with two or more
-    events. Table 4 is on `table4_split`; both default to the last split."""
+    events (or with one). Table 4 is on `table4_split`; both default to the last split."""
     from .events import write_events_tsv
     from .infer import events_from_analysis
     from .metrics import event_f1, segment_f1
@@ -308,7 +309,8 @@ def _figures(tagger, analyses: dict, audio_dir: Path, reference: list, tuning, o
         raise InputError(f"--figure-clips: {missing[0]!r} is not a readable file of {audio_dir}")
     chosen = list(figure_clips) or [next((n for n in analyses if any(e.label == label for e in events_of[n])), None)
                                     for label in figure_labels]
-    chosen = [n for n in chosen if n] or [n for n in analyses if len(events_of[n]) >= 2][:n_figures]
+    chosen = [n for n in chosen if n] or [n for n in analyses if len(events_of[n]) >= 2][:n_figures] or \
+        [n for n in analyses if events_of[n]][:n_figures]
     names = []
     for i, name in enumerate(chosen, start=1):
         path = out_dir / f"figure2_{i}.png"

@@ -118,3 +118,13 @@ def test_report_adds_tables_3_and_4_on_dcase_test_and_eval(tiny_run, tiny_data, 
     assert json.loads((out / "mapping.json").read_text())["Cat"][:2] == ["Cat", "Purr"]
     assert (out / "sed" / "figure2_1.png").is_file() and "data:image/png;base64" in (out / "index.html").read_text()
     assert json.loads((out / "provenance.json").read_text())["segmentation"]["mapping"] == "broad"
+    # the PSDS inputs are written as psds_eval reads them, and score back to the printed value
+    from audioscene.metrics.psds import PSDS1, psds
+
+    folder = out / "sed" / "psds_eval"
+    durations = dict(line.split("\t") for line in (folder / "metadata.tsv").read_text().splitlines()[1:])
+    points = [read_events_tsv(path) for path in sorted(folder.glob("detections_*.tsv"))]
+    assert len(points) == 50
+    value = psds(read_events_tsv(folder / "ground_truth.tsv"), points, {k: float(v) for k, v in durations.items()},
+                 sorted(json.loads((out / "mapping.json").read_text())), **PSDS1)
+    assert f"eval split {value:.3f} / " in text

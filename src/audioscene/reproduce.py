@@ -259,7 +259,7 @@ def segmentation(tagger, splits: dict[str, tuple[Path, list]], tune_split: str, 
             if collar == 0.2:
                 write_events_tsv(out_dir / f"events_{name}_{setting.split()[0].replace('.', '')}.tsv", events)
     psds_line = ", ".join(f"{name} split {v[0]:.3f} / {v[1]:.3f}" for name, v in
-                          _psds_scores(analyses, reference, median_swept, labels).items())
+                          _psds_scores(analyses, reference, median_swept, labels, out_dir).items())
     in_sample = " (tuned in-sample, like the paper's test column)"
     rows = [(f"{setting} — {name} split{in_sample if name == tune_split else ''}", scores[name][setting])
             for name in splits for setting, *_ in SED_SETTINGS if name != tune_split or setting != "0.5 thresholds"]
@@ -283,17 +283,28 @@ def segmentation(tagger, splits: dict[str, tuple[Path, list]], tune_split: str, 
 PSDS_THRESHOLDS = tuple(np.linspace(0.01, 0.99, 50))  # operating points: one threshold for every class
 
 
-def _psds_scores(analyses: dict, reference: dict, tuning, labels) -> dict[str, tuple[float, float]]:
-    """(PSDS1, PSDS2) of each split, over `PSDS_THRESHOLDS` with the tuning's median kernels."""
+def _psds_scores(analyses: dict, reference: dict, tuning, labels, out_dir: Path) -> dict[str, tuple[float, float]]:
+    """(PSDS1, PSDS2) of each split, over `PSDS_THRESHOLDS` with the tuning's median kernels. The
+    inputs are written as `psds_eval` reads them: `out_dir/psds_SPLIT/` holds `ground_truth.tsv`,
+    `metadata.tsv` (filename, duration) and one `detections_THRESHOLD.tsv` per operating point."""
+    from .events import write_events_tsv
     from .infer import events_from_analysis
     from .metrics.psds import PSDS1, PSDS2, psds
 
     scores = {}
     for name, files in analyses.items():
+        folder = out_dir / f"psds_{name}"
+        folder.mkdir(parents=True, exist_ok=True)
         durations = {file: result.duration for file, result in files.items()}
         events = [e for e in reference[name] if e.filename in durations]
-        points = [[e for file, result in files.items() for e in events_from_analysis(result, file, threshold, tuning)]
-                  for threshold in PSDS_THRESHOLDS]
+        write_events_tsv(folder / "ground_truth.tsv", events)
+        with atomic_open(folder / "metadata.tsv", "w", encoding="utf-8") as f:
+            f.write("filename\tduration\n" + "".join(f"{file}\t{seconds:.3f}\n" for file, seconds in durations.items()))
+        points = []
+        for threshold in PSDS_THRESHOLDS:
+            points.append([e for file, result in files.items()
+                           for e in events_from_analysis(result, file, threshold, tuning)])
+            write_events_tsv(folder / f"detections_{threshold:.2f}.tsv", points[-1])
         scores[name] = tuple(psds(events, points, durations, labels, **setting) for setting in (PSDS1, PSDS2))
     return scores
 

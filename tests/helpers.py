@@ -1,10 +1,13 @@
 """Helpers shared by the test modules (fixtures live in conftest.py)."""
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from audioscene.train import TrainConfig
 
@@ -30,3 +33,14 @@ def tiny_config(data: Path, out: Path, **overrides) -> TrainConfig:
     values = dict(train_data=str(data / "train"), eval_data=str(data / "eval"), out_dir=str(out),
                   model="resnet_b_att", width=8, epochs=2, batch_size=16, lr=1e-3, seed=7)
     return TrainConfig(**{**values, **overrides})
+
+
+def browser_path() -> str:
+    """The system's Chromium for Playwright; skips the test without one (fails under CI's
+    AUDIOSCENE_REQUIRE_SYSTEM_TOOLS)."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("AUDIOSCENE_REQUIRE_SYSTEM_TOOLS"):
+            pytest.fail("Chromium is required (AUDIOSCENE_REQUIRE_SYSTEM_TOOLS is set) but not installed")
+        pytest.skip("no Chromium on this machine: apt-get install chromium (.ci/run does) to run the browser test")
+    return path

@@ -140,3 +140,16 @@ def test_psds_equals_the_reference_psds_eval():
     assert perfect == pytest.approx(1.0)  # every reference found, no false alarm: the whole area
     with pytest.raises(InputError, match="outside the evaluation"):
         psds(reference, [[Event("other.wav", 0.0, 1.0, "Cat")]], data["files"], data["labels"], **PSDS1)
+
+
+def test_bootstrap_intervals_shrink_with_more_clips():
+    from audioscene.metrics.bootstrap import confidence_intervals
+
+    rng = np.random.default_rng(9)
+    widths = []
+    for n_clips in (100, 1600):
+        y_true = rng.random((n_clips, 4)) < 0.2
+        y_score = rng.random((n_clips, 4)) + 0.5 * y_true
+        low, high = confidence_intervals(y_true, y_score, n_resamples=200, seed=0)["mAP"]
+        widths.append(high - low)
+    assert widths[1] < widths[0] / 2  # ~1/√16 of the width in theory

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 
 import pytest
 from helpers import assert_one_line_error, run_cli
@@ -128,3 +129,36 @@ def test_report_adds_tables_3_and_4_on_dcase_test_and_eval(tiny_run, tiny_data, 
     value = psds(read_events_tsv(folder / "ground_truth.tsv"), points, {k: float(v) for k, v in durations.items()},
                  sorted(json.loads((out / "mapping.json").read_text())), **PSDS1)
     assert f"eval split {value:.3f} / " in text
+
+
+def test_report_page_loads_in_headless_chromium_with_its_figures(tiny_run, tiny_data, tmp_path):
+    from helpers import browser_path
+    from playwright.sync_api import sync_playwright
+
+    out = tmp_path / "report"
+    result = run_cli("report", "--runs", str(tiny_run), "--eval-data", str(tiny_data / "eval"), "--bootstrap", "20",
+                     "--dcase", str(_dcase_root(tiny_data, tmp_path / "dataset")), "-o", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_path(), args=["--headless", "--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        problems = []
+        page.on("pageerror", lambda exc: problems.append(str(exc)))
+        page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+        page.goto((out / "index.html").as_uri())
+        images = page.evaluate("[...document.images].map(i => i.complete && i.naturalWidth > 0)")
+        assert images and all(images)  # Figure 2, inline
+        assert page.locator("table tr").count() == 3  # header, peak, Avg
+        browser.close()
+    assert problems == []
+
+
+def test_report_names_missing_inputs_before_any_work(tiny_run, tiny_data, tmp_path):
+    started = time.monotonic()
+    assert_one_line_error(run_cli("report", "--runs", f"a={tiny_run}", f"b={tmp_path / 'nope'}", "--eval-data",
+                                  str(tiny_data / "eval"), "-o", str(tmp_path / "r")), "nope: no such run folder")
+    assert_one_line_error(run_cli("report", "--runs", str(tiny_run), "--eval-data", str(tmp_path / "gone"),
+                                  "-o", str(tmp_path / "r")), "gone")
+    assert_one_line_error(run_cli("report", "--runs", str(tiny_run), "--eval-data", str(tiny_data / "eval"),
+                                  "--dcase", str(tmp_path / "no_dataset"), "-o", str(tmp_path / "r")), "no_dataset")
+    assert time.monotonic() - started < 60 and not (tmp_path / "r" / "report.md").exists()

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import threading
 import time
 import urllib.error
@@ -10,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import browser_path
 
 from audioscene.infer import Tagger
 from audioscene.viewer import LOOPBACK_NAMES, ViewerConfig, allowed_hosts, create_app
@@ -93,15 +93,6 @@ def test_bad_uploads_get_a_message_and_the_server_lives_on(viewer, tmp_path):
     status, body = request(viewer + "/api/analyze", b"", {"X-Filename": "empty.wav"})
     assert status == 400 and "empty" in json.loads(body)["error"]
     assert request(viewer + "/api/info")[0] == 200
-
-
-def browser_path() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        if os.environ.get("AUDIOSCENE_REQUIRE_SYSTEM_TOOLS"):
-            pytest.fail("Chromium is required (AUDIOSCENE_REQUIRE_SYSTEM_TOOLS is set) but not installed")
-        pytest.skip("no Chromium on this machine: apt-get install chromium (.ci/run does) to run the browser test")
-    return path
 
 
 def test_page_in_headless_chromium(viewer, tiny_data, tmp_path):

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ._io import atomic_open
+from .checkpoints import CheckpointError, list_epochs
 from .evaluate import evaluate_run
 from .metrics import SCORES
 from .metrics.bootstrap import confidence_intervals
@@ -77,6 +78,23 @@ def _git_commit() -> str:
         return out.stdout.strip() if out.returncode == 0 else "unknown (not a git checkout)"
     except (OSError, subprocess.SubprocessError):
         return "unknown (git not available)"
+
+
+def check_inputs(runs: dict[str, str | os.PathLike], eval_data: str, labels_csv: str = "",
+                 select_data: str | None = None, dcase: str | os.PathLike | None = None) -> None:
+    """Name a missing run, data folder or DCASE split before any work starts (one error)."""
+    from .data import DataSpec, dcase2018
+    from .data.folder import DataSetError
+
+    for run in runs.values():
+        if not list_epochs(run):
+            raise CheckpointError(f"{run}: no epoch_NNN.pt checkpoints")
+    for data, labels in ((eval_data, labels_csv), (select_data, "")):
+        if data is not None and not Path(DataSpec.parse(data, labels).path).exists():
+            raise DataSetError(f"{data}: no such data folder")
+    if dcase is not None:
+        for split in ("test", "eval"):
+            dcase2018.paths(dcase, split)
 
 
 def table2(runs: dict[str, str | os.PathLike], eval_data: str, labels_csv: str = "", select_data: str | None = None,

@@ -165,3 +165,9 @@ def test_baselines_train_and_evaluate_on_the_synthetic_stand_in(tiny_data, tmp_p
         assert "Yu et al." in result.stdout and "Kong et al." in result.stdout
     assert_one_line_error(run_cli("tag", str(tiny_data / "eval" / "audio"), "--run", str(run)),
                           "takes AudioSet's released embeddings, not audio")
+    report = ["report", "--runs", f"Kong={run}", "--eval-data", str(tiny_data / "eval"), "--bootstrap", "20",
+              "-o", str(tmp_path / "report")]
+    assert_one_line_error(run_cli(*report), "give --embeddings-data embeddings:DIR")
+    result = run_cli(*report, "--embeddings-data", f"embeddings:{tmp_path / 'emb' / 'eval'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Kong (peak, epoch" in result.stdout and "| Kong et al." in result.stdout.replace("  ", " ")

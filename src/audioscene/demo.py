@@ -106,18 +106,13 @@ def run_demo(out_dir: str | os.PathLike, config: DemoConfig = DemoConfig()) -> s
             for model in config.models]
     runs += [(model, embedded["train"], embedded["eval"], dict(lr=config.embedding_lr))
              for model in config.embedding_models]
-    trained: dict[str, dict[str, Path]] = {}  # eval data → {model: run}
-    for model, train_data, eval_data, options in runs:
-        trained.setdefault(eval_data, {})[model] = _train_or_resume(training.TrainConfig(
-            train_data=train_data, eval_data=eval_data, out_dir=str(out_dir / "runs" / model), model=model,
-            epochs=config.epochs, batch_size=config.batch_size, seed=config.seed, **options))
-    rows, provenance = [], {}
-    for eval_data, group in trained.items():  # the ResNets on log-mel, the baselines on embeddings
-        group_rows, group_provenance = reproduce.table2(group, eval_data, device="auto", n_resamples=config.bootstrap,
-                                                        seed=config.seed)
-        rows += group_rows
-        provenance = {**group_provenance, "eval_data": [*provenance.get("eval_data", []), eval_data],
-                      "runs": {**provenance.get("runs", {}), **group_provenance["runs"]}}
+    trained = {model: _train_or_resume(training.TrainConfig(
+        train_data=train_data, eval_data=eval_data, out_dir=str(out_dir / "runs" / model), model=model,
+        epochs=config.epochs, batch_size=config.batch_size, seed=config.seed, **options))
+        for model, train_data, eval_data, options in runs}
+    # the ResNets scored on the eval split's audio, the embedding baselines on its stand-in embeddings
+    rows, provenance = reproduce.table2(trained, str(splits["eval"]), device="auto", n_resamples=config.bootstrap,
+                                        seed=config.seed, embeddings_data=embedded["eval"])
 
     first = sorted((splits["eval"] / "audio").glob("*.flac"))[0]
     eval_events = read_events_tsv(splits["eval"] / "strong.tsv")

@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from ._io import atomic_open
-from .checkpoints import CheckpointError, list_epochs
+from .checkpoints import Checkpoint, CheckpointError, list_epochs
+from .errors import ConfigError
 from .evaluate import evaluate_run
 from .metrics import SCORES
 from .metrics.bootstrap import confidence_intervals
@@ -81,7 +82,8 @@ def _git_commit() -> str:
 
 
 def check_inputs(runs: dict[str, str | os.PathLike], eval_data: str, labels_csv: str = "",
-                 select_data: str | None = None, dcase: str | os.PathLike | None = None) -> None:
+                 select_data: str | None = None, dcase: str | os.PathLike | None = None,
+                 embeddings_data: str | None = None) -> None:
     """Name a missing run, data folder or DCASE split before any work starts (one error)."""
     from .data import DataSpec, dcase2018
     from .data.folder import DataSetError
@@ -89,7 +91,7 @@ def check_inputs(runs: dict[str, str | os.PathLike], eval_data: str, labels_csv:
     for run in runs.values():
         if not list_epochs(run):
             raise CheckpointError(f"{run}: no epoch_NNN.pt checkpoints")
-    for data, labels in ((eval_data, labels_csv), (select_data, "")):
+    for data, labels in ((eval_data, labels_csv), (select_data, ""), (embeddings_data, "")):
         if data is not None and not Path(DataSpec.parse(data, labels).path).exists():
             raise DataSetError(f"{data}: no such data folder")
     if dcase is not None:
@@ -97,18 +99,29 @@ def check_inputs(runs: dict[str, str | os.PathLike], eval_data: str, labels_csv:
             dcase2018.paths(dcase, split)
 
 
+def _family(run: str | os.PathLike) -> str:
+    return Checkpoint.load(list_epochs(run)[0]).model_config.get("family", "resnet")
+
+
 def table2(runs: dict[str, str | os.PathLike], eval_data: str, labels_csv: str = "", select_data: str | None = None,
            device: str = "auto", n_resamples: int = 1000, seed: int = 0, progress: bool = True,
-           ) -> tuple[list[Row], dict]:
-    """The rows of Table 2 for each named run, and the provenance record."""
+           embeddings_data: str | None = None) -> tuple[list[Row], dict]:
+    """The rows of Table 2 for each named run, and the provenance record. Runs of embedding models
+    are scored on `embeddings_data` (the same clips as AudioSet's released features), the others on
+    `eval_data`; `select_data` picks the ResNets' peak epochs."""
     rows, provenance = [], {
         "package": f"audioscene {importlib.metadata.version('audioscene')}", "git_commit": _git_commit(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "eval_data": str(eval_data),
-        "selected_on": str(select_data or eval_data), "bootstrap": {"resamples": n_resamples, "seed": seed,
-                                                                   "interval": "percentile, 95 %"}, "runs": {}}
+        "embeddings_data": embeddings_data, "selected_on": str(select_data or eval_data),
+        "bootstrap": {"resamples": n_resamples, "seed": seed, "interval": "percentile, 95 %"}, "runs": {}}
     for name, run in runs.items():
-        result = evaluate_run(run, eval_data, device=device, progress=progress, labels_csv=labels_csv,
-                              select_data=select_data)
+        on_embeddings = _family(run) == "embedding"
+        if on_embeddings and embeddings_data is None:
+            raise ConfigError(f"{run}: a model on AudioSet's released embeddings; give --embeddings-data "
+                              "embeddings:DIR to score it")
+        result = evaluate_run(run, embeddings_data if on_embeddings else eval_data, device=device, progress=progress,
+                              labels_csv="" if on_embeddings else labels_csv,
+                              select_data=None if on_embeddings else select_data)
         stored = result["run_config"]
         model = stored["model_config"]["name"]
         provenance["runs"][name] = {

@@ -94,10 +94,11 @@ def report(args) -> None:
         raise InputError(f"run names must be unique, got {', '.join(names)}")
     if args.sed_run and args.sed_run not in names:
         raise InputError(f"--sed-run {args.sed_run!r} is none of the --runs names ({', '.join(names)})")
-    reproduce.check_inputs(dict(args.runs), args.eval_data, args.labels or "", args.select_data, args.dcase)
+    reproduce.check_inputs(dict(args.runs), args.eval_data, args.labels or "", args.select_data, args.dcase,
+                           args.embeddings_data)
     rows, provenance = reproduce.table2(dict(args.runs), args.eval_data, labels_csv=args.labels or "",
                                         select_data=args.select_data, device=args.device, n_resamples=args.bootstrap,
-                                        seed=args.seed)
+                                        seed=args.seed, embeddings_data=args.embeddings_data)
     sections = ""
     if args.dcase:
         sed_run = dict(args.runs)[args.sed_run] if args.sed_run else args.runs[0][1]

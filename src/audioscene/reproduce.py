@@ -31,6 +31,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,9 @@ def check_inputs(runs: dict[str, str | os.PathLike], eval_data: str, labels_csv:
     for run in runs.values():
         if not list_epochs(run):
             raise CheckpointError(f"{run}: no epoch_NNN.pt checkpoints")
+        if embeddings_data is None and _family(str(run)) == "embedding":
+            raise ConfigError(f"{run}: a model on AudioSet's released embeddings; give --embeddings-data "
+                              "embeddings:DIR to score it")
     for data, labels in ((eval_data, labels_csv), (select_data, ""), (embeddings_data, "")):
         if data is not None and not Path(DataSpec.parse(data, labels).path).exists():
             raise DataSetError(f"{data}: no such data folder")
@@ -99,7 +103,9 @@ def check_inputs(runs: dict[str, str | os.PathLike], eval_data: str, labels_csv:
             dcase2018.paths(dcase, split)
 
 
-def _family(run: str | os.PathLike) -> str:
+@cache
+def _family(run: str) -> str:
+    """The model family of a run (read once per process)."""
     return Checkpoint.load(list_epochs(run)[0]).model_config.get("family", "resnet")
 
 
@@ -115,7 +121,7 @@ def table2(runs: dict[str, str | os.PathLike], eval_data: str, labels_csv: str =
         "embeddings_data": embeddings_data, "selected_on": str(select_data or eval_data),
         "bootstrap": {"resamples": n_resamples, "seed": seed, "interval": "percentile, 95 %"}, "runs": {}}
     for name, run in runs.items():
-        on_embeddings = _family(run) == "embedding"
+        on_embeddings = _family(str(run)) == "embedding"
         if on_embeddings and embeddings_data is None:
             raise ConfigError(f"{run}: a model on AudioSet's released embeddings; give --embeddings-data "
                               "embeddings:DIR to score it")

@@ -8,7 +8,11 @@ and a run can be resumed with another number of ranks.
 
 Streamed data (`ClipStream`): each rank reads its own shards; every rank runs the same number of
 optimizer steps (a rank whose shards run out feeds weight-0 micro-batches, so collectives still
-match), each clip weighing 1 / (nominal global batch).
+match), each clip weighing 1 / (nominal global batch); with the balanced sampler each loader worker
+draws class-balanced from a buffer of the clips it reads (`sampler.balanced_stream`).
+
+Each micro-batch carries a seed for its augmentation, from (run seed, epoch, rank, position), and,
+with a teacher file, the teacher's targets of its clips.
 """
 
 from __future__ import annotations

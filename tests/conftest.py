@@ -10,6 +10,10 @@ from helpers import tiny_config
 from audioscene import train as training
 from audioscene.data.synthetic import generate
 
+# tests/data holds reference numbers and the script that made them in another environment (it needs
+# psds_eval and pandas, which the project does not install): not a test module, never imported here
+collect_ignore = ["data"]
+
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked `cuda` run only where a CUDA device exists."""

@@ -94,26 +94,20 @@ def read_tfrecord(path: str | os.PathLike, n_classes: int = 527, skip_bad: bool 
     """`(clips, records skipped)` of one file; a bad record raises `EmbeddingError` naming file and
     record, or with `skip_bad` is skipped and counted (a damaged file's remaining records are lost)."""
     clips, skipped = [], 0
-    records = read_records(path)
-    number = 0
-    while True:
-        try:
-            data = next(records)
-        except StopIteration:
-            break
-        except RecordError:
-            if not skip_bad:
-                raise
-            log.warning("%s: unreadable from record %d on; its remaining records are skipped", path, number)
-            return clips, skipped + 1
-        try:
-            clips.append(_clip(data, f"{path}: record {number}", n_classes))
-        except EmbeddingError as exc:
-            if not skip_bad:
-                raise
-            log.warning("skipped %s", exc)
-            skipped += 1
-        number += 1
+    try:
+        for number, data in enumerate(read_records(path)):
+            try:
+                clips.append(_clip(data, f"{path}: record {number}", n_classes))
+            except EmbeddingError as exc:
+                if not skip_bad:
+                    raise
+                log.warning("skipped %s", exc)
+                skipped += 1
+    except RecordError:
+        if not skip_bad:
+            raise
+        log.warning("%s: unreadable from record %d on; its remaining records are skipped", path, len(clips) + skipped)
+        skipped += 1
     return clips, skipped
 
 

@@ -57,7 +57,7 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
     options = OpenOptions(label_set, clip_seconds, sample_rate)
     dataset = DataSpec.parse(data, labels_csv).open_clips(options)
     select_set = None if select_data is None else DataSpec.parse(select_data, select_labels_csv).open_clips(options)
-    scores = {"model": {}, "ema": {}}  # weights → epoch → (summary on data, selection score)
+    scores = {"model": {}, "ema": {}}  # weights → epoch → summary on data
     best = {}  # weights → (selection score, epoch, clip outputs) of the best epoch so far
     total = None  # sum of every checkpoint's outputs, for Avg (one checkpoint in memory at a time)
     for path in tqdm(checkpoints, desc="checkpoints", unit="ckpt", disable=not progress):
@@ -72,10 +72,12 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
             if weights == "model":
                 total = clipwise.astype(np.float64) if total is None else total + clipwise
             summary = summarize(dataset.targets, clipwise)
-            if select_set is not None:
+            if select_set is None:
+                selection = summary[metric]
+            else:
                 selected = predictor.predict(select_set, batch_size, workers, desc=f"{desc} (selection split)",
                                              progress=progress)["clipwise"]
-            selection = summary[metric] if select_set is None else summarize(select_set.targets, selected)[metric]
+                selection = summarize(select_set.targets, selected)[metric]
             scores[weights][state.epoch] = summary
             if weights not in best or selection > best[weights][0]:  # ties keep the earlier epoch
                 best[weights] = (selection, state.epoch, clipwise)

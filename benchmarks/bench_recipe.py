@@ -1,20 +1,28 @@
-"""The training recipe measured on a hard proxy task: the paper recipe, each modern piece alone, the
-modern preset, and the modern preset distilled from a larger teacher — mAP and macro event F1.
+"""The training recipe judged at a plateau on a hard proxy task: the paper recipe, the modern recipe,
+the modern recipe without each of its ingredients (an ablation), and the modern recipe distilled
+from a teacher trained on *other* clips than the student's.
 
 The proxy is the synthetic generator made hard: 300 training clips at −5..5 dB SNR with up to 6
-(often overlapping) events, a tune split and an eval split of 300 each; `resnet_b_att` of width 16,
-the same optimizer steps for every arm (`--epochs` × 19 steps of 16 clips). Each arm's shipped
-weights are scored (the last epoch's, or their moving average when the arm keeps one): mAP on the
-eval split, and macro event F1 (0.2 s collar) on the eval split after tuning thresholds and median
-kernels on the tune split, with the 0.32 s frames as they are and upsampled 4× (0.08 s).
+(often overlapping) events, a tune split and an eval split of 300 each (a fourth split of 600
+clips trains the teacher). `resnet_b_att` of width 8, batch 16, lr 1e-3 (19 optimizer steps an
+epoch), the same number of epochs for every arm. Every epoch is scored on the tune split (the
+curves); at the end each run is scored on the eval split three ways: its last epoch's raw weights,
+the epoch best on tune (the run's weights: the moving average when it keeps one), and the last
+epoch's moving average; plus macro event F1 (0.2 s collar; thresholds and median kernels tuned
+on the tune split) of the best-on-tune epoch. Runs are spread over `--processes` one-thread
+processes (two fill 2 cores).
 
-    python benchmarks/bench_recipe.py [--seeds 0 1 2] [--epochs 6] [--json benchmarks/results/bench_recipe.json]
+    python benchmarks/bench_recipe.py [--seeds 0 1] [--epochs 20] [--processes 2]
+    python benchmarks/bench_recipe.py --quick   # seconds: tiny data, two arms, checks the script runs
+
+Results: `benchmarks/results/bench_recipe.json` and the tune-mAP curves `bench_recipe.png`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import tempfile
 import time
 from pathlib import Path
@@ -22,105 +30,177 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audioscene.checkpoints import Checkpoint, list_epochs
-from audioscene.config import RECIPES, TrainConfig
-from audioscene.data.folder import ClipDataset
-from audioscene.data.synthetic import generate
-from audioscene.distill import predict_to_file
-from audioscene.events import read_events_tsv
-from audioscene.infer import Tagger, events_from_analysis
-from audioscene.metrics import event_f1, summarize
-from audioscene.predictor import Predictor
-from audioscene.sed import tune_on
-from audioscene.train import train
-
-MODERN = RECIPES["modern"]
+RESULTS = Path(__file__).parent / "results"
+INGREDIENTS: dict[str, dict] = {  # each ingredient of the modern recipe, as the paper recipe has it
+    "input normalisation": dict(input_norm=False),
+    "balanced sampling": dict(sampler="shuffle"),
+    "mixup": dict(mixup_alpha=0.0),
+    "SpecAugment": dict(spec_time_masks=0, spec_freq_masks=0),
+    "schedule": dict(lr_schedule="constant", warmup_fraction=0.0),
+    "EMA": dict(ema_decay=0.0),
+}
 ARMS: dict[str, dict] = {
     "paper": {},
-    "+ mixup": dict(mixup_alpha=MODERN["mixup_alpha"]),
-    "+ SpecAugment": {k: MODERN[k] for k in ("spec_time_masks", "spec_freq_masks")},
-    "+ cosine schedule": {k: MODERN[k] for k in ("lr_schedule", "warmup_fraction", "lr_floor")},
-    "+ EMA": dict(ema_decay=MODERN["ema_decay"]),
-    "+ balanced": dict(sampler="balanced"),
     "modern": dict(recipe="modern"),
+    **{f"modern - {name}": dict(recipe="modern", **off) for name, off in INGREDIENTS.items()},
     "modern + KD": dict(recipe="modern", kd_lambda=0.5),
 }
 
 
-def proxy_data(root: Path) -> dict[str, Path]:
-    return {name: generate(root / name, n_clips=300, seed=seed, snr_db=(-5.0, 5.0), max_events=6, progress=False)
-            for name, seed in (("train", 101), ("tune", 102), ("eval", 103))}
+def proxy_data(root: Path, n_clips: int) -> dict[str, Path]:
+    from audioscene.data.synthetic import generate
+
+    splits = (("train", 101, n_clips), ("tune", 102, n_clips), ("eval", 103, n_clips), ("teacher", 104, 2 * n_clips))
+    return {name: generate(root / name, n_clips=n, seed=seed, snr_db=(-5.0, 5.0), max_events=6, progress=False)
+            for name, seed, n in splits}
 
 
-def shipped(run: Path) -> tuple[Checkpoint, Path, str]:
-    path = list_epochs(run)[-1]
-    state = Checkpoint.load(path)
-    return state, path, "ema" if state.ema else "model"
+def evaluate(run: Path, data: dict[str, Path]) -> dict:
+    """Eval-split scores of a finished run (see the module docstring) and its tune-mAP curve."""
+    from audioscene.checkpoints import Checkpoint, list_epochs, resolve
+    from audioscene.data.folder import ClipDataset
+    from audioscene.events import read_events_tsv
+    from audioscene.infer import Tagger, events_from_analysis
+    from audioscene.metrics import event_f1, summarize
+    from audioscene.predictor import Predictor
+    from audioscene.sed import tune_on
 
-
-def scores(run: Path, data: dict[str, Path]) -> dict[str, float]:
-    state, path, weights = shipped(run)
-    model, frontend, labels = state.build(path, weights)
     eval_set = ClipDataset.from_folder(data["eval"])
-    clipwise = Predictor([model], frontend, "cpu").predict(eval_set, progress=False)["clipwise"]
-    result = {"mAP": summarize(eval_set.targets, clipwise)["mAP"]}
-    tagger = Tagger([model], frontend, labels, device="cpu")
-    analyses = {split: {path.name: a for path, a in tagger.analyze_many(sorted((data[split] / "audio").glob("*.flac")))}
+    last_path = list_epochs(run)[-1]
+    last = Checkpoint.load(last_path)
+
+    def eval_map(path: Path, state: Checkpoint, weights: str) -> float:
+        model, frontend, _ = state.build(path, weights)
+        return float(summarize(eval_set.targets, Predictor([model], frontend, "cpu").predict(
+            eval_set, progress=False)["clipwise"])["mAP"])
+
+    best_path, = resolve(run, "best")
+    result = {"curve": [row["mAP"] for row in last.history],
+              "curve_raw": [row.get("raw_mAP", row["mAP"]) for row in last.history],
+              "train_loss": [row["train_loss"] for row in last.history],
+              "best_epoch": int(best_path.stem.split("_")[1]),
+              "last": eval_map(last_path, last, "raw"),
+              "best_on_tune": eval_map(best_path, Checkpoint.load(best_path), "auto"),
+              "ema": eval_map(last_path, last, "ema") if last.ema else None}
+    tagger = Tagger.from_run(run, best_path, device="cpu")
+    analyses = {split: {p.name: a for p, a in tagger.analyze_many(sorted((data[split] / "audio").glob("*.flac")))}
                 for split in ("tune", "eval")}
     reference = {split: read_events_tsv(data[split] / "strong.tsv") for split in ("tune", "eval")}
-    for factor in (1, 4):
-        tuning = tune_on(analyses["tune"], reference["tune"], tagger.frame_hop, upsample_factor=factor)
-        events = [e for name, a in analyses["eval"].items() for e in events_from_analysis(a, name, tuning, tuning)]
-        result[f"event_F1_x{factor}"] = event_f1(reference["eval"], events, t_collar=0.2, labels=labels.names).macro_f1
+    tuning = tune_on(analyses["tune"], reference["tune"], tagger.frame_hop)
+    events = [e for name, a in analyses["eval"].items() for e in events_from_analysis(a, name, tuning, tuning)]
+    result["event_F1"] = event_f1(reference["eval"], events, t_collar=0.2, labels=tagger.labels.names).macro_f1
     return result
+
+
+def train_teacher(job: tuple) -> dict:
+    """Train the teacher on its own split, write its predictions on the training split, score it."""
+    common, data, work = job
+    torch.set_num_threads(1)
+    from audioscene.config import TrainConfig
+    from audioscene.distill import predict_to_file
+    from audioscene.train import train
+
+    run = train(TrainConfig(**{**common, "train_data": str(data["teacher"])}, out_dir=str(work / "teacher")),
+                progress=False)
+    predict_to_file([run], str(data["train"]), work / "teacher.npz", progress=False)
+    return evaluate(run, data)
+
+
+def run_arm(job: tuple) -> tuple[str, int, dict, float]:
+    """Train and score one (arm, seed) in a one-thread process."""
+    arm, seed, common, data, work = job
+    torch.set_num_threads(1)
+    from audioscene.config import TrainConfig
+    from audioscene.train import train
+
+    started = time.perf_counter()
+    options = dict(ARMS[arm])
+    if options.get("kd_lambda"):
+        options["teacher"] = str(work / "teacher.npz")
+    config = TrainConfig(**common, **options, seed=seed, out_dir=str(work / f"{arm.replace(' ', '_')}_{seed}"))
+    result = evaluate(train(config, progress=False), data)
+    return arm, seed, result, time.perf_counter() - started
+
+
+def plot(results: dict[str, list[dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for arm, runs in results.items():
+        curves = np.array([r["curve"] for r in runs])
+        style = "-" if arm in ("paper", "modern") else ":" if "KD" not in arm else "--"
+        ax.plot(np.arange(1, curves.shape[1] + 1), curves.mean(axis=0), style, lw=2.2 if style == "-" else 1.3,
+                label=arm)
+    ax.set_xlabel("epoch (19 optimizer steps of 16 clips)")
+    ax.set_ylabel("tune mAP (the run's weights; mean over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])  # ~15 min each on 2 cores
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "bench_recipe.json")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="tiny data, two arms, 2 epochs: checks the script runs")
+    parser.add_argument("--json", type=Path, default=RESULTS / "bench_recipe.json")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(1)
+    n_clips, arms = (24, ["paper", "modern + KD"]) if args.quick else (300, list(ARMS))
+    epochs = 2 if args.quick else args.epochs
     started = time.perf_counter()
-    base = dict(model="resnet_b_att", width=16, batch_size=16, lr=1e-3, epochs=args.epochs, device="cpu")
-    results: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+    base = dict(model="resnet_b_att", width=8, batch_size=16, lr=1e-3, epochs=epochs, device="cpu")
+    results: dict[str, list[dict]] = {arm: [] for arm in arms}
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        data = proxy_data(work / "data")
-        common = dict(train_data=str(data["train"]), eval_data=str(data["tune"]))  # epochs are watched on tune
-        teacher_run = train(TrainConfig(**common, **{**base, "width": 32, "epochs": 2 * args.epochs},
-                                        out_dir=str(work / "teacher")), progress=False)
-        teacher = predict_to_file([teacher_run], str(data["train"]), work / "teacher.npz", checkpoint="last",
-                                  progress=False)
-        teacher_scores = scores(teacher_run, data)
-        print(f"teacher (resnet_b_att width 32, paper recipe, {2 * args.epochs} epochs): mAP "
-              f"{teacher_scores['mAP']:.3f}, event F1 {100 * teacher_scores['event_F1_x1']:.1f} %", flush=True)
-        for seed in args.seeds:
-            for arm, options in ARMS.items():
-                extra = dict(teacher=str(teacher)) if options.get("kd_lambda") else {}
-                config = TrainConfig(**common, **base, **options, **extra, seed=seed,
-                                     out_dir=str(work / f"{arm.replace(' ', '_')}_{seed}"))
-                result = scores(train(config, progress=False), data)
+        data = proxy_data(work / "data", n_clips)
+        common = dict(train_data=str(data["train"]), eval_data=str(data["tune"]), **base)  # epochs watched on tune
+        jobs = [(arm, seed, common, data, work) for seed in (args.seeds[:1] if args.quick else args.seeds)
+                for arm in arms]
+        with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
+            # the teacher (the same model trained on twice as many clips the student never sees) trains beside the
+            # first arms; the distilled arms start once its predictions on the student's clips exist
+            teacher_job = pool.apply_async(train_teacher, ((common, data, work),))
+            pending = [pool.apply_async(run_arm, (job,)) for job in jobs if "KD" not in job[0]]
+            teacher_scores = teacher_job.get()
+            print(f"teacher (width 8, paper recipe, {2 * n_clips} other clips, {epochs} epochs): eval mAP "
+                  f"{teacher_scores['best_on_tune']:.3f} [{time.perf_counter() - started:.0f} s]", flush=True)
+            pending += [pool.apply_async(run_arm, (job,)) for job in jobs if "KD" in job[0]]
+            for job in pending:
+                arm, seed, result, seconds = job.get()
                 results[arm].append(result)
-                print(f"seed {seed} {arm:18s} mAP {result['mAP']:.3f}  event F1 {100 * result['event_F1_x1']:5.1f} % "
-                      f"(x4 frames {100 * result['event_F1_x4']:5.1f} %)  [{time.perf_counter() - started:.0f} s]",
+                print(f"seed {seed} {arm:30s} eval mAP last {result['last']:.3f}  best-on-tune "
+                      f"{result['best_on_tune']:.3f} (epoch {result['best_epoch']})  event F1 "
+                      f"{100 * result['event_F1']:5.1f} %  ({seconds:.0f} s) [{time.perf_counter() - started:.0f} s]",
                       flush=True)
-    print(f"\nproxy: 300 train clips, -5..5 dB, up to 6 events; resnet_b_att width 16, {args.epochs} epochs; "
-          f"{len(args.seeds)} seeds, mean ± std; {time.perf_counter() - started:.0f} s in all")
-    print(f"{'arm':18s} {'mAP':>15s} {'event F1 %':>15s} {'F1 % x4 frames':>15s}")
+    elapsed = time.perf_counter() - started
     summary = {}
+    print(f"\nproxy: {n_clips} train clips, -5..5 dB, up to 6 events; resnet_b_att width 8, {epochs} epochs; "
+          f"{len(args.seeds)} seeds, mean ± std; {elapsed / 60:.0f} min in all")
+    print(f"{'arm':30s} {'last':>13s} {'best on tune':>13s} {'EMA':>13s} {'event F1 %':>13s} {'tune mAP by epoch (every 4th)'}")
     for arm, runs in results.items():
-        table = {key: (float(np.mean([r[key] for r in runs])), float(np.std([r[key] for r in runs]))) for key in runs[0]}
+        table = {key: (float(np.mean([r[key] for r in runs])), float(np.std([r[key] for r in runs])))
+                 for key in ("last", "best_on_tune", "event_F1")}
+        emas = [r["ema"] for r in runs if r["ema"] is not None]
+        table["ema"] = (float(np.mean(emas)), float(np.std(emas))) if emas else None
+        table["curve"] = np.mean([r["curve"] for r in runs], axis=0).tolist()
         summary[arm] = table
-        print(f"{arm:18s} {table['mAP'][0]:8.3f} ± {table['mAP'][1]:.3f} "
-              f"{100 * table['event_F1_x1'][0]:8.1f} ± {100 * table['event_F1_x1'][1]:.1f} "
-              f"{100 * table['event_F1_x4'][0]:8.1f} ± {100 * table['event_F1_x4'][1]:.1f}")
+        ema = f"{table['ema'][0]:.3f} ± {table['ema'][1]:.3f}" if table["ema"] else "-"
+        print(f"{arm:30s} {table['last'][0]:.3f} ± {table['last'][1]:.3f} {table['best_on_tune'][0]:.3f} ± "
+              f"{table['best_on_tune'][1]:.3f} {ema:>13s} {100 * table['event_F1'][0]:6.1f} ± "
+              f"{100 * table['event_F1'][1]:4.1f}  " + " ".join(f"{v:.2f}" for v in table["curve"][3::4]))
+    if args.quick:
+        return
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"seeds": args.seeds, "epochs": args.epochs, "teacher": teacher_scores,
-                                     "arms": summary, "runs": results}, indent=2) + "\n")
-    print(f"figures written to {args.json}")
+    args.json.write_text(json.dumps({"seeds": args.seeds, "epochs": epochs, "minutes": elapsed / 60,
+                                     "teacher": teacher_scores, "arms": summary, "runs": results}, indent=2) + "\n")
+    plot(results, args.json.with_suffix(".png"))
+    print(f"figures written to {args.json} and {args.json.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

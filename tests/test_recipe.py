@@ -11,14 +11,14 @@ from helpers import assert_one_line_error, run_cli, tiny_config
 from audioscene import train as training
 from audioscene.batches import MicroBatch
 from audioscene.checkpoints import Checkpoint
-from audioscene.config import RECIPES, TrainConfig
+from audioscene.config import TrainConfig
 from audioscene.data.folder import ClipDataset
 from audioscene.data.sampler import balanced_stream
 from audioscene.distill import Teacher, write_teacher
 from audioscene.errors import ConfigError, InputError
 from audioscene.evaluate import evaluate_run
 from audioscene.labels import LabelSet
-from audioscene.recipe import WeightAverage, lr_factor, mixup, spec_augment
+from audioscene.recipe import RECIPES, WeightAverage, lr_factor, mixup, spec_augment
 from audioscene.train import bce_loss, build_learner, train_step
 
 
@@ -61,7 +61,8 @@ def test_spec_augment_and_mixup_never_touch_evaluation(tiny_data):
     clips = ClipDataset.from_folder(tiny_data / "eval", clip_seconds=2.0)
     labels = clips.label_set
     plain = build_learner(TrainConfig(model="resnet_b_att", width=4, device="cpu", amp=False), labels)
-    modern = build_learner(TrainConfig(model="resnet_b_att", width=4, device="cpu", amp=False, recipe="modern"), labels)
+    modern = build_learner(TrainConfig(model="resnet_b_att", width=4, device="cpu", amp=False, recipe="modern",
+                                       input_norm=False), labels)  # the same model: only the augmentation differs
     assert modern.config.spec_time_masks == 2 and modern.config.mixup_alpha > 0
     np.testing.assert_array_equal(training.evaluate_epoch(plain, clips, progress=False),
                                   training.evaluate_epoch(modern, clips, progress=False))
@@ -147,7 +148,8 @@ def test_modern_run_trains_resumes_and_reports_its_weight_average(tiny_data, tmp
     assert {key: getattr(config, key) for key in RECIPES["modern"]} == RECIPES["modern"]
     run = training.train(config, progress=False)
     state = Checkpoint.load(run / "epoch_002.pt")
-    assert state.ema["updates"] == 2 * 4 and state.scheduler["last_epoch"] == 8  # 64 clips / batch 16, 2 epochs
+    assert state.ema["updates"] == 2 * 4 and state.recipe["steps_done"] == 8  # 64 clips / batch 16, 2 epochs
+    assert state.recipe["total_steps"] == 8
     assert state.train_config["mixup_alpha"] == 0.3
     result = evaluate_run(run, tiny_data / "eval", device="cpu", progress=False)
     assert result["ema_epoch"] in (1, 2) and 0 < result["ema"]["mAP"] <= 1

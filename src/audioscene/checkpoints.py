@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "audioscene-checkpoint/1"
 CHECKPOINT_PATTERN = re.compile(r"^epoch_(\d{3,})\.pt$")
 CHOICES = ("best", "last", "avg")
+WEIGHTS = ("auto", "raw", "ema")
 
 
 class CheckpointError(AudioSceneError, ValueError):
@@ -56,10 +57,9 @@ class Checkpoint:
     scaler: dict | None = None
     rng: dict | None = None
     world_size: int = 1
-    coverage: dict | None = None  # clips trained on in the epoch (see train._coverage)
+    coverage: dict | None = None  # clips trained on in the epoch (see distributed.coverage_of)
     run_id: str = ""  # the same in every checkpoint of one run
-    scheduler: dict | None = None  # the learning-rate schedule's state (recipes with one)
-    ema: dict | None = None  # the moving average of the weights (recipe.WeightAverage.state_dict())
+    recipe: dict | None = None  # the recipe's state (recipe.Recipe.state_dict(): schedule, weight average)
     format: str = field(default=CHECKPOINT_FORMAT)
 
     REQUIRED = ("epoch", "model", "model_config", "frontend_config", "labels", "train_config", "history")
@@ -97,6 +97,8 @@ class Checkpoint:
         if broken:
             raise CheckpointError(f"{path}: {len(broken)} weight tensors hold NaN or Inf (e.g. {broken[0]}); the "
                                   "training diverged, use an earlier checkpoint")
+        if "recipe" not in state and (state.get("ema") or state.get("scheduler")):  # written before Recipe existed
+            state["recipe"] = {"steps_done": (state.get("scheduler") or {}).get("last_epoch", 0), "ema": state.get("ema")}
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in state.items() if key in known})
 
@@ -109,16 +111,31 @@ class Checkpoint:
     def label_set(self) -> LabelSet:
         return LabelSet(tuple(self.labels))
 
-    def build(self, source: str | os.PathLike = "checkpoint", weights: str = "model",
+    @property
+    def ema(self) -> dict | None:
+        """The moving average of the weights (`recipe.WeightAverage.state_dict()`), if the run keeps one."""
+        return (self.recipe or {}).get("ema")
+
+    def weights(self, which: str = "auto") -> dict[str, torch.Tensor]:
+        """The state dict `which` names: "raw" (the optimizer's weights), "ema" (their moving average)
+        or "auto" (the run's weights: the average when the run keeps one, else the raw weights)."""
+        if which not in WEIGHTS:
+            raise CheckpointError(f"unknown weights {which!r}; choose one of {', '.join(WEIGHTS)}")
+        if which == "ema" and not self.ema:
+            raise CheckpointError("holds no moving average of the weights (train with --ema-decay)")
+        return self.ema["weights"] if which == "ema" or (which == "auto" and self.ema) else self.model
+
+    def build(self, source: str | os.PathLike = "checkpoint", weights: str = "auto",
               ) -> tuple[models.AudioModel, nn.Module, LabelSet]:
-        """Model (with its weights, or with `weights="ema"` their moving average, in eval mode), front
-        end and label set; weights that do not fit the recorded architecture raise `CheckpointError`
-        naming `source`."""
-        if weights == "ema" and not self.ema:
-            raise CheckpointError(f"{source}: holds no moving average of the weights (train with --ema-decay)")
+        """Model (with the `weights` named as in `weights()`, in eval mode), front end and label set;
+        weights that do not fit the recorded architecture raise `CheckpointError` naming `source`."""
+        try:
+            state = self.weights(weights)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{source}: {exc}") from None
         try:
             model = models.from_config(self.model_config)
-            model.load_state_dict(self.model if weights == "model" else self.ema["weights"])
+            model.load_state_dict(state)
             frontend = models.frontend_for(model, FrontendConfig(**self.frontend_config))
             labels = self.label_set
         except (RuntimeError, TypeError, KeyError, ValueError) as exc:
@@ -167,8 +184,8 @@ def resolve(run_dir: str | os.PathLike, choice: str | os.PathLike = "best") -> l
 
 
 def initialise_from(model: models.AudioModel, path: str, label_set: LabelSet) -> None:
-    """Start from a trained checkpoint of the same architecture: all its weights, except the
-    classifier's (the model's `head_prefix`) when the labels differ."""
+    """Start from a trained checkpoint of the same architecture: all its weights (the moving average
+    when it keeps one), except the classifier's (the model's `head_prefix`) when the labels differ."""
     state = Checkpoint.load(path)
     source = models.from_config(state.model_config).config.to_dict()
     target = model.config.to_dict()
@@ -179,7 +196,7 @@ def initialise_from(model: models.AudioModel, path: str, label_set: LabelSet) ->
         raise CheckpointError(f"{path}: a {source['name']} with {theirs}; this run trains a {target['name']} with {ours} "
                           "(use the same --model and --width, or leave them out to take the checkpoint's)")
     same_labels = tuple(state.labels) == label_set.names
-    weights = {k: v for k, v in state.model.items() if same_labels or not k.startswith(model.head_prefix)}
+    weights = {k: v for k, v in state.weights().items() if same_labels or not k.startswith(model.head_prefix)}
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if unexpected or not all(k.startswith(model.head_prefix) for k in missing):
         raise CheckpointError(f"{path}: its weights do not fit this model (missing {missing[:3]}, unexpected "

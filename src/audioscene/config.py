@@ -20,6 +20,7 @@ from .devices import check_device
 from .errors import ConfigError, InputError, check_number
 from .features import FrontendConfig
 from .metrics import SCORES
+from .recipe import RECIPES, SCHEDULES
 
 
 def _field(default, help: str, *flags: str, choices: tuple[str, ...] | None = None):
@@ -32,18 +33,6 @@ def _field(default, help: str, *flags: str, choices: tuple[str, ...] | None = No
 
 
 SAMPLERS = ("shuffle", "balanced")
-SCHEDULES = ("constant", "cosine", "linear")
-
-# Training recipes: `paper` is the paper's (every piece of recipe.py off); `modern` turns on what
-# PANNs, AST, EfficientAT and CED added. A recipe supplies the value of each of these fields that is
-# left unset (None); flags, TOML keys and Python arguments set them explicitly.
-RECIPES: dict[str, dict] = {
-    "paper": dict(sampler="shuffle", mixup_alpha=0.0, spec_time_masks=0, spec_time_width=64, spec_freq_masks=0,
-                  spec_freq_width=8, lr_schedule="constant", warmup_fraction=0.0, lr_floor=0.0, ema_decay=0.0),
-}
-RECIPES["modern"] = {**RECIPES["paper"], **dict(
-    sampler="balanced", mixup_alpha=0.3, spec_time_masks=2, spec_freq_masks=2, lr_schedule="cosine",
-    warmup_fraction=0.05, lr_floor=0.01, ema_decay=0.999)}
 
 
 # Allowed ranges of the numeric TrainConfig fields (types come from the annotations).
@@ -167,11 +156,13 @@ class TrainConfig:
     sync_batchnorm: bool = _field(False, "BatchNorm statistics over all processes (torchrun; CUDA only)")
     timeout_s: float = _field(600.0, "seconds a process waits for the others before failing")
     best_metric: str = _field("mAP", "the eval score that picks the best epoch", choices=tuple(SCORES))
-    # --- the recipe (augment.py): each piece off in the paper recipe --------------------------------
-    recipe: str = _field("paper", "paper (the paper's recipe) or modern (balanced sampling, mixup, SpecAugment, "
-                                  "cosine schedule with warm-up, EMA of the weights): the values of the recipe flags "
-                                  "below that are not given (default: the recipe's)",
+    # --- the recipe (recipe.py): each ingredient off in the paper recipe --------------------------------
+    recipe: str = _field("paper", "paper (the paper's recipe) or modern (input normalisation, balanced sampling, "
+                                  "mixup, SpecAugment, cosine schedule with warm-up, EMA of the weights): the values "
+                                  "of the recipe flags below that are not given (default: the recipe's)",
                          choices=tuple(RECIPES))
+    input_norm: bool | None = _field(None, "log-mel models: a BatchNorm over the mel bands at the model's input "
+                                           "(PANNs' bn0); embedding models keep their paper's own")
     mixup_alpha: float | None = _field(None, "mixup of the input (waveforms, or embeddings) with Beta(a, a); 0: off")
     spec_time_masks: int | None = _field(None, "SpecAugment: time stripes per clip (0: off)")
     spec_time_width: int | None = _field(None, "SpecAugment: widest time stripe, in log-mel frames")
@@ -180,8 +171,9 @@ class TrainConfig:
     lr_schedule: str | None = _field(None, "learning rate per optimizer step after the warm-up", choices=SCHEDULES)
     warmup_fraction: float | None = _field(None, "share of all optimizer steps with a linear warm-up of the learning rate")
     lr_floor: float | None = _field(None, "cosine/linear decay ends at this share of --lr")
-    ema_decay: float | None = _field(None, "keep an exponential moving average of the weights with this decay (e.g. 0.999), "
-                                   "checkpointed and scored beside them; 0: off")
+    ema_decay: float | None = _field(None, "keep an exponential moving average of the weights with this decay (e.g. "
+                                           "0.999); it becomes the run's weights (scored every epoch, picks the best "
+                                           "epoch, used by every command); 0: off")
     teacher: str = _field("", "knowledge distillation: a teacher file from `audioscene predict` (.npz of clip keys "
                               "and probabilities)")
     kd_lambda: float = _field(0.0, "weight of the teacher's targets in the loss: (1 - l) BCE(labels) + l BCE(teacher)")
@@ -256,7 +248,8 @@ class TrainConfig:
     def model_config(self, n_classes: int) -> models.ModelConfig:
         """The model's configuration; its input bands, frame hop and padding follow `frontend`."""
         extra = {} if self.stem_stride is None else {"stem_stride": self.stem_stride}
-        return models.config_for(self.model, n_classes=n_classes, width=self.width, frontend=self.frontend, **extra)
+        return models.config_for(self.model, n_classes=n_classes, width=self.width, frontend=self.frontend,
+                                 input_norm=self.input_norm, **extra)
 
 
 def _read_toml(path: str | os.PathLike) -> dict:

@@ -85,9 +85,10 @@ class Teacher:
 
 def predict_to_file(runs: Sequence[str | os.PathLike], data: str, output: str | os.PathLike,
                     checkpoint: str = "best", labels_csv: str = "", device: str = "auto", batch_size: int = 64,
-                    workers: int = 0, progress: bool = True) -> Path:
+                    workers: int = 0, progress: bool = True, weights: str = "auto") -> Path:
     """Write a teacher file: the clip probabilities of `runs` (each its `checkpoint`: best, last,
-    avg or a path; all runs averaged) on the map-style data `data`, keyed by clip key."""
+    avg or a path, with its `weights`: see `Checkpoint.weights`; all runs averaged) on the
+    map-style data `data`, keyed by clip key."""
     from .checkpoints import Checkpoint, CheckpointError, resolve
     from .data import DataSpec, OpenOptions
     from .features import FrontendConfig
@@ -99,7 +100,7 @@ def predict_to_file(runs: Sequence[str | os.PathLike], data: str, output: str | 
     for run in runs:
         for path in resolve(run, checkpoint):
             state = Checkpoint.load(path)
-            model, model_frontend, model_labels = state.build(path)
+            model, model_frontend, model_labels = state.build(path, weights)
             if labels is None:
                 labels, frontend = model_labels, model_frontend
                 clip_seconds = state.train_config.get("clip_seconds", clip_seconds)

@@ -57,19 +57,19 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
     options = OpenOptions(label_set, clip_seconds, sample_rate)
     dataset = DataSpec.parse(data, labels_csv).open_clips(options)
     select_set = None if select_data is None else DataSpec.parse(select_data, select_labels_csv).open_clips(options)
-    scores = {"model": {}, "ema": {}}  # weights → epoch → summary on data
+    scores = {"raw": {}, "ema": {}}  # weights → epoch → summary on data
     best = {}  # weights → (selection score, epoch, clip outputs) of the best epoch so far
     total = None  # sum of every checkpoint's outputs, for Avg (one checkpoint in memory at a time)
     for path in tqdm(checkpoints, desc="checkpoints", unit="ckpt", disable=not progress):
         state = first if path == checkpoints[0] else Checkpoint.load(path)
-        for weights in ("model", "ema") if state.ema else ("model",):
+        for weights in ("raw", "ema") if state.ema else ("raw",):
             model, frontend, labels = state.build(path, weights)
             if labels != label_set:
                 raise CheckpointError(f"{path}: its label set differs from {checkpoints[0].name}'s")
             predictor = Predictor([model], frontend, torch_device, amp=amp)
-            desc = path.name if weights == "model" else f"{path.name} (EMA)"
+            desc = path.name if weights == "raw" else f"{path.name} (EMA)"
             clipwise = predictor.predict(dataset, batch_size, workers, desc=desc, progress=progress)["clipwise"]
-            if weights == "model":
+            if weights == "raw":
                 total = clipwise.astype(np.float64) if total is None else total + clipwise
             summary = summarize(dataset.targets, clipwise)
             if select_set is None:
@@ -83,10 +83,10 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
                 best[weights] = (selection, state.epoch, clipwise)
     average = (total / len(checkpoints)).astype(np.float32)
     ema_epoch = best["ema"][1] if "ema" in best else None
-    return {"labels": label_set, "epochs": scores["model"], "peak_epoch": best["model"][1],
-            "peak": scores["model"][best["model"][1]], "avg": summarize(dataset.targets, average),
+    return {"labels": label_set, "epochs": scores["raw"], "peak_epoch": best["raw"][1],
+            "peak": scores["raw"][best["raw"][1]], "avg": summarize(dataset.targets, average),
             "ema_epoch": ema_epoch, "ema": scores["ema"][ema_epoch] if ema_epoch else None,
-            "outputs": {"peak": best["model"][2], "avg": average, **({"ema": best["ema"][2]} if ema_epoch else {})},
+            "outputs": {"peak": best["raw"][2], "avg": average, **({"ema": best["ema"][2]} if ema_epoch else {})},
             "targets": dataset.targets, "keys": dataset.keys,
             "run_config": {key: getattr(state, key) for key in ("model_config", "frontend_config", "train_config")},
             "n_clips": len(dataset), "selected_on": str(select_data if select_data is not None else data),

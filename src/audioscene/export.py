@@ -152,6 +152,7 @@ def export_model(model: AudioModel, frontend: LogMel, labels: LabelSet, path: st
     proto = program.model_proto
     metadata = {"labels": list(labels.names), "frame_hop": model.frame_hop, "frontend": asdict(cfg),
                 "input": input_name, "model": model.config.name, "width": model.config.width,
+                "model_config": model.config.to_dict(),
                 "frontend_precision": frontend_precision if with_frontend else None}
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
@@ -194,12 +195,14 @@ def check_parity(onnx_model: bytes | str | os.PathLike, graph: nn.Module, input_
 
 
 def export_onnx(run_dir: str | os.PathLike, path: str | os.PathLike, checkpoint: str | os.PathLike = "best",
-                with_frontend: bool = False, tolerance: float = 1e-4, frontend_precision: str = "float64") -> Parity:
-    """Export one checkpoint of a run ("best", "last" or a path; see `checkpoints.resolve`)."""
+                with_frontend: bool = False, tolerance: float = 1e-4, frontend_precision: str = "float64",
+                weights: str = "auto") -> Parity:
+    """Export one checkpoint of a run ("best", "last" or a path; see `checkpoints.resolve`): its
+    `weights` ("auto": the run's, i.e. the moving average when it keeps one; "raw"; "ema")."""
     if checkpoint == "avg":
         raise ExportError("export one checkpoint ('best', 'last' or a path); 'avg' is several models")
     source = resolve(run_dir, checkpoint)[0]
-    model, frontend, labels = Checkpoint.load(source).build(source)
+    model, frontend, labels = Checkpoint.load(source).build(source, weights)
     return export_model(model, frontend, labels, path, with_frontend, tolerance, frontend_precision)
 
 

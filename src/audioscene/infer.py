@@ -117,12 +117,13 @@ class Tagger:
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike, checkpoint: str | os.PathLike = "best", device: str = "auto",
-                 **options) -> "Tagger":
+                 weights: str = "auto", **options) -> "Tagger":
         """Load a run's model: `checkpoint` is "best", "last", "avg" or a checkpoint path (see
-        `checkpoints.resolve`); the architecture, front end and labels come from the checkpoint."""
+        `checkpoints.resolve`); `weights` "auto" (the run's: the moving average when it keeps one),
+        "raw" or "ema"; the architecture, front end and labels come from the checkpoint."""
         models, frontend, labels = [], None, None
         for path in resolve(run_dir, checkpoint):
-            model, frontend, path_labels = Checkpoint.load(path).build(path)
+            model, frontend, path_labels = Checkpoint.load(path).build(path, weights)
             if labels is not None and path_labels != labels:
                 raise CheckpointError(f"{path}: its label set differs from the run's other checkpoints")
             models.append(model)

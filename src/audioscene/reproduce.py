@@ -173,7 +173,7 @@ FIGURE_LABELS = ("Alarm_bell_ringing", "Frying", "Cat", "Electric_shaver_toothbr
 
 
 def dcase_segmentation(run: str | os.PathLike, root: str | os.PathLike, out_dir: str | os.PathLike,
-                       mapping: str = "paper", checkpoint: str = "best", device: str = "auto",
+                       mapping: str = "paper", checkpoint: str = "best", device: str = "auto", weights: str = "auto",
                        figure_clips: tuple[str, ...] = (), data_name: str = "DCASE 2018 task 4") -> tuple[str, dict]:
     """Tables 3–4 and Figure 2 on DCASE 2018 task 4 (`ROOT` in the released layout) for one run:
     tuned on test, scored on test and eval; the run's labels mapped onto the DCASE classes by
@@ -188,7 +188,7 @@ def dcase_segmentation(run: str | os.PathLike, root: str | os.PathLike, out_dir:
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_open(out_dir / "mapping.json", "w", encoding="utf-8") as f:
         json.dump({cls: list(names) for cls, names in groups.items()}, f, indent=2)
-    tagger = Tagger.from_run(run, checkpoint, device=device)
+    tagger = Tagger.from_run(run, checkpoint, device=device, weights=weights)
     splits = {split: (dcase2018.paths(root, split)[0], dcase2018.events(root, split)) for split in ("test", "eval")}
     markdown = segmentation(tagger, splits, tune_split="test", out_dir=out_dir / "sed", classes=groups,
                             figure_labels=() if figure_clips else FIGURE_LABELS, figure_clips=figure_clips,

@@ -47,7 +47,7 @@ from .errors import ConfigError
 from .labels import LabelSet
 from .metrics import SCORES, summarize
 from .predictor import Predictor
-from .recipe import WeightAverage, lr_factor, mixup, spec_augment
+from .recipe import Recipe
 
 __all__ = ["TrainConfig", "train", "resume", "train_step", "train_epoch", "evaluate_epoch", "build_learner",
            "Learner", "EpochStats", "bce_loss"]
@@ -55,6 +55,7 @@ __all__ = ["TrainConfig", "train", "resume", "train_step", "train_epoch", "evalu
 log = logging.getLogger(__name__)
 
 METRIC_COLUMNS = ("epoch", "train_loss", *SCORES, "train_clips_per_s", "seconds")
+RAW_COLUMNS = tuple(f"raw_{key}" for key in SCORES)  # runs with a weight average: the raw weights' scores
 
 
 def bce_loss(clipwise: torch.Tensor, target: torch.Tensor, eps: float = 1e-7, reduction: str = "mean") -> torch.Tensor:
@@ -76,9 +77,13 @@ class Learner:
     scaler: torch.amp.GradScaler
     amp: object  # the autocast context (a no-op one in float32)
     config: TrainConfig  # the recipe: augmentation and distillation settings
+    recipe: Recipe  # the learning-rate schedule and weight average, stepped with the optimizer
     context: Context = field(default_factory=Context)
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None  # per optimizer step (None: constant lr)
-    ema: WeightAverage | None = None
+
+    @property
+    def weights_model(self) -> models.AudioModel:
+        """The run's weights: the moving average when the recipe keeps one, else the raw model."""
+        return self.recipe.ema.model if self.recipe.ema is not None else self.raw_model
 
 
 def build_learner(config: TrainConfig, label_set: LabelSet, context: Context = Context(),
@@ -107,22 +112,15 @@ def build_learner(config: TrainConfig, label_set: LabelSet, context: Context = C
                                  weight_decay=config.weight_decay)
     amp, amp_dtype = autocast(device, config.amp, config.cpu_bf16)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16 and device.type == "cuda")
-    scheduler = None
-    if config.lr_schedule != "constant" or config.warmup_fraction > 0:
-        warmup = round(config.warmup_fraction * total_steps)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(
-            step, total_steps, config.lr_schedule, warmup, config.lr_floor))
-    ema = WeightAverage(raw_model, config.ema_decay) if config.ema_decay > 0 else None
     if state:
         optimizer.load_state_dict(state.optimizer)
         scaler.load_state_dict(state.scaler)
         torch.set_rng_state(state.rng["torch"])
-        if scheduler is not None and state.scheduler:
-            scheduler.load_state_dict(state.scheduler)
-        if ema is not None and state.ema:
-            ema.load_state_dict(state.ema)
+    recipe = Recipe(config, raw_model, optimizer, total_steps)
+    if state and state.recipe:
+        recipe.load_state_dict(state.recipe)
     frontend = models.frontend_for(raw_model, config.frontend).to(device)
-    return Learner(model, raw_model, frontend, optimizer, scaler, amp, config, context, scheduler, ema)
+    return Learner(model, raw_model, frontend, optimizer, scaler, amp, config, recipe, context)
 
 
 def train_step(learner: Learner, batch: MicroBatch) -> float:
@@ -133,17 +131,16 @@ def train_step(learner: Learner, batch: MicroBatch) -> float:
     waves, targets = batch.waves.to(device, non_blocking=True), batch.targets.to(device, non_blocking=True)
     teacher = None if batch.teacher is None or config.kd_lambda == 0 else batch.teacher.to(device)
     rng = np.random.default_rng(batch.seed)
-    if config.mixup_alpha > 0:
-        waves, (targets, teacher), _ = mixup(waves, [targets, teacher], config.mixup_alpha, rng)
+    waves, (targets, teacher) = learner.recipe.mix(waves, [targets, teacher], rng)
     with torch.no_grad():
         features = learner.frontend(waves)
-        if (config.spec_time_masks or config.spec_freq_masks) and learner.raw_model.input_kind == "logmel":
-            features = spec_augment(features, rng, config.spec_time_masks, config.spec_time_width,
-                                    config.spec_freq_masks, config.spec_freq_width, config.frontend.silence)
+    masking = None
+    if learner.raw_model.input_kind == "logmel":
+        masking = learner.recipe.masking(rng, normalised=learner.raw_model.normalises_input)
     # gradients are all-reduced only on the last micro-batch of an optimizer step
     with nullcontext() if batch.last or not context.distributed else learner.model.no_sync():
         with learner.amp:
-            out = learner.model(features)
+            out = learner.model(features, **({"augment": masking} if masking else {}))
         per_clip = bce_loss(out["clipwise"], targets, reduction="none").mean(dim=1)
         if teacher is not None:
             distilled = bce_loss(out["clipwise"], teacher, reduction="none").mean(dim=1)
@@ -151,14 +148,18 @@ def train_step(learner: Learner, batch: MicroBatch) -> float:
         # DDP averages gradients over ranks; scaling by world_size turns that into the sum
         learner.scaler.scale((per_clip * batch.weight).sum() * context.world_size).backward()
     if batch.last:
-        learner.scaler.step(learner.optimizer)
-        learner.scaler.update()
-        learner.optimizer.zero_grad(set_to_none=True)
-        if learner.scheduler is not None:
-            learner.scheduler.step()
-        if learner.ema is not None:
-            learner.ema.update(learner.raw_model)
+        learner.recipe.after_step(learner.raw_model, stepped=optimizer_step(learner.optimizer, learner.scaler))
     return float((per_clip.detach() * batch.weight).sum())
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> bool:
+    """Step (through the loss scaler) and clear the gradients; False when the scaler skipped the
+    step because a gradient was Inf or NaN (it then lowers its scale)."""
+    scale = scaler.get_scale() if scaler.is_enabled() else None
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return scale is None or scaler.get_scale() >= scale
 
 
 # --- one epoch -----------------------------------------------------------------------------------
@@ -195,13 +196,15 @@ def train_epoch(learner: Learner, batches: Iterable[MicroBatch], desc: str = "tr
 
 
 def evaluate_epoch(learner: Learner, eval_set: ClipSet, batch_size: int = 64, workers: int = 0,
-                   desc: str = "evaluate", progress: bool = True) -> np.ndarray | None:
-    """Clip outputs `[N, K]` on the eval set, in float32; each rank predicts every world_size-th
-    clip and rank 0 gathers them (None on the other ranks)."""
+                   desc: str = "evaluate", progress: bool = True, weights: str = "auto") -> np.ndarray | None:
+    """Clip outputs `[N, K]` on the eval set, in float32, of the run's weights (`weights="auto"`:
+    the moving average when the recipe keeps one) or the raw ones (`"raw"`); each rank predicts
+    every world_size-th clip and rank 0 gathers them (None on the other ranks)."""
     context = learner.context
+    model = learner.raw_model if weights == "raw" else learner.weights_model
     indices = np.arange(context.rank, len(eval_set), context.world_size)
     subset = Subset(eval_set, indices.tolist()) if context.distributed else eval_set
-    outputs = Predictor([learner.raw_model], learner.frontend, context.device).predict(
+    outputs = Predictor([model], learner.frontend, context.device).predict(
         subset, batch_size, workers, desc=desc, progress=progress)["clipwise"]
     return gather_rows(context, indices, outputs, len(eval_set))
 
@@ -286,6 +289,9 @@ def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, c
     if config.batch_size % (context.world_size * micro):
         raise ConfigError(f"batch_size {config.batch_size} is not a multiple of {context.world_size} ranks × "
                           f"micro_batch_size {micro}")
+    if config.mixup_alpha > 0 and micro < 2:
+        raise ConfigError("mixup mixes clips within a micro-batch and needs at least 2 per micro-batch; raise "
+                          "--micro-batch-size (or the batch size per process), or turn mixup off with --mixup-alpha 0")
     if config.sync_batchnorm and context.device.type != "cuda":
         raise ConfigError("sync_batchnorm needs CUDA devices (PyTorch's SyncBatchNorm runs on GPUs only)")
     train_spec, train_set, eval_set = _datasets(config, state.label_set if state else None, context)
@@ -319,27 +325,19 @@ def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, c
         # each rank's step losses are its share of the step's mean; the shares add up over ranks
         epoch_loss = sum_over_ranks(stats.loss, context)
         coverage = coverage_of(stats.seen, n_epoch_clips, context)
-        outputs = evaluate_epoch(learner, eval_set, config.eval_batch_size, config.workers,
-                                 f"evaluate epoch {epoch}", progress)
+        scores = _epoch_scores(learner, eval_set, epoch, progress)
         if context.is_main:
-            scores = summarize(eval_set.targets, outputs)
-            row = {"epoch": epoch, "train_loss": epoch_loss, **{key: scores[key] for key in SCORES},
+            row = {"epoch": epoch, "train_loss": epoch_loss, **scores,
                    "train_clips_per_s": coverage["clips"] / stats.seconds, "seconds": time.perf_counter() - started}
             history.append(row)
-            raw = learner.raw_model
-            Checkpoint(epoch=epoch, model=raw.state_dict(), model_config=raw.config.to_dict(),
-                       frontend_config=asdict(config.frontend), labels=list(label_set.names),
-                       train_config=asdict(config), history=history, metrics=row,
-                       optimizer=learner.optimizer.state_dict(), scaler=learner.scaler.state_dict(),
-                       rng={"torch": torch.get_rng_state()}, world_size=context.world_size, coverage=coverage,
-                       run_id=run_id, scheduler=learner.scheduler.state_dict() if learner.scheduler else None,
-                       ema=learner.ema.state_dict() if learner.ema else None).save(checkpoint_path(run_dir, epoch))
+            _checkpoint(learner, epoch, label_set, history, coverage, run_id).save(checkpoint_path(run_dir, epoch))
             _write_metrics_csv(run_dir, history)
-            for key in ("train_loss", *SCORES):
+            for key in row.keys() - {"epoch", "train_clips_per_s", "seconds"}:
                 writer.add_scalar(f"epoch/{key}", row[key], epoch)
             writer.flush()
-            log.info("epoch %d/%d: loss %.4f, eval %s (%.0f s, %.1f clips/s)", epoch, config.epochs,
+            log.info("epoch %d/%d: loss %.4f, eval %s%s (%.0f s, %.1f clips/s)", epoch, config.epochs,
                      row["train_loss"], ", ".join(f"{name} {row[key]:.3f}" for key, name in SCORES.items()),
+                     " (weight average; raw weights mAP %.3f)" % row["raw_mAP"] if "raw_mAP" in row else "",
                      row["seconds"], row["train_clips_per_s"])
         barrier(context)  # the checkpoint exists before any rank starts the next epoch
     if writer:
@@ -347,8 +345,34 @@ def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, c
     return run_dir
 
 
+def _epoch_scores(learner: Learner, eval_set: ClipSet, epoch: int, progress: bool) -> dict[str, float]:
+    """The run's weights' eval scores (rank 0; empty elsewhere), and, when they are a weight
+    average, the raw weights' beside them as `raw_<score>`."""
+    config, scores = learner.config, {}
+    for weights, prefix in (("auto", ""), ("raw", "raw_")) if learner.recipe.ema else (("auto", ""),):
+        desc = f"evaluate epoch {epoch}" + (" (raw weights)" if prefix else "")
+        outputs = evaluate_epoch(learner, eval_set, config.eval_batch_size, config.workers, desc, progress, weights)
+        if outputs is not None:
+            summary = summarize(eval_set.targets, outputs)
+            scores.update({prefix + key: summary[key] for key in SCORES})
+    return scores
+
+
+def _checkpoint(learner: Learner, epoch: int, label_set: LabelSet, history: list[dict], coverage: dict,
+                run_id: str) -> Checkpoint:
+    """What the learner leaves after `epoch`: weights, configs and everything a resume needs."""
+    raw, config = learner.raw_model, learner.config
+    return Checkpoint(epoch=epoch, model=raw.state_dict(), model_config=raw.config.to_dict(),
+                      frontend_config=asdict(config.frontend), labels=list(label_set.names),
+                      train_config=asdict(config), history=history, metrics=history[-1],
+                      optimizer=learner.optimizer.state_dict(), scaler=learner.scaler.state_dict(),
+                      rng={"torch": torch.get_rng_state()}, world_size=learner.context.world_size,
+                      coverage=coverage, run_id=run_id, recipe=learner.recipe.state_dict())
+
+
 def _write_metrics_csv(run_dir: Path, history: list[dict]) -> None:
+    columns = METRIC_COLUMNS + (RAW_COLUMNS if RAW_COLUMNS[0] in history[-1] else ())
     with atomic_open(run_dir / "metrics.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
-        writer.writerows({k: row[k] for k in METRIC_COLUMNS} for row in history)
+        writer.writerows({k: row.get(k, "") for k in columns} for row in history)

@@ -61,14 +61,17 @@ def device(text: str) -> str:
 def add_config_flags(parser, config_class, prefix: str = "") -> None:
     """One flag per field of a config dataclass, generated from the field: its type (and range, in
     `CONFIG_RANGES` / `FRONTEND_RANGES`), default, choices, help text and flag names (field metadata).
-    Booleans that default to on get `--no-NAME`. A nested config gets an argument group of its own."""
-    from ..config import CONFIG_RANGES, RECIPES
+    Booleans that default to on get `--no-NAME`; booleans a recipe sets (`bool | None`) get both
+    `--NAME` and `--no-NAME`. A nested config gets an argument group of its own."""
+    from ..config import CONFIG_RANGES
     from ..features import FRONTEND_RANGES
+    from ..recipe import RECIPES
 
     ranges = CONFIG_RANGES if prefix == "" else FRONTEND_RANGES  # a nested config is the front end
     hints = typing.get_type_hints(config_class)
     for item in dataclasses.fields(config_class):
         kind, meta = hints[item.name], item.metadata
+        types_ = set(typing.get_args(kind)) - {type(None)} or {kind}  # `float | None` → {float}
         default = item.default_factory() if item.default is dataclasses.MISSING else item.default
         if dataclasses.is_dataclass(kind):
             group = parser.add_argument_group(f"{item.name}: {meta.get('help', '')}")
@@ -77,7 +80,11 @@ def add_config_flags(parser, config_class, prefix: str = "") -> None:
         name = item.name.replace("_", "-")
         flags = list(meta.get("flags") or (f"--{name}",))
         options = {"dest": prefix + item.name, "help": meta.get("help", "")}
-        if kind is bool:
+        if types_ == {bool} and default is None:
+            options.update(action=argparse.BooleanOptionalAction, default=None)
+            options["help"] += " (default: the recipe's, " + ", ".join(
+                f"{name} {'on' if values[item.name] else 'off'}" for name, values in RECIPES.items()) + ")"
+        elif kind is bool:
             if default:
                 flags, options["help"] = [f"--no-{name}"], f"turn off (on by default): {options['help']}"
             options.update(action="store_const", const=not default)
@@ -96,9 +103,8 @@ def add_config_flags(parser, config_class, prefix: str = "") -> None:
                 options["type"] = device
             elif typing.get_origin(kind) is tuple:
                 options.update(type=numbers(len(typing.get_args(kind))), metavar="B1,B2")
-            elif kind in (int, float) or int in typing.get_args(kind):
-                integer = kind is int or int in typing.get_args(kind)
-                options["type"] = number(**{"integer": integer, **ranges.get(item.name, {})})
+            elif types_ & {int, float}:
+                options["type"] = number(**{"integer": float not in types_, **ranges.get(item.name, {})})
         parser.add_argument(*flags, **options)
 
 
@@ -158,7 +164,14 @@ def add_event_options(p) -> None:
                    help="odd median kernel in frames, one per class, or a sed-tune JSON (default 1: none)")
 
 
+def add_weights_option(p) -> None:
+    p.add_argument("--weights", choices=("auto", "raw", "ema"), default="auto",
+                   help="auto: the run's weights (their moving average when the run keeps one), raw: the optimizer's "
+                        "weights, ema: the moving average (default auto)")
+
+
 def add_model_options(p) -> None:
+    add_weights_option(p)
     p.add_argument("--run", type=Path, required=True,
                    help="run folder with epoch_NNN.pt checkpoints, or a model.onnx from export-onnx")
     p.add_argument("--checkpoint", default="best",

@@ -82,7 +82,7 @@ def predict(args) -> None:
 
     prepare_output(args.output)
     path = predict_to_file(args.run, args.data, args.output, checkpoint=args.checkpoint, labels_csv=args.labels or "",
-                           device=args.device, batch_size=args.batch_size, workers=args.workers)
+                           device=args.device, batch_size=args.batch_size, workers=args.workers, weights=args.weights)
     print(f"clip probabilities of {len(args.run)} run(s) on {args.data} -> {path} (a teacher file for --teacher)")
 
 
@@ -103,7 +103,7 @@ def report(args) -> None:
     if args.dcase:
         sed_run = dict(args.runs)[args.sed_run] if args.sed_run else args.runs[0][1]
         sections, provenance["segmentation"] = reproduce.dcase_segmentation(
-            sed_run, args.dcase, args.out, mapping=args.mapping, checkpoint=args.checkpoint, device=args.device,
+            sed_run, args.dcase, args.out, mapping=args.mapping, checkpoint=args.checkpoint, weights=args.weights, device=args.device,
             figure_clips=tuple(args.figure_clips or ()))
     path = reproduce.write(rows, provenance, args.out, sections)
     print(path.read_text(encoding="utf-8"))
@@ -115,7 +115,7 @@ def _tagger(args):
 
     if args.run.suffix == ".onnx":
         return Tagger.from_onnx(args.run, hop_s=args.hop_s, batch_size=args.batch_size)
-    return Tagger.from_run(args.run, args.checkpoint, device=args.device, hop_s=args.hop_s,
+    return Tagger.from_run(args.run, args.checkpoint, device=args.device, weights=args.weights, hop_s=args.hop_s,
                            batch_size=args.batch_size)
 
 
@@ -158,7 +158,7 @@ def export_onnx(args) -> None:
     from ..export import export_onnx
 
     prepare_output(args.output)
-    parity = export_onnx(args.run, args.output, args.checkpoint, with_frontend=args.with_frontend,
+    parity = export_onnx(args.run, args.output, args.checkpoint, weights=args.weights, with_frontend=args.with_frontend,
                          tolerance=args.tolerance, frontend_precision=args.frontend_precision)
     print(f"wrote {args.output} ({'waveform' if args.with_frontend else 'log-mel'} input, dynamic batch and time); "
           f"ONNX Runtime vs PyTorch max |diff|: clipwise {parity.clipwise:.1e}, framewise {parity.framewise:.1e} "

@@ -13,6 +13,7 @@ from .arguments import (
     add_config_flags,
     add_event_options,
     add_model_options,
+    add_weights_option,
     count,
     device,
     named_run,
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="clips per batch (default 64)")
     p.add_argument("--workers", type=count, default=0, help="data loader worker processes (default 0)")
+    add_weights_option(p)
     p.set_defaults(func=commands.predict)
 
     p = sub.add_parser("report", help="Table 2 regenerated from runs: peak, Avg and EMA rows with bootstrap "
@@ -135,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sed-run", metavar="NAME", help="the run whose frame outputs Tables 3-4 use (default the first)")
     p.add_argument("--checkpoint", default="best", help="that run's checkpoint: best, last, avg or a .pt path "
                                                         "(default best)")
+    add_weights_option(p)
     p.add_argument("--mapping", default="paper", help="AudioSet labels -> DCASE classes: paper (the one-label groups), "
                                                       "broad (with the ontology's children) or a JSON file "
                                                       "(default paper)")
@@ -164,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example: audioscene export-onnx --run runs/b_att -o b_att.onnx --with-frontend")
     p.add_argument("--run", type=Path, required=True, help="run folder with epoch_NNN.pt checkpoints")
     p.add_argument("--checkpoint", default="best", help="best, last or a .pt path (default best)")
+    add_weights_option(p)
     p.add_argument("-o", "--output", type=Path, required=True, help="ONNX file to write")
     p.add_argument("--with-frontend", action="store_true", help="include the log-mel front end (waveform input)")
     p.add_argument("--frontend-precision", choices=("float64", "float32"), default="float64",

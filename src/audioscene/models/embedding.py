@@ -129,6 +129,10 @@ class EmbeddingModel(nn.Module):
     def frame_hop(self) -> float:
         return self.config.input_hop_s
 
+    @property
+    def normalises_input(self) -> bool:
+        return self.config.input_norm
+
     def forward(self, embeddings: Tensor) -> dict[str, Tensor | float]:
         if embeddings.dim() != 3 or embeddings.shape[2] != self.config.n_features:
             raise InputError(f"expected embeddings of shape [batch, frames, {self.config.n_features}], "

@@ -39,6 +39,7 @@ class ModelConfig:
     example_frames: int | None = None  # cut the input into examples of this many frames (ResNet A)
     n_mels: int = 64
     input_hop_s: float = 0.01  # hop of the log-mel frames fed to the model
+    input_norm: bool = False  # a BatchNorm over the mel bands at the input, as PANNs' bn0 (recipe.py)
     # Inputs are padded with the front end's value for digital silence, not 0 (a loud log-mel value).
     pad_value: float = FrontendConfig().silence
 
@@ -67,6 +68,9 @@ class AudioResNet(nn.Module):
     """Log-mel `[B, T, n_mels]` → `{"clipwise": [B, K], "framewise": [B, T', K], "frame_hop": s}`.
 
     Attention models also return `"attention"` `[B, T', K]` (weights summing to 1 over time).
+    With `input_norm`, each mel band is normalised by a BatchNorm first (PANNs' `bn0`); `augment`
+    (training only, e.g. SpecAugment from `recipe.Recipe.masking`) transforms the log-mel after that
+    normalisation, before the trunk.
     With `example_frames` set (ResNet A), the input is cut into examples of that many frames (the
     last one padded: a 10 s clip gives 11 examples, as SPEC §3 has it, rather than dropping the
     last 0.38 s as VGGish does), which run as one batch; clipwise is the mean of the example
@@ -83,6 +87,7 @@ class AudioResNet(nn.Module):
         self.trunk = ResNetTrunk(config.block, config.layers, config.width, in_channels=1,
                                  stem_stride=config.stem_stride)
         self.head = HEADS[config.pooling](self.trunk.out_channels, config.n_classes)
+        self.input_norm = nn.BatchNorm1d(config.n_mels) if config.input_norm else None
 
     @property
     def min_frames(self) -> int:
@@ -94,7 +99,11 @@ class AudioResNet(nn.Module):
         """Seconds between framewise outputs."""
         return round(self.min_frames * self.config.input_hop_s, 6)
 
-    def forward(self, logmel: Tensor) -> dict[str, Tensor | float]:
+    @property
+    def normalises_input(self) -> bool:
+        return self.input_norm is not None
+
+    def forward(self, logmel: Tensor, augment: Callable[[Tensor], Tensor] | None = None) -> dict[str, Tensor | float]:
         if logmel.dim() != 3 or logmel.shape[2] != self.config.n_mels:
             raise InputError(f"expected log-mel of shape [batch, frames, {self.config.n_mels}], "
                              f"got {tuple(logmel.shape)}")
@@ -102,6 +111,10 @@ class AudioResNet(nn.Module):
         unit = self.min_frames
         padded = -(-n_frames // unit) * unit if self.config.example_frames else max(n_frames, unit)
         x = nn.functional.pad(logmel, (0, 0, 0, padded - n_frames), value=self.config.pad_value)  # (batch, time, mel)
+        if self.input_norm is not None:
+            x = self.input_norm(x.transpose(1, 2)).transpose(1, 2)
+        if augment is not None:
+            x = augment(x)
         if self.config.example_frames:
             x = x.reshape(-1, unit, n_mels)  # (batch · examples, example_frames, mel)
         out = self.head(self.trunk(x[:, None]))  # trunk input (batch, 1, time, mel)
@@ -119,9 +132,10 @@ def available(family: str | None = None) -> list[str]:
 
 
 def config_for(name: str, n_classes: int = 527, width: int | None = None, frontend: FrontendConfig | None = None,
-               **overrides) -> ModelConfig | EmbeddingModelConfig:
+               input_norm: bool | None = None, **overrides) -> ModelConfig | EmbeddingModelConfig:
     """The config of a named model (`width`: the variant's own by default), with any field
-    overridden; a ResNet's input bands, frame hop and padding follow `frontend` if given."""
+    overridden; a ResNet's input bands, frame hop and padding follow `frontend` if given, and its
+    input normalisation `input_norm` if given (embedding models keep their paper's own)."""
     check_number("n_classes", n_classes, integer=True, low=1)
     if width is not None:
         check_number("width", width, integer=True, low=1)
@@ -129,6 +143,8 @@ def config_for(name: str, n_classes: int = 527, width: int | None = None, fronte
         if frontend is not None:
             overrides = dict(n_mels=frontend.n_mels, input_hop_s=frontend.hop_ms / 1000, pad_value=frontend.silence,
                              **overrides)
+        if input_norm is not None:
+            overrides = dict(input_norm=input_norm, **overrides)
         config = ModelConfig(name=name, n_classes=n_classes, width=width or 64, **VARIANTS[name])
     elif name in embedding.VARIANTS:
         config = EmbeddingModelConfig(name=name, n_classes=n_classes, **embedding.VARIANTS[name])
@@ -151,12 +167,15 @@ class AudioModel(Protocol):
     """What the package needs of a model family (training, evaluation, tagging, export): a config
     that serialises with a `family` key, the hop of its frame outputs, the fewest input frames it
     takes, the prefix of its classifier's state-dict keys, its input (`input_kind`: "logmel" from
-    the front end, or "embeddings", AudioSet's released features) and a forward pass from
-    `[B, T, features]` to `{"clipwise": [B, K], "framewise": [B, T', K]}`."""
+    the front end, or "embeddings", AudioSet's released features), whether it normalises its input
+    (`normalises_input`) and a forward pass from `[B, T, features]` to `{"clipwise": [B, K],
+    "framewise": [B, T', K]}`; a log-mel model's forward also takes `augment`, a training-time
+    transform of its (normalised) log-mel."""
 
     config: ModelConfig | EmbeddingModelConfig
     head_prefix: str
     input_kind: str
+    normalises_input: bool
 
     @property
     def frame_hop(self) -> float: ...

@@ -63,3 +63,80 @@ def test_flags_reach_the_config(tmp_path, monkeypatch):
     assert (config.amp, config.compile, config.betas, config.micro_batch_size) == (False, True, (0.9, 0.98), 4)
     assert (config.frontend.sample_rate, config.frontend.n_fft, config.frontend.f_max) == (32000, 1024, 14000.0)
     assert config.channels_last and config.epochs == 50  # flags left out keep the defaults
+
+
+# A representative value (not the default) for every TrainConfig field and front-end setting, as
+# typed on the command line and as Python: a field added without an entry here fails the test.
+FIELD_VALUES = {
+    "train_data": (["--train-data", "data/train"], "data/train"),
+    "eval_data": (["--eval-data", "data/eval"], "data/eval"),
+    "labels_csv": (["--labels", "l.csv"], "l.csv"),
+    "eval_labels_csv": (["--eval-labels", "e.csv"], "e.csv"),
+    "sampler": (["--sampler", "shuffle"], "shuffle"),
+    "balance_buffer": (["--balance-buffer", "200"], 200),
+    "init": (["--init", "runs/x/epoch_001.pt"], "runs/x/epoch_001.pt"),
+    "skip_corrupt": (["--skip-corrupt"], True),
+    "out_dir": (["--out", "runs/y"], "runs/y"),
+    "model": (["--model", "resnet_c_att"], "resnet_c_att"),
+    "width": (["--width", "12"], 12),
+    "stem_stride": (["--stem-stride", "1"], 1),
+    "epochs": (["--epochs", "7"], 7),
+    "batch_size": (["--batch-size", "24"], 24),
+    "lr": (["--lr", "3e-4"], 3e-4),
+    "weight_decay": (["--weight-decay", "1e-5"], 1e-5),
+    "betas": (["--betas", "0.9,0.98"], (0.9, 0.98)),
+    "seed": (["--seed", "5"], 5),
+    "clip_seconds": (["--clip-seconds", "4.5"], 4.5),
+    "workers": (["--workers", "3"], 3),
+    "device": (["--device", "cpu"], "cpu"),
+    "amp": (["--no-amp"], False),
+    "cpu_bf16": (["--cpu-bf16"], True),
+    "channels_last": (["--no-channels-last"], False),
+    "compile": (["--compile"], True),
+    "eval_batch_size": (["--eval-batch-size", "16"], 16),
+    "micro_batch_size": (["--micro-batch-size", "4"], 4),
+    "sync_batchnorm": (["--sync-batchnorm"], True),
+    "timeout_s": (["--timeout-s", "90.5"], 90.5),
+    "best_metric": (["--best-metric", "d_prime"], "d_prime"),
+    "recipe": (["--recipe", "modern"], "modern"),
+    "input_norm": (["--no-input-norm"], False),
+    "mixup_alpha": (["--mixup-alpha", "0.2"], 0.2),
+    "spec_time_masks": (["--spec-time-masks", "3"], 3),
+    "spec_time_width": (["--spec-time-width", "40"], 40),
+    "spec_freq_masks": (["--spec-freq-masks", "1"], 1),
+    "spec_freq_width": (["--spec-freq-width", "6"], 6),
+    "lr_schedule": (["--lr-schedule", "linear"], "linear"),
+    "warmup_fraction": (["--warmup-fraction", "0.1"], 0.1),
+    "lr_floor": (["--lr-floor", "0.05"], 0.05),
+    "ema_decay": (["--ema-decay", "0.99"], 0.99),
+    "teacher": (["--teacher", "t.npz"], "t.npz"),
+    "kd_lambda": (["--kd-lambda", "0.4"], 0.4),
+    "kd_temperature": (["--kd-temperature", "2"], 2.0),
+}
+FRONTEND_VALUES = {
+    "sample_rate": (["--sample-rate", "32000"], 32000), "window_ms": (["--window-ms", "32"], 32.0),
+    "hop_ms": (["--hop-ms", "20"], 20.0), "n_fft": (["--n-fft", "2048"], 2048), "n_mels": (["--n-mels", "96"], 96),
+    "f_min": (["--f-min", "50"], 50.0), "f_max": (["--f-max", "14000"], 14000.0),
+    "log_offset": (["--log-offset", "0.001"], 0.001),
+}
+
+
+def test_a_value_typed_through_every_train_flag_gives_the_config_built_in_python(tmp_path, monkeypatch):
+    import dataclasses
+
+    from audioscene import cli, train
+    from audioscene.features import FrontendConfig
+    from audioscene.train import TrainConfig
+
+    assert set(FIELD_VALUES) == {f.name for f in dataclasses.fields(TrainConfig)} - {"frontend"}
+    assert set(FRONTEND_VALUES) == {f.name for f in dataclasses.fields(FrontendConfig)}
+    seen = {}
+    monkeypatch.setattr(train, "train", lambda config: seen.setdefault("config", config) and tmp_path)
+    argv = [arg for table in (FIELD_VALUES, FRONTEND_VALUES) for args, _ in table.values() for arg in args]
+    assert cli.main(["train", *argv]) == 0
+    expected = TrainConfig(**{name: value for name, (_, value) in FIELD_VALUES.items()},
+                           frontend=FrontendConfig(**{name: value for name, (_, value) in FRONTEND_VALUES.items()}))
+    assert seen["config"] == expected
+    defaults = TrainConfig(recipe="modern")
+    for name, (_, value) in FIELD_VALUES.items():  # none is the default, so each flag did something
+        assert getattr(defaults, name) != value or name == "recipe", name

@@ -18,7 +18,7 @@ from audioscene.distill import Teacher, write_teacher
 from audioscene.errors import ConfigError, InputError
 from audioscene.evaluate import evaluate_run
 from audioscene.labels import LabelSet
-from audioscene.recipe import RECIPES, WeightAverage, lr_factor, mixup, spec_augment
+from audioscene.recipe import RECIPES, Recipe, WeightAverage, lr_factor, mixup, spec_augment
 from audioscene.train import bce_loss, build_learner, train_step
 
 
@@ -177,3 +177,184 @@ def test_a_run_teaches_another_through_predict(tiny_run, tiny_data, tmp_path):
                                   "--teacher", str(only_eval), "--kd-lambda", "0.5", "--width", "4",
                                   "--out", str(tmp_path / "x")),
                           "40 of 64 training clips have no teacher prediction (e.g. 'synth_000024')")  # eval has 24
+
+
+# --- input normalisation and where SpecAugment's stripes land ----------------------------------------
+
+def test_spec_augment_without_normalisation_fills_each_clips_band_means():
+    features = torch.randn(4, 200, 16) * 2 - 1
+    out = spec_augment(features, np.random.default_rng(1), time_masks=2, time_width=40, freq_masks=2, freq_width=4)
+    masked = out != features
+    assert masked.any()
+    means = features.mean(dim=1, keepdim=True).expand_as(features)
+    torch.testing.assert_close(out[masked], means[masked])  # inside the data's range, never the silence value
+    assert float(out.min()) >= float(features.min())
+
+
+def test_with_input_normalisation_the_trunk_sees_stripes_at_zero_the_band_mean():
+    from audioscene import models
+
+    model = models.create("resnet_b_att", n_classes=3, width=4, input_norm=True).train()
+    assert model.normalises_input and not models.create("resnet_b_att", n_classes=3, width=4).normalises_input
+    seen = {}
+    model.trunk.register_forward_pre_hook(lambda module, args: seen.update(x=args[0][:, 0]))
+    logmel = torch.randn(3, 400, 64) * 1.4 - 0.7  # the proxy's log-mel scale: mean -0.7, std 1.4
+    masking = Recipe(TrainConfig(recipe="modern", device="cpu"), model, torch.optim.Adam(model.parameters()),
+                     10).masking(np.random.default_rng(0), normalised=True)
+    model(logmel, augment=masking)
+    x = seen["x"]
+    assert bool((x == 0).all(dim=2).any()) and bool((x == 0).all(dim=1).any())  # whole frames and bands at 0
+    normalised = torch.nn.functional.batch_norm(logmel.transpose(1, 2), None, None, training=True).transpose(1, 2)
+    kept = x != 0
+    torch.testing.assert_close(x[kept], normalised[kept], atol=1e-4, rtol=1e-4)  # the rest: the normalised input
+
+
+def test_input_normalisation_is_stored_carried_into_fine_tuning_and_onnx_metadata(tiny_data, tmp_path, monkeypatch):
+    from audioscene import export
+
+    run = training.train(tiny_config(tiny_data, tmp_path / "norm", epochs=1, input_norm=True), progress=False)
+    state = Checkpoint.load(run / "epoch_001.pt")
+    assert state.model_config["input_norm"] and "input_norm.running_mean" in state.model
+    model, _, _ = state.build(run / "epoch_001.pt")
+    assert not torch.equal(model.input_norm.running_mean, torch.zeros(64))  # statistics learnt from the data
+    fine = TrainConfig.for_new_run(dict(train_data="a", eval_data="b", init=str(run / "epoch_001.pt")))
+    assert fine.input_norm and fine.model_config(3).input_norm  # the checkpoint's, not the paper recipe's off
+    captured = {}
+    monkeypatch.setattr(export, "check_parity", lambda data, *args: captured.setdefault("onnx", data) and
+                        export.Parity(0.0, 0.0, 1e-4, 0.0))
+    export.export_onnx(run, tmp_path / "m.onnx")
+    import onnx
+
+    metadata = {p.key: p.value for p in onnx.load_from_string(captured["onnx"]).metadata_props}
+    assert '"input_norm": true' in metadata[export.METADATA_KEY]
+
+
+# --- balanced sampling keeps the clips without labels -------------------------------------------------
+
+def test_balanced_sampling_draws_unlabelled_clips_at_their_share():
+    from audioscene.data.sampler import BalancedSampler
+
+    rng = np.random.default_rng(0)
+    targets = np.zeros((500, 4))
+    targets[np.arange(400), rng.choice(4, 400, p=[0.7, 0.2, 0.07, 0.03])] = 1  # 100 clips (20 %) have no label
+    sampler = BalancedSampler(targets, seed=3)
+    drawn = [i for epoch in range(4) for i in (sampler.set_epoch(epoch), list(sampler))[1]]
+    unlabelled = np.mean([targets[i].sum() == 0 for i in drawn])
+    assert unlabelled == pytest.approx(0.2, abs=0.005)  # their share: 100 of every 500 draws
+    assert len({i for i in drawn if targets[i].sum() == 0}) == 100  # each of them, none dropped
+    per_class = Counter(int(targets[i].argmax()) for i in drawn if targets[i].sum())
+    assert max(per_class.values()) / min(per_class.values()) < 1.05  # the labelled draws stay balanced
+
+    items = [(torch.zeros(1), torch.from_numpy(t).float(), f"k{i}") for i, t in enumerate(targets)]
+    streamed = list(balanced_stream(iter(items * 4), 250, np.random.default_rng(1)))
+    assert len(streamed) == len(items) * 4
+    share = np.mean([float(item[1].sum()) == 0 for item in streamed])
+    assert share == pytest.approx(0.2, abs=0.03)  # stated tolerance: ±3 points (a buffer's share varies)
+
+
+def test_balanced_epochs_record_the_distinct_clips_seen(tmp_path):
+    from audioscene.data.synthetic import generate
+
+    data = generate(tmp_path / "d", n_clips=20, seed=4, progress=False)
+    rows = (data / "weak.csv").read_text().splitlines()
+    rows[1:5] = [row.split(",")[0] + "," for row in rows[1:5]]  # four background clips without labels
+    (data / "weak.csv").write_text("\n".join(rows) + "\n")
+    config = TrainConfig(train_data=str(data), eval_data=str(data), out_dir=str(tmp_path / "run"), width=4,
+                         batch_size=10, epochs=1, sampler="balanced", device="cpu", seed=2)
+    coverage = Checkpoint.load(training.train(config, progress=False) / "epoch_001.pt").coverage
+    assert coverage["clips"] == 20 and 0 < coverage["distinct"] <= 20
+
+
+# --- the schedule on resume, and steps the loss scaler skips --------------------------------------------
+
+def test_an_extended_cosine_run_continues_at_its_floor_without_a_jump(tiny_data, tmp_path, caplog):
+    config = tiny_config(tiny_data, tmp_path / "cos", lr_schedule="cosine", lr_floor=0.1, epochs=2)
+    run = training.train(config, progress=False)
+    state = Checkpoint.load(run / "epoch_002.pt")
+    assert state.recipe == {"steps_done": 8, "total_steps": 8, "ema": None}
+    with caplog.at_level("WARNING"):
+        learner = build_learner(config, state.label_set, state=state, total_steps=12)  # resume --epochs 3
+    assert "continue at its floor" in caplog.text
+    rates = []
+    for _ in range(4):
+        rates.append(learner.optimizer.param_groups[0]["lr"])
+        learner.recipe.after_step(learner.raw_model)
+    assert rates == pytest.approx([1e-3 * 0.1] * 4)  # the floor, as the last step of the 2-epoch run
+    training.resume(run, epochs=3, progress=False)
+    extended = Checkpoint.load(run / "epoch_003.pt")
+    assert extended.optimizer["param_groups"][0]["lr"] == pytest.approx(1e-4)
+    assert extended.recipe["total_steps"] == 8 and extended.recipe["steps_done"] == 12
+
+
+def test_a_step_the_loss_scaler_skips_advances_neither_schedule_nor_average(tiny_data):
+    labels = ClipDataset.from_folder(tiny_data / "eval").label_set
+    learner = build_learner(TrainConfig(width=4, device="cpu", amp=False, lr_schedule="linear", ema_decay=0.9),
+                            labels, total_steps=10)
+    learner.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)
+    waves, targets = torch.randn(2, 16000) * 0.1, torch.zeros(2, 10)
+    overflow = next(learner.raw_model.parameters()).register_hook(lambda grad: grad * float("inf"))
+    train_step(learner, MicroBatch(waves, targets, 0.5))  # an Inf gradient, as fp16 overflows: the scaler skips
+    overflow.remove()
+    assert learner.recipe.steps_done == 0 and learner.recipe.ema.updates == 0 and learner.scaler.get_scale() < 2.0 ** 10
+    assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+    train_step(learner, MicroBatch(waves, targets, 0.5))
+    assert learner.recipe.steps_done == 1 and learner.recipe.ema.updates == 1
+    assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4 * lr_factor(1, 10, "linear"))
+
+
+def test_mixup_is_refused_with_micro_batches_of_one(tiny_data, tmp_path):
+    with pytest.raises(ConfigError, match="needs at least 2 per micro-batch"):
+        training.train(tiny_config(tiny_data, tmp_path / "m", mixup_alpha=0.2, micro_batch_size=1), progress=False)
+
+
+# --- the weight average is the run's weights ---------------------------------------------------------------
+
+def test_the_weight_average_is_what_a_run_scores_picks_and_ships(tiny_data, tmp_path, monkeypatch):
+    import csv
+
+    from audioscene import export
+    from audioscene.distill import predict_to_file
+    from audioscene.infer import Tagger
+    from audioscene.metrics import summarize
+    from audioscene.predictor import Predictor
+
+    run = training.train(tiny_config(tiny_data, tmp_path / "ema", ema_decay=0.8, epochs=2), progress=False)
+    path = run / "epoch_002.pt"
+    state = Checkpoint.load(path)
+    eval_set = ClipDataset.from_folder(tiny_data / "eval")
+    ema_model, frontend, _ = state.build(path, "ema")
+    raw_model, _, _ = state.build(path, "raw")
+    scores = {which: summarize(eval_set.targets, Predictor([m], frontend, "cpu").predict(eval_set, progress=False)[
+        "clipwise"]) for which, m in (("ema", ema_model), ("raw", raw_model))}
+    assert scores["ema"]["mAP"] != scores["raw"]["mAP"]
+    with open(run / "metrics.csv", newline="") as f:
+        last = list(csv.DictReader(f))[-1]
+    assert float(last["mAP"]) == pytest.approx(scores["ema"]["mAP"], abs=1e-6)  # the epoch's score is the average's
+    assert float(last["raw_mAP"]) == pytest.approx(scores["raw"]["mAP"], abs=1e-6)  # the raw weights beside it
+    assert state.history[-1]["mAP"] == pytest.approx(scores["ema"]["mAP"], abs=1e-6)  # so "best" is chosen on it
+
+    def same(model, reference):
+        return all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
+
+    assert same(Tagger.from_run(run, "last").models[0], ema_model)
+    assert same(Tagger.from_run(run, "last", weights="raw").models[0], raw_model)
+    teacher = predict_to_file([run], str(tiny_data / "eval"), tmp_path / "t.npz", checkpoint="last", progress=False)
+    with np.load(teacher) as data:
+        np.testing.assert_allclose(data["probs"], Predictor([ema_model], frontend, "cpu").predict(
+            eval_set, progress=False)["clipwise"], atol=1e-6)
+    exported = {}
+    monkeypatch.setattr(export, "export_model", lambda model, *args, **kw: exported.setdefault("model", model))
+    export.export_onnx(run, tmp_path / "m.onnx", "last")
+    assert same(exported["model"], ema_model)
+
+
+def test_the_recipe_flags_of_the_issue_train_and_are_stored(tiny_data, tmp_path):
+    result = run_cli("train", "--data", str(tiny_data / "train"), "--eval-data", str(tiny_data / "eval"), "--recipe",
+                     "modern", "--mixup-alpha", "0.2", "--ema-decay", "0.99", "--warmup-fraction", "0.1",
+                     "--lr-floor", "0.05", "--width", "4", "--epochs", "1", "--batch-size", "16",
+                     "--out", str(tmp_path / "flags"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    stored = Checkpoint.load(tmp_path / "flags" / "epoch_001.pt").train_config
+    assert (stored["mixup_alpha"], stored["ema_decay"], stored["warmup_fraction"], stored["lr_floor"]) == (
+        0.2, 0.99, 0.1, 0.05)
+    assert stored["input_norm"] is True and stored["sampler"] == "balanced"

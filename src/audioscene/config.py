@@ -232,14 +232,17 @@ class TrainConfig:
     @classmethod
     def for_new_run(cls, values: dict, toml: str | os.PathLike | None = None) -> "TrainConfig":
         """The configuration `audioscene train` starts: `values` (its flags) over the TOML file, if
-        any. Fine-tuning (`init`) without a model or width takes the checkpoint's. Training and
-        evaluation data are required."""
+        any. Fine-tuning (`init`) without a model or width takes the checkpoint's, and its input
+        normalisation unless `input_norm` is given. Training and evaluation data are required."""
         merged = _merge(_read_toml(toml), values) if toml else dict(values)
-        if merged.get("init") and not ("model" in merged and "width" in merged):
+        if merged.get("init") and not ("model" in merged and "width" in merged and "input_norm" in merged):
             from .checkpoints import Checkpoint
 
             source = Checkpoint.load(merged["init"]).model_config
-            merged = {"model": source["name"], "width": source["width"], **merged}
+            taken = {"input_norm": source.get("input_norm", False)}
+            if not ("model" in merged and "width" in merged):
+                taken.update(model=source["name"], width=source["width"])
+            merged = {**taken, **merged}
         config = cls.from_dict(merged, source=str(toml or "command line"))
         if not (config.train_data and config.eval_data):
             raise ConfigError("need --train-data and --eval-data (or a --config that sets train_data and eval_data)")

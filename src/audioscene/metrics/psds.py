@@ -17,8 +17,10 @@ set of detections, e.g. one threshold):
 Each class's (eFPR, TPR) points, with (0, 0) added, make a non-decreasing staircase on the union of
 all classes' eFPR values; the PSD-ROC is their mean minus `alpha_st` × their standard deviation, and
 PSDS is its area up to `max_efpr` divided by `max_efpr`. DCASE 2021's two settings are `PSDS1` and
-`PSDS2`. A class without reference events has no TPR and is left out of the mean (`psds_eval`
-takes its classes from the reference events, so it never sees such a class).
+`PSDS2`. A class of `labels` without reference events has no TPR at any operating point (nor at the
+added origin): it is left out of the mean and the spread, and out of the other classes' CTR mean,
+as `psds_eval` does by taking its classes from the reference events. Events of zero (or negative)
+length, reference or detected, are dropped, as `psds_eval` drops them.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def _arrays(events: Sequence[Event], files: dict[str, int], labels: dict[str, in
     unknown = [e for e in events if e.label not in labels or e.filename not in files]
     if unknown:
         raise InputError(f"{what} event {unknown[0]} has a label or file outside the evaluation")
+    events = [e for e in events if e.offset > e.onset]
     return (np.array([files[e.filename] for e in events], np.int64), np.array([e.onset for e in events], float),
             np.array([e.offset for e in events], float), np.array([labels[e.label] for e in events], np.int64))
 
@@ -101,7 +104,10 @@ def operating_point(reference: Sequence[Event], detections: Sequence[Event], dur
 
 def _staircase(grid: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """A class's ROC points as a non-decreasing step function on `grid` (the best TPR at each eFPR,
-    then the running maximum; 0 left of the first point)."""
+    then the running maximum; 0 left of the first point); NaN throughout for a class without
+    reference events (NaN TPR everywhere)."""
+    if np.isnan(y).all():
+        return np.full(len(grid), np.nan)
     xs, inverse = np.unique(x, return_inverse=True)
     best = np.full(len(xs), -np.inf)
     np.maximum.at(best, inverse, np.where(np.isnan(y), -np.inf, y))
@@ -115,7 +121,8 @@ def psds_from_points(points: Sequence[dict], alpha_ct: float, alpha_st: float, m
     """PSDS of operating points from `operating_point`."""
     if not points:
         raise InputError("PSDS needs at least one operating point")
-    tpr = np.stack([p["tpr"] for p in points] + [np.zeros_like(points[0]["tpr"])], axis=1)  # (classes, points)
+    origin = np.where(np.isnan(points[0]["tpr"]), np.nan, 0.0)  # a class without references stays NaN
+    tpr = np.stack([p["tpr"] for p in points] + [origin], axis=1)  # (classes, points)
     fpr = np.stack([p["fpr"] for p in points] + [np.zeros_like(points[0]["fpr"])], axis=1)
     ctr = np.stack([p["ctr"] for p in points] + [np.zeros_like(points[0]["ctr"])], axis=2)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():

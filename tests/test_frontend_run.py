@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import run_cli, tiny_config
+from helpers import assert_one_line_error, run_cli, tiny_config
 
 from audioscene import models
 from audioscene import train as training
@@ -75,7 +75,29 @@ def test_front_end_settings_from_toml_and_flags(tmp_path):
     path.write_text("[frontend]\nn_mel = 128\n")
     with pytest.raises(ConfigError, match="run.toml: frontend: unknown key.s. n_mel"):
         TrainConfig.from_toml(path)
-    with pytest.raises(ConfigError, match="frontend: f_max must be a finite number > 125 and <= 8000"):
+    with pytest.raises(ConfigError, match=r"frontend: f_min 125 Hz and f_max 9000 Hz: need f_min < f_max <= 8000 Hz"):
         TrainConfig(frontend={"f_max": 9000})
-    out = run_cli("train", "--sample-rate", "8000", "--n-mels", "64", "--train-data", "x", "--eval-data", "y")
-    assert out.returncode == 1 and "frontend: f_max must be" in out.stderr
+
+
+@pytest.mark.parametrize("settings, n_fft, f_max", [
+    (dict(sample_rate=32000), 1024, 7500.0),  # the FFT follows the window: 800 samples -> 1024, as PANNs'
+    (dict(sample_rate=32000, window_ms=64), 2048, 7500.0),
+    (dict(window_ms=50), 1024, 7500.0),
+    (dict(sample_rate=8000), 256, 4000.0),  # f_max follows a rate below 15 kHz
+    (dict(sample_rate=32000, n_fft=4096), 4096, 7500.0),  # explicit values win
+])
+def test_changing_the_rate_or_window_alone_gives_a_front_end(settings, n_fft, f_max):
+    frontend = TrainConfig(frontend=settings).frontend
+    assert (frontend.n_fft, frontend.f_max) == (n_fft, f_max)
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--hop-ms", "0.01"], "hop_ms = 0.01: 0 samples at 16000 Hz; expected at least 1"),
+    (["--window-ms", "0.01"], "window_ms = 0.01: 0 samples at 16000 Hz; expected at least 2"),
+    (["--n-mels", "1000"], "n_mels = 1000: 537 of the bands hold no FFT bin"),
+    (["--f-min", "8000"], "f_min 8000 Hz and f_max 7500 Hz: need f_min < f_max <= 8000 Hz"),
+    (["--model", "kong_att", "--sample-rate", "32000"], "front-end settings do not apply to kong_att"),
+])
+def test_front_end_flags_that_cannot_work_give_one_line(flags, fragment, tmp_path):
+    assert_one_line_error(run_cli("train", "--train-data", "x", "--eval-data", "y", "--out", str(tmp_path / "r"),
+                                  *flags), fragment)

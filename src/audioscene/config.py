@@ -207,6 +207,9 @@ class TrainConfig:
             raise ConfigError(f"betas = {self.betas}: expected two numbers in [0, 1)")
         if self.ema_decay >= 1:
             raise ConfigError(f"ema_decay = {self.ema_decay}: expected a number in [0, 1)")
+        if self.model in models.available("embedding") and self.frontend != FrontendConfig():
+            raise ConfigError(f"front-end settings do not apply to {self.model}: it reads AudioSet's released "
+                              "embeddings, not audio (leave out the front-end flags and the [frontend] table)")
         if self.kd_lambda > 0 and not self.teacher:
             raise ConfigError("kd_lambda > 0 needs a teacher file (--teacher, from `audioscene predict`)")
         check_device(self.device)

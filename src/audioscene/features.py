@@ -41,17 +41,35 @@ class FrontendConfig:
     sample_rate: int = field(default=SAMPLE_RATE, metadata={"help": "Hz the audio is decoded at"})
     window_ms: float = field(default=25.0, metadata={"help": "analysis window in ms"})
     hop_ms: float = field(default=10.0, metadata={"help": "frame hop in ms (the output frame hop is a multiple of it)"})
-    n_fft: int = field(default=512, metadata={"help": "FFT size (at least the window in samples)"})
+    n_fft: int | None = field(default=None, metadata={"help": "FFT size, at least the window in samples (default: "
+                                                                "the next power of two, 512 for 25 ms at 16 kHz)"})
     n_mels: int = field(default=64, metadata={"help": "mel bands (the model's input height)"})
     f_min: float = field(default=125.0, metadata={"help": "lowest mel band edge in Hz"})
-    f_max: float = field(default=7500.0, metadata={"help": "highest mel band edge in Hz (at most half the sample rate)"})
+    f_max: float | None = field(default=None, metadata={"help": "highest mel band edge in Hz, at most half the sample "
+                                                                "rate (default 7500, or half a lower sample rate)"})
     log_offset: float = field(default=0.01, metadata={"help": "log(mel + log_offset)"})
 
     def __post_init__(self):
         for name, bounds in FRONTEND_RANGES.items():
-            check_number(name, getattr(self, name), **bounds)
+            if getattr(self, name) is not None:
+                check_number(name, getattr(self, name), **bounds)
+        for name, samples in (("window_ms", self.window_samples), ("hop_ms", self.hop_samples)):
+            if samples < (2 if name == "window_ms" else 1):
+                raise InputError(f"{name} = {getattr(self, name)}: {samples} samples at {self.sample_rate} Hz; "
+                                 f"expected at least {2 if name == 'window_ms' else 1}")
+        if self.n_fft is None:  # the FFT size follows the window, as PANNs' 1024 for 32 ms at 32 kHz
+            object.__setattr__(self, "n_fft", 1 << (self.window_samples - 1).bit_length())
+        if self.f_max is None:
+            object.__setattr__(self, "f_max", min(7500.0, self.sample_rate / 2))
         check_number("n_fft", self.n_fft, integer=True, low=self.window_samples)
-        check_number("f_max", self.f_max, low=self.f_min, low_open=True, high=self.sample_rate / 2)
+        if not self.f_min < self.f_max <= self.sample_rate / 2:
+            raise InputError(f"f_min {self.f_min:g} Hz and f_max {self.f_max:g} Hz: need f_min < f_max <= "
+                             f"{self.sample_rate / 2:g} Hz (half the sample rate)")
+        empty = int((mel_matrix(self).sum(axis=0) == 0).sum())
+        if empty:
+            raise InputError(f"n_mels = {self.n_mels}: {empty} of the bands hold no FFT bin between {self.f_min:g} and "
+                             f"{self.f_max:g} Hz at n_fft {self.n_fft}; use fewer bands, a larger n_fft or a wider "
+                             "range")
 
     @property
     def window_samples(self) -> int:
@@ -76,12 +94,13 @@ def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
     return 1127.0 * np.log1p(np.asarray(hz, dtype=np.float64) / 700.0)
 
 
-def mel_matrix(config: FrontendConfig = FrontendConfig()) -> np.ndarray:
+def mel_matrix(config: FrontendConfig | None = None) -> np.ndarray:
     """`[n_fft // 2 + 1, n_mels]` triangular weights, as VGGish's `spectrogram_to_mel_matrix`.
 
     Bands are spaced evenly on the HTK mel scale between `f_min` and `f_max`; each triangle
     rises from its lower to its centre edge and falls to its upper edge; the DC bin gets no weight.
     """
+    config = config or FrontendConfig()
     nyquist = config.sample_rate / 2
     if not 0 <= config.f_min < config.f_max <= nyquist:
         raise InputError(f"need 0 <= f_min < f_max <= {nyquist} Hz, got {config.f_min}, {config.f_max}")

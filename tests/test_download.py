@@ -242,3 +242,18 @@ def test_cli_reports_a_malformed_csv_line(tmp_path, capsys):
     assert main(["download", "--csv", str(csv_path), "--out", str(tmp_path / "o")]) == 1
     assert "s.csv:2: expected 4 columns" in capsys.readouterr().err
     assert len(read_segments(csv_path, skip_bad=True).segments) == 1
+
+
+def test_an_attempts_deadline_starts_when_its_process_has_started():
+    """A child that takes longer to start (a loaded machine importing yt-dlp) than the whole deadline
+    still gets the deadline for its work; one that then works too long is killed."""
+    from audioscene.data.download import STARTED, _run_with_deadline
+
+    def child(startup_s: float, work_s: float) -> list[str]:
+        return [sys.executable, "-c", f"import time; time.sleep({startup_s}); print({STARTED!r}, flush=True); "
+                                      f"time.sleep({work_s}); print('{{\"ok\": true, \"reason\": \"\"}}')"]
+
+    assert _run_with_deadline(child(2.5, 0.0), timeout_s=1.5) == {"ok": True, "reason": ""}
+    started = time.monotonic()
+    result = _run_with_deadline(child(0.0, 60.0), timeout_s=1.0)
+    assert result["reason"].startswith("timed out: not finished after 1 s") and time.monotonic() - started < 30

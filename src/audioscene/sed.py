@@ -25,7 +25,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -35,8 +35,15 @@ from .errors import InputError
 from .events import Event
 from .metrics.events import EventArrays, encode_events, precision_recall_f1, true_positives
 
-if TYPE_CHECKING:
-    from .infer import Analysis
+
+class FrameScores(Protocol):
+    """What tuning needs of an analysed file (e.g. `infer.Analysis`): its frame scores `[T, C]`, its
+    duration in seconds and the names of its C classes."""
+
+    framewise: np.ndarray
+    duration: float
+    labels: Sequence[str]
+
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +296,7 @@ def tune(framewise: Mapping[str, np.ndarray], reference: Sequence[Event], hop: f
                   upsample_factor)
 
 
-def tune_on(analyses: Mapping[str, "Analysis"], reference: Sequence[Event], hop: float, **options) -> Tuning:
+def tune_on(analyses: Mapping[str, FrameScores], reference: Sequence[Event], hop: float, **options) -> Tuning:
     """`tune` on analysed files (`infer.Analysis` by file name: their frame scores, durations and
     labels). Reference events of files that are not among them are left out, with a warning."""
     if not analyses:

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import select
 import signal
 import subprocess
 import sys
@@ -39,6 +40,8 @@ PERMANENT_ERRORS = ("HTTP Error 404", "HTTP Error 403", "HTTP Error 410", "Video
 FAILURES_HEADER = ("key", "ytid", "start", "end", "attempts", "kind", "reason")  # kind: permanent | transient
 MAX_RETRY_AFTER_S = 600.0  # the longest Retry-After honoured
 DEFAULT_CLIP_TIMEOUT_S = 300.0
+STARTUP_LIMIT_S = 120.0  # an attempt's child process must load within this (before its deadline starts)
+STARTED = "started"
 
 
 class DownloadSetupError(AudioSceneError, ValueError):
@@ -160,7 +163,12 @@ def _retry_after(exc: BaseException) -> float | None:
 
 
 def _attempt_main() -> None:
-    """Entry point of the child process: arguments as JSON in argv[1], result as JSON on stdout."""
+    """Entry point of the child process: arguments as JSON in argv[1]; a line `started` on stdout
+    once the interpreter and yt-dlp are loaded (the attempt's deadline counts from there), then the
+    result as JSON."""
+    import yt_dlp  # noqa: F401  (loaded before the deadline starts)
+
+    print(STARTED, flush=True)
     args = json.loads(sys.argv[1])
     print(json.dumps(_attempt(args["url"], args["start"], args["end"], Path(args["scratch"]),
                               args["socket_timeout_s"])))
@@ -201,13 +209,19 @@ def _fetch(segment: Segment, audio_dir: Path, work_dir: Path, url_template: str,
 
 
 def _run_with_deadline(command: list[str], timeout_s: float) -> dict:
-    """Run an attempt's child process; kill it and everything it started when `timeout_s` passes."""
+    """Run an attempt's child process; kill it and everything it started when `timeout_s` passes
+    after it reports `started` (its interpreter's start-up, slow on a loaded machine, is not the
+    server's time; it has `STARTUP_LIMIT_S` of its own)."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    ready, _, _ = select.select([process.stdout], [], [], STARTUP_LIMIT_S)
+    first = process.stdout.readline().decode().strip() if ready else ""
     try:
-        out, err = process.communicate(timeout=timeout_s)
+        out, err = process.communicate(timeout=timeout_s if first == STARTED else 0.1)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
+        if first != STARTED:
+            return {"ok": False, "reason": f"the fetch process did not start within {STARTUP_LIMIT_S:g} s"}
         return {"ok": False, "reason": f"timed out: not finished after {timeout_s:g} s (a slow or stalled server)"}
     try:
         return json.loads(out.decode().strip().splitlines()[-1])

@@ -95,3 +95,23 @@ def test_bad_arguments(tmp_path):
         generate(tmp_path, n_clips=0)
     with pytest.raises(ValueError, match="low <= high"):
         generate(tmp_path, n_clips=1, snr_db=(10.0, 0.0))
+
+
+def test_a_full_disk_stops_synth_with_one_line_naming_the_clip(tmp_path):
+    """A file-size limit stands in for a full disk: a write past it fails with an OSError (EFBIG),
+    as one past a full disk does (ENOSPC), at the same point of writing."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write instead of a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))
+
+    result = subprocess.run([sys.executable, "-m", "audioscene", "synth", "--out", str(tmp_path / "s"), "--n-clips",
+                             "3", "--workers", "1"], capture_output=True, text=True, timeout=120, preexec_fn=limit)
+    lines = [line for line in result.stderr.splitlines() if "error" in line]
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 1 and "synth_000000.flac: could not be written (File too large)" in lines[0]
+    assert not list((tmp_path / "s" / "audio").glob("*.flac"))  # no partial clip under a clip's name

@@ -30,6 +30,7 @@ a larger set extends a smaller one. Output layout::
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import multiprocessing
@@ -261,11 +262,10 @@ def _write_clip(job: tuple[Path, int, int, tuple[float, float], int]) -> list[Ev
     audio_dir, seed, index, snr_db, max_events = job
     filename = f"synth_{index:06d}.flac"
     audio, events = render_clip(seed, index, snr_db, filename, max_events)
-    with atomic_open(audio_dir / filename, "wb") as f:  # a full disk leaves no partial clip
-        try:
-            sf.write(f, audio, SR, format="FLAC", subtype="PCM_16")
-        except sf.LibsndfileError as exc:  # libsndfile reports a failed write (e.g. no space) this way
-            raise OSError(exc.code, exc.error_string) from None
+    encoded = io.BytesIO()  # encoded in memory: libsndfile reports a short write (full disk) as an assertion
+    sf.write(encoded, audio, SR, format="FLAC", subtype="PCM_16")
+    with atomic_open(audio_dir / filename, "wb") as f:  # a full disk: one error naming the clip, no partial file
+        f.write(encoded.getbuffer())
     return events
 
 

@@ -358,3 +358,16 @@ def test_the_recipe_flags_of_the_issue_train_and_are_stored(tiny_data, tmp_path)
     assert (stored["mixup_alpha"], stored["ema_decay"], stored["warmup_fraction"], stored["lr_floor"]) == (
         0.2, 0.99, 0.1, 0.05)
     assert stored["input_norm"] is True and stored["sampler"] == "balanced"
+
+
+def test_predict_refuses_to_write_over_a_file_of_its_data(tiny_run, tiny_data, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data / "eval", data)
+    before = (data / "weak.csv").read_bytes()
+    assert_one_line_error(run_cli("predict", "--run", str(tiny_run), "--data", str(data), "-o", str(data / "weak.csv")),
+                          "weak.csv: is also an input")
+    assert (data / "weak.csv").read_bytes() == before
+    assert run_cli("predict", "--run", str(tiny_run), "--data", str(data), "-o",
+                   str(data / "teacher.npz")).returncode == 0  # a new file beside the data is fine

@@ -162,3 +162,27 @@ def test_report_names_missing_inputs_before_any_work(tiny_run, tiny_data, tmp_pa
     assert_one_line_error(run_cli("report", "--runs", str(tiny_run), "--eval-data", str(tiny_data / "eval"),
                                   "--dcase", str(tmp_path / "no_dataset"), "-o", str(tmp_path / "r")), "no_dataset")
     assert time.monotonic() - started < 60 and not (tmp_path / "r" / "report.md").exists()
+
+
+def test_the_selection_split_is_named_and_its_labels_flag_checked(tiny_run, tiny_data, tmp_path):
+    import shutil
+
+    unlabelled = tmp_path / "unlabelled"
+    shutil.copytree(tiny_data / "eval", unlabelled)
+    rows = (unlabelled / "weak.csv").read_text().splitlines()
+    (unlabelled / "weak.csv").write_text("\n".join([rows[0]] + [row.split(",")[0] + "," for row in rows[1:]]) + "\n")
+    assert_one_line_error(run_cli("evaluate", "--run", str(tiny_run), "--data", str(tiny_data / "eval"),
+                                  "--select-data", str(unlabelled)),
+                          f"{unlabelled} (the selection split, --select-data): no class has both")
+    assert_one_line_error(run_cli("evaluate", "--run", str(tiny_run), "--data", str(tiny_data / "eval"),
+                                  "--select-labels", "x.csv"), "give select_data (--select-data) too")
+    assert_one_line_error(run_cli("report", "--runs", str(tiny_run), "--eval-data", str(tiny_data / "eval"),
+                                  "--select-labels", "x.csv", "-o", str(tmp_path / "r")), "give --select-data too")
+    labels = tmp_path / "select.csv"
+    labels.write_text("filename,labels\n" + "\n".join(f"{p.name},Speech" for p in
+                                                      sorted((tiny_data / "eval" / "audio").glob("*.flac"))[:3]) + "\n")
+    from audioscene.cli import build_parser
+
+    args = build_parser().parse_args(["report", "--runs", str(tiny_run), "--eval-data", "e", "--select-data",
+                                      f"folder:{tiny_data / 'eval'}", "--select-labels", str(labels), "-o", "r"])
+    assert args.select_labels == str(labels)

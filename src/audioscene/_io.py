@@ -74,8 +74,9 @@ PROTECTED_SUFFIXES = (".pt", *AUDIO_SUFFIXES)
 def prepare_output(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> Path:
     """Check an output file path before any work is done, and create its folder.
 
-    Refused (`OutputError`): a path that is one of `inputs`, a folder, or names an audio file or
-    a checkpoint (`PROTECTED_SUFFIXES`): writing a table there would destroy data.
+    Refused (`OutputError`): a path that is one of `inputs` or an existing file inside one of the
+    folders among them, a folder, or names an audio file or a checkpoint (`PROTECTED_SUFFIXES`):
+    writing a table there would destroy data.
     """
     path = Path(path)
     if path.suffix.lower() in PROTECTED_SUFFIXES:
@@ -84,8 +85,10 @@ def prepare_output(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] 
     if path.is_dir():
         raise OutputError(f"{path}: is a folder; give an output file name")
     resolved = path.resolve()
-    if any(resolved == Path(p).resolve() for p in inputs):
-        raise OutputError(f"{path}: is also an input; the output would replace it")
+    for source in map(Path, inputs):
+        if resolved == source.resolve() or (source.is_dir() and path.is_file() and source.resolve() in resolved.parents):
+            raise OutputError(f"{path}: is also an input{' (a file of ' + str(source) + ')' if source.is_dir() else ''}; "
+                              "the output would replace it")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -15,11 +15,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .checkpoints import Checkpoint, CheckpointError, list_epochs
+from .errors import ConfigError
 from .config import TrainConfig
 from .data import DataSpec, OpenOptions
 from .devices import resolve_device
 from .features import FrontendConfig
 from .metrics import summarize
+from .metrics.tagging import require_scorable
 from .predictor import Predictor
 
 
@@ -45,6 +47,9 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
     front-end and training configs), "n_clips", "selected_on", "selected_by"}`.
     Only one checkpoint's model and the running sum of outputs are held at a time.
     """
+    if select_labels_csv and select_data is None:
+        raise ConfigError("select_labels_csv (--select-labels) labels the selection split; give select_data "
+                          "(--select-data) too")
     checkpoints = list_epochs(run_dir)
     if not checkpoints:
         raise CheckpointError(f"{run_dir}: no epoch_NNN.pt checkpoints to evaluate")
@@ -57,6 +62,9 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
     options = OpenOptions(label_set, clip_seconds, sample_rate)
     dataset = DataSpec.parse(data, labels_csv).open_clips(options)
     select_set = None if select_data is None else DataSpec.parse(select_data, select_labels_csv).open_clips(options)
+    require_scorable(dataset.targets, str(data))
+    if select_set is not None:
+        require_scorable(select_set.targets, f"{select_data} (the selection split, --select-data)")
     scores = {"raw": {}, "ema": {}}  # weights → epoch → summary on data
     best = {}  # weights → (selection score, epoch, clip outputs) of the best epoch so far
     total = None  # sum of every checkpoint's outputs, for Avg (one checkpoint in memory at a time)

@@ -84,7 +84,7 @@ def _git_commit() -> str:
 
 def check_inputs(runs: dict[str, str | os.PathLike], eval_data: str, labels_csv: str = "",
                  select_data: str | None = None, dcase: str | os.PathLike | None = None,
-                 embeddings_data: str | None = None) -> None:
+                 embeddings_data: str | None = None, select_labels_csv: str = "") -> None:
     """Name a missing run, data folder or DCASE split before any work starts (one error)."""
     from .data import DataSpec, dcase2018
     from .data.folder import DataSetError
@@ -95,7 +95,9 @@ def check_inputs(runs: dict[str, str | os.PathLike], eval_data: str, labels_csv:
         if embeddings_data is None and _family(str(run)) == "embedding":
             raise ConfigError(f"{run}: a model on AudioSet's released embeddings; give --embeddings-data "
                               "embeddings:DIR to score it")
-    for data, labels in ((eval_data, labels_csv), (select_data, ""), (embeddings_data, "")):
+    if select_labels_csv and select_data is None:
+        raise ConfigError("--select-labels labels the --select-data split; give --select-data too")
+    for data, labels in ((eval_data, labels_csv), (select_data, select_labels_csv), (embeddings_data, "")):
         if data is not None and not Path(DataSpec.parse(data, labels).path).exists():
             raise DataSetError(f"{data}: no such data folder")
     if dcase is not None:
@@ -111,7 +113,7 @@ def _family(run: str) -> str:
 
 def table2(runs: dict[str, str | os.PathLike], eval_data: str, labels_csv: str = "", select_data: str | None = None,
            device: str = "auto", n_resamples: int = 1000, seed: int = 0, progress: bool = True,
-           embeddings_data: str | None = None) -> tuple[list[Row], dict]:
+           embeddings_data: str | None = None, select_labels_csv: str = "") -> tuple[list[Row], dict]:
     """The rows of Table 2 for each named run, and the provenance record. Runs of embedding models
     are scored on `embeddings_data` (the same clips as AudioSet's released features), the others on
     `eval_data`; `select_data` picks the ResNets' peak epochs."""
@@ -127,7 +129,8 @@ def table2(runs: dict[str, str | os.PathLike], eval_data: str, labels_csv: str =
                               "embeddings:DIR to score it")
         result = evaluate_run(run, embeddings_data if on_embeddings else eval_data, device=device, progress=progress,
                               labels_csv="" if on_embeddings else labels_csv,
-                              select_data=None if on_embeddings else select_data)
+                              select_data=None if on_embeddings else select_data,
+                              select_labels_csv="" if on_embeddings else select_labels_csv)
         stored = result["run_config"]
         model = stored["model_config"]["name"]
         provenance["runs"][name] = {

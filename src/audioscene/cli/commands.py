@@ -54,7 +54,8 @@ def evaluate(args) -> None:
 
     list_epochs(args.run)  # a missing run folder is named before an output is prepared in it
     spec = DataSpec.parse(args.data, args.labels)
-    per_class = prepare_output(args.per_class or args.run / f"per_class_{spec.name}.csv")
+    select = DataSpec.parse(args.select_data, args.select_labels).sources if args.select_data else ()
+    per_class = prepare_output(args.per_class or args.run / f"per_class_{spec.name}.csv", spec.sources + select)
     result = evaluate_run(args.run, args.data, device=args.device, batch_size=args.batch_size, workers=args.workers,
                           labels_csv=args.labels or "", select_data=args.select_data,
                           select_labels_csv=args.select_labels or "", amp=args.amp)
@@ -78,9 +79,10 @@ def evaluate(args) -> None:
 
 def predict(args) -> None:
     from .._io import prepare_output
+    from ..data import DataSpec
     from ..distill import predict_to_file
 
-    prepare_output(args.output)
+    prepare_output(args.output, DataSpec.parse(args.data, args.labels).sources)
     path = predict_to_file(args.run, args.data, args.output, checkpoint=args.checkpoint, labels_csv=args.labels or "",
                            device=args.device, batch_size=args.batch_size, workers=args.workers, weights=args.weights)
     print(f"clip probabilities of {len(args.run)} run(s) on {args.data} -> {path} (a teacher file for --teacher)")
@@ -95,10 +97,11 @@ def report(args) -> None:
     if args.sed_run and args.sed_run not in names:
         raise InputError(f"--sed-run {args.sed_run!r} is none of the --runs names ({', '.join(names)})")
     reproduce.check_inputs(dict(args.runs), args.eval_data, args.labels or "", args.select_data, args.dcase,
-                           args.embeddings_data)
+                           args.embeddings_data, args.select_labels or "")
     rows, provenance = reproduce.table2(dict(args.runs), args.eval_data, labels_csv=args.labels or "",
                                         select_data=args.select_data, device=args.device, n_resamples=args.bootstrap,
-                                        seed=args.seed, embeddings_data=args.embeddings_data)
+                                        seed=args.seed, embeddings_data=args.embeddings_data,
+                                        select_labels_csv=args.select_labels or "")
     sections = ""
     if args.dcase:
         sed_run = dict(args.runs)[args.sed_run] if args.sed_run else args.runs[0][1]

@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", help="for folder: data, its CSV filename,labels (default DIR/labels.csv)")
     p.add_argument("--embeddings-data", metavar="SPEC", help="embeddings:DIR the runs of embedding models "
                                                              "(yu_multilevel_att, kong_att) are scored on")
+    p.add_argument("--select-labels", help="for a folder: --select-data, its CSV filename,labels")
     p.add_argument("--select-data", help="pick each run's peak epoch on this split (default: the scored one, as "
                                          "the paper did)")
     p.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples (default 1000)")

@@ -152,6 +152,12 @@ class DataSpec:
         return OPENERS[self.kind][1]
 
     @property
+    def sources(self) -> tuple[Path, ...]:
+        """What the spec reads: its folder (or file) and its labels CSV, if any; an output must not
+        replace a file among them."""
+        return (Path(self.path),) + ((Path(self.labels),) if self.labels else ())
+
+    @property
     def name(self) -> str:
         """A file-name-safe short name (the last path part, or the DCASE split)."""
         return self.split or Path(self.path.rstrip("/")).name or "data"

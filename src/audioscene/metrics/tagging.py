@@ -125,6 +125,13 @@ def d_prime(auc: float | np.ndarray) -> float | np.ndarray:
     return np.sqrt(2.0) * norm.ppf(auc)
 
 
+def require_scorable(y_true: np.ndarray, name: str = "the data") -> None:
+    """Raise `InputError` naming `name` unless some class has both positive and negative clips."""
+    positives = (np.asarray(y_true) > 0).sum(axis=0)
+    if not ((positives > 0) & (positives < len(y_true))).any():
+        raise InputError(f"{name}: no class has both positive and negative clips; nothing to score")
+
+
 def summarize(y_true: np.ndarray, y_score: np.ndarray) -> dict:
     """Table-2 metrics over the classes that have both positives and negatives.
 

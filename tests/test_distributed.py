@@ -145,3 +145,17 @@ def test_a_dead_rank_fails_the_job_fast(tiny_data, tmp_path):
     assert time.monotonic() - killed_at < 60
     assert "Signal 9" in output or "SIGKILL" in output or "exitcode" in output
     assert not (run / "epoch_005.pt").exists()
+
+
+def test_a_last_global_batch_of_one_clip_joins_the_one_before():
+    """BatchNorm over clips (the embedding models' heads) cannot train on one clip: 16 clips in
+    batches of 5 make steps of 5, 5 and 6, never a step of 1."""
+    from audioscene import models
+
+    plan = split_batches(list(range(16)), 5, 5, Context())
+    assert [len(indices) for indices, _, _ in plan] == [5, 5, 6] and sum(last for *_, last in plan) == 3
+    assert [weight for _, weight, _ in plan] == [1 / 5, 1 / 5, 1 / 6]
+    model = models.create("yu_multilevel_att", n_classes=4).train()
+    model(torch.randn(6, 10, 128))["clipwise"].sum().backward()
+    assert [len(i) for i, _, _ in split_batches(list(range(6)), 5, 5, Context())] == [6]
+    assert [len(i) for i, _, _ in split_batches([0], 5, 5, Context())] == [1]  # a set of one clip stays one

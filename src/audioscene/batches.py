@@ -65,11 +65,16 @@ def split_batches(global_order: list[int], batch_size: int, micro_batch_size: in
     possible into `world_size × accumulation` micro-batches; a micro-batch left empty (a short last
     batch) carries one clip with weight 0, so every rank takes part in every step. Weights are
     `1 / len(global batch)`: the summed loss of a step is the mean over its clips, as in one process.
+    A last global batch of a single clip joins the batch before it: layers that normalise over the
+    batch (the embedding models' clip-level BatchNorm) cannot train on one clip.
     """
     slots = context.world_size * max(1, batch_size // (context.world_size * micro_batch_size))
+    starts = list(range(0, len(global_order), batch_size))
+    if len(starts) > 1 and len(global_order) - starts[-1] == 1:
+        starts.pop()
     plan = []
-    for start in range(0, len(global_order), batch_size):
-        batch = global_order[start:start + batch_size]
+    for start, end in zip(starts, starts[1:] + [len(global_order)]):
+        batch = global_order[start:end]
         chunks = np.array_split(np.asarray(batch), slots)
         mine = chunks[context.rank::context.world_size]
         for a, chunk in enumerate(mine):

@@ -302,3 +302,44 @@ def test_evaluation_is_float32_unless_asked(tiny_run, tiny_data, monkeypatch):
     assert seen == []
     bf16 = evaluate_run(tiny_run, tiny_data / "eval", device="cpu", progress=False, amp=True)
     assert seen and set(seen) == {torch.bfloat16} and 0 < bf16["avg"]["mAP"] <= 1
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["train", "--data", "x", "--eval-data", "y", "--spec-time-masks", "1000000"], "expected an integer >= 0 and <= 100"),
+    (["sed-tune", "--run", "r", "--audio", "a", "--ref", "t.tsv", "-o", "o.json", "--upsample", "100000"],
+     "expected an integer >= 1 and <= 32"),
+    (["detect", "a.wav", "--run", "r", "-o", "e.tsv", "--upsample", "33"], "expected an integer >= 1 and <= 32"),
+    (["report", "--runs", "r", "--eval-data", "e", "-o", "o", "--bootstrap", "10000000"],
+     "expected an integer >= 100 and <= 100000"),
+    (["report", "--runs", "r", "--eval-data", "e", "-o", "o", "--bootstrap", "1"], "expected an integer >= 100"),
+    (["detect", "a.wav", "--run", "r", "-o", "e.tsv", "--median", "4"], "expected an odd integer >= 1"),
+    (["detect", "a.wav", "--run", "r", "-o", "e.tsv", "--median", "3,4"], "expected an odd integer"),
+    (["sed-tune", "--run", "r", "--audio", "a", "--ref", "t.tsv", "-o", "o.json", "--kernels", "1,2"], "an odd integer"),
+    (["sed-tune", "--run", "r", "--audio", "a", "--ref", "t.tsv", "-o", "o.json", "--grid", "tuned.json"],
+     "expected a finite number >= 0 and <= 1, numbers like that separated by commas; got 'tuned.json'"),
+])
+def test_sizes_without_bounds_and_values_that_cannot_work_are_refused_at_the_flag(args, fragment):
+    assert_one_line_error(run_cli(*args), fragment)
+
+
+def test_library_bounds_match_the_flags():
+    from audioscene.metrics.bootstrap import confidence_intervals
+    from audioscene.sed import upsample
+
+    with pytest.raises(InputError, match="n_resamples must be an integer >= 100"):
+        confidence_intervals(np.eye(4), np.eye(4), n_resamples=1)
+    with pytest.raises(InputError, match="upsample factor must be an integer >= 1 and <= 32"):
+        upsample(np.zeros((10, 2)), 100000)
+
+
+def test_synthetic_embeddings_of_a_split_with_audioset_labels_or_unknown_ones(tmp_path):
+    from audioscene.data.embeddings import write_synthetic
+    from audioscene.data.synthetic import generate
+
+    split = generate(tmp_path / "s", n_clips=2, seed=3, progress=False)
+    rows = (split / "weak.csv").read_text().splitlines()
+    (split / "weak.csv").write_text("\n".join([rows[0], rows[1].split(",")[0] + ",Music", rows[2]]) + "\n")
+    assert len(write_synthetic(split, tmp_path / "e", progress=False)) >= 1  # an AudioSet name maps to itself
+    (split / "weak.csv").write_text("\n".join([rows[0], rows[1].split(",")[0] + ",Tuba solo", rows[2]]) + "\n")
+    with pytest.raises(InputError, match="label 'Tuba solo' is neither a DCASE 2018 class nor an AudioSet label"):
+        write_synthetic(split, tmp_path / "e2", progress=False)

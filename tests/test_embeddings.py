@@ -165,7 +165,7 @@ def test_baselines_train_and_evaluate_on_the_synthetic_stand_in(tiny_data, tmp_p
         assert "Yu et al." in result.stdout and "Kong et al." in result.stdout
     assert_one_line_error(run_cli("tag", str(tiny_data / "eval" / "audio"), "--run", str(run)),
                           "takes AudioSet's released embeddings, not audio")
-    report = ["report", "--runs", f"Kong={run}", "--eval-data", str(tiny_data / "eval"), "--bootstrap", "20",
+    report = ["report", "--runs", f"Kong={run}", "--eval-data", str(tiny_data / "eval"), "--bootstrap", "100",
               "-o", str(tmp_path / "report")]
     assert_one_line_error(run_cli(*report), "give --embeddings-data embeddings:DIR")
     result = run_cli(*report, "--embeddings-data", f"embeddings:{tmp_path / 'emb' / 'eval'}")

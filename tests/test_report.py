@@ -102,7 +102,7 @@ def test_report_adds_tables_3_and_4_on_dcase_test_and_eval(tiny_run, tiny_data, 
 
     root = _dcase_root(tiny_data, tmp_path / "dataset")
     out = tmp_path / "report"
-    result = run_cli("report", "--runs", str(tiny_run), "--eval-data", str(tiny_data / "eval"), "--bootstrap", "50",
+    result = run_cli("report", "--runs", str(tiny_run), "--eval-data", str(tiny_data / "eval"), "--bootstrap", "100",
                      "--dcase", str(root), "--mapping", "broad", "-o", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     text = (out / "report.md").read_text()
@@ -136,7 +136,7 @@ def test_report_page_loads_in_headless_chromium_with_its_figures(tiny_run, tiny_
     from playwright.sync_api import sync_playwright
 
     out = tmp_path / "report"
-    result = run_cli("report", "--runs", str(tiny_run), "--eval-data", str(tiny_data / "eval"), "--bootstrap", "20",
+    result = run_cli("report", "--runs", str(tiny_run), "--eval-data", str(tiny_data / "eval"), "--bootstrap", "100",
                      "--dcase", str(_dcase_root(tiny_data, tmp_path / "dataset")), "-o", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     with sync_playwright() as p:

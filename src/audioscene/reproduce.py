@@ -38,10 +38,10 @@ import numpy as np
 
 from ._io import atomic_open
 from .checkpoints import Checkpoint, CheckpointError, list_epochs
-from .errors import ConfigError
+from .errors import ConfigError, check_number
 from .evaluate import evaluate_run
 from .metrics import SCORES
-from .metrics.bootstrap import confidence_intervals
+from .metrics.bootstrap import MAX_RESAMPLES, MIN_RESAMPLES, confidence_intervals
 from .report import PAPER_TABLE2, markdown_table
 
 # model name → its row in the paper's Table 2 (peak; "(Avg)" rows follow by name)
@@ -117,6 +117,7 @@ def table2(runs: dict[str, str | os.PathLike], eval_data: str, labels_csv: str =
     """The rows of Table 2 for each named run, and the provenance record. Runs of embedding models
     are scored on `embeddings_data` (the same clips as AudioSet's released features), the others on
     `eval_data`; `select_data` picks the ResNets' peak epochs."""
+    check_number("n_resamples", n_resamples, integer=True, low=MIN_RESAMPLES, high=MAX_RESAMPLES)
     rows, provenance = [], {
         "package": f"audioscene {importlib.metadata.version('audioscene')}", "git_commit": _git_commit(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "eval_data": str(eval_data),

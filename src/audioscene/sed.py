@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 from ._io import atomic_open
-from .errors import InputError
+from .errors import InputError, check_number
 from .events import Event
 from .metrics.events import EventArrays, encode_events, precision_recall_f1, true_positives
 
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05, 0.10, ..., 0.95
 DEFAULT_KERNELS = (1, 3, 5, 7, 9, 11)  # output frames; 1 = no filtering
+MAX_UPSAMPLE = 32  # 0.32 s frames -> 10 ms, the input's own hop; finer only costs memory
 
 
 # --- frames → events -------------------------------------------------------------------------------
@@ -148,7 +149,8 @@ def upsample(frames: np.ndarray, factor: int) -> np.ndarray:
     """Frame scores `[..., T, C]` on a grid `factor` times finer, `[..., T·factor, C]`, linearly
     interpolated between the old frames' centres (held flat beyond the first and last centre).
     PANNs likewise bring their frame outputs back to the input frame rate before detection; a 0.32 s
-    grid cannot place a boundary within the 0.2 s collar."""
+    grid cannot place a boundary within the 0.2 s collar. `factor` is at most `MAX_UPSAMPLE`."""
+    check_number("upsample factor", factor, integer=True, low=1, high=MAX_UPSAMPLE)
     if factor == 1:
         return frames
     n_frames = frames.shape[-2]

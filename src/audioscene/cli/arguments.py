@@ -136,11 +136,13 @@ def numbers(count: int):
     return parse
 
 
-def per_class_values(kind: type, low: float | None = None, high: float | None = None):
-    """A value, comma-separated values (one per class) or a tuning JSON from `sed-tune`; numbers
-    must lie in [low, high]."""
+def per_class_values(kind: type, low: float | None = None, high: float | None = None, odd: bool = False,
+                     tuning: bool = True):
+    """A value, comma-separated values (one per class) or (with `tuning`) a tuning JSON from
+    `sed-tune`; numbers must lie in [low, high] (and be odd with `odd`: median kernels)."""
+
     def parse(text: str):
-        if text.endswith(".json"):
+        if tuning and text.endswith(".json"):
             from ..sed import Tuning
 
             try:
@@ -149,9 +151,14 @@ def per_class_values(kind: type, low: float | None = None, high: float | None = 
                 raise argparse.ArgumentTypeError(str(exc)) from None
         try:
             values = [check_number("value", kind(v), integer=kind is int, low=low, high=high) for v in text.split(",")]
+            if odd and any(v % 2 == 0 for v in values):
+                raise ValueError("even")
         except (ValueError, InputError):
-            raise argparse.ArgumentTypeError(f"expected {describe_range(kind is int, low, high, False)}, numbers like "
-                                             f"that separated by commas, or a tuning .json; got {text!r}") from None
+            wanted = describe_range(kind is int, low, high, False).replace("an integer", "an odd integer" if odd else
+                                                                           "an integer")
+            raise argparse.ArgumentTypeError(f"expected {wanted}, numbers "
+                                             "like that separated by commas" + (", or a tuning .json" if tuning else "")
+                                             + f"; got {text!r}") from None
         return values[0] if len(values) == 1 else values
     return parse
 
@@ -160,7 +167,7 @@ def add_event_options(p) -> None:
     """How frame scores become events (detect, view)."""
     p.add_argument("--thresholds", type=per_class_values(float, 0, 1), default=0.5,
                    help="one threshold, one per class (comma-separated) or a sed-tune JSON (default 0.5)")
-    p.add_argument("--median", type=per_class_values(int, 1), default=1,
+    p.add_argument("--median", type=per_class_values(int, 1, odd=True), default=1,
                    help="odd median kernel in frames, one per class, or a sed-tune JSON (default 1: none)")
 
 

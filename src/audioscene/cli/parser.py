@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..sed import DEFAULT_KERNELS, DEFAULT_THRESHOLDS
+from ..metrics.bootstrap import MAX_RESAMPLES, MIN_RESAMPLES
+from ..sed import DEFAULT_KERNELS, DEFAULT_THRESHOLDS, MAX_UPSAMPLE
 from . import commands
 from .arguments import (
     PROG,
@@ -130,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select-labels", help="for a folder: --select-data, its CSV filename,labels")
     p.add_argument("--select-data", help="pick each run's peak epoch on this split (default: the scored one, as "
                                          "the paper did)")
-    p.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--bootstrap", type=number(integer=True, low=MIN_RESAMPLES, high=MAX_RESAMPLES), default=1000,
+                   help=f"bootstrap resamples, {MIN_RESAMPLES} to {MAX_RESAMPLES} (default 1000)")
     p.add_argument("--seed", type=count, default=0, help="seed of the resampling (default 0)")
     p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--dcase", type=Path, metavar="ROOT", help="DCASE 2018 task 4 dataset/ folder: adds Tables 3-4 and "
@@ -204,8 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", type=Path, metavar="FILES", help="audio files or folders of them")
     p.add_argument("-o", "--output", type=Path, required=True, help="events TSV to write")
     add_event_options(p)
-    p.add_argument("--upsample", type=positive_int, help="interpolate the frame scores onto a grid this many times "
-                                                         "finer first (default: the tuning JSON's, else 1)")
+    p.add_argument("--upsample", type=number(integer=True, low=1, high=MAX_UPSAMPLE),
+                   help=f"interpolate the frame scores onto a grid this many times finer first, at most {MAX_UPSAMPLE} "
+                        "(default: the tuning JSON's, else 1)")
     add_model_options(p)
     p.set_defaults(func=commands.detect)
 
@@ -231,13 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio", type=Path, required=True, help="folder of the tuning set's audio files")
     p.add_argument("--ref", type=Path, required=True, help="their reference events (DCASE TSV)")
     p.add_argument("-o", "--output", type=Path, required=True, help="tuning JSON to write")
-    p.add_argument("--grid", type=per_class_values(float, 0, 1), default=list(DEFAULT_THRESHOLDS),
+    p.add_argument("--grid", type=per_class_values(float, 0, 1, tuning=False), default=list(DEFAULT_THRESHOLDS),
                    help="thresholds to try, comma-separated (default 0.05,0.10,...,0.95)")
-    p.add_argument("--kernels", type=per_class_values(int, 1), default=list(DEFAULT_KERNELS),
+    p.add_argument("--kernels", type=per_class_values(int, 1, odd=True, tuning=False), default=list(DEFAULT_KERNELS),
                    help="odd median kernels to try, comma-separated (default 1,3,5,7,9,11)")
     p.add_argument("--thresholds-only", action="store_true", help="no median filter (kernel 1 for every class)")
-    p.add_argument("--upsample", type=positive_int, default=1,
-                   help="interpolate the frame scores onto a grid this many times finer before filtering and "
+    p.add_argument("--upsample", type=number(integer=True, low=1, high=MAX_UPSAMPLE), default=1,
+                   help=f"interpolate the frame scores onto a grid this many times finer (at most {MAX_UPSAMPLE}) "
+                        "before filtering and "
                         "thresholds (e.g. 4: 0.32 s frames -> 0.08 s); stored in the JSON for detect (default 1)")
     p.add_argument("--collar", type=positive, default=0.2, help="collar in seconds for the F1 (default 0.2)")
     add_model_options(p)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import AudioSceneError
+from ..errors import AudioSceneError, InputError
 from ..labels import DCASE2018_AUDIOSET_NAMES, LabelSet, audioset
 from .tfrecord import RecordError, encode_sequence_example, parse_sequence_example, read_records, write_records
 
@@ -202,7 +202,14 @@ def write_synthetic(split_dir: str | os.PathLike, out_dir: str | os.PathLike, se
     projected = [p @ projection for p in pooled]
     stacked = np.concatenate(projected)
     mean, std = stacked.mean(axis=0), stacked.std(axis=0) + 1e-6
+
+    def audioset_index(label: str, source) -> int:
+        name = DCASE2018_AUDIOSET_NAMES[label][0] if label in DCASE2018_AUDIOSET_NAMES else label
+        if name not in names.names:
+            raise InputError(f"{source}: label {label!r} is neither a DCASE 2018 class nor an AudioSet label")
+        return names.index(name)
+
     clips = [EmbeddingClip(Path(clip.source).stem, 0.0, 10.0,
-                           tuple(sorted(names.index(DCASE2018_AUDIOSET_NAMES[label][0]) for label in clip.labels)),
+                           tuple(sorted(audioset_index(label, clip.source) for label in clip.labels)),
                            quantize((p - mean) / std)) for clip, p in zip(split.clips, projected)]
     return write_tfrecords(clips, out_dir)

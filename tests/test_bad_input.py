@@ -15,7 +15,7 @@ import torch
 from helpers import assert_one_line_error, run_cli, sine, tiny_config
 
 from audioscene import train as training
-from audioscene.checkpoints import Checkpoint
+from audioscene.checkpoints import Checkpoint, CheckpointError
 from audioscene.data import DataSpec
 from audioscene.data.folder import ClipDataset, DataSetError
 from audioscene.data.store import ShardDataset, ShardError, pack, verify
@@ -343,3 +343,18 @@ def test_synthetic_embeddings_of_a_split_with_audioset_labels_or_unknown_ones(tm
     (split / "weak.csv").write_text("\n".join([rows[0], rows[1].split(",")[0] + ",Tuba solo", rows[2]]) + "\n")
     with pytest.raises(InputError, match="label 'Tuba solo' is neither a DCASE 2018 class nor an AudioSet label"):
         write_synthetic(split, tmp_path / "e2", progress=False)
+
+
+def test_a_foreign_checkpoint_in_a_run_folder_is_refused_by_every_reader(tiny_run, tiny_data, tmp_path):
+    from audioscene.distill import predict_to_file
+    from audioscene.infer import Tagger
+
+    run = training.train(tiny_config(tiny_data, tmp_path / "own", epochs=1, seed=11), progress=False)
+    shutil.copy(tiny_run / "epoch_002.pt", run / "epoch_002.pt")  # another run's checkpoint, now the "last"
+    message = "belongs to another run than"
+    for read in (lambda: Tagger.from_run(run, "avg"), lambda: Tagger.from_run(run, "best"),
+                 lambda: predict_to_file([run], str(tiny_data / "eval"), tmp_path / "t.npz", "last", progress=False)):
+        with pytest.raises(CheckpointError, match=message):
+            read()
+    assert_one_line_error(run_cli("evaluate", "--run", str(run), "--data", str(tiny_data / "eval")), message)
+    assert_one_line_error(run_cli("export-onnx", "--run", str(run), "-o", str(tmp_path / "m.onnx")), message)

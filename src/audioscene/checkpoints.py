@@ -183,6 +183,33 @@ def resolve(run_dir: str | os.PathLike, choice: str | os.PathLike = "best") -> l
     return [p for p in paths if p.name == f"epoch_{best:03d}.pt"] or paths[-1:]
 
 
+def require_same_run(first_path: Path, first: Checkpoint, path: Path, state: Checkpoint) -> None:
+    """Refuse a checkpoint that another run left in a run folder: the run id every checkpoint records
+    (or, for checkpoints written before run ids, the labels and architecture) must match."""
+    if first.run_id and state.run_id:
+        same = first.run_id == state.run_id
+    else:
+        same = (first.labels, first.model_config) == (state.labels, state.model_config)
+    if not same:
+        raise CheckpointError(f"{path}: belongs to another run than {first_path.name} in the same folder (another run "
+                              "id, or other labels or model); move the foreign checkpoints out of the folder")
+
+
+def load_run(run_dir: str | os.PathLike, choice: str | os.PathLike = "best") -> list[tuple[Path, Checkpoint]]:
+    """The checkpoints a choice means (see `resolve`), loaded, each checked to belong to the run of
+    the folder's first checkpoint, as its last (whose history picks "best") must (a path is taken
+    as it is)."""
+    paths = resolve(run_dir, choice)
+    loaded = [(path, Checkpoint.load(path)) for path in paths]
+    if choice in CHOICES:
+        first, last = list_epochs(run_dir)[0], list_epochs(run_dir)[-1]
+        states = dict(loaded)
+        reference = states.get(first) or Checkpoint.load(first)
+        for path, state in [*loaded, *([] if last in states else [(last, Checkpoint.load(last))])]:
+            require_same_run(first, reference, path, state)
+    return loaded
+
+
 def initialise_from(model: models.AudioModel, path: str, label_set: LabelSet) -> None:
     """Start from a trained checkpoint of the same architecture: all its weights (the moving average
     when it keeps one), except the classifier's (the model's `head_prefix`) when the labels differ."""

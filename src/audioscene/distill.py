@@ -89,7 +89,7 @@ def predict_to_file(runs: Sequence[str | os.PathLike], data: str, output: str | 
     """Write a teacher file: the clip probabilities of `runs` (each its `checkpoint`: best, last,
     avg or a path, with its `weights`: see `Checkpoint.weights`; all runs averaged) on the
     map-style data `data`, keyed by clip key."""
-    from .checkpoints import Checkpoint, CheckpointError, resolve
+    from .checkpoints import CheckpointError, load_run
     from .data import DataSpec, OpenOptions
     from .features import FrontendConfig
     from .predictor import Predictor
@@ -98,8 +98,7 @@ def predict_to_file(runs: Sequence[str | os.PathLike], data: str, output: str | 
         raise InputError("need at least one teacher run")
     members, labels, frontend, clip_seconds = [], None, None, 10.0
     for run in runs:
-        for path in resolve(run, checkpoint):
-            state = Checkpoint.load(path)
+        for path, state in load_run(run, checkpoint):
             model, model_frontend, model_labels = state.build(path, weights)
             if labels is None:
                 labels, frontend = model_labels, model_frontend

@@ -14,7 +14,7 @@ import os
 import numpy as np
 from tqdm.auto import tqdm
 
-from .checkpoints import Checkpoint, CheckpointError, list_epochs
+from .checkpoints import Checkpoint, CheckpointError, list_epochs, require_same_run
 from .errors import ConfigError
 from .config import TrainConfig
 from .data import DataSpec, OpenOptions
@@ -65,6 +65,8 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
     require_scorable(dataset.targets, str(data))
     if select_set is not None:
         require_scorable(select_set.targets, f"{select_data} (the selection split, --select-data)")
+    for path in checkpoints[1:]:  # every checkpoint is of this run, before any work
+        require_same_run(checkpoints[0], first, path, Checkpoint.load(path))
     scores = {"raw": {}, "ema": {}}  # weights → epoch → summary on data
     best = {}  # weights → (selection score, epoch, clip outputs) of the best epoch so far
     total = None  # sum of every checkpoint's outputs, for Avg (one checkpoint in memory at a time)

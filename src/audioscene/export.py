@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ._io import atomic_open
-from .checkpoints import Checkpoint, resolve
+from .checkpoints import load_run
 from .errors import AudioSceneError, InputError
 from .features import FrontendConfig, LogMel
 from .labels import LabelSet
@@ -201,8 +201,8 @@ def export_onnx(run_dir: str | os.PathLike, path: str | os.PathLike, checkpoint:
     `weights` ("auto": the run's, i.e. the moving average when it keeps one; "raw"; "ema")."""
     if checkpoint == "avg":
         raise ExportError("export one checkpoint ('best', 'last' or a path); 'avg' is several models")
-    source = resolve(run_dir, checkpoint)[0]
-    model, frontend, labels = Checkpoint.load(source).build(source, weights)
+    (source, state), = load_run(run_dir, checkpoint)
+    model, frontend, labels = state.build(source, weights)
     return export_model(model, frontend, labels, path, with_frontend, tolerance, frontend_precision)
 
 

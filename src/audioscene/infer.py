@@ -32,7 +32,7 @@ import soundfile as sf
 import torch
 
 from . import audio, sed
-from .checkpoints import Checkpoint, CheckpointError, resolve
+from .checkpoints import load_run
 from .errors import InputError, check_number
 from .events import Event
 from .features import LogMel
@@ -122,12 +122,9 @@ class Tagger:
         `checkpoints.resolve`); `weights` "auto" (the run's: the moving average when it keeps one),
         "raw" or "ema"; the architecture, front end and labels come from the checkpoint."""
         models, frontend, labels = [], None, None
-        for path in resolve(run_dir, checkpoint):
-            model, frontend, path_labels = Checkpoint.load(path).build(path, weights)
-            if labels is not None and path_labels != labels:
-                raise CheckpointError(f"{path}: its label set differs from the run's other checkpoints")
+        for path, state in load_run(run_dir, checkpoint):
+            model, frontend, labels = state.build(path, weights)
             models.append(model)
-            labels = path_labels
         return cls(models, frontend, labels, device=device, **options)
 
     @classmethod

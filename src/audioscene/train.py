@@ -37,7 +37,8 @@ from tqdm.auto import tqdm
 from . import models
 from ._io import atomic_open
 from .batches import EpochPlan, MicroBatch, clips_per_epoch
-from .checkpoints import Checkpoint, CheckpointError, checkpoint_path, initialise_from, list_epochs
+from .checkpoints import (Checkpoint, CheckpointError, checkpoint_path, initialise_from, list_epochs,
+                          require_same_run)
 from .config import TrainConfig
 from .data import ClipSet, ClipStream, DataSpec, OpenOptions
 from .devices import autocast, resolve_device
@@ -238,25 +239,13 @@ def resume(run_dir: str | os.PathLike, progress: bool = True, **overrides) -> Pa
     state = Checkpoint.load(checkpoints[-1])
     state.require_resumable(checkpoints[-1])
     if len(checkpoints) > 1:
-        _check_same_run(checkpoints[0], Checkpoint.load(checkpoints[0]), checkpoints[-1], state)
+        require_same_run(checkpoints[0], Checkpoint.load(checkpoints[0]), checkpoints[-1], state)
     stored = dict(state.train_config)
     if str(stored.get("eval_data", "")).startswith("folder:"):  # older runs used one CSV for both
         stored.setdefault("eval_labels_csv", stored.get("labels_csv", ""))
     config = replace(TrainConfig.from_dict(stored), out_dir=str(run_dir), **overrides)
     log.info("resuming %s after epoch %d of %d", run_dir, state.epoch, config.epochs)
     return _run(config, state, progress)
-
-
-def _check_same_run(first_path: Path, first: Checkpoint, last_path: Path, last: Checkpoint) -> None:
-    """Refuse to resume from a checkpoint that another run left in this folder: the run id every
-    checkpoint records (or, for checkpoints without one, the labels and architecture) must match."""
-    if first.run_id and last.run_id:
-        same = first.run_id == last.run_id
-    else:
-        same = (first.labels, first.model_config) == (last.labels, last.model_config)
-    if not same:
-        raise CheckpointError(f"{last_path}: belongs to another run than {first_path.name} (another run id, or other "
-                              "labels or model); move the foreign checkpoints out of the folder before resuming")
 
 
 def _run(config: TrainConfig, state: Checkpoint | None, progress: bool) -> Path:

@@ -1,6 +1,7 @@
 """The modern recipe's pieces: mixup, SpecAugment, the learning-rate schedule, the moving average of
 the weights, knowledge distillation from a teacher file and class-balanced streaming."""
 
+import re
 from collections import Counter
 
 import numpy as np
@@ -124,7 +125,8 @@ def test_distillation_with_lambda_zero_is_plain_bce_and_the_teacher_file_round_t
         return train_step(learner, batch), clipwise
 
     plain, clipwise = loss(0.0, teacher="")
-    assert loss(0.0)[0] == pytest.approx(plain, rel=1e-6)  # λ = 0: the teacher is ignored
+    with pytest.raises(ConfigError, match="a teacher file without kd_lambda teaches nothing"):
+        loss(0.0)  # λ = 0 would ignore the teacher silently
     expected = (0.7 * bce_loss(clipwise, targets, reduction="none") + 0.3 * bce_loss(clipwise, soft, reduction="none"))
     assert loss(0.3)[0] == pytest.approx(float(expected.mean()), rel=1e-5)
     with pytest.raises(ConfigError, match="needs a teacher file"):
@@ -371,3 +373,77 @@ def test_predict_refuses_to_write_over_a_file_of_its_data(tiny_run, tiny_data, t
     assert (data / "weak.csv").read_bytes() == before
     assert run_cli("predict", "--run", str(tiny_run), "--data", str(data), "-o",
                    str(data / "teacher.npz")).returncode == 0  # a new file beside the data is fine
+
+
+def _teacher_file(path, **arrays):
+    """An .npz with the teacher file's arrays, some replaced by `arrays`."""
+    values = dict(format=np.array("audioscene-teacher/1"), keys=np.array(["a", "b"]),
+                  probs=np.array([[0.1, 0.9], [0.5, 0.5]], np.float32), labels=np.array(["x", "y"]))
+    np.savez(path, **{**values, **arrays})
+    return path
+
+
+@pytest.mark.parametrize("arrays, fragment", [
+    (dict(probs=np.array([[0.1, 0.9, 0.3], [0.5, 0.5, 0.1]], np.float32)), "must be numbers of shape (2 keys, 2 labels)"),
+    (dict(probs=np.array([0.1, 0.9], np.float32)), "must be numbers of shape"),
+    (dict(probs=np.array([["0.1", "0.9"], ["0.5", "0.5"]])), "must be numbers of shape"),
+    (dict(probs=np.array([[0.1, 0.9]], np.float32)), "must be numbers of shape"),
+    (dict(keys=np.array([["a"], ["b"]])), "'keys' must be a list of strings"),
+    (dict(probs=np.array([[np.nan, 0.9], [0.5, 0.5]], np.float32)), "1 probabilities outside [0, 1] (e.g. nan for clip 'a'"),
+    (dict(probs=np.array([[np.inf, -3], [7.5, 0.5]], np.float32)), "3 probabilities outside [0, 1]"),
+    (dict(keys=np.array(["a", "a"])), "clip key 'a' occurs 2 times"),
+    (dict(format=np.array("other/1")), "not a teacher file (format other/1)"),
+])
+def test_a_teacher_file_is_checked_whole_before_training(tmp_path, arrays, fragment):
+    from audioscene.distill import read_teacher
+
+    with pytest.raises(InputError, match=re.escape(fragment)):
+        read_teacher(_teacher_file(tmp_path / "t.npz", **arrays))
+
+
+def test_teacher_files_that_would_exhaust_memory_or_are_not_npz_give_one_error(tmp_path):
+    import zipfile
+
+    from audioscene.distill import read_teacher
+
+    good = _teacher_file(tmp_path / "good.npz")
+    assert read_teacher(good)[0] == ["a", "b"]
+    huge = tmp_path / "huge.npz"  # a 3 KB file whose header claims 10^12 floats
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(huge, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "probs.npy":
+                data = data.replace(b"(2, 2)", b"(1000000, 1000000)")
+            target.writestr(info, data)
+    with pytest.raises(InputError, match=r"'probs' claims shape \(1000000, 1000000\)"):
+        read_teacher(huge)
+    bomb = tmp_path / "bomb.npz"  # zeros that deflate 1000:1
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, array in (("format", np.array("audioscene-teacher/1")), ("keys", np.array(["a"] * 200_000)),
+                            ("labels", np.array(["x", "y"])), ("probs", np.zeros((200_000, 2), np.float32))):
+            with archive.open(f"{name}.npy", "w") as f:
+                np.lib.format.write_array(f, array)
+    with pytest.raises(InputError, match="would expand from"):
+        read_teacher(bomb)
+    for name, content in (("empty.npz", b""), ("truncated.npz", good.read_bytes()[:200])):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(InputError, match="not a readable teacher file"):
+            read_teacher(tmp_path / name)
+    np.save(tmp_path / "plain.npy", np.zeros(3))
+    with pytest.raises(InputError, match="not a readable teacher file"):
+        read_teacher(tmp_path / "plain.npy")
+
+
+def test_a_teacher_written_from_other_data_is_named_in_a_warning(tiny_run, tiny_data, tmp_path, caplog):
+    teacher = tmp_path / "eval_teacher.npz"
+    assert run_cli("predict", "--run", str(tiny_run), "--data", str(tiny_data / "eval"), "-o",
+                   str(teacher)).returncode == 0
+    labels = ClipDataset.from_folder(tiny_data / "eval").label_set
+    from audioscene.distill import data_identity
+
+    with caplog.at_level("WARNING"):
+        Teacher(teacher, labels).check_data(data_identity(str(tiny_data / "train")))
+    assert f"was written from {(tiny_data / 'eval').resolve()}" in caplog.text
+    caplog.clear()
+    Teacher(teacher, labels).check_data(data_identity(str(tiny_data / "eval")))
+    assert not caplog.text

@@ -212,6 +212,9 @@ class TrainConfig:
                               "embeddings, not audio (leave out the front-end flags and the [frontend] table)")
         if self.kd_lambda > 0 and not self.teacher:
             raise ConfigError("kd_lambda > 0 needs a teacher file (--teacher, from `audioscene predict`)")
+        if self.teacher and self.kd_lambda == 0:
+            raise ConfigError("a teacher file without kd_lambda teaches nothing; give --kd-lambda (e.g. 0.5), the "
+                              "weight of the teacher's targets in the loss")
         check_device(self.device)
 
     @classmethod

@@ -42,7 +42,7 @@ from .checkpoints import (Checkpoint, CheckpointError, checkpoint_path, initiali
 from .config import TrainConfig
 from .data import ClipSet, ClipStream, DataSpec, OpenOptions
 from .devices import autocast, resolve_device
-from .distill import Teacher
+from .distill import Teacher, data_identity
 from .distributed import Context, barrier, coverage_of, gather_rows, setup, sum_over_ranks, teardown
 from .errors import ConfigError
 from .labels import LabelSet
@@ -286,8 +286,10 @@ def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, c
     train_spec, train_set, eval_set = _datasets(config, state.label_set if state else None, context)
     label_set = train_set.label_set
     teacher = Teacher(config.teacher, label_set, config.kd_temperature) if config.teacher else None
-    if teacher is not None and not train_spec.streamed:
-        teacher.require(train_set.keys)  # shards' keys are checked as they stream
+    if teacher is not None:
+        teacher.check_data(data_identity(config.train_data, config.labels_csv))
+        if not train_spec.streamed:
+            teacher.require(train_set.keys)  # shards' keys are checked as they stream
     plan = partial(EpochPlan, config, train_set, train_spec.streamed, context=context, micro_batch_size=micro,
                    teacher=teacher)
     learner = build_learner(config, label_set, context, state, total_steps=plan(epoch=1).n_steps * config.epochs)

@@ -98,7 +98,7 @@ def test_bad_records_are_named_by_file_and_record(tmp_path):
     with pytest.raises(RecordError, match=r"part-00000.tfrecord: record 1: data CRC mismatch"):
         read_tfrecord(path)
     kept, skipped = read_tfrecord(path, skip_bad=True)
-    assert len(kept) == 1 and skipped == 1
+    assert [c.video_id for c in kept] == [clips[0].video_id, clips[2].video_id] and skipped == 1  # only record 1 lost
     [path] = write_tfrecords(clips, tmp_path / "cut")
     _corrupt(path, path.stat().st_size - 7)
     with pytest.raises(RecordError, match="record 2: truncated"):
@@ -171,3 +171,60 @@ def test_baselines_train_and_evaluate_on_the_synthetic_stand_in(tiny_data, tmp_p
     result = run_cli(*report, "--embeddings-data", f"embeddings:{tmp_path / 'emb' / 'eval'}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Kong (peak, epoch" in result.stdout and "| Kong et al." in result.stdout.replace("  ", " ")
+
+
+def _frame(data: bytes, length: int | None = None) -> bytes:
+    """One TFRecord frame around `data`, its length field (and that field's CRC) saying `length`."""
+    import struct
+
+    from audioscene.data.tfrecord import masked_crc
+
+    header = struct.pack("<Q", len(data) if length is None else length)
+    return header + struct.pack("<I", masked_crc(header)) + data + struct.pack("<I", masked_crc(data))
+
+
+@pytest.mark.parametrize("length", [2**36, 2**62, 2**63, 2**64 - 1])
+def test_a_frame_length_past_the_end_of_the_file_is_refused_before_reading(tmp_path, length):
+    path = tmp_path / "big.tfrecord"
+    path.write_bytes(_frame(b"x" * 100, length))
+    with pytest.raises(RecordError, match=f"record 0: truncated \\(a length of {length} bytes, 100 left"):
+        list(read_records(path))
+
+
+def test_wrong_wire_types_are_errors_not_allocations_or_zeros(tmp_path):
+    import tracemalloc
+
+    from audioscene.data.tfrecord import _encode_varint, _key, _length_delimited
+
+    def record(embedding_step: bytes, context_feature: bytes | None = None) -> bytes:
+        labels = _length_delimited(1, _length_delimited(1, b"labels") + _length_delimited(2, _length_delimited(
+            3, _length_delimited(1, _encode_varint(3)))))
+        video = _length_delimited(1, _length_delimited(1, b"video_id") + _length_delimited(2, context_feature or
+                                  _length_delimited(1, _length_delimited(1, b"abc"))))
+        lists = _length_delimited(1, _length_delimited(1, b"audio_embedding") + _length_delimited(
+            2, _length_delimited(1, embedding_step)))
+        return _length_delimited(1, video + labels) + _length_delimited(2, lists)
+
+    varint_bytes = _length_delimited(1, _key(1, 0) + _encode_varint(2**31))  # "bytes" as a varint of 2^31
+    fixed32_floats = _key(2, 5) + b"\0\0\x80?"  # a float list written as a fixed32
+    cases = {
+        "a varint where a bytes value is expected": record(varint_bytes),
+        "a fixed32 where a float list is expected": record(_length_delimited(1, _length_delimited(1, bytes(128))),
+                                                            context_feature=fixed32_floats),
+    }
+    for expected, data in cases.items():
+        path = tmp_path / "bad.tfrecord"
+        path.write_bytes(_frame(data))
+        tracemalloc.start()
+        with pytest.raises(EmbeddingError, match=expected):
+            read_tfrecord(path)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 10_000_000  # never the 2 GiB the varint claims
+        assert read_tfrecord(path, skip_bad=True) == ([], 1)
+    good = _clips(np.random.default_rng(4), n=3, lengths=(10,))
+    [path] = write_tfrecords(good, tmp_path / "mixed")
+    frames = path.read_bytes()
+    path.write_bytes(frames + _frame(cases["a varint where a bytes value is expected"]) + frames)
+    kept, skipped = read_tfrecord(path, skip_bad=True)
+    assert (len(kept), skipped) == (6, 1)  # exact counts: the bad record only

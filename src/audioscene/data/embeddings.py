@@ -69,13 +69,19 @@ def quantize(values: np.ndarray) -> np.ndarray:
 def _clip(data: bytes, where: str, n_classes: int) -> EmbeddingClip:
     try:
         context, lists = parse_sequence_example(data)
-    except ValueError as exc:
+    except RecordError as exc:
         raise EmbeddingError(f"{where}: not a SequenceExample ({exc})") from None
     missing = [key for key in ("video_id", "labels") if key not in context] + \
         ([] if "audio_embedding" in lists else ["audio_embedding"])
     if missing:
         raise EmbeddingError(f"{where}: no {', '.join(missing)} feature")
-    labels = tuple(int(x) for x in context["labels"])
+    for key, kind, count in (("video_id", bytes, 1), ("labels", int, None), ("start_time_seconds", float, 1),
+                             ("end_time_seconds", float, 1)):
+        values = context.get(key, [kind()] if count else [])
+        if (count and len(values) != count) or not all(type(v) is kind for v in values):
+            raise EmbeddingError(f"{where}: feature {key} must be {count or 'a list of'} "
+                                 f"{ {bytes: 'string', int: 'int64', float: 'float'}[kind] } value(s)")
+    labels = tuple(context["labels"])
     bad = [x for x in labels if not 0 <= x < n_classes]
     if bad:
         raise EmbeddingError(f"{where}: label index {bad[0]} outside the {n_classes} classes")
@@ -91,22 +97,25 @@ def _clip(data: bytes, where: str, n_classes: int) -> EmbeddingClip:
 
 
 def read_tfrecord(path: str | os.PathLike, n_classes: int = 527, skip_bad: bool = False) -> tuple[list, int]:
-    """`(clips, records skipped)` of one file; a bad record raises `EmbeddingError` naming file and
-    record, or with `skip_bad` is skipped and counted (a damaged file's remaining records are lost)."""
+    """`(clips, records skipped)` of one file; a bad record raises `EmbeddingError` (a `RecordError`
+    for a damaged frame) naming file and record, or with `skip_bad` is skipped and counted; a
+    frame so damaged that the records after it cannot be found ends the file (counted as one)."""
     clips, skipped = [], 0
     try:
         for number, data in enumerate(read_records(path)):
             try:
+                if isinstance(data, RecordError):
+                    raise data
                 clips.append(_clip(data, f"{path}: record {number}", n_classes))
-            except EmbeddingError as exc:
+            except (EmbeddingError, RecordError) as exc:
                 if not skip_bad:
                     raise
                 log.warning("skipped %s", exc)
                 skipped += 1
-    except RecordError:
+    except RecordError as exc:
         if not skip_bad:
             raise
-        log.warning("%s: unreadable from record %d on; its remaining records are skipped", path, len(clips) + skipped)
+        log.warning("%s; the records after it cannot be found and are lost", exc)
         skipped += 1
     return clips, skipped
 

@@ -46,10 +46,14 @@ def masked_crc(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
 
 
-def read_records(path: str | os.PathLike) -> Iterator[bytes]:
-    """The data of each record of a TFRecord file, CRCs checked."""
+def read_records(path: str | os.PathLike) -> Iterator[bytes | RecordError]:
+    """The data of each record of a TFRecord file, CRCs checked. A record whose data fails its CRC
+    is yielded as a `RecordError` (the framing holds, so the next record is read); a broken frame
+    (length CRC, a length past the end of the file, truncation) raises `RecordError`: nothing after
+    it can be found. Every length is bounded by the bytes left in the file before it is read."""
     path = Path(path)
     with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
         number = 0
         while header := f.read(12):
             if len(header) < 12:
@@ -57,13 +61,17 @@ def read_records(path: str | os.PathLike) -> Iterator[bytes]:
             length_bytes, length_crc = header[:8], struct.unpack("<I", header[8:])[0]
             if masked_crc(length_bytes) != length_crc:
                 raise RecordError(f"{path}: record {number}: length CRC mismatch (corrupt file)")
-            length = struct.unpack("<Q", length_bytes)[0]
+            length, left = struct.unpack("<Q", length_bytes)[0], size - f.tell() - 4
+            if length > left:
+                raise RecordError(f"{path}: record {number}: truncated (a length of {length} bytes, "
+                                  f"{max(left, 0)} left in the file)")
             data, footer = f.read(length), f.read(4)
             if len(data) < length or len(footer) < 4:
                 raise RecordError(f"{path}: record {number}: truncated ({len(data)} of {length} bytes)")
             if masked_crc(data) != struct.unpack("<I", footer)[0]:
-                raise RecordError(f"{path}: record {number}: data CRC mismatch (corrupt record)")
-            yield data
+                yield RecordError(f"{path}: record {number}: data CRC mismatch (corrupt record)")
+            else:
+                yield data
             number += 1
 
 
@@ -94,7 +102,8 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def _fields(data: bytes) -> list[tuple[int, int, bytes | int]]:
-    """`(field number, wire type, value)` of a message: an int for varints, bytes otherwise."""
+    """`(field number, wire type, value)` of a message: an int for varints, bytes otherwise; every
+    length is bounded by the message."""
     fields, pos, end = [], 0, len(data)
     try:
         while pos < end:
@@ -118,18 +127,31 @@ def _fields(data: bytes) -> list[tuple[int, int, bytes | int]]:
     return fields
 
 
+WIRE_NAMES = {0: "a varint", 1: "a fixed64", 2: "a length-delimited field", 5: "a fixed32"}
+
+
+def _expect(number: int, wire: int, allowed: tuple[int, ...], what: str) -> None:
+    if wire not in allowed:
+        raise ValueError(f"field {number}: {WIRE_NAMES.get(wire, wire)} where {what} is expected")
+
+
 def _feature(data: bytes) -> list:
     """A `Feature`'s values: bytes, floats or ints."""
     values: list = []
-    for kind, _, payload in _fields(data):
+    for kind, wire, payload in _fields(data):
         if kind not in (1, 2, 3):
             continue
+        _expect(kind, wire, (2,), f"a {KINDS[kind - 1]} list")
         for number, wire, value in _fields(payload):
             if number != 1:
                 continue
             if kind == 1:
+                _expect(number, wire, (2,), "a bytes value")
                 values.append(bytes(value))
             elif kind == 2:  # packed (wire 2) or one fixed32 per value (wire 5)
+                _expect(number, wire, (2, 5), "float values")
+                if len(value) % 4:
+                    raise ValueError(f"field {number}: {len(value)} bytes of packed floats, not a multiple of 4")
                 values.extend(struct.unpack(f"<{len(value) // 4}f", value))
             elif wire == 2:  # packed int64
                 pos = 0
@@ -137,6 +159,7 @@ def _feature(data: bytes) -> list:
                     item, pos = _varint(value, pos)
                     values.append(item - (1 << 64) if item >= 1 << 63 else item)
             else:
+                _expect(number, wire, (0, 2), "int64 values")
                 values.append(value - (1 << 64) if value >= 1 << 63 else value)
     return values
 
@@ -144,11 +167,14 @@ def _feature(data: bytes) -> list:
 def _map(data: bytes, parse) -> dict:
     """Entries of a `map<string, ...>` field's message (`Features` or `FeatureLists`)."""
     out = {}
-    for number, _, entry in _fields(data):
+    for number, wire, entry in _fields(data):
         if number != 1:
             continue
+        _expect(number, wire, (2,), "a map entry")
         key, value = "", b""
-        for field, _, item in _fields(entry):
+        for field, wire, item in _fields(entry):
+            if field in (1, 2):
+                _expect(field, wire, (2,), "a map key" if field == 1 else "a map value")
             if field == 1:
                 key = bytes(item).decode("utf-8")
             elif field == 2:
@@ -158,17 +184,28 @@ def _map(data: bytes, parse) -> dict:
 
 
 def _feature_list(data: bytes) -> list[list]:
-    return [_feature(item) for number, _, item in _fields(data) if number == 1]
+    steps = []
+    for number, wire, item in _fields(data):
+        if number == 1:
+            _expect(number, wire, (2,), "a feature")
+            steps.append(_feature(item))
+    return steps
 
 
 def parse_sequence_example(data: bytes) -> tuple[dict[str, list], dict[str, list[list]]]:
-    """`(context, feature_lists)` of a serialised `SequenceExample`; raises `ValueError` when malformed."""
+    """`(context, feature_lists)` of a serialised `SequenceExample`; raises `RecordError` when
+    malformed (a wrong wire type anywhere included: nothing is read as what it is not)."""
     context, feature_lists = {}, {}
-    for number, _, value in _fields(data):
-        if number == 1:
-            context = _map(value, _feature)
-        elif number == 2:
-            feature_lists = _map(value, _feature_list)
+    try:
+        for number, wire, value in _fields(data):
+            if number in (1, 2):
+                _expect(number, wire, (2,), "a message")
+            if number == 1:
+                context = _map(value, _feature)
+            elif number == 2:
+                feature_lists = _map(value, _feature_list)
+    except (ValueError, struct.error) as exc:  # UnicodeDecodeError is a ValueError
+        raise RecordError(str(exc)) from None
     return context, feature_lists
 
 

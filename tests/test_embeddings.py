@@ -228,3 +228,12 @@ def test_wrong_wire_types_are_errors_not_allocations_or_zeros(tmp_path):
     path.write_bytes(frames + _frame(cases["a varint where a bytes value is expected"]) + frames)
     kept, skipped = read_tfrecord(path, skip_bad=True)
     assert (len(kept), skipped) == (6, 1)  # exact counts: the bad record only
+
+
+def test_writing_embeddings_into_a_used_folder_replaces_its_parts(tmp_path):
+    clips = _clips(np.random.default_rng(5), n=250, lengths=(10,))
+    out = tmp_path / "emb"
+    assert len(write_tfrecords(clips, out)) == 3
+    assert [p.name for p in write_tfrecords(clips[:16], out)] == ["part-00000.tfrecord"]
+    assert sorted(p.name for p in out.iterdir()) == ["part-00000.tfrecord"]  # the old parts 1 and 2 are gone
+    assert len(EmbeddingDataset.from_folder(out, progress=False)) == 16

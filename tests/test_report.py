@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from helpers import assert_one_line_error, run_cli
@@ -186,3 +187,58 @@ def test_the_selection_split_is_named_and_its_labels_flag_checked(tiny_run, tiny
     args = build_parser().parse_args(["report", "--runs", str(tiny_run), "--eval-data", "e", "--select-data",
                                       f"folder:{tiny_data / 'eval'}", "--select-labels", str(labels), "-o", "r"])
     assert args.select_labels == str(labels)
+
+
+def test_a_report_replaces_the_last_one_whole_and_a_failed_one_changes_nothing(tiny_run, tiny_data, tmp_path):
+    import shutil
+
+    out = tmp_path / "report"
+    args = ["report", "--runs", f"a={tiny_run}", "--eval-data", str(tiny_data / "eval"), "--bootstrap", "100"]
+    assert run_cli(*args, "-o", str(out)).returncode == 0
+    (out / "sed").mkdir()
+    (out / "sed" / "figure2_9.png").write_bytes(b"an earlier report's figure")
+    (out / "mapping.json").write_text("{}")
+    assert run_cli(*args, "-o", str(out)).returncode == 0
+    assert not (out / "sed").exists() and not (out / "mapping.json").exists()  # nothing of the earlier one lingers
+    good = (out / "report.md").read_text()
+    broken = tmp_path / "broken_eval"
+    shutil.copytree(tiny_data / "eval", broken)
+    next((broken / "audio").glob("*.flac")).write_bytes(b"not audio")
+    result = run_cli("report", "--runs", f"a={tiny_run}", "--eval-data", str(broken), "--bootstrap", "100", "-o",
+                     str(out))
+    assert result.returncode != 0 and (out / "report.md").read_text() == good
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".report")) == []  # no staging left
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    assert_one_line_error(run_cli(*args, "-o", str(tmp_path / "notes")), "not empty and not a report folder")
+    assert_one_line_error(run_cli(*args, "-o", str(tmp_path / "notes" / "todo.txt")), "todo.txt: is a file")
+
+
+def test_run_names_are_escaped_in_markdown_and_refused_when_they_cannot_name_files(tiny_run, tiny_data, tmp_path):
+    out = tmp_path / "report"
+    name = "B|att <script>alert(1)"
+    result = run_cli("report", "--runs", f"{name}={tiny_run}", "--eval-data", str(tiny_data / "eval"),
+                     "--bootstrap", "100", "-o", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = (out / "report.md").read_text()
+    assert "B\\|att &lt;script&gt;alert(1)" in text and "<script>" not in text
+    header, rule = text.splitlines()[2:4]
+    assert header.count("|") - header.count("\\|") == rule.count("|")  # no extra column
+    for bad in ("two\nlines", "tab\there", ".."):
+        assert_one_line_error(run_cli("report", "--runs", f"{bad}={tiny_run}", "--eval-data", "e", "-o", "o"),
+                              "no control characters, '/'")
+    assert_one_line_error(run_cli("report", "--runs", f"a/b={tiny_run}", "--eval-data", "e", "-o", "o"),
+                          f"a/b={tiny_run}: no such run folder")  # a '/' before '=' makes it a folder name
+    from audioscene.cli.arguments import named_run
+
+    assert named_run("runs/a=b") == ("a=b", Path("runs/a=b"))  # a folder with '=' in its name
+
+
+def test_report_checks_mapping_and_figure_clips_before_any_work(tiny_run, tiny_data, tmp_path):
+    root = _dcase_root(tiny_data, tmp_path / "dataset")
+    args = ["report", "--runs", str(tiny_run), "--eval-data", str(tiny_data / "eval"), "--dcase", str(root), "-o",
+            str(tmp_path / "r")]
+    started = time.monotonic()
+    assert_one_line_error(run_cli(*args, "--mapping", str(tmp_path / "none.json")), "none.json: no such mapping file")
+    assert_one_line_error(run_cli(*args, "--figure-clips", "nope.wav"), "--figure-clips: nope.wav is not a file of")
+    assert time.monotonic() - started < 60 and not (tmp_path / "r").exists()

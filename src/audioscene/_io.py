@@ -10,7 +10,7 @@ import io
 import os
 import shutil
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO, Callable, Iterable, Iterator
 
 from .audio import AUDIO_SUFFIXES
 from .errors import AudioSceneError
@@ -44,6 +44,35 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[
                           "unchanged") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def staged_folder(out_dir: str | os.PathLike, ours: Callable[[Path], bool], what: str) -> Iterator[Path]:
+    """Build a folder's new contents in a staging folder beside it (yielded) and swap it in only
+    when the block succeeds (two renames; the old contents are deleted last): a failed or killed
+    build leaves the earlier folder as it was, and nothing of the earlier build lingers in the new
+    one. An existing non-empty `out_dir` that `ours` does not recognise as a `what` is refused (its
+    files would be deleted)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: is a file; give a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not ours(out_dir):
+        raise OutputError(f"{out_dir}: not empty and not a {what}; choose an empty or new folder")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in (".staging", ".old"):
+        remove_stale(out_dir, suffix)
+    staging = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+        old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
+        if out_dir.exists():
+            os.replace(out_dir, old)
+        os.replace(staging, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def remove_stale(path: Path, suffix: str) -> None:

@@ -52,13 +52,22 @@ def _percent(value: float) -> str:
     return "–" if value is None or np.isnan(value) else f"{100 * value:.2f}"
 
 
+def markdown_cell(text: str) -> str:
+    """`text` as the literal content of a Markdown table cell (no HTML, no column break)."""
+    text = " ".join(text.split())
+    for raw, escaped in (("\\", "\\\\"), ("|", "\\|"), ("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
+        text = text.replace(raw, escaped)
+    return text
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence], align: str | None = None) -> str:
-    """A GitHub-style Markdown table; floats are printed with 3 decimals.
+    """A GitHub-style Markdown table; floats are printed with 3 decimals, and every cell is
+    escaped (`|`, `\\`, `<`, `>`, `&`, line breaks), so a run or file name stays the text of its cell.
 
     `align` has one character per column, `l` or `r` (default: first column left, others right).
     """
     align = align or "l" + "r" * (len(header) - 1)
-    cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in rows]
+    cells = [[markdown_cell(f"{v:.3f}" if isinstance(v, float) else str(v)) for v in row] for row in rows]
     widths = [max(len(str(h)), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
 
     def line(values):

@@ -84,10 +84,14 @@ def _git_commit() -> str:
 
 def check_inputs(runs: dict[str, str | os.PathLike], eval_data: str, labels_csv: str = "",
                  select_data: str | None = None, dcase: str | os.PathLike | None = None,
-                 embeddings_data: str | None = None, select_labels_csv: str = "") -> None:
-    """Name a missing run, data folder or DCASE split before any work starts (one error)."""
+                 embeddings_data: str | None = None, select_labels_csv: str = "", sed_run: str | os.PathLike = "",
+                 mapping: str = "paper", figure_clips: tuple[str, ...] = ()) -> None:
+    """Name a missing run, data folder, DCASE split, mapping file or figure clip, or a run that
+    cannot do what it is asked (an embedding model for Tables 3–4), before any work starts (one
+    error)."""
     from .data import DataSpec, dcase2018
     from .data.folder import DataSetError
+    from .labels import class_mapping
 
     for run in runs.values():
         if not list_epochs(run):
@@ -103,6 +107,19 @@ def check_inputs(runs: dict[str, str | os.PathLike], eval_data: str, labels_csv:
     if dcase is not None:
         for split in ("test", "eval"):
             dcase2018.paths(dcase, split)
+        if sed_run and _family(str(sed_run)) == "embedding":
+            raise ConfigError(f"{sed_run}: a model on AudioSet's released embeddings has no audio front end; Tables "
+                              "3-4 need a log-mel model (choose another with --sed-run)")
+        class_mapping(mapping)
+        audio_dir = dcase2018.paths(dcase, "test")[0]
+        missing = [clip for clip in figure_clips if not (Path(audio_dir) / clip).is_file()]
+        if missing:
+            raise DataSetError(f"--figure-clips: {missing[0]} is not a file of {audio_dir}")
+
+
+def is_report_folder(folder: Path) -> bool:
+    """Whether `folder` holds a report `write` made (so a new one may replace it)."""
+    return (folder / "report.md").is_file() and (folder / "provenance.json").is_file()
 
 
 @cache

@@ -9,6 +9,7 @@ import typing
 from pathlib import Path
 
 from ..errors import AudioSceneError, InputError, check_number, describe_range
+from ..events import UNSTORABLE
 from ..labels import CLASS_GROUPS
 
 PROG = "audioscene"
@@ -193,10 +194,15 @@ def add_model_options(p) -> None:
 
 
 def named_run(text: str) -> tuple[str, Path]:
-    """`NAME=RUN_DIR`, or `RUN_DIR` (named after its folder)."""
+    """`NAME=RUN_DIR`, or `RUN_DIR` (named after its folder; a `/` before the first `=` makes the
+    whole text a folder, e.g. `runs/a=b`). Names are one line of text without `/` (they become
+    file names and table cells)."""
     name, sep, path = text.partition("=")
-    if not sep:
+    if not sep or "/" in name:
         name, path = Path(text.rstrip("/")).name, text
     if not name or not path:
         raise argparse.ArgumentTypeError(f"expected NAME=RUN_DIR or RUN_DIR, got {text!r}")
+    if UNSTORABLE.search(name) or "/" in name or name in (".", ".."):
+        raise argparse.ArgumentTypeError(f"run name {name!r}: no control characters, '/', '.' or '..' (it names "
+                                         "files of the report)")
     return name, Path(path)

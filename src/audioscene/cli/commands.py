@@ -90,26 +90,32 @@ def predict(args) -> None:
 
 def report(args) -> None:
     from .. import reproduce
+    from .._io import staged_folder
 
     names = [name for name, _ in args.runs]
     if len(set(names)) != len(names):
         raise InputError(f"run names must be unique, got {', '.join(names)}")
     if args.sed_run and args.sed_run not in names:
         raise InputError(f"--sed-run {args.sed_run!r} is none of the --runs names ({', '.join(names)})")
+    sed_run = dict(args.runs)[args.sed_run] if args.sed_run else args.runs[0][1]
     reproduce.check_inputs(dict(args.runs), args.eval_data, args.labels or "", args.select_data, args.dcase,
-                           args.embeddings_data, args.select_labels or "")
-    rows, provenance = reproduce.table2(dict(args.runs), args.eval_data, labels_csv=args.labels or "",
-                                        select_data=args.select_data, device=args.device, n_resamples=args.bootstrap,
-                                        seed=args.seed, embeddings_data=args.embeddings_data,
-                                        select_labels_csv=args.select_labels or "")
-    sections = ""
-    if args.dcase:
-        sed_run = dict(args.runs)[args.sed_run] if args.sed_run else args.runs[0][1]
-        sections, provenance["segmentation"] = reproduce.dcase_segmentation(
-            sed_run, args.dcase, args.out, mapping=args.mapping, checkpoint=args.checkpoint, weights=args.weights, device=args.device,
-            figure_clips=tuple(args.figure_clips or ()))
-    path = reproduce.write(rows, provenance, args.out, sections)
-    print(path.read_text(encoding="utf-8"))
+                           args.embeddings_data, args.select_labels or "", sed_run=sed_run, mapping=args.mapping,
+                           figure_clips=tuple(args.figure_clips or ()))
+    # built in a staging folder and swapped in whole: no figure or table of an earlier report lingers,
+    # and a report that fails leaves the earlier one as it was
+    with staged_folder(args.out, reproduce.is_report_folder, "report folder") as staging:
+        rows, provenance = reproduce.table2(dict(args.runs), args.eval_data, labels_csv=args.labels or "",
+                                            select_data=args.select_data, device=args.device,
+                                            n_resamples=args.bootstrap, seed=args.seed,
+                                            embeddings_data=args.embeddings_data,
+                                            select_labels_csv=args.select_labels or "")
+        sections = ""
+        if args.dcase:
+            sections, provenance["segmentation"] = reproduce.dcase_segmentation(
+                sed_run, args.dcase, staging, mapping=args.mapping, checkpoint=args.checkpoint, weights=args.weights,
+                device=args.device, figure_clips=tuple(args.figure_clips or ()))
+        reproduce.write(rows, provenance, staging, sections)
+    print((args.out / "report.md").read_text(encoding="utf-8"))
     print(f"written to {args.out}/ (report.md, index.html, table2.csv, provenance.json)")
 
 

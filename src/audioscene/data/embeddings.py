@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .._io import staged_folder
 from ..errors import AudioSceneError, InputError
 from ..labels import DCASE2018_AUDIOSET_NAMES, LabelSet, audioset
 from .tfrecord import RecordError, encode_sequence_example, parse_sequence_example, read_records, write_records
@@ -177,15 +178,15 @@ def encode_clip(clip: EmbeddingClip) -> bytes:
 
 
 def write_tfrecords(clips: list[EmbeddingClip], out_dir: str | os.PathLike, clips_per_file: int = 100) -> list[Path]:
-    """Clips as `out_dir/part-NNNNN.tfrecord` files (each written atomically)."""
+    """Clips as `out_dir/part-NNNNN.tfrecord` files, replacing the folder's earlier files whole (built
+    in a staging folder: parts of an earlier, longer set never linger)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for number, start in enumerate(range(0, len(clips), clips_per_file)):
-        path = out_dir / f"part-{number:05d}.tfrecord"
-        write_records(path, (encode_clip(clip) for clip in clips[start:start + clips_per_file]))
-        paths.append(path)
-    return paths
+    names = [f"part-{number:05d}.tfrecord" for number in range(-(-len(clips) // clips_per_file))]
+    with staged_folder(out_dir, lambda folder: all(p.suffix == ".tfrecord" for p in folder.iterdir()),
+                       "folder of .tfrecord files") as staging:
+        for name, start in zip(names, range(0, len(clips), clips_per_file)):
+            write_records(staging / name, (encode_clip(clip) for clip in clips[start:start + clips_per_file]))
+    return [out_dir / name for name in names]
 
 
 def write_synthetic(split_dir: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0,

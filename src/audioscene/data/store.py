@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ import soundfile as sf
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .._io import atomic_open, remove_stale
+from .._io import OutputError, atomic_open, staged_folder
 from ..audio import SAMPLE_RATE, decode, load
 from ..errors import AudioSceneError, check_number
 from ..labels import LabelSet
@@ -107,28 +106,18 @@ def pack(clips: Iterable[Clip], out_dir: str | os.PathLike, labels: LabelSet,
 
     check_number("shard_bytes", shard_bytes, integer=True, low=1)
     out_dir = Path(out_dir)
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / INDEX_NAME).is_file():
-        raise ShardError(f"{out_dir}: not empty and not a shard folder; choose an empty or new folder")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ShardError(f"{out_dir}: is a file; give a folder for the shards")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    for suffix in (".staging", ".old"):
-        remove_stale(out_dir, suffix)
-    staging = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
     try:
-        shards = _write_shards(tqdm(clips, desc="pack", unit="clip", disable=not progress), staging, labels,
-                               shard_bytes)
-        index = {"format": INDEX_FORMAT, "n_clips": sum(s.n_clips for s in shards), "labels": list(labels.names),
-                 "shards": [vars(s) for s in shards]}
-        with atomic_open(staging / INDEX_NAME, "w", encoding="utf-8") as f:
-            json.dump(index, f, indent=1)
-        _swap_in(staging, out_dir)
+        with staged_folder(out_dir, lambda folder: (folder / INDEX_NAME).is_file(), "shard folder") as staging:
+            shards = _write_shards(tqdm(clips, desc="pack", unit="clip", disable=not progress), staging, labels,
+                                   shard_bytes)
+            index = {"format": INDEX_FORMAT, "n_clips": sum(s.n_clips for s in shards), "labels": list(labels.names),
+                     "shards": [vars(s) for s in shards]}
+            with atomic_open(staging / INDEX_NAME, "w", encoding="utf-8") as f:
+                json.dump(index, f, indent=1)
+    except OutputError as exc:
+        raise ShardError(str(exc)) from None
     except OSError as exc:
         raise ShardError(f"{out_dir}: packing failed, the folder is unchanged ({exc.strerror or exc})") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     log.info("packed %d clips into %d shards in %s", index["n_clips"], len(shards), out_dir)
     return out_dir / INDEX_NAME
 
@@ -166,15 +155,6 @@ def _write_shards(clips: Iterable[Clip], folder: Path, labels: LabelSet, shard_b
     if tar is not None:
         close_shard()
     return shards
-
-
-def _swap_in(staging: Path, out_dir: Path) -> None:
-    """Replace `out_dir` by the finished `staging` folder (two renames; the old pack is deleted last)."""
-    old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
-    if out_dir.exists():
-        os.replace(out_dir, old)
-    os.replace(staging, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_index(shard_dir: str | os.PathLike) -> dict:

@@ -358,3 +358,14 @@ def test_a_foreign_checkpoint_in_a_run_folder_is_refused_by_every_reader(tiny_ru
             read()
     assert_one_line_error(run_cli("evaluate", "--run", str(run), "--data", str(tiny_data / "eval")), message)
     assert_one_line_error(run_cli("export-onnx", "--run", str(run), "-o", str(tmp_path / "m.onnx")), message)
+
+
+def test_a_model_given_the_wrong_kind_of_data_says_which_it_needs(tiny_run, tiny_data, tmp_path):
+    assert_one_line_error(run_cli("train", "--data", "embeddings:emb/train", "--eval-data", "embeddings:emb/eval",
+                                  "--out", str(tmp_path / "r")),
+                          "embeddings:emb/train: holds AudioSet's released embeddings, but resnet_b_att takes audio")
+    assert_one_line_error(run_cli("train", "--data", str(tiny_data / "train"), "--eval-data", str(tiny_data / "eval"),
+                                  "--model", "yu_multilevel_att", "--out", str(tmp_path / "r")),
+                          "holds audio, but yu_multilevel_att takes AudioSet's released embeddings")
+    assert_one_line_error(run_cli("evaluate", "--run", str(tiny_run), "--data", "embeddings:emb"),
+                          "embeddings:emb: holds AudioSet's released embeddings, but resnet_b_att takes audio")

@@ -178,7 +178,10 @@ def predict_to_file(runs: Sequence[str | os.PathLike], data: str, output: str | 
                                       "of one teacher must share both")
             members.append((model, state.frontend_config, path))
     sample_rate = FrontendConfig(**members[0][1]).sample_rate
-    dataset = DataSpec.parse(data, labels_csv).open_clips(OpenOptions(labels, clip_seconds, sample_rate), "predict")
+    spec = DataSpec.parse(data, labels_csv)
+    for model, _, _ in members:
+        spec.require_input(model.input_kind, model.config.name)
+    dataset = spec.open_clips(OpenOptions(labels, clip_seconds, sample_rate), "predict")
     probs = Predictor([m for m, _, _ in members], frontend, device).predict(
         dataset, batch_size, workers, desc="predict", progress=progress)["clipwise"]
     return write_teacher(output, dataset.keys, probs, labels, data=data_identity(data, labels_csv))

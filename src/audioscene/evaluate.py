@@ -14,6 +14,7 @@ import os
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import models
 from .checkpoints import Checkpoint, CheckpointError, list_epochs, require_same_run
 from .errors import ConfigError
 from .config import TrainConfig
@@ -60,8 +61,13 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
     clip_seconds, metric = stored.clip_seconds, stored.best_metric
     sample_rate = FrontendConfig(**first.frontend_config).sample_rate
     options = OpenOptions(label_set, clip_seconds, sample_rate)
-    dataset = DataSpec.parse(data, labels_csv).open_clips(options)
-    select_set = None if select_data is None else DataSpec.parse(select_data, select_labels_csv).open_clips(options)
+    specs = [DataSpec.parse(data, labels_csv)] + ([] if select_data is None else
+                                                  [DataSpec.parse(select_data, select_labels_csv)])
+    model = models.from_config(first.model_config)
+    for spec in specs:
+        spec.require_input(model.input_kind, model.config.name)
+    dataset = specs[0].open_clips(options)
+    select_set = None if select_data is None else specs[1].open_clips(options)
     require_scorable(dataset.targets, str(data))
     if select_set is not None:
         require_scorable(select_set.targets, f"{select_data} (the selection split, --select-data)")

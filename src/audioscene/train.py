@@ -264,10 +264,14 @@ def _datasets(config: TrainConfig, label_set: LabelSet | None, context: Context
               ) -> tuple[DataSpec, ClipSet | ClipStream, ClipSet]:
     """The training data (its spec, a set or a stream of this rank's share) and the eval set."""
     train_spec = DataSpec.parse(config.train_data, config.labels_csv)
+    eval_spec = DataSpec.parse(config.eval_data, config.eval_labels_csv)
+    input_kind = "embeddings" if config.model in models.available("embedding") else "logmel"
+    for spec in (train_spec, eval_spec):
+        spec.require_input(input_kind, config.model)
     options = OpenOptions(label_set, config.clip_seconds, config.frontend.sample_rate, config.seed,
                           config.skip_corrupt, context.rank, context.world_size)
     train_set = train_spec.open(options)
-    eval_set = DataSpec.parse(config.eval_data, config.eval_labels_csv).open_clips(
+    eval_set = eval_spec.open_clips(
         replace(options, label_set=train_set.label_set), "evaluation (--eval-data)")
     return train_spec, train_set, eval_set
 

@@ -162,6 +162,16 @@ class DataSpec:
         """A file-name-safe short name (the last path part, or the DCASE split)."""
         return self.split or Path(self.path.rstrip("/")).name or "data"
 
+    def require_input(self, input_kind: str, model: str) -> None:
+        """Refuse data that does not hold what `model` takes (`input_kind`: "logmel" models take
+        audio, "embeddings" models AudioSet's released embeddings), naming both."""
+        holds = "embeddings" if self.kind == "embeddings" else "logmel"
+        if holds != input_kind:
+            wants = "audio (a folder, folder:, dcase2018: or shards: spec)" if input_kind == "logmel" else \
+                "AudioSet's released embeddings (an embeddings: spec)"
+            has = "AudioSet's released embeddings" if holds == "embeddings" else "audio"
+            raise ConfigError(f"{self}: holds {has}, but {model} takes {wants}")
+
     def open(self, options: OpenOptions = OpenOptions()) -> ClipSet | ClipStream:
         return OPENERS[self.kind][0](self, options)
 

@@ -49,6 +49,9 @@ class Cnn14(nn.Module):
     """Log-mel `[B, T, 64]` → `{"clipwise": [B, K], "framewise": [B, T/32, K]}` (see the module doc)."""
 
     frame_hop = 0.32  # 2^5 pooling in time × 10 ms
+    input_kind = "logmel"  # what the model protocol (models.AudioModel) asks of a family
+    normalises_input = True  # bn0
+    min_frames = 32
 
     def __init__(self, n_classes: int = 527, n_mels: int = 64):
         super().__init__()

@@ -47,7 +47,10 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=256)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds): checks the script runs")
     args = parser.parse_args()
+    if args.quick:
+        args.clips, args.workers, args.batch_size = 8, 0, 4
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as work:
         data = generate(Path(work) / "clips", n_clips=args.clips, seed=0, progress=False)
@@ -56,7 +59,7 @@ def main() -> None:
         pack(dataset.clips, shards, dataset.label_set, shard_bytes=4 * 2**20, progress=False)
         n_shards = len(list(shards.glob("*.tar")))
         load = loading_rate(shards, args.workers, args.batch_size, epochs=2)
-    train = training_rate(batch_size=8, steps=4)
+    train = training_rate(batch_size=2 if args.quick else 8, steps=1 if args.quick else 4)
     print(f"data vs training, {args.clips} synthetic 10 s clips in {n_shards} shards, 2 threads")
     print(f"  shard read + FLAC decode ({args.workers} workers) + LogMel: {load:7.1f} clips/s")
     print(f"  resnet_b_att width 64 forward + backward + step:     {train:7.1f} clips/s")

@@ -65,7 +65,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds): checks the script runs")
     args = parser.parse_args()
+    if args.quick:
+        args.clips, args.steps, args.batch = 200, 1, 20
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work) / "bal_train"

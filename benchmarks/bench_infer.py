@@ -41,13 +41,13 @@ def untrained(width: int):
     return models.create("resnet_b_att", n_classes=10, width=width).eval()
 
 
-def export_all(work: Path) -> None:
+def export_all(work: Path, cases: list[tuple[int, str]]) -> None:
     """The ONNX files, exported here so that the measured processes only load them."""
     from audioscene.export import export_model
     from audioscene.features import LogMel
     from audioscene.labels import dcase2018
 
-    for width, backend in CASES:
+    for width, backend in cases:
         if backend != "pytorch":
             parity = export_model(untrained(width), LogMel(), dcase2018(), work / f"w{width}_{backend}.onnx",
                                   with_frontend=backend.startswith("onnx+frontend"),
@@ -119,7 +119,11 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: WIDTH:BACKEND:RECORDING:WORKDIR
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds): checks the script runs")
     args = parser.parse_args()
+    cases = [(4, "pytorch"), (4, "onnx")] if args.quick else CASES
+    if args.quick:
+        args.minutes = 0.2
     if args.case:
         width, backend, recording, work = args.case.split(":")
         print(json.dumps(run_case(Path(recording), int(width), backend, args.threads, Path(work))))
@@ -127,11 +131,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         recording = Path(work) / "recording.wav"
         make_recording(recording, args.minutes)
-        frontend_only(args.threads)
-        export_all(Path(work))
+        frontend_only(args.threads, windows=2 if args.quick else 64)
+        export_all(Path(work), cases)
         print(f"tag on a {args.minutes:g} min recording, {args.threads} threads, resnet_b_att, batch 8 windows")
         results = {}
-        for width, backend in CASES:
+        for width, backend in cases:
             out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads),
                                   "--case", f"{width}:{backend}:{recording}:{work}"],
                                  capture_output=True, text=True, check=True).stdout

@@ -24,11 +24,15 @@ N_CLIPS, N_CLASSES = 20_000, 527
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resamples", type=int, default=100)
+    parser.add_argument("--clips", type=int, default=N_CLIPS)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds): checks the script runs")
     args = parser.parse_args()
+    if args.quick:
+        args.resamples, args.clips = 2, 500
     rng = np.random.default_rng(0)
-    y_true = (rng.random((N_CLIPS, N_CLASSES)) < rng.uniform(0.001, 0.05, N_CLASSES)).astype(np.int8)
+    y_true = (rng.random((args.clips, N_CLASSES)) < rng.uniform(0.001, 0.05, N_CLASSES)).astype(np.int8)
     y_true[0] = 1
-    y_score = np.round(rng.random((N_CLIPS, N_CLASSES)) * 0.7 + 0.3 * y_true, 3).astype(np.float32)
+    y_score = np.round(rng.random((args.clips, N_CLASSES)) * 0.7 + 0.3 * y_true, 3).astype(np.float32)
 
     ours_s = float("inf")
     for _ in range(3):  # best of 3: the first call also pays for torch's thread pool and page faults
@@ -42,7 +46,7 @@ def main() -> None:
     sklearn_s = time.perf_counter() - start
 
     diff = max(np.abs(ours["per_class"]["ap"] - ap).max(), np.abs(ours["per_class"]["auc"] - auc).max())
-    print(f"metrics, {N_CLIPS} clips x {N_CLASSES} classes")
+    print(f"metrics, {args.clips} clips x {N_CLASSES} classes")
     print(f"  audioscene summarize  {ours_s:7.3f} s   mAP {ours['mAP']:.6f}  mAUC {ours['mAUC']:.6f}")
     print(f"  sklearn per class     {sklearn_s:7.3f} s   mAP {np.mean(ap):.6f}  mAUC {np.mean(auc):.6f}")
     print(f"  summarize is {sklearn_s / ours_s:.1f}x the sklearn loop; max per-class difference {diff:.1e} "
@@ -53,7 +57,7 @@ def main() -> None:
     ours_per = (time.perf_counter() - start) / args.resamples
     start, naive = time.perf_counter(), 3
     for _ in range(naive):
-        drawn = rng.integers(0, N_CLIPS, N_CLIPS)
+        drawn = rng.integers(0, args.clips, args.clips)
         summarize(y_true[drawn], y_score[drawn])
     naive_per = (time.perf_counter() - start) / naive
     print(f"bootstrap, {args.resamples} resamples: {ours_per * 1000:.0f} ms per resample "

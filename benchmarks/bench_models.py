@@ -59,7 +59,10 @@ def main() -> None:
     parser.add_argument("--widths", type=int, nargs="+", default=[64, 16])
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds): checks the script runs")
     args = parser.parse_args()
+    if args.quick:
+        args.widths, args.batch = [4], 1
     torch.set_num_threads(args.threads)
     peak = matmul_flops_per_second()
     print(f"dense float32 matmul: {peak / 1e9:.1f} GFLOP/s on {args.threads} threads; batch {args.batch} x 10 s")

@@ -123,7 +123,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=16, help="10 s clips in the batch case")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: NAME:RECORDING
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds): checks the script runs")
     args = parser.parse_args()
+    if args.quick:
+        args.minutes, args.batch = 0.2, 1
     if args.case:
         name, recording = args.case.split(":", 1)
         print(json.dumps(run_case(name, Path(recording), args.threads, args.batch)))

@@ -67,7 +67,10 @@ def with_sed_eval(reference: list[Event], estimated: list[Event], t_collar: floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds): checks the script runs")
     args = parser.parse_args()
+    if args.quick:
+        args.files = 50
     reference, estimated = make_events(args.files)
     print(f"event-based F1, {args.files} files, {len(reference)} reference / {len(estimated)} estimated events, "
           f"{len(LABELS)} classes")

@@ -54,7 +54,8 @@ def profile(shards: Path, steps: int, batch: int, workers: int, device: torch.de
     each; the front end's share is timed on the same batches in a separate pass (not in the total)."""
     parts = learner(device, channels_last=channels_last, amp=bf16, cpu_bf16=bf16, compile=compile)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    loader = _endless(DataLoader(ShardDataset(shards), batch_size=batch, num_workers=workers, prefetch_factor=4,
+    loader = _endless(DataLoader(ShardDataset(shards), batch_size=batch, num_workers=workers,
+                                 prefetch_factor=4 if workers else None,
                                  persistent_workers=workers > 0))
     times = {"data": 0.0, "frontend": 0.0, "step": 0.0}
     warmup = 3 if compile else 1
@@ -113,10 +114,11 @@ def ddp_worker(steps: int, batch: int) -> None:
     teardown(context)
 
 
-def ddp_rate(processes: int, threads: int, steps: int, batch: int) -> float:
+def ddp_rate(processes: int, threads: int, steps: int, batch: int, width: int) -> float:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(Path(__file__).parent)}
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-                          str(processes), __file__, "--ddp-worker", "--steps", str(steps), "--batch", str(batch)],
+                          str(processes), __file__, "--ddp-worker", "--steps", str(steps), "--batch", str(batch),
+                          "--width", str(width)],
                          capture_output=True, text=True, env=env, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])["clips_per_s"]
 
@@ -130,8 +132,14 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the DDP part always runs gloo on CPU)")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "bench_train.json")
+    parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds): checks the script runs")
     args = parser.parse_args()
+    if args.quick:  # one step of two clips of a narrow model; the figures are not written
+        args.steps, args.batch, args.workers, args.width, args.json = 1, 2, 1, 8, None
+    global WIDTH
+    WIDTH = args.width
     if args.ddp_worker:
         ddp_worker(args.steps, args.batch)
         return
@@ -158,12 +166,14 @@ def main() -> None:
         print(f"  {name:30s} {r['clips_per_s']:5.2f} clips/s end to end  (step alone {r['step_clips_per_s']:5.2f}); "
               f"data wait {100 * r['data_share']:4.1f}%, front end {100 * r['frontend_share']:4.1f}%; "
               f"{achieved / 1e9:5.1f} GFLOP/s = {100 * achieved / peak:4.1f}% of matmul")
-    one = ddp_rate(1, args.threads, args.steps, args.batch)
-    two = ddp_rate(2, max(1, args.threads // 2), args.steps, args.batch // 2)
+    one = ddp_rate(1, args.threads, args.steps, args.batch, args.width)
+    two = ddp_rate(2, max(1, args.threads // 2), args.steps, args.batch // 2, args.width)
     efficiency = two / one
     print(f"  DDP (gloo, random waveforms, same global batch {args.batch}): 1 process x {args.threads} threads "
           f"{one:.2f} clips/s, 2 processes x {max(1, args.threads // 2)} thread {two:.2f} clips/s -> "
           f"scaling efficiency {100 * efficiency:.0f}% (the same cores split over processes)")
+    if args.json is None:
+        return
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "device": name, "model": MODEL, "width": WIDTH, "batch": args.batch,

@@ -6,10 +6,18 @@
 #   3. `torchrun --nproc-per-node 1` training with NCCL.
 # On a machine without CUDA it says so and exits 0.
 #   bash benchmarks/gpu_check.sh [--compile]      (PYTHON=... to choose the interpreter)
+# On the lent GPU machine (no venv, no network): first `bash benchmarks/gpu_wheels.sh` here, then
+# carry .whl; this script installs those wheels with --target and runs the package from src/ on
+# the machine's own torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3
+if [ ! -x .venv/bin/python ] && [ -d .whl ]; then
+  site=$(mktemp -d)
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl
+  export PYTHONPATH="$site:$PWD/src:$PWD/tests${PYTHONPATH:+:$PYTHONPATH}"
+fi
 if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
   echo "gpu_check: no CUDA device: nothing to check"
   exit 0
@@ -18,7 +26,7 @@ fi
 started=$SECONDS
 
 echo "== 1. CUDA tests"
-timeout 180 "$PY" -m pytest -q -m cuda tests
+timeout 180 "$PY" -m pytest -q -p no:cacheprovider -m cuda tests/test_cuda.py
 
 echo "== 2. measurements"
 (cd benchmarks && timeout 300 "$PY" gpu_check.py "$@")

@@ -205,7 +205,7 @@ def test_an_output_folder_that_does_not_exist_is_created_before_the_work(tiny_ru
     (["sed-tune", "--run", "r", "--audio", "a", "--ref", "f", "-o", "t.json", "--grid=-1,2"],
      "--grid: expected a finite number >= 0 and <= 1"),
     (["sed-tune", "--run", "r", "--audio", "a", "--ref", "f", "-o", "t.json", "--kernels", "0,3"],
-     "--kernels: expected an integer >= 1"),
+     "--kernels: expected an odd integer >= 1"),
     (["download", "--csv", "c", "--out", "o", "--retries", "-1"], "--retries: expected an integer >= 0"),
     (["view", "--run", "r", "--port", "99999"], "--port: expected an integer >= 1 and <= 65535"),
     (["view", "--run", "r", "--port", "-5"], "--port: expected an integer >= 1 and <= 65535"),

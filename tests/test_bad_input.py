@@ -19,7 +19,6 @@ from audioscene.checkpoints import Checkpoint, CheckpointError
 from audioscene.data import DataSpec
 from audioscene.data.folder import ClipDataset, DataSetError
 from audioscene.data.store import ShardDataset, ShardError, pack, verify
-from audioscene.data.synthetic import generate
 from audioscene.errors import InputError
 from audioscene.evaluate import evaluate_run
 from audioscene.events import Event, EventFileError, read_events_tsv, write_events_tsv
@@ -257,17 +256,6 @@ def test_a_fifo_is_refused_instead_of_hanging(tiny_run, tmp_path):
     result = subprocess.run([sys.executable, "-m", "audioscene", "tag", str(fifo), "--run", str(tiny_run)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "x.wav: not a regular file" in result.stderr
-
-
-def test_synth_on_a_full_disk_is_one_error_and_no_partial_clip(tmp_path, monkeypatch):
-    def full_disk(file, *args, **kwargs):
-        file.write(b"fLaC partial")
-        raise sf.LibsndfileError(1, "Error writing: ")  # how libsndfile reports a failed write
-
-    monkeypatch.setattr(sf, "write", full_disk)
-    with pytest.raises(OSError, match=r"synth_000000.flac: could not be written"):
-        generate(tmp_path / "set", n_clips=2, seed=1, progress=False, workers=1)
-    assert not list((tmp_path / "set" / "audio").iterdir())
 
 
 def test_tuning_json_is_strict_json(tmp_path):

@@ -2,7 +2,7 @@ from audioscene.demo import DemoConfig, run_demo
 
 
 def test_demo_runs_the_pipeline_end_to_end(tmp_path):
-    config = DemoConfig(n_train=24, n_eval=12, n_tune=4, width=8, epochs=1, batch_size=8, bootstrap=50)
+    config = DemoConfig(n_train=24, n_eval=12, n_tune=4, width=8, epochs=1, batch_size=8, bootstrap=100)
     report = run_demo(tmp_path, config)
     for row in ("resnet_b (peak, epoch 1)", "resnet_b_att (Avg)", "ResNet B + att (Avg)",
                 "yu_multilevel_att (peak, epoch 1)", "kong_att (Avg)", "Yu et al.",

@@ -184,12 +184,15 @@ def resolve(run_dir: str | os.PathLike, choice: str | os.PathLike = "best") -> l
 
 
 def require_same_run(first_path: Path, first: Checkpoint, path: Path, state: Checkpoint) -> None:
-    """Refuse a checkpoint that another run left in a run folder: the run id every checkpoint records
-    (or, for checkpoints written before run ids, the labels and architecture) must match."""
+    """Refuse a checkpoint that another run left in a run folder: the labels, and the run id every
+    checkpoint records (or, for checkpoints written before run ids, the architecture) must match."""
+    if first.labels != state.labels:
+        raise CheckpointError(f"{path}: its label set differs from {first_path.name}'s; the checkpoints of one run "
+                              "share their labels (move the foreign checkpoints out of the folder)")
     if first.run_id and state.run_id:
         same = first.run_id == state.run_id
     else:
-        same = (first.labels, first.model_config) == (state.labels, state.model_config)
+        same = first.model_config == state.model_config
     if not same:
         raise CheckpointError(f"{path}: belongs to another run than {first_path.name} in the same folder (another run "
                               "id, or other labels or model); move the foreign checkpoints out of the folder")

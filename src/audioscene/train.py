@@ -291,9 +291,9 @@ def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, c
     label_set = train_set.label_set
     teacher = Teacher(config.teacher, label_set, config.kd_temperature) if config.teacher else None
     if teacher is not None:
-        teacher.check_data(data_identity(config.train_data, config.labels_csv))
         if not train_spec.streamed:
             teacher.require(train_set.keys)  # shards' keys are checked as they stream
+        teacher.check_data(data_identity(config.train_data, config.labels_csv))
     plan = partial(EpochPlan, config, train_set, train_spec.streamed, context=context, micro_batch_size=micro,
                    teacher=teacher)
     learner = build_learner(config, label_set, context, state, total_steps=plan(epoch=1).n_steps * config.epochs)

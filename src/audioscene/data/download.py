@@ -212,7 +212,9 @@ def _run_with_deadline(command: list[str], timeout_s: float) -> dict:
     """Run an attempt's child process; kill it and everything it started when `timeout_s` passes
     after it reports `started` (its interpreter's start-up, slow on a loaded machine, is not the
     server's time; it has `STARTUP_LIMIT_S` of its own)."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    # unbuffered: the `started` line is read byte by byte, so no later output is held back in a buffer
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                               bufsize=0)
     ready, _, _ = select.select([process.stdout], [], [], STARTUP_LIMIT_S)
     first = process.stdout.readline().decode().strip() if ready else ""
     try:

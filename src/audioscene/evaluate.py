@@ -31,7 +31,7 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
                  select_data: str | os.PathLike | None = None, select_labels_csv: str = "",
                  amp: bool = False) -> dict:
     """Score every epoch checkpoint of a run on a data set, plus "Avg": the mean of all
-    checkpoints' clip outputs, scored (output averaging, not weight averaging; SPEC §4).
+    checkpoints' clip outputs, scored (output averaging, not weight averaging; docs/protocol.md §3).
 
     The peak epoch is the one with the best `best_metric` (the run's, mAP by default) on
     `select_data`, or, without it, on `data`

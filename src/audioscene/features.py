@@ -1,4 +1,4 @@
-"""VGGish-compatible log-mel front end (Hershey et al. 2017; SPEC §2).
+"""VGGish-compatible log-mel front end (Hershey et al. 2017; docs/protocol.md §1).
 
 Frames of 25 ms (periodic Hann window) every 10 ms, no centring or padding, 512-point FFT
 magnitude, 64 HTK-mel triangular bands between 125 and 7500 Hz built exactly as the reference

@@ -134,7 +134,7 @@ def ontology() -> Ontology:
     ])
 
 
-# DCASE 2018 task 4 classes → AudioSet display names (ours, SPEC §6). A DCASE class's score is
+# DCASE 2018 task 4 classes → AudioSet display names (ours, docs/protocol.md §5). A DCASE class's score is
 # the max over its AudioSet labels.
 DCASE2018_AUDIOSET_NAMES: dict[str, tuple[str, ...]] = {
     "Alarm_bell_ringing": ("Alarm", "Alarm clock", "Bell", "Telephone bell ringing",

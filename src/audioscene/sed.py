@@ -1,5 +1,5 @@
 """Sound event detection: frame scores → events, and the per-class settings that do it best
-(SPEC §6, paper §5).
+(docs/protocol.md §5, paper §5).
 
 The post-processing chain turns framewise class scores `[T, C]` (the model's output before the
 attention pool) into events (`events.Event`)::
@@ -137,7 +137,7 @@ def to_frames(events: Iterable[Event], hop: float, n_frames: int, labels: Sequen
 
 
 def map_classes(frames: np.ndarray, groups: Mapping[str, Sequence[int]]) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Scores of coarser classes, each the max over a group of the model's classes (SPEC §6: a DCASE
+    """Scores of coarser classes, each the max over a group of the model's classes (docs/protocol.md §5: a DCASE
     class's score is the max over its AudioSet labels: `labels.DCASE2018_AUDIOSET_NAMES`, applied by
     `infer.to_classes`)."""
     frames = np.asarray(frames)

@@ -1,4 +1,4 @@
-"""Training (SPEC §4, paper §4.3–4.4), written to be read top to bottom like nanoGPT's loop.
+"""Training (docs/protocol.md §3, paper §4.3–4.4), written to be read top to bottom like nanoGPT's loop.
 
 `train_step` is one forward and backward pass of a `MicroBatch` (log-mel features computed on the
 batch on the model's device, BCE on the clip-level output, Adam with the paper's settings; the

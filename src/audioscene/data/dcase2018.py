@@ -1,5 +1,5 @@
 """DCASE 2018 task 4 ("Large-scale weakly labeled semi-supervised sound event detection in domestic
-environments") in its released folder layout, on the 10 DCASE classes (SPEC §6)::
+environments") in its released folder layout, on the 10 DCASE classes (docs/protocol.md §5)::
 
     ROOT/metadata/train/weak.csv     filename<TAB>event_labels       (labels comma-separated)
     ROOT/metadata/test/test.csv      filename<TAB>onset<TAB>offset<TAB>event_label

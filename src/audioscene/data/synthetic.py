@@ -1,4 +1,4 @@
-"""Deterministic synthetic soundscapes with the ten DCASE 2018 task 4 class names (SPEC §7).
+"""Deterministic synthetic soundscapes with the ten DCASE 2018 task 4 class names (docs/protocol.md §6).
 
 Each 10 s clip holds 0–4 events (overlaps allowed) over coloured background noise. Every class
 has its own procedural signature, concentrated in a known frequency band (`SIGNATURES[label].band`):

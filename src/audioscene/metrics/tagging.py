@@ -1,4 +1,4 @@
-"""Clip-level tagging metrics of Table 2: average precision, ROC AUC, d′ (SPEC §5).
+"""Clip-level tagging metrics of Table 2: average precision, ROC AUC, d′ (docs/protocol.md §4).
 
 Pure functions over `[n_clips, n_classes]` arrays, equal to scikit-learn's `average_precision_score`
 and `roc_auc_score` per class (ties included). One sort of each class's scores, then only the

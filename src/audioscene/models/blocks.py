@@ -1,6 +1,6 @@
 """Residual blocks and the ResNet trunk (He et al. 2016), as torchvision's `resnet.py`, for spectrograms.
 
-The trunk is a ResNet without its classifier ("truncated", SPEC §3): a 7×7 stem convolution with
+The trunk is a ResNet without its classifier ("truncated", docs/protocol.md §2): a 7×7 stem convolution with
 `stem_stride`, batch norm, ReLU, 3×3 max-pool (stride 2), then four stages of blocks with
 `width, 2·width, 4·width, 8·width` base channels and strides 1, 2, 2, 2.
 """

@@ -72,7 +72,7 @@ class AudioResNet(nn.Module):
     (training only, e.g. SpecAugment from `recipe.Recipe.masking`) transforms the log-mel after that
     normalisation, before the trunk.
     With `example_frames` set (ResNet A), the input is cut into examples of that many frames (the
-    last one padded: a 10 s clip gives 11 examples, as SPEC §3 has it, rather than dropping the
+    last one padded: a 10 s clip gives 11 examples, as docs/protocol.md §2 has it, rather than dropping the
     last 0.38 s as VGGish does), which run as one batch; clipwise is the mean of the example
     predictions and framewise is the per-example prediction. Inputs shorter than the model needs
     are padded. Padding uses `pad_value`, the log-mel of digital silence, so it sounds like silence.

@@ -205,7 +205,8 @@ def load_run(run_dir: str | os.PathLike, choice: str | os.PathLike = "best") -> 
     paths = resolve(run_dir, choice)
     loaded = [(path, Checkpoint.load(path)) for path in paths]
     if choice in CHOICES:
-        first, last = list_epochs(run_dir)[0], list_epochs(run_dir)[-1]
+        epochs = list_epochs(run_dir)
+        first, last = epochs[0], epochs[-1]
         states = dict(loaded)
         reference = states.get(first) or Checkpoint.load(first)
         for path, state in [*loaded, *([] if last in states else [(last, Checkpoint.load(last))])]:

@@ -79,9 +79,7 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
     for path in tqdm(checkpoints, desc="checkpoints", unit="ckpt", disable=not progress):
         state = first if path == checkpoints[0] else Checkpoint.load(path)
         for weights in ("raw", "ema") if state.ema else ("raw",):
-            model, frontend, labels = state.build(path, weights)
-            if labels != label_set:
-                raise CheckpointError(f"{path}: its label set differs from {checkpoints[0].name}'s")
+            model, frontend, _ = state.build(path, weights)  # labels checked with the run ids above
             predictor = Predictor([model], frontend, torch_device, amp=amp)
             desc = path.name if weights == "raw" else f"{path.name} (EMA)"
             clipwise = predictor.predict(dataset, batch_size, workers, desc=desc, progress=progress)["clipwise"]

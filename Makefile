@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/audioscene demo --out $(DEMO_OUT)
 
 test: $(STAMP)
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n 2
 
 bench: $(STAMP)
 	$(PYTHON) -m pip install --quiet -e '.[test,bench]'

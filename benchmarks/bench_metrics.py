@@ -45,7 +45,7 @@ def main() -> None:
     auc = [roc_auc_score(y_true[:, c], y_score[:, c]) for c in range(N_CLASSES)]
     sklearn_s = time.perf_counter() - start
 
-    diff = max(np.abs(ours["per_class"]["ap"] - ap).max(), np.abs(ours["per_class"]["auc"] - auc).max())
+    diff = max(np.abs(ours.per_class["ap"] - ap).max(), np.abs(ours.per_class["auc"] - auc).max())
     print(f"metrics, {args.clips} clips x {N_CLASSES} classes")
     print(f"  audioscene summarize  {ours_s:7.3f} s   mAP {ours['mAP']:.6f}  mAUC {ours['mAUC']:.6f}")
     print(f"  sklearn per class     {sklearn_s:7.3f} s   mAP {np.mean(ap):.6f}  mAUC {np.mean(auc):.6f}")

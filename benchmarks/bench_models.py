@@ -44,7 +44,7 @@ def step_seconds(name: str, width: int, batch: torch.Tensor, target: torch.Tenso
     """Seconds per `train.train_step` of a model as `audioscene train` builds it, on log-mel input (the
     front end is left out: this measures the model)."""
     labels = LabelSet(tuple(f"class_{k}" for k in range(target.shape[1])))
-    config = TrainConfig(model=name, width=width, channels_last=channels_last, amp=False, device="cpu")
+    config = TrainConfig(model=name, model_args={"width": width}, channels_last=channels_last, amp=False, device="cpu")
     parts = replace(build_learner(config, labels), frontend=torch.nn.Identity())
     step = MicroBatch.whole(batch, target)
     train_step(parts, step)  # warm-up

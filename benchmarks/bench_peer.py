@@ -3,11 +3,9 @@ beside a CNN14-shaped network (PANNs, Kong et al. 2020), randomly initialised: a
 only. Both run through the same `Tagger` (decode, log-mel front end, windows, batches of 8) on the
 same input, each in its own process: a batch of 10 s clips, and a 30 min recording.
 
-CNN14 as published: 32 kHz input, 1024-point STFT with hop 320 (10 ms), 64 mel bins (50–14,000 Hz),
-batch norm over the mel bins, six blocks of two 3×3 conv + BN + ReLU (64, 128, ..., 2048 channels)
-with 2×2 average pooling after the first five, mean over frequency, max + mean over time, FC 2048
-+ ReLU, FC 527 + sigmoid: 80,753,615 parameters. Its frame output (for `Tagger`) is the same two FC
-layers applied to each of the 32-frame (0.32 s) steps.
+CNN14 is the package's own (`models/panns.py`, the family `import-panns` loads PANNs' checkpoints
+into) with PANNs' front end (`features.LogMel` of kind "panns": 32 kHz, 1024-point STFT, hop 320,
+64 Slaney mel bands 50–14,000 Hz): 80,753,615 parameters.
 
     python benchmarks/bench_peer.py [--minutes 30] [--threads 2] [--batch 16]
 """
@@ -26,61 +24,21 @@ import numpy as np
 import soundfile as sf
 import torch
 from bench_infer import make_recording, peak_rss_kb
-from torch import nn
 
 CNN14_PARAMETERS = 80_753_615  # the count of PANNs' released Cnn14
-CNN14_FRONTEND = dict(sample_rate=32000, window_ms=32.0, hop_ms=10.0, n_fft=1024, n_mels=64, f_min=50.0,
-                      f_max=14000.0)
-
-
-class ConvBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, pool: int):
-        super().__init__()
-        self.layers = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU(),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU(),
-            nn.AvgPool2d(pool) if pool > 1 else nn.Identity())
-
-    def forward(self, x):
-        return self.layers(x)
-
-
-class Cnn14(nn.Module):
-    """Log-mel `[B, T, 64]` → `{"clipwise": [B, K], "framewise": [B, T/32, K]}` (see the module doc)."""
-
-    frame_hop = 0.32  # 2^5 pooling in time × 10 ms
-    input_kind = "logmel"  # what the model protocol (models.AudioModel) asks of a family
-    normalises_input = True  # bn0
-    min_frames = 32
-
-    def __init__(self, n_classes: int = 527, n_mels: int = 64):
-        super().__init__()
-        self.bn0 = nn.BatchNorm2d(n_mels)
-        channels = (1, 64, 128, 256, 512, 1024, 2048)
-        self.blocks = nn.Sequential(*(ConvBlock(a, b, 2 if i < 5 else 1)
-                                      for i, (a, b) in enumerate(zip(channels, channels[1:]))))
-        self.fc1 = nn.Linear(2048, 2048)
-        self.fc_audioset = nn.Linear(2048, n_classes)
-
-    def forward(self, logmel):
-        x = self.bn0(logmel[:, None].transpose(1, 3)).transpose(1, 3)  # BN over mel bins: (B, 1, T, mel)
-        frames = self.blocks(x).mean(dim=3)  # (B, 2048, T/32)
-        pooled = frames.max(dim=2).values + frames.mean(dim=2)
-        clipwise = torch.sigmoid(self.fc_audioset(torch.relu(self.fc1(pooled))))
-        framewise = torch.sigmoid(self.fc_audioset(torch.relu(self.fc1(frames.transpose(1, 2)))))
-        return {"clipwise": clipwise, "framewise": framewise}
 
 
 def build(name: str):
     """(model, front end) of a case, in eval mode, seeded."""
     from audioscene import models
-    from audioscene.features import FrontendConfig, LogMel
+    from audioscene.features import LogMel
+    from audioscene.pretrained import RELEASES
 
     torch.manual_seed(0)
     if name == "cnn14":
-        model = Cnn14(n_classes=527).eval()
+        model = models.create("cnn14", n_classes=527).eval()
         assert sum(p.numel() for p in model.parameters()) == CNN14_PARAMETERS
-        return model, LogMel(FrontendConfig(**CNN14_FRONTEND))
+        return model, LogMel(RELEASES["Cnn14"].frontend)
     return models.create("resnet_b_att", n_classes=527, width=64).eval(), LogMel()
 
 

@@ -160,7 +160,7 @@ def main() -> None:
     if args.long and args.json == RESULTS / "bench_recipe.json":
         args.json = RESULTS / "bench_recipe_long.json"
     started = time.perf_counter()
-    base = dict(model="resnet_b_att", width=8, batch_size=16, lr=1e-3, epochs=epochs, device="cpu")
+    base = dict(model="resnet_b_att", model_args={"width": 8}, batch_size=16, lr=1e-3, epochs=epochs, device="cpu")
     results: dict[str, list[dict]] = {arm: [] for arm in arms}
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)

@@ -44,7 +44,7 @@ def make_model(channels_last: bool, n_classes: int = 10):
 def learner(device: torch.device, n_classes: int = 10, context: Context | None = None, **config) -> Learner:
     """What `audioscene train` builds for width-64 `resnet_b_att` (`config`: TrainConfig overrides)."""
     labels = LabelSet(tuple(f"class_{k}" for k in range(n_classes)))
-    config = TrainConfig(model=MODEL, width=WIDTH, device=str(device), **{"amp": False, **config})
+    config = TrainConfig(model=MODEL, model_args={"width": WIDTH}, device=str(device), **{"amp": False, **config})
     return build_learner(config, labels, context or Context(device=device))
 
 

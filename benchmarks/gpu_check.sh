@@ -37,7 +37,7 @@ trap 'rm -rf "$work"' EXIT
 "$PY" -m audioscene synth --out "$work/train" --n-clips 64 --seed 1 >/dev/null
 "$PY" -m audioscene synth --out "$work/eval" --n-clips 24 --seed 2 >/dev/null
 NCCL_DEBUG=WARN timeout 120 "$PY" -m torch.distributed.run --standalone --nproc-per-node 1 -m audioscene train \
-  --train-data "$work/train" --eval-data "$work/eval" --width 16 --epochs 1 --batch-size 16 --device cuda \
+  --train-data "$work/train" --eval-data "$work/eval" --model-arg width=16 --epochs 1 --batch-size 16 --device cuda \
   --out "$work/run" >/dev/null
 test -f "$work/run/epoch_001.pt" && echo "torchrun with NCCL: trained one epoch, checkpoint written"
 echo "gpu_check: done in $((SECONDS - started)) s"

@@ -1,3 +1,4 @@
+import os
 import random
 from pathlib import Path
 
@@ -13,6 +14,12 @@ from audioscene.data.synthetic import generate
 # tests/data holds reference numbers and the script that made them in another environment (it needs
 # psds_eval and pandas, which the project does not install): not a test module, never imported here
 collect_ignore = ["data"]
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers (pytest-xdist): one thread each, and in each process a test
+    # starts, so two workers share two cores instead of fighting over them
+    os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -31,7 +31,7 @@ def sine(freq: float, seconds: float, sr: int, amplitude: float = 0.5) -> np.nda
 
 def tiny_config(data: Path, out: Path, **overrides) -> TrainConfig:
     values = dict(train_data=str(data / "train"), eval_data=str(data / "eval"), out_dir=str(out),
-                  model="resnet_b_att", width=8, epochs=2, batch_size=16, lr=1e-3, seed=7)
+                  model="resnet_b_att", model_args={"width": 8}, epochs=2, batch_size=16, lr=1e-3, seed=7)
     return TrainConfig(**{**values, **overrides})
 
 

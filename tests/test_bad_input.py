@@ -56,7 +56,7 @@ def test_a_shard_name_cannot_run_a_command(small_pack, tiny_data, tmp_path):
     with pytest.raises(ShardError, match=r"index.json: shard record 0: name 'pipe:touch .* is not a plain .tar"):
         ShardDataset(evil_pack)
     result = run_cli("train", "--data", f"shards:{evil_pack}", "--eval-data", str(tiny_data / "eval"),
-                     "--out", str(tmp_path / "run"), "--width", "8", "--epochs", "1")
+                     "--out", str(tmp_path / "run"), "--model-arg", "width=8", "--epochs", "1")
     assert_one_line_error(result, "index.json", "not a plain .tar file name")
     assert_one_line_error(run_cli("verify", str(evil_pack)), "index.json", "not a plain .tar file name")
     assert not marker.exists() and not (tmp_path / "run").exists()
@@ -272,9 +272,9 @@ def test_select_data_picks_the_peak_epoch_on_another_split(tiny_run, tiny_data):
     on_train = evaluate_run(tiny_run, tiny_data / "train", device="cpu", progress=False)
     chosen = evaluate_run(tiny_run, tiny_data / "eval", device="cpu", progress=False,
                                    select_data=tiny_data / "train")
-    assert own["selected_on"] == str(tiny_data / "eval") and chosen["selected_on"] == str(tiny_data / "train")
-    assert chosen["peak_epoch"] == on_train["peak_epoch"]
-    assert chosen["peak"]["mAP"] == own["epochs"][chosen["peak_epoch"]]["mAP"]  # scored on the reported split
+    assert own.selected_on == str(tiny_data / "eval") and chosen.selected_on == str(tiny_data / "train")
+    assert chosen.peak_epoch == on_train.peak_epoch
+    assert chosen.peak["mAP"] == own.epochs[chosen.peak_epoch]["mAP"]  # scored on the reported split
 
 
 def test_evaluation_is_float32_unless_asked(tiny_run, tiny_data, monkeypatch):
@@ -289,7 +289,7 @@ def test_evaluation_is_float32_unless_asked(tiny_run, tiny_data, monkeypatch):
     evaluate_run(tiny_run, tiny_data / "eval", device="cpu", progress=False)
     assert seen == []
     bf16 = evaluate_run(tiny_run, tiny_data / "eval", device="cpu", progress=False, amp=True)
-    assert seen and set(seen) == {torch.bfloat16} and 0 < bf16["avg"]["mAP"] <= 1
+    assert seen and set(seen) == {torch.bfloat16} and 0 < bf16.avg["mAP"] <= 1
 
 
 @pytest.mark.parametrize("args, fragment", [

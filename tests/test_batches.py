@@ -87,7 +87,7 @@ def test_micro_batches_accumulate_until_the_last_one_steps():
     waves, targets = torch.randn(8, 16000) * 0.1, (torch.rand(8, 3) < 0.3).float()
     halves = [MicroBatch(waves[:4], targets[:4], 1 / 8, last=False, keys=(0, 1, 2, 3)),
               MicroBatch(waves[4:], targets[4:], 1 / 8, last=False, keys=(4, 5, 6, 7))]
-    config = TrainConfig(model="resnet_b_att", width=4, amp=False, device="cpu", seed=1)
+    config = TrainConfig(model="resnet_b_att", model_args={"width": 4}, amp=False, device="cpu", seed=1)
     first, second, both = (build_learner(config, LabelSet(("a", "b", "c"))) for _ in range(3))
     losses = train_step(first, halves[0]), train_step(second, halves[1])
     assert sum(train_step(both, half) for half in halves) == pytest.approx(sum(losses), rel=1e-6)

@@ -45,4 +45,4 @@ def test_training_with_amp_then_tagging_and_evaluation(tiny_data, tmp_path):
     np.testing.assert_allclose(on_gpu.framewise, on_cpu.framewise, atol=1e-4)
     fp32 = evaluate_run(run, tiny_data / "eval", device="cuda", progress=False)
     bf16 = evaluate_run(run, tiny_data / "eval", device="cuda", progress=False, amp=True)
-    assert abs(fp32["avg"]["mAP"] - bf16["avg"]["mAP"]) < 0.05
+    assert abs(fp32.avg["mAP"] - bf16.avg["mAP"]) < 0.05

@@ -306,7 +306,7 @@ def test_fine_tuning_keeps_the_trunk_and_makes_a_new_head(tiny_run, tiny_data, t
     conv = "trunk.stem.0.weight" if "trunk.stem.0.weight" in before else next(k for k in before if k.startswith("trunk."))
     torch.testing.assert_close(state.model[conv], before[conv], atol=1e-6, rtol=0)  # lr 1e-12: still the init
     result = run_cli("train", "--data", f"folder:{audio_dir}", "--labels", str(labels_csv), "--eval-data",
-                     f"folder:{audio_dir}", "--eval-labels", str(labels_csv), "--init", str(init), "--width", "16",
+                     f"folder:{audio_dir}", "--eval-labels", str(labels_csv), "--init", str(init), "--model-arg", "width=16",
                      "--model", "resnet_b_att", "--out", str(tmp_path / "wrong"))
     assert_one_line_error(result, "epoch_002.pt", "width 8", "width 16")
 
@@ -388,6 +388,22 @@ def test_dcase2018_layout(tiny_data, tmp_path):
     ref = root / "metadata/test/test.csv"
     result = run_cli("sed-eval", "--ref", str(ref), "--est", str(ref))
     assert result.returncode == 0 and "macro F1 100.00 %" in result.stdout
+
+
+@pytest.mark.parametrize("line, problem", [
+    ('"synth_000000.wav\tDog', "weak.csv:3: a quote opened on this line is not closed"),
+    ("synth_000000.wav", "weak.csv:3: expected 'filename<TAB>labels'"),
+    ("synth_000000.wav\tDog\tCat", "weak.csv:3: expected 'filename<TAB>labels'"),
+    ("synth_\x00.wav\tDog", "weak.csv:3: contains a NUL byte"),
+])
+def test_the_dcase_weak_csv_is_read_as_strictly_as_every_data_file(tiny_data, tmp_path, line, problem):
+    root = tmp_path / "dataset"
+    dcase_layout(tiny_data, root)
+    weak = root / "metadata/train/weak.csv"
+    rows = weak.read_text().splitlines()
+    weak.write_text("\n".join([*rows[:2], line, *rows[3:]]) + "\n")
+    with pytest.raises(DataSetError, match=problem):
+        dcase2018.dataset(root, "train_weak")
 
 
 def test_pack_cli_and_label_errors(tiny_data, tmp_path):

@@ -30,7 +30,7 @@ def torchrun(nproc: int, *args: str, timeout: float = 300) -> subprocess.Complet
 
 
 def train_args(tiny_data: Path, out: Path, *extra: str) -> list[str]:
-    return ["--eval-data", str(tiny_data / "eval"), "--model", "resnet_b_att", "--width", "8", "--lr", "1e-3",
+    return ["--eval-data", str(tiny_data / "eval"), "--model", "resnet_b_att", "--model-arg", "width=8", "--lr", "1e-3",
             "--seed", "3", "--out", str(out), *extra]
 
 
@@ -69,7 +69,7 @@ def test_two_ranks_on_shards_cover_the_epoch_and_checkpoint_once(tiny_data, tiny
         assert state.coverage == {"clips": 64, "distinct": 64, "missed": 0}  # disjoint ranks, nothing lost
     # the checkpoint evaluates in a single process
     scores = evaluate_run(run, tiny_data / "eval", device="cpu", progress=False)
-    assert 0 < scores["peak"]["mAP"] <= 1
+    assert 0 < scores.peak["mAP"] <= 1
 
 
 def test_two_ranks_equal_one_rank_with_the_same_global_batch(tiny_data, tmp_path):

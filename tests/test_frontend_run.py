@@ -30,7 +30,7 @@ def test_a_32k_128_mel_run_end_to_end(wide_run, tiny_data, tmp_path):
     state = Checkpoint.load(wide_run / "epoch_001.pt")
     assert FrontendConfig(**state.frontend_config) == PANNS_LIKE and state.model_config["n_mels"] == 128
     scores = evaluate_run(wide_run, tiny_data / "eval", device="cpu", progress=False)
-    assert 0 < scores["avg"]["mAP"] <= 1
+    assert 0 < scores.avg["mAP"] <= 1
     clip = sorted((tiny_data / "eval" / "audio").glob("*.flac"))[0]  # a 16 kHz file: resampled to 32 kHz
     tagger = Tagger.from_run(wide_run, "last", device="cpu")
     result = tagger.analyze(clip)
@@ -62,7 +62,7 @@ def test_the_wide_run_exports_to_onnx_with_its_front_end(wide_run, tiny_data, tm
 @pytest.mark.parametrize("name, hop_ms, frame_hop", [("resnet_b_att", 20.0, 0.64), ("resnet_a", 20.0, 1.92),
                                                      ("resnet_c_att", 10.0, 0.32)])
 def test_the_output_frame_hop_follows_the_front_end(name, hop_ms, frame_hop):
-    config = TrainConfig(model=name, width=8, frontend=FrontendConfig(hop_ms=hop_ms))
+    config = TrainConfig(model=name, model_args={"width": 8}, frontend=FrontendConfig(hop_ms=hop_ms))
     model = models.AudioResNet(config.model_config(5))
     assert model.frame_hop == pytest.approx(frame_hop) and model.config.pad_value == pytest.approx(math.log(0.01))
 

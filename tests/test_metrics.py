@@ -65,12 +65,12 @@ def test_summarize_skips_and_counts_classes_without_positives_or_negatives():
     y_true[:, 3] = 0
     y_true[:, 7] = 1
     result = summarize(y_true, y_score)
-    assert (result["n_classes_scored"], result["n_classes_skipped"]) == (28, 2)
+    assert (result.n_classes_scored, result.n_classes_skipped, result.classes) == (28, 2, "28/30")
     keep = [c for c in range(30) if c not in (3, 7)]
     assert result["mAP"] == pytest.approx(per_class_sklearn(average_precision_score, y_true[:, keep], y_score[:, keep]).mean(), abs=1e-12)
     assert result["mAUC"] == pytest.approx(per_class_sklearn(roc_auc_score, y_true[:, keep], y_score[:, keep]).mean(), abs=1e-12)
     assert result["d_prime"] == pytest.approx(d_prime(result["mAUC"]))
-    assert np.isnan(result["per_class"]["ap"][[3, 7]]).all() and np.isnan(result["per_class"]["auc"][[3, 7]]).all()
+    assert np.isnan(result.per_class["ap"][[3, 7]]).all() and np.isnan(result.per_class["auc"][[3, 7]]).all()
 
 
 def test_perfect_and_reversed_scores():
@@ -91,7 +91,8 @@ def test_bad_input(y_true, y_score, message):
 
 
 def test_bootstrap_resamples_score_as_summarize_does_on_the_drawn_clips():
-    from audioscene.metrics.bootstrap import bootstrap_scores, confidence_intervals, weighted_scores
+    from audioscene.metrics import SCORES
+    from audioscene.metrics.bootstrap import bootstrap_scores, confidence_intervals, weighted_per_class
 
     rng = np.random.default_rng(5)
     y_true = rng.random((120, 6)) < 0.15
@@ -100,11 +101,13 @@ def test_bootstrap_resamples_score_as_summarize_does_on_the_drawn_clips():
     y_score = np.round(rng.random((120, 6)) + 0.4 * y_true, 1)  # many ties
     indices = rng.integers(0, 120, (20, 120))
     counts = np.stack([np.bincount(i, minlength=120) for i in indices])
-    weighted = weighted_scores(y_true, y_score, counts)
+    per_class = weighted_per_class(y_true, y_score, counts)
     for row, drawn in enumerate(indices):
         reference = summarize(y_true[drawn], y_score[drawn])
-        assert weighted["mAP"][row] == pytest.approx(reference["mAP"], abs=1e-12)
-        assert weighted["mAUC"][row] == pytest.approx(reference["mAUC"], abs=1e-12)
+        for key in ("ap", "auc"):
+            np.testing.assert_allclose(per_class[key][row], reference.per_class[key], atol=1e-12)
+        for name, score in SCORES.items():
+            assert score.of_classes({k: v[row] for k, v in per_class.items()}) == pytest.approx(reference[name], abs=1e-12)
     point = summarize(y_true, y_score)
     intervals = confidence_intervals(y_true, y_score, n_resamples=300, seed=1)
     for key in ("mAP", "mAUC", "d_prime"):

@@ -61,8 +61,8 @@ def test_spec_augment_masks_only_within_the_configured_widths():
 def test_spec_augment_and_mixup_never_touch_evaluation(tiny_data):
     clips = ClipDataset.from_folder(tiny_data / "eval", clip_seconds=2.0)
     labels = clips.label_set
-    plain = build_learner(TrainConfig(model="resnet_b_att", width=4, device="cpu", amp=False), labels)
-    modern = build_learner(TrainConfig(model="resnet_b_att", width=4, device="cpu", amp=False, recipe="modern",
+    plain = build_learner(TrainConfig(model="resnet_b_att", model_args={"width": 4}, device="cpu", amp=False), labels)
+    modern = build_learner(TrainConfig(model="resnet_b_att", model_args={"width": 4}, device="cpu", amp=False, recipe="modern",
                                        input_norm=False), labels)  # the same model: only the augmentation differs
     assert modern.config.spec_time_masks == 2 and modern.config.mixup_alpha > 0
     np.testing.assert_array_equal(training.evaluate_epoch(plain, clips, progress=False),
@@ -117,7 +117,7 @@ def test_distillation_with_lambda_zero_is_plain_bce_and_the_teacher_file_round_t
     batch = MicroBatch(waves, targets, 0.25, teacher=soft)
 
     def loss(kd_lambda, teacher=str(path)):
-        learner = build_learner(TrainConfig(model="resnet_b_att", width=4, device="cpu", amp=False, teacher=teacher,
+        learner = build_learner(TrainConfig(model="resnet_b_att", model_args={"width": 4}, device="cpu", amp=False, teacher=teacher,
                                             kd_lambda=kd_lambda), labels)
         learner.model.train()
         with torch.no_grad():
@@ -154,7 +154,7 @@ def test_modern_run_trains_resumes_and_reports_its_weight_average(tiny_data, tmp
     assert state.recipe["total_steps"] == 8
     assert state.train_config["mixup_alpha"] == 0.3
     result = evaluate_run(run, tiny_data / "eval", device="cpu", progress=False)
-    assert result["ema_epoch"] in (1, 2) and 0 < result["ema"]["mAP"] <= 1
+    assert result.ema.epoch in (1, 2) and 0 < result.ema.summary["mAP"] <= 1
     printed = run_cli("evaluate", "--run", str(run), "--data", str(tiny_data / "eval"))
     assert printed.returncode == 0 and "modern (EMA weights, epoch" in printed.stdout
     assert_one_line_error(run_cli("train", "--data", "x", "--eval-data", "y", "--kd-lambda", "0.3"),
@@ -176,7 +176,7 @@ def test_a_run_teaches_another_through_predict(tiny_run, tiny_data, tmp_path):
     assert run_cli("predict", "--run", str(tiny_run), "--data", str(tiny_data / "eval"), "-o",
                    str(only_eval)).returncode == 0
     assert_one_line_error(run_cli("train", "--data", str(tiny_data / "train"), "--eval-data", str(tiny_data / "eval"),
-                                  "--teacher", str(only_eval), "--kd-lambda", "0.5", "--width", "4",
+                                  "--teacher", str(only_eval), "--kd-lambda", "0.5", "--model-arg", "width=4",
                                   "--out", str(tmp_path / "x")),
                           "40 of 64 training clips have no teacher prediction (e.g. 'synth_000024')")  # eval has 24
 
@@ -261,7 +261,7 @@ def test_balanced_epochs_record_the_distinct_clips_seen(tmp_path):
     rows = (data / "weak.csv").read_text().splitlines()
     rows[1:5] = [row.split(",")[0] + "," for row in rows[1:5]]  # four background clips without labels
     (data / "weak.csv").write_text("\n".join(rows) + "\n")
-    config = TrainConfig(train_data=str(data), eval_data=str(data), out_dir=str(tmp_path / "run"), width=4,
+    config = TrainConfig(train_data=str(data), eval_data=str(data), out_dir=str(tmp_path / "run"), model_args={"width": 4},
                          batch_size=10, epochs=1, sampler="balanced", device="cpu", seed=2)
     coverage = Checkpoint.load(training.train(config, progress=False) / "epoch_001.pt").coverage
     assert coverage["clips"] == 20 and 0 < coverage["distinct"] <= 20
@@ -290,7 +290,7 @@ def test_an_extended_cosine_run_continues_at_its_floor_without_a_jump(tiny_data,
 
 def test_a_step_the_loss_scaler_skips_advances_neither_schedule_nor_average(tiny_data):
     labels = ClipDataset.from_folder(tiny_data / "eval").label_set
-    learner = build_learner(TrainConfig(width=4, device="cpu", amp=False, lr_schedule="linear", ema_decay=0.9),
+    learner = build_learner(TrainConfig(model_args={"width": 4}, device="cpu", amp=False, lr_schedule="linear", ema_decay=0.9),
                             labels, total_steps=10)
     learner.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)
     waves, targets = torch.randn(2, 16000) * 0.1, torch.zeros(2, 10)
@@ -353,7 +353,7 @@ def test_the_weight_average_is_what_a_run_scores_picks_and_ships(tiny_data, tmp_
 def test_the_recipe_flags_of_the_issue_train_and_are_stored(tiny_data, tmp_path):
     result = run_cli("train", "--data", str(tiny_data / "train"), "--eval-data", str(tiny_data / "eval"), "--recipe",
                      "modern", "--mixup-alpha", "0.2", "--ema-decay", "0.99", "--warmup-fraction", "0.1",
-                     "--lr-floor", "0.05", "--width", "4", "--epochs", "1", "--batch-size", "16",
+                     "--lr-floor", "0.05", "--model-arg", "width=4", "--epochs", "1", "--batch-size", "16",
                      "--out", str(tmp_path / "flags"))
     assert result.returncode == 0, result.stderr[-2000:]
     stored = Checkpoint.load(tmp_path / "flags" / "epoch_001.pt").train_config

@@ -10,19 +10,19 @@ from helpers import assert_one_line_error, run_cli
 
 from audioscene.events import Event
 from audioscene.metrics import event_f1
-from audioscene.report import PAPER_TABLE3, table3
+from audioscene.report import markdown_table, paper, table3
 
 
 def test_table3_prints_the_papers_test_and_eval_columns():
     ref = [Event("a.wav", 1.0, 2.0, "Dog")]
-    text = table3([("ours", event_f1(ref, ref))])
-    ours, *paper = [line for line in text.splitlines() if "ours" in line or "paper:" in line]
+    text = markdown_table(table3([("ours", event_f1(ref, ref))]))
+    ours, *published = [line for line in text.splitlines() if "ours" in line or "paper:" in line]
     assert "100.00" in ours
-    for (name, test, eval_), line in zip(PAPER_TABLE3, paper):
+    for (name, (test, eval_)), line in zip(paper.TABLE3.items(), published):
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[0] == f"paper: {name}"
         assert cells[3:] == ["–" if test is None else f"{test:.2f}", "–" if eval_ is None else f"{eval_:.2f}"]
-    assert len(paper) == len(PAPER_TABLE3)
+    assert len(published) == len(paper.TABLE3)
 
 
 def test_figures_leave_the_callers_matplotlib_backend_alone(tmp_path):
@@ -64,7 +64,7 @@ def test_report_command_regenerates_table2_with_intervals_and_provenance(tiny_ru
     for variant in ("peak", "avg"):
         for key in ("mAP", "mAUC", "d_prime"):
             value, low, high = (float(rows[variant][key + s]) for s in ("", "_low", "_high"))
-            assert value == pytest.approx(expected[variant][key], abs=1e-6)  # the numbers `evaluate` gives
+            assert value == pytest.approx(expected.variants[variant].summary[key], abs=1e-6)  # as `evaluate` gives
             assert low <= value <= high
     assert rows["avg"]["paper_row"] == "ResNet B + att (Avg)"
     provenance = json.loads((out / "provenance.json").read_text())
@@ -132,7 +132,10 @@ def test_report_adds_tables_3_and_4_on_dcase_test_and_eval(tiny_run, tiny_data, 
     assert f"eval split {value:.3f} / " in text
 
 
-def test_report_page_loads_in_headless_chromium_with_its_figures(tiny_run, tiny_data, tmp_path):
+def test_report_page_shows_tables_headings_and_figures_on_a_laptop_screen(tiny_run, tiny_data, tmp_path):
+    """Every table of the page (Tables 2-4, the provenance) is a <table>, every section title a
+    heading, no Markdown shows through, and nothing scrolls sideways at 1366 px; a screenshot is
+    taken as a reader would see it."""
     from helpers import browser_path
     from playwright.sync_api import sync_playwright
 
@@ -142,14 +145,23 @@ def test_report_page_loads_in_headless_chromium_with_its_figures(tiny_run, tiny_
     assert result.returncode == 0, result.stderr[-2000:]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=browser_path(), args=["--headless", "--no-sandbox", "--disable-gpu"])
-        page = browser.new_page()
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
         problems = []
         page.on("pageerror", lambda exc: problems.append(str(exc)))
         page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
         page.goto((out / "index.html").as_uri())
         images = page.evaluate("[...document.images].map(i => i.complete && i.naturalWidth > 0)")
         assert images and all(images)  # Figure 2, inline
-        assert page.locator("table tr").count() == 3  # header, peak, Avg
+        assert page.locator("table").first.locator("tbody tr").count() == 2  # Table 2: peak, Avg
+        headings = page.locator("h1, h2").all_inner_texts()
+        assert any(h.startswith("Table 3 style") for h in headings) and any(h.startswith("Table 4 style")
+                                                                            for h in headings)
+        assert "Provenance" in headings
+        assert page.locator("table").count() == 4  # Tables 2, 3, 4 and the provenance
+        assert page.locator("pre").count() == 0 and "## " not in page.inner_text("body")
+        assert page.locator("table").last.locator("td", has_text="bootstrap.resamples").count() == 1
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1366  # no sideways scrolling
+        assert page.screenshot(path=str(tmp_path / "page.png"), full_page=True)[:8] == b"\x89PNG\r\n\x1a\n"
         browser.close()
     assert problems == []
 

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 
 from audioscene.events import Event, EventFileError, read_events_tsv, write_events_tsv
+from audioscene.labels import map_classes
 from audioscene.metrics import event_f1
 from audioscene.sed import (
+    TuneGrid,
     Tuning,
     binarize,
     detect_events,
-    map_classes,
     median_filter,
     to_events,
     to_frames,
@@ -262,7 +263,7 @@ def test_tuning_never_lowers_a_class_f1_and_reports_what_it_found():
 
 def test_tuning_with_thresholds_only_and_save_load(tmp_path):
     framewise, reference, labels = synthetic_detection_task(seed=4, n_files=20)
-    tuning = tune(framewise, reference, 0.32, labels, kernels=[1], thresholds=[0.3, 0.7])
+    tuning = tune(framewise, reference, 0.32, labels, TuneGrid(kernels=[1], thresholds=[0.3, 0.7]))
     assert set(tuning.kernels) == {1} and set(tuning.thresholds) <= {0.3, 0.5, 0.7}
     tuning.save(tmp_path / "tuned.json")
     assert Tuning.load(tmp_path / "tuned.json") == tuning

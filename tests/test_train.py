@@ -38,7 +38,7 @@ def test_checkpoint_rebuilds_the_model(tiny_run):
 
 def test_avg_is_the_mean_of_checkpoint_outputs_scored(tiny_run, tiny_data):
     result = evaluate_run(tiny_run, tiny_data / "eval", device="cpu", progress=False)
-    dataset = ClipDataset.from_folder(tiny_data / "eval", result["labels"])
+    dataset = ClipDataset.from_folder(tiny_data / "eval", result.labels)
     outputs = []
     for path in list_epochs(tiny_run):
         model, frontend, _ = Checkpoint.load(path).build()
@@ -46,12 +46,12 @@ def test_avg_is_the_mean_of_checkpoint_outputs_scored(tiny_run, tiny_data):
             waves = torch.stack([dataset[i][0] for i in range(len(dataset))])
             outputs.append(model(frontend(waves))["clipwise"].numpy())
     expected = summarize(dataset.targets, np.mean(outputs, axis=0))
-    assert result["avg"]["mAP"] == pytest.approx(expected["mAP"], abs=1e-6)
-    assert result["avg"]["mAUC"] == pytest.approx(expected["mAUC"], abs=1e-6)
-    best = max(result["epochs"], key=lambda e: result["epochs"][e]["mAP"])
-    assert result["peak_epoch"] == best and result["peak"] is result["epochs"][best]
+    assert result.avg["mAP"] == pytest.approx(expected["mAP"], abs=1e-6)
+    assert result.avg["mAUC"] == pytest.approx(expected["mAUC"], abs=1e-6)
+    best = max(result.epochs, key=lambda e: result.epochs[e]["mAP"])
+    assert result.peak_epoch == best and result.peak is result.epochs[best]
     history = Checkpoint.load(tiny_run / "epoch_002.pt").history
-    assert result["epochs"][2]["mAP"] == pytest.approx(history[1]["mAP"], abs=1e-6)
+    assert result.epochs[2]["mAP"] == pytest.approx(history[1]["mAP"], abs=1e-6)
 
 
 @pytest.mark.parametrize("recipe", ["paper", "modern"])  # modern: mixup / SpecAugment draws, schedule, EMA
@@ -60,7 +60,7 @@ def test_killed_run_resumes_to_identical_weights(tiny_data, tmp_path, recipe):
     killed = tmp_path / "killed"
     command = [sys.executable, "-m", "audioscene", "train", "--train-data", str(tiny_data / "train"),
                "--eval-data", str(tiny_data / "eval"), "--out", str(killed), "--model", "resnet_b_att",
-               "--width", "8", "--epochs", "3", "--batch-size", "16", "--lr", "1e-3", "--seed", "7",
+               "--model-arg", "width=8", "--epochs", "3", "--batch-size", "16", "--lr", "1e-3", "--seed", "7",
                "--recipe", recipe]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -118,9 +118,13 @@ def test_fresh_run_refuses_a_folder_with_checkpoints(tiny_run, tiny_data):
 
 def test_config_from_toml(tmp_path):
     path = tmp_path / "run.toml"
-    path.write_text('model = "resnet_c_att"\nwidth = 16\nbetas = [0.9, 0.99]\n')
-    config = TrainConfig.from_toml(path, epochs=3)
-    assert (config.model, config.width, config.betas, config.epochs, config.lr) == ("resnet_c_att", 16, (0.9, 0.99), 3, 1e-4)
+    path.write_text('model = "resnet_c_att"\nbetas = [0.9, 0.99]\n[model_args]\nwidth = 16\nstem_stride = 1\n')
+    config = TrainConfig.from_toml(path, epochs=3, model_args={"width": 8})
+    assert (config.model, config.model_args, config.betas, config.epochs, config.lr) == (
+        "resnet_c_att", {"width": 8, "stem_stride": 1}, (0.9, 0.99), 3, 1e-4)  # flags override key by key
+    assert (config.model_config(3).width, config.model_config(3).stem_stride) == (8, 1)
+    stored = TrainConfig.from_dict({"model": "resnet_c_att", "width": 16, "stem_stride": None})  # before model_args
+    assert stored.model_args == {"width": 16}
     path.write_text("widht = 16\n")
     with pytest.raises(ConfigError, match="unknown key.*widht"):
         TrainConfig.from_toml(path)
@@ -132,7 +136,11 @@ def test_cli_errors_are_one_line(tiny_data, tmp_path):
     assert_one_line_error(run_cli("train", "--config", str(config)), "unknown key", "learning_rate")
     assert_one_line_error(run_cli("train", "--train-data", str(tmp_path / "nowhere"), "--eval-data",
                                   str(tiny_data / "eval"), "--out", str(tmp_path / "r")), "no such data folder")
-    assert_one_line_error(run_cli("train", "--width", "zero"), "--width: expected an integer >= 1")
+    assert_one_line_error(run_cli("train", "--model-arg", "width"), "--model-arg: expected KEY=VALUE, got 'width'")
+    assert_one_line_error(run_cli("train", "--data", "d", "--eval-data", "e", "--model-arg", "width=0"),
+                          "width must be an integer >= 1, got 0")
+    assert_one_line_error(run_cli("train", "--data", "d", "--eval-data", "e", "--model-arg", "depth=3"),
+                          "model_args depth: not a setting of the resnet family", "its settings: width")
     assert_one_line_error(run_cli("train", "--model", "resnet_z"), "invalid choice")
     assert_one_line_error(run_cli("evaluate", "--run", str(tmp_path / "none"), "--data", str(tiny_data / "eval")),
                           "no such run folder")
@@ -149,13 +157,14 @@ def test_cli_errors_are_one_line(tiny_data, tmp_path):
     ("seed", "abc", "seed = 'abc': expected an integer"),
     ("device", "tpu", "device must be auto, cpu, cuda, cuda:N or mps, got 'tpu'"),
     ("device", "cuda:abc", "got 'cuda:abc'"),
-    ("stem_stride", 0, "stem_stride must be an integer >= 1, got 0"),
+    ("model_args", {"stem_stride": 0}, "stem_stride must be an integer >= 1, got 0"),
     ("clip_seconds", 0, "clip_seconds must be a finite number > 0, got 0.0"),
     ("clip_seconds", -5, "clip_seconds must be a finite number > 0, got -5.0"),
     ("micro_batch_size", 0, "micro_batch_size must be an integer >= 1, got 0"),
     ("channels_last", "no", "channels_last = 'no': expected true or false"),
-    ("width", 8.5, "width = 8.5: expected an integer"),
-    ("width", True, "width = True: expected an integer"),
+    ("model_args", {"width": 8.5}, "width = 8.5: expected an integer"),
+    ("model_args", {"width": True}, "width = True: expected an integer"),
+    ("model_args", 3, "model_args = 3: expected a table of KEY = VALUE"),
     ("workers", -1, "workers must be an integer >= 0, got -1"),
 ])
 def test_config_checks_every_fields_type_and_range(tmp_path, key, value, expected):
@@ -164,7 +173,9 @@ def test_config_checks_every_fields_type_and_range(tmp_path, key, value, expecte
     assert expected in str(info.value)
     if not (isinstance(value, float) and not math.isfinite(value)):  # TOML writes these differently
         path = tmp_path / "run.toml"
-        path.write_text(f"{key} = {value!r}\n".replace("'", '"').replace("True", "true"))
+        text = (f"[{key}]\n" + "".join(f"{k} = {v!r}\n" for k, v in value.items()) if isinstance(value, dict)
+                else f"{key} = {value!r}\n")
+        path.write_text(text.replace("'", '"').replace("True", "true"))
         with pytest.raises(ConfigError, match=f"run.toml: {key}"):
             TrainConfig.from_toml(path)
 
@@ -283,7 +294,7 @@ def test_the_scores_of_summarize_drive_metrics_csv_and_the_best_epoch(tiny_run, 
     from audioscene.metrics import SCORES
 
     header = (tiny_run / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert header == list(training.METRIC_COLUMNS) and set(SCORES) <= set(header)
+    assert header == list(training.metric_columns()) and set(SCORES) <= set(header)
     run = tmp_path / "run"
     run.mkdir()
     for path in list_epochs(tiny_run):

@@ -60,6 +60,7 @@ class Checkpoint:
     coverage: dict | None = None  # clips trained on in the epoch (see distributed.coverage_of)
     run_id: str = ""  # the same in every checkpoint of one run
     recipe: dict | None = None  # the recipe's state (recipe.Recipe.state_dict(): schedule, weight average)
+    source: dict | None = None  # weights imported from elsewhere: file, SHA-256, published scores (pretrained.py)
     format: str = field(default=CHECKPOINT_FORMAT)
 
     REQUIRED = ("epoch", "model", "model_config", "frontend_config", "labels", "train_config", "history")
@@ -162,7 +163,8 @@ def list_epochs(run_dir: str | os.PathLike) -> list[Path]:
 
 def best_epoch(history: list[dict], metric: str = "mAP") -> int:
     """The epoch of the history row with the highest `metric` (NaN counts as lowest)."""
-    return max(history, key=lambda row: row[metric] if not math.isnan(row[metric]) else -math.inf)["epoch"]
+    score = lambda row: row.get(metric, math.nan)  # noqa: E731  (an imported run may publish fewer scores)
+    return max(history, key=lambda row: score(row) if not math.isnan(score(row)) else -math.inf)["epoch"]
 
 
 def resolve(run_dir: str | os.PathLike, choice: str | os.PathLike = "best") -> list[Path]:
@@ -225,7 +227,7 @@ def initialise_from(model: models.AudioModel, path: str, label_set: LabelSet) ->
         theirs = ", ".join(f"{key} {source.get(key)}" for key in differing)
         ours = ", ".join(f"{key} {target[key]}" for key in differing)
         raise CheckpointError(f"{path}: a {source['name']} with {theirs}; this run trains a {target['name']} with {ours} "
-                          "(use the same --model and --width, or leave them out to take the checkpoint's)")
+                          "(use the same --model and --model-arg settings, or leave them out to take the checkpoint's)")
     same_labels = tuple(state.labels) == label_set.names
     weights = {k: v for k, v in state.weights().items() if same_labels or not k.startswith(model.head_prefix)}
     missing, unexpected = model.load_state_dict(weights, strict=False)

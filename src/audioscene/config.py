@@ -11,24 +11,27 @@ from __future__ import annotations
 
 import os
 import tomllib
-import types
 import typing
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields
+from typing import Callable
 
 from . import models
 from .devices import check_device
 from .errors import ConfigError, InputError, check_number
 from .features import FrontendConfig
+from .data.spec import FORMS, forms_help
 from .metrics import SCORES
 from .recipe import RECIPES, SCHEDULES
+from .typed import MISMATCH, conform, type_name
 
 
-def _field(default, help: str, *flags: str, choices: tuple[str, ...] | None = None):
+def _field(default, help: str, *flags: str, choices: tuple[str, ...] | Callable[[], list[str]] | None = None):
     """A config field with the command line's view of it: help text, flag names (default
-    `--field-name`) and choices. `audioscene train` generates its flags from these."""
+    `--field-name`) and choices (or a function giving them, asked when they are checked, e.g. the
+    models registered so far). `audioscene train` generates its flags from these."""
     metadata = {"help": help, "flags": flags, "choices": choices}
-    if isinstance(default, FrontendConfig):
-        return field(default_factory=FrontendConfig, metadata=metadata)
+    if isinstance(default, (FrontendConfig, dict)):
+        return field(default_factory=type(default), metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
@@ -37,7 +40,7 @@ SAMPLERS = ("shuffle", "balanced")
 
 # Allowed ranges of the numeric TrainConfig fields (types come from the annotations).
 CONFIG_RANGES: dict[str, dict] = {
-    "width": dict(integer=True, low=1), "stem_stride": dict(integer=True, low=1), "epochs": dict(integer=True, low=1),
+    "epochs": dict(integer=True, low=1),
     "batch_size": dict(integer=True, low=1), "eval_batch_size": dict(integer=True, low=1),
     "micro_batch_size": dict(integer=True, low=1), "lr": dict(low=0, low_open=True), "weight_decay": dict(low=0),
     "seed": dict(integer=True, low=0), "clip_seconds": dict(low=0, low_open=True), "workers": dict(integer=True, low=0),
@@ -47,72 +50,12 @@ CONFIG_RANGES: dict[str, dict] = {
     "lr_floor": dict(low=0, high=1), "ema_decay": dict(low=0, high=1), "kd_lambda": dict(low=0, high=1),
     "kd_temperature": dict(low=0, low_open=True), "balance_buffer": dict(integer=True, low=1),
 }
-_MISMATCH = object()
-
-
-def _conform(value, annotation):
-    """`value` as the annotated type (int → float where a float is expected, a dict → the annotated
-    dataclass), or `_MISMATCH`."""
-    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
-    for option in options:
-        if is_dataclass(option) and isinstance(value, (dict, option)):
-            return value if isinstance(value, option) else _nested(option, value)
-        if option is type(None) and value is None:
-            return None
-        if option is bool and isinstance(value, bool):
-            return value
-        if option is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if option is str and isinstance(value, str):
-            return value
-        if typing.get_origin(option) is tuple and isinstance(value, (list, tuple)):
-            parts = typing.get_args(option)
-            if len(value) == len(parts):
-                items = tuple(_conform(v, t) for v, t in zip(value, parts))
-                if _MISMATCH not in items:
-                    return items
-    return _MISMATCH
-
-
-def _nested(cls, values: dict):
-    """A nested config (e.g. `frontend`) from a TOML table or stored dict, each value checked."""
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
-    hints = typing.get_type_hints(cls)
-    checked = {}
-    for name, value in values.items():
-        checked[name] = _conform(value, hints[name])
-        if checked[name] is _MISMATCH:
-            raise ConfigError(f"{name} = {value!r}: expected {_type_name(hints[name])}")
-    try:
-        return cls(**checked)
-    except InputError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def _type_name(annotation) -> str:
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "none"}
-    if isinstance(annotation, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(annotation) if a is not type(None))
-    if typing.get_origin(annotation) is tuple:
-        return f"a list of {len(typing.get_args(annotation))} numbers"
-    if is_dataclass(annotation):
-        return f"a table of {annotation.__name__} keys"
-    return names.get(annotation, str(annotation))
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run depends on; defaults are the paper's (batch size is ours)."""
 
-    train_data: str = _field("", "training data: DIR (weak.csv + audio/), folder:DIR, dcase2018:ROOT:SPLIT, shards:DIR "
-                                 "or embeddings:DIR (AudioSet's released features, for the embedding baselines)",
-                             "--train-data", "--data")
-    eval_data: str = _field("", "evaluation data (the same forms but shards), scored after every epoch")
+    train_data: str = _field("", f"training data: {forms_help(tuple(FORMS))}", "--train-data", "--data")
+    eval_data: str = _field("", f"evaluation data, scored after every epoch: {forms_help()}")
     labels_csv: str = _field("", "for folder: training data, its CSV filename,labels (labels ;-separated names or "
                                  "mids; default DIR/labels.csv)", "--labels")
     eval_labels_csv: str = _field("", "for folder: evaluation data, its CSV filename,labels (default DIR/labels.csv)",
@@ -126,12 +69,12 @@ class TrainConfig:
     skip_corrupt: bool = _field(False, "shards and embeddings: skip (and log) clips that cannot be decoded instead of "
                                        "stopping")
     out_dir: str = _field("runs/run", "run folder for checkpoints and metrics", "--out")
-    model: str = _field("resnet_b_att", "a Table-1 ResNet, or an embedding baseline of Table 2 (on embeddings: data)",
-                        choices=tuple(models.available()))
-    width: int | None = _field(None, "base channels of a ResNet (default 64, the paper's) or hidden units of an "
-                                      "embedding model (default its paper's: 600 Yu, 1024 Kong)")
-    stem_stride: int | None = _field(None, "stride of the stem conv (default: the variant's own, 1 for resnet_a, "
-                                           "2 otherwise)")
+    model: str = _field("resnet_b_att", "a registered model: a Table-1 ResNet, or an embedding baseline of Table 2 "
+                                        "(on embeddings: data)", choices=models.available)
+    model_args: dict[str, int | float | str | bool | list] = _field(
+        {}, "the model family's own settings (TOML table [model_args]), e.g. width = 16 (a ResNet's base channels, "
+            "the paper's 64; an embedding model's hidden units), stem_stride = 1; default: the variant's",
+        "--model-arg")
     epochs: int = _field(50, "number of epochs")
     batch_size: int = _field(32, "clips per optimizer step (the global batch under torchrun)")
     lr: float = _field(1e-4, "Adam learning rate")
@@ -155,7 +98,7 @@ class TrainConfig:
                                                 "accumulated (default: batch size / processes)")
     sync_batchnorm: bool = _field(False, "BatchNorm statistics over all processes (torchrun; CUDA only)")
     timeout_s: float = _field(600.0, "seconds a process waits for the others before failing")
-    best_metric: str = _field("mAP", "the eval score that picks the best epoch", choices=tuple(SCORES))
+    best_metric: str = _field("mAP", "the eval score that picks the best epoch", choices=lambda: tuple(SCORES))
     # --- the recipe (recipe.py): each ingredient off in the paper recipe --------------------------------
     recipe: str = _field("paper", "paper (the paper's recipe) or modern (input normalisation, balanced sampling, "
                                   "mixup, SpecAugment, cosine schedule with warm-up, EMA of the weights): the values "
@@ -189,27 +132,31 @@ class TrainConfig:
         for item in fields(self):
             value = getattr(self, item.name)
             try:
-                converted = _conform(value, hints[item.name])
+                converted = conform(value, hints[item.name])
             except ConfigError as exc:  # a nested config names its own key
                 raise ConfigError(f"{item.name}: {exc}") from None
-            if converted is _MISMATCH:
-                raise ConfigError(f"{item.name} = {value!r}: expected {_type_name(hints[item.name])}")
+            if converted is MISMATCH:
+                raise ConfigError(f"{item.name} = {value!r}: expected {type_name(hints[item.name])}")
             object.__setattr__(self, item.name, converted)  # e.g. an int lr becomes a float
             if item.name in CONFIG_RANGES and converted is not None:
                 try:
                     check_number(item.name, converted, **CONFIG_RANGES[item.name])
                 except InputError as exc:
                     raise ConfigError(str(exc)) from None
-            choices = item.metadata.get("choices")
+            choices = choices_of(item)
             if choices and converted not in choices:
                 raise ConfigError(f"unknown {item.name} {converted!r}; choose one of {', '.join(choices)}")
         if not all(0 <= beta < 1 for beta in self.betas):
             raise ConfigError(f"betas = {self.betas}: expected two numbers in [0, 1)")
         if self.ema_decay >= 1:
             raise ConfigError(f"ema_decay = {self.ema_decay}: expected a number in [0, 1)")
-        if self.model in models.available("embedding") and self.frontend != FrontendConfig():
-            raise ConfigError(f"front-end settings do not apply to {self.model}: it reads AudioSet's released "
-                              "embeddings, not audio (leave out the front-end flags and the [frontend] table)")
+        if not models.family_of(self.model).takes_audio and self.frontend != FrontendConfig():
+            raise ConfigError(f"front-end settings do not apply to {self.model}: it does not take audio (leave out "
+                              "the front-end flags and the [frontend] table)")
+        try:
+            self.model_config(1)  # model_args named and typed as the family's settings
+        except (InputError, ConfigError) as exc:
+            raise ConfigError(str(exc) if str(exc).startswith("model_args") else f"model_args: {exc}") from None
         if self.kd_lambda > 0 and not self.teacher:
             raise ConfigError("kd_lambda > 0 needs a teacher file (--teacher, from `audioscene predict`)")
         if self.teacher and self.kd_lambda == 0:
@@ -219,7 +166,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
-        """A config from plain values (TOML, stored checkpoints)."""
+        """A config from plain values (TOML, stored checkpoints; those written before `model_args`
+        kept `width` and `stem_stride` as fields of their own, and load with them moved there)."""
+        moved = {key: values[key] for key in ("width", "stem_stride") if values.get(key) is not None}
+        values = {key: value for key, value in values.items() if key not in ("width", "stem_stride")}
+        if moved:
+            values["model_args"] = {**moved, **values.get("model_args", {})}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -238,27 +190,30 @@ class TrainConfig:
     @classmethod
     def for_new_run(cls, values: dict, toml: str | os.PathLike | None = None) -> "TrainConfig":
         """The configuration `audioscene train` starts: `values` (its flags) over the TOML file, if
-        any. Fine-tuning (`init`) without a model or width takes the checkpoint's, and its input
-        normalisation unless `input_norm` is given. Training and evaluation data are required."""
+        any. Fine-tuning (`init`) without a model takes the checkpoint's model and settings, its front
+        end (each setting given overriding it) and its input normalisation unless `input_norm` is
+        given. Training and evaluation data are required."""
         merged = _merge(_read_toml(toml), values) if toml else dict(values)
-        if merged.get("init") and not ("model" in merged and "width" in merged and "input_norm" in merged):
+        if merged.get("init"):
             from .checkpoints import Checkpoint
 
-            source = Checkpoint.load(merged["init"]).model_config
-            taken = {"input_norm": source.get("input_norm", False)}
-            if not ("model" in merged and "width" in merged):
-                taken.update(model=source["name"], width=source["width"])
-            merged = {**taken, **merged}
+            state = Checkpoint.load(merged["init"])
+            source = state.model_config
+            merged["frontend"] = {**state.frontend_config, **merged.get("frontend", {})}
+            merged.setdefault("input_norm", source.get("input_norm", False))
+            if "model" not in merged:
+                merged["model"] = source["name"]
+                merged["model_args"] = {**models.run_settings(source), **merged.get("model_args", {})}
         config = cls.from_dict(merged, source=str(toml or "command line"))
         if not (config.train_data and config.eval_data):
             raise ConfigError("need --train-data and --eval-data (or a --config that sets train_data and eval_data)")
         return config
 
-    def model_config(self, n_classes: int) -> models.ModelConfig:
-        """The model's configuration; its input bands, frame hop and padding follow `frontend`."""
-        extra = {} if self.stem_stride is None else {"stem_stride": self.stem_stride}
-        return models.config_for(self.model, n_classes=n_classes, width=self.width, frontend=self.frontend,
-                                 input_norm=self.input_norm, **extra)
+    def model_config(self, n_classes: int):
+        """The model's configuration (its family's config class): the variant's settings, those that
+        follow `frontend` (input bands, frame hop, padding), `input_norm`, then `model_args`."""
+        return models.config_for(self.model, n_classes=n_classes, frontend=self.frontend, input_norm=self.input_norm,
+                                 **self.model_args)
 
 
 def _read_toml(path: str | os.PathLike) -> dict:
@@ -272,8 +227,15 @@ def _read_toml(path: str | os.PathLike) -> dict:
 
 
 def _merge(values: dict, overrides: dict) -> dict:
-    """`overrides` over `values`, key by key also inside the `frontend` table."""
+    """`overrides` over `values`, key by key also inside the `frontend` and `model_args` tables."""
     merged = {**values, **overrides}
-    if isinstance(values.get("frontend"), dict) and isinstance(overrides.get("frontend"), dict):
-        merged["frontend"] = {**values["frontend"], **overrides["frontend"]}
+    for table in ("frontend", "model_args"):
+        if isinstance(values.get(table), dict) and isinstance(overrides.get(table), dict):
+            merged[table] = {**values[table], **overrides[table]}
     return merged
+
+
+def choices_of(item) -> tuple[str, ...] | None:
+    """The choices of a config field (asked now, when they come from a function)."""
+    choices = item.metadata.get("choices")
+    return tuple(choices()) if callable(choices) else choices

@@ -5,7 +5,7 @@
    embedding baselines (`yu_multilevel_att`, `kong_att`) on stand-in embeddings of the same clips
    (`data.embeddings.write_synthetic`, in the released features' TFRecord layout);
 3. score every checkpoint on the eval split: peak epoch and "Avg" (checkpoint-averaged outputs),
-   with bootstrap intervals, through the code of `audioscene report` (`reproduce`);
+   with bootstrap intervals, through the code of `audioscene report` (the `report` package);
 4. print and save the Table-2 style comparison and draw a clip's spectrogram with its events;
 5. segmentation with the best `resnet_b_att` checkpoint's frame outputs, as `audioscene report
    --dcase` does it on the splits laid out like DCASE 2018 (tune = test): tune per-class thresholds
@@ -26,14 +26,13 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import reproduce
 from . import train as training
 from .checkpoints import list_epochs
 from .data import synthetic
 from .data.embeddings import write_synthetic
 from .events import read_events_tsv
 from .features import logmel_from_file
-from .report import event_summary, plot_logmel
+from .report import Heading, Paragraph, dcase_segmentation, event_summary, plot_logmel, table2_rows, write
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,6 @@ class DemoConfig:
     seed: int = 0
     sed_model: str = "resnet_b_att"
     bootstrap: int = 1000  # resamples of the confidence intervals
-    n_figures: int = 4
 
 
 def _synth_split(folder: Path, n_clips: int, seed: int) -> Path:
@@ -102,7 +100,7 @@ def run_demo(out_dir: str | os.PathLike, config: DemoConfig = DemoConfig()) -> s
     events = read_events_tsv(splits["train"] / "strong.tsv")
     embedded = {name: f"embeddings:{_embedding_split(splits[name], out_dir / 'data' / f'{name}_embeddings', config.seed)}"
                 for name in ("train", "eval")}
-    runs = [(model, str(splits["train"]), str(splits["eval"]), dict(width=config.width, lr=config.lr))
+    runs = [(model, str(splits["train"]), str(splits["eval"]), dict(model_args={"width": config.width}, lr=config.lr))
             for model in config.models]
     runs += [(model, embedded["train"], embedded["eval"], dict(lr=config.embedding_lr))
              for model in config.embedding_models]
@@ -111,7 +109,7 @@ def run_demo(out_dir: str | os.PathLike, config: DemoConfig = DemoConfig()) -> s
         epochs=config.epochs, batch_size=config.batch_size, seed=config.seed, **options))
         for model, train_data, eval_data, options in runs}
     # the ResNets scored on the eval split's audio, the embedding baselines on its stand-in embeddings
-    rows, provenance = reproduce.table2(trained, str(splits["eval"]), device="auto", n_resamples=config.bootstrap,
+    rows, provenance = table2_rows(trained, str(splits["eval"]), device="auto", n_resamples=config.bootstrap,
                                         seed=config.seed, embeddings_data=embedded["eval"])
 
     first = sorted((splits["eval"] / "audio").glob("*.flac"))[0]
@@ -120,16 +118,16 @@ def run_demo(out_dir: str | os.PathLike, config: DemoConfig = DemoConfig()) -> s
                 events=[e for e in eval_events if e.filename == first.name],
                 title=f"{first.name}: log-mel spectrogram and its strong labels")
     # Tables 3-4 as `audioscene report --dcase` makes them: the tune split plays DCASE's test set
-    report_sed, provenance["segmentation"] = reproduce.dcase_segmentation(
+    report_sed, provenance["segmentation"] = dcase_segmentation(
         out_dir / "runs" / config.sed_model, _dcase_layout(splits, out_dir / "data" / "dcase2018"), out_dir,
         data_name="synthetic splits in the DCASE 2018 layout (test = tune split)")
-    sections = (f"The synthetic eval split: {config.n_eval} clips, {config.epochs} epochs; ResNets of width "
-                f"{config.width} on log-mel, the embedding baselines at their papers' sizes on stand-in embeddings "
-                f"(scored on the 10 classes present). Paper rows: AudioSet, 527 classes, width 64, up to 50 epochs "
-                f"— for orientation only.\n\n## Synthetic training split\n\n{event_summary(events, config.n_train)}"
-                f"\n\n{report_sed}")
-    path = reproduce.write(rows, provenance, out_dir, sections, title="Table 2 style: clip tagging on the synthetic "
-                                                                      "eval split")
+    sections = [Paragraph(f"The synthetic eval split: {config.n_eval} clips, {config.epochs} epochs; ResNets of width "
+                          f"{config.width} on log-mel, the embedding baselines at their papers' sizes on stand-in "
+                          "embeddings (scored on the 10 classes present). Paper rows: AudioSet, 527 classes, width 64, "
+                          "up to 50 epochs — for orientation only."),
+                Heading("Synthetic training split"), Paragraph(f"{config.n_train} clips, {len(events)} events."),
+                event_summary(events), *report_sed]
+    path = write(rows, provenance, out_dir, sections, title="Table 2 style: clip tagging on the synthetic eval split")
     report = path.read_text(encoding="utf-8")
     return report + (f"\nall artefacts under {out_dir}/ (report.md, index.html, table2.csv, provenance.json, runs/, "
                      f"per_class_*.csv, spectrogram.png, sed/: tuning JSONs, events TSVs, figure2_*.png)")

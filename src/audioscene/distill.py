@@ -180,7 +180,7 @@ def predict_to_file(runs: Sequence[str | os.PathLike], data: str, output: str | 
     sample_rate = FrontendConfig(**members[0][1]).sample_rate
     spec = DataSpec.parse(data, labels_csv)
     for model, _, _ in members:
-        spec.require_input(model.input_kind, model.config.name)
+        spec.require_input(model.takes_audio, model.config.name)
     dataset = spec.open_clips(OpenOptions(labels, clip_seconds, sample_rate), "predict")
     probs = Predictor([m for m, _, _ in members], frontend, device).predict(
         dataset, batch_size, workers, desc="predict", progress=progress)["clipwise"]

@@ -4,49 +4,114 @@ Example::
 
     from audioscene.evaluate import evaluate_run
     result = evaluate_run("runs/b_att", "data/eval")
-    print(result["peak_epoch"], result["peak"]["mAP"], result["avg"]["mAP"])
+    print(result.peak_epoch, result.peak["mAP"], result.avg["mAP"])
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from . import models
 from .checkpoints import Checkpoint, CheckpointError, list_epochs, require_same_run
-from .errors import ConfigError
 from .config import TrainConfig
 from .data import DataSpec, OpenOptions
 from .devices import resolve_device
+from .errors import ConfigError
 from .features import FrontendConfig
+from .labels import LabelSet
 from .metrics import summarize
-from .metrics.tagging import require_scorable
+from .metrics.tagging import Summary, require_scorable
 from .predictor import Predictor
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One way of reading a run: its `summary` on the data, the clip `outputs` `[N, K]` behind it,
+    and the epoch it comes from (None for Avg, which is every epoch)."""
+
+    summary: Summary
+    outputs: np.ndarray
+    epoch: int | None
+
+
+@dataclass(frozen=True)
+class RunEvaluation:
+    """What `evaluate_run` found. `variants` holds "peak", "avg" and, for a run with a moving
+    average of its weights, "ema" (its best epoch), in that order; `epochs` every epoch's summary
+    (raw weights). `run_config` holds the last checkpoint's model, front-end and training configs."""
+
+    labels: LabelSet
+    epochs: dict[int, Summary]
+    variants: dict[str, Scored]
+    targets: np.ndarray
+    keys: list[str]
+    run_config: dict[str, dict]
+    selected_on: str
+    selected_by: str
+
+    @property
+    def peak(self) -> Summary:
+        return self.variants["peak"].summary
+
+    @property
+    def peak_epoch(self) -> int:
+        return self.variants["peak"].epoch
+
+    @property
+    def avg(self) -> Summary:
+        return self.variants["avg"].summary
+
+    @property
+    def ema(self) -> Scored | None:
+        return self.variants.get("ema")
+
+    @property
+    def n_clips(self) -> int:
+        return len(self.targets)
+
+
+class _Opened:
+    """The run's first checkpoint and the data sets it is scored (and its epoch selected) on."""
+
+    def __init__(self, checkpoints: list[Path], data, labels_csv: str, select_data, select_labels_csv: str):
+        self.first = Checkpoint.load(checkpoints[0])  # the data is opened (and checked) before the work starts
+        stored = TrainConfig.from_dict(self.first.train_config)
+        self.metric = stored.best_metric
+        options = OpenOptions(self.first.label_set, stored.clip_seconds,
+                              FrontendConfig(**self.first.frontend_config).sample_rate)
+        specs = [DataSpec.parse(data, labels_csv)] + ([] if select_data is None else
+                                                      [DataSpec.parse(select_data, select_labels_csv)])
+        model = models.from_config(self.first.model_config)
+        for spec in specs:
+            spec.require_input(model.takes_audio, model.config.name)
+        self.dataset = specs[0].open_clips(options)
+        self.select_set = None if select_data is None else specs[1].open_clips(options)
+        require_scorable(self.dataset.targets, str(data))
+        if self.select_set is not None:
+            require_scorable(self.select_set.targets, f"{select_data} (the selection split, --select-data)")
+        for path in checkpoints[1:]:  # every checkpoint is of this run, before any work
+            require_same_run(checkpoints[0], self.first, path, Checkpoint.load(path))
 
 
 def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: str = "auto",
                  batch_size: int = 64, workers: int = 0, progress: bool = True, labels_csv: str = "",
                  select_data: str | os.PathLike | None = None, select_labels_csv: str = "",
-                 amp: bool = False) -> dict:
+                 amp: bool = False) -> RunEvaluation:
     """Score every epoch checkpoint of a run on a data set, plus "Avg": the mean of all
     checkpoints' clip outputs, scored (output averaging, not weight averaging; docs/protocol.md §3).
 
     The peak epoch is the one with the best `best_metric` (the run's, mAP by default) on
-    `select_data`, or, without it, on `data`
-    itself (what the paper did; optimistic, since the split that picks the epoch is also scored).
-    `labels_csv` / `select_labels_csv` label `folder:` specs (default `DIR/labels.csv`). Scores are
-    computed in float32 unless `amp`.
-
-    A run trained with a moving average of its weights (`ema_decay`) also gets "EMA": the averaged
-    weights of each checkpoint scored the same way, and the peak among them (`ema_epoch`, `ema`).
-
-    Returns `{"labels", "epochs": {epoch: summary}, "peak_epoch", "peak": summary, "avg": summary,
-    "ema_epoch", "ema" (None without averaged weights), "outputs": {"peak", "avg"[, "ema"]: clip
-    outputs [N, K]}, "targets" [N, K], "keys" (clip keys), "run_config" (the last checkpoint's model,
-    front-end and training configs), "n_clips", "selected_on", "selected_by"}`.
-    Only one checkpoint's model and the running sum of outputs are held at a time.
+    `select_data`, or, without it, on `data` itself (what the paper did; optimistic, since the split
+    that picks the epoch is also scored). `labels_csv` / `select_labels_csv` label `folder:` specs
+    (default `DIR/labels.csv`). Scores are computed in float32 unless `amp`. A run trained with a
+    moving average of its weights (`ema_decay`) also gets "ema": the averaged weights of each
+    checkpoint scored the same way, at their best epoch. Only one checkpoint's model and the running
+    sum of outputs are held at a time.
     """
     if select_labels_csv and select_data is None:
         raise ConfigError("select_labels_csv (--select-labels) labels the selection split; give select_data "
@@ -55,29 +120,13 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
     if not checkpoints:
         raise CheckpointError(f"{run_dir}: no epoch_NNN.pt checkpoints to evaluate")
     torch_device = resolve_device(device)
-    first = Checkpoint.load(checkpoints[0])  # the data is opened (and checked) before the work starts
-    label_set = first.label_set
-    stored = TrainConfig.from_dict(first.train_config)
-    clip_seconds, metric = stored.clip_seconds, stored.best_metric
-    sample_rate = FrontendConfig(**first.frontend_config).sample_rate
-    options = OpenOptions(label_set, clip_seconds, sample_rate)
-    specs = [DataSpec.parse(data, labels_csv)] + ([] if select_data is None else
-                                                  [DataSpec.parse(select_data, select_labels_csv)])
-    model = models.from_config(first.model_config)
-    for spec in specs:
-        spec.require_input(model.input_kind, model.config.name)
-    dataset = specs[0].open_clips(options)
-    select_set = None if select_data is None else specs[1].open_clips(options)
-    require_scorable(dataset.targets, str(data))
-    if select_set is not None:
-        require_scorable(select_set.targets, f"{select_data} (the selection split, --select-data)")
-    for path in checkpoints[1:]:  # every checkpoint is of this run, before any work
-        require_same_run(checkpoints[0], first, path, Checkpoint.load(path))
-    scores = {"raw": {}, "ema": {}}  # weights → epoch → summary on data
-    best = {}  # weights → (selection score, epoch, clip outputs) of the best epoch so far
+    opened = _Opened(checkpoints, data, labels_csv, select_data, select_labels_csv)
+    dataset = opened.dataset
+    epochs: dict[str, dict[int, Summary]] = {"raw": {}, "ema": {}}
+    best: dict[str, tuple[float, Scored]] = {}  # weights → (selection score, the best epoch so far)
     total = None  # sum of every checkpoint's outputs, for Avg (one checkpoint in memory at a time)
     for path in tqdm(checkpoints, desc="checkpoints", unit="ckpt", disable=not progress):
-        state = first if path == checkpoints[0] else Checkpoint.load(path)
+        state = opened.first if path == checkpoints[0] else Checkpoint.load(path)
         for weights in ("raw", "ema") if state.ema else ("raw",):
             model, frontend, _ = state.build(path, weights)  # labels checked with the run ids above
             predictor = Predictor([model], frontend, torch_device, amp=amp)
@@ -85,23 +134,18 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
             clipwise = predictor.predict(dataset, batch_size, workers, desc=desc, progress=progress)["clipwise"]
             if weights == "raw":
                 total = clipwise.astype(np.float64) if total is None else total + clipwise
-            summary = summarize(dataset.targets, clipwise)
-            if select_set is None:
-                selection = summary[metric]
-            else:
-                selected = predictor.predict(select_set, batch_size, workers, desc=f"{desc} (selection split)",
+            summary = epochs[weights][state.epoch] = summarize(dataset.targets, clipwise)
+            selection = summary[opened.metric]
+            if opened.select_set is not None:
+                selected = predictor.predict(opened.select_set, batch_size, workers, desc=f"{desc} (selection split)",
                                              progress=progress)["clipwise"]
-                selection = summarize(select_set.targets, selected)[metric]
-            scores[weights][state.epoch] = summary
+                selection = summarize(opened.select_set.targets, selected)[opened.metric]
             if weights not in best or selection > best[weights][0]:  # ties keep the earlier epoch
-                best[weights] = (selection, state.epoch, clipwise)
+                best[weights] = (selection, Scored(summary, clipwise, state.epoch))
     average = (total / len(checkpoints)).astype(np.float32)
-    ema_epoch = best["ema"][1] if "ema" in best else None
-    return {"labels": label_set, "epochs": scores["raw"], "peak_epoch": best["raw"][1],
-            "peak": scores["raw"][best["raw"][1]], "avg": summarize(dataset.targets, average),
-            "ema_epoch": ema_epoch, "ema": scores["ema"][ema_epoch] if ema_epoch else None,
-            "outputs": {"peak": best["raw"][2], "avg": average, **({"ema": best["ema"][2]} if ema_epoch else {})},
-            "targets": dataset.targets, "keys": dataset.keys,
-            "run_config": {key: getattr(state, key) for key in ("model_config", "frontend_config", "train_config")},
-            "n_clips": len(dataset), "selected_on": str(select_data if select_data is not None else data),
-            "selected_by": metric}
+    variants = {"peak": best["raw"][1], "avg": Scored(summarize(dataset.targets, average), average, None)}
+    if "ema" in best:
+        variants["ema"] = best["ema"][1]
+    return RunEvaluation(opened.first.label_set, epochs["raw"], variants, dataset.targets, list(dataset.keys),
+                         {key: getattr(state, key) for key in ("model_config", "frontend_config", "train_config")},
+                         str(select_data if select_data is not None else data), opened.metric)

@@ -48,8 +48,9 @@ class OnnxLogMel(nn.Module):
     has no float64 FFT that every runtime implements). In float64 (default) it is as exact as
     `LogMel`'s own FFT; float32 is faster but leaks ~1e-5 of a loud tone into every bin, which
     `log(mel + 0.01)` turns into up to ~1e-3 in quiet bands (`Parity.frontend` reports the measured
-    deviation). Frames are `window_samples` long: the window is zero beyond, so those DFT rows are
-    left out (400 of 512 for the default front end)."""
+    deviation). Uncentred frames are `window_samples` long: the window is zero beyond, so those DFT
+    rows are left out (400 of 512 for the default front end); centred ones (kind "panns") are
+    `n_fft` long, after the reflection at both ends."""
 
     def __init__(self, logmel: LogMel, precision: str = "float64"):
         super().__init__()
@@ -57,21 +58,28 @@ class OnnxLogMel(nn.Module):
             raise ExportError(f"front-end precision {precision!r}: choose {' or '.join(FRONTEND_PRECISIONS)}")
         self.config = config = logmel.config
         self.dtype = FRONTEND_PRECISIONS[precision]
-        n, used = config.n_fft, config.window_samples
+        n = config.n_fft
+        self.frame_length = used = n if config.centred else config.window_samples
         angle = 2 * np.pi * np.outer(np.arange(used), np.arange(n // 2 + 1)) / n
         window = logmel.window.double().cpu().numpy()[:used, None]
         self.register_buffer("cos", torch.tensor(window * np.cos(angle), dtype=self.dtype))
         self.register_buffer("sin", torch.tensor(-window * np.sin(angle), dtype=self.dtype))
-        self.register_buffer("mel", logmel.mel.detach().cpu().clone())
+        self.register_buffer("mel", logmel.mel.detach().cpu().clone().to(self.dtype if config.centred else torch.float32))
 
     def forward(self, waveform: Tensor) -> Tensor:
         cfg = self.config
         n_samples = waveform.shape[1]
-        n_frames = 1 + max(n_samples - cfg.window_samples, 0) // cfg.hop_samples
-        padded = nn.functional.pad(waveform, (0, (n_frames - 1) * cfg.hop_samples + cfg.window_samples - n_samples))
-        frames = padded.unfold(1, cfg.window_samples, cfg.hop_samples).to(self.dtype)  # (batch, frames, window)
-        magnitude = torch.sqrt((frames @ self.cos) ** 2 + (frames @ self.sin) ** 2).float()
-        return torch.log(magnitude @ self.mel + cfg.log_offset)
+        if cfg.centred:  # the graph takes at least a second of audio: always long enough to reflect
+            half = cfg.n_fft // 2
+            padded = nn.functional.pad(waveform[:, None], (half, half), mode="reflect")[:, 0]
+        else:
+            n_frames = 1 + max(n_samples - cfg.window_samples, 0) // cfg.hop_samples
+            padded = nn.functional.pad(waveform, (0, (n_frames - 1) * cfg.hop_samples + cfg.window_samples - n_samples))
+        frames = padded.unfold(1, self.frame_length, cfg.hop_samples).to(self.dtype)  # (batch, frames, length)
+        power = (frames @ self.cos) ** 2 + (frames @ self.sin) ** 2
+        if cfg.centred:
+            return cfg.compress(power @ self.mel).float()
+        return cfg.compress(torch.sqrt(power).float() @ self.mel)
 
 
 class _Outputs(nn.Module):
@@ -132,9 +140,10 @@ def export_model(model: AudioModel, frontend: LogMel, labels: LabelSet, path: st
     _require_onnx()
     import onnx
 
-    if model.input_kind != "logmel":
-        raise InputError(f"{model.config.name} takes AudioSet's released embeddings, not audio; only log-mel "
-                         "models export to ONNX")
+    if not model.exportable:
+        raise InputError(f"{model.config.name} does not export to ONNX (only models that take audio do; it reads "
+                         "AudioSet's released embeddings)" if not model.takes_audio else
+                         f"{model.config.name} does not export to ONNX")
     graph = _Outputs(model.eval().cpu(), frontend.cpu() if with_frontend else None, frontend_precision).eval()
     cfg = frontend.config
     if with_frontend:
@@ -151,7 +160,7 @@ def export_model(model: AudioModel, frontend: LogMel, labels: LabelSet, path: st
                                     output_names=["clipwise", "framewise"], dynamic_shapes=(dims,), verbose=False)
     proto = program.model_proto
     metadata = {"labels": list(labels.names), "frame_hop": model.frame_hop, "frontend": asdict(cfg),
-                "input": input_name, "model": model.config.name, "width": model.config.width,
+                "input": input_name, "model": model.config.name,
                 "model_config": model.config.to_dict(),
                 "frontend_precision": frontend_precision if with_frontend else None}
     entry = proto.metadata_props.add()
@@ -209,7 +218,7 @@ def export_onnx(run_dir: str | os.PathLike, path: str | os.PathLike, checkpoint:
 class OnnxModel:
     """An exported model run by ONNX Runtime, usable wherever `Tagger` takes a model."""
 
-    input_kind = "logmel"  # only log-mel models export (a waveform input when the front end is inside)
+    takes_audio = True  # only models that take audio export (a waveform input when the front end is inside)
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         _require_onnx()

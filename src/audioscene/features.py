@@ -1,9 +1,16 @@
-"""VGGish-compatible log-mel front end (Hershey et al. 2017; docs/protocol.md §1).
+"""The log-mel front end, in two kinds.
 
-Frames of 25 ms (periodic Hann window) every 10 ms, no centring or padding, 512-point FFT
-magnitude, 64 HTK-mel triangular bands between 125 and 7500 Hz built exactly as the reference
-`mel_features.spectrogram_to_mel_matrix`, then `log(mel + 0.01)`. A 10 s clip at 16 kHz gives
-`1 + (160000 - 400) // 160 = 998` frames.
+`vggish` (the default; Hershey et al. 2017, docs/protocol.md §1): frames of 25 ms (periodic Hann
+window) every 10 ms, no centring or padding, 512-point FFT magnitude, 64 HTK-mel triangular bands
+between 125 and 7500 Hz built exactly as the reference `mel_features.spectrogram_to_mel_matrix`,
+then `log(mel + 0.01)`. A 10 s clip at 16 kHz gives `1 + (160000 - 400) // 160 = 998` frames.
+
+`panns` (the front end of PANNs' released models, Kong et al. 2020, computed there by torchlibrosa):
+frames centred on every hop (the signal reflected by half a window at both ends), periodic Hann
+window as long as the FFT, power spectrum, mel bands on the Slaney scale with Slaney's area
+normalisation (librosa's default filterbank), then `10 · log10(max(mel, 1e-10))` (dB). A 10 s clip
+at 32 kHz with hop 320 gives `1 + 320000 // 320 = 1001` frames. PANNs' `bn0` (a BatchNorm over the
+bands) belongs to the model (`input_norm`), as for our ResNets.
 
 >>> import torch
 >>> from audioscene.features import LogMel
@@ -30,6 +37,8 @@ FRONTEND_RANGES: dict[str, dict] = {
     "hop_ms": dict(low=0, low_open=True), "n_fft": dict(integer=True, low=1), "n_mels": dict(integer=True, low=1),
     "f_min": dict(low=0), "f_max": dict(low=0, low_open=True), "log_offset": dict(low=0, low_open=True),
 }
+KINDS = ("vggish", "panns")
+PANNS_AMIN = 1e-10  # PANNs' floor of the mel power before the dB conversion (-100 dB)
 
 
 @dataclass(frozen=True)
@@ -47,9 +56,14 @@ class FrontendConfig:
     f_min: float = field(default=125.0, metadata={"help": "lowest mel band edge in Hz"})
     f_max: float | None = field(default=None, metadata={"help": "highest mel band edge in Hz, at most half the sample "
                                                                 "rate (default 7500, or half a lower sample rate)"})
-    log_offset: float = field(default=0.01, metadata={"help": "log(mel + log_offset)"})
+    log_offset: float = field(default=0.01, metadata={"help": "vggish: log(mel + log_offset)"})
+    kind: str = field(default="vggish", metadata={
+        "help": "vggish: magnitude, HTK mel, log(mel + offset), no centring; panns: PANNs' front end (centred "
+                "frames, power, Slaney mel, dB)", "flags": ("--frontend-kind",), "choices": KINDS})
 
     def __post_init__(self):
+        if self.kind not in KINDS:
+            raise InputError(f"front-end kind {self.kind!r}: choose one of {', '.join(KINDS)}")
         for name, bounds in FRONTEND_RANGES.items():
             if getattr(self, name) is not None:
                 check_number(name, getattr(self, name), **bounds)
@@ -81,12 +95,25 @@ class FrontendConfig:
 
     @property
     def silence(self) -> float:
-        """The log-mel value of digital silence, `log(0 + log_offset)` (-4.6 by default)."""
-        return math.log(self.log_offset)
+        """The log-mel value of digital silence: `log(0 + log_offset)` (-4.6 by default), or -100 dB."""
+        return 10 * math.log10(PANNS_AMIN) if self.kind == "panns" else math.log(self.log_offset)
+
+    @property
+    def centred(self) -> bool:
+        """Whether frames are centred on their hop (the signal reflected by half an FFT at both ends)."""
+        return self.kind == "panns"
 
     def n_frames(self, n_samples: int) -> int:
         """Frames produced for `n_samples` samples (inputs shorter than a window give one frame)."""
+        if self.centred:
+            return 1 + n_samples // self.hop_samples
         return 1 + max(n_samples - self.window_samples, 0) // self.hop_samples
+
+    def compress(self, mel: Tensor) -> Tensor:
+        """Mel energies (magnitude for vggish, power for panns) to the log scale of this kind."""
+        if self.kind == "panns":
+            return 10 * torch.log10(mel.clamp(min=PANNS_AMIN))
+        return torch.log(mel + self.log_offset)
 
 
 def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
@@ -94,16 +121,38 @@ def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
     return 1127.0 * np.log1p(np.asarray(hz, dtype=np.float64) / 700.0)
 
 
-def mel_matrix(config: FrontendConfig | None = None) -> np.ndarray:
-    """`[n_fft // 2 + 1, n_mels]` triangular weights, as VGGish's `spectrogram_to_mel_matrix`.
+def slaney_mel(hz: np.ndarray | float) -> np.ndarray:
+    """Slaney's mel scale (librosa's default): linear below 1 kHz (3 bands per 200 Hz), logarithmic
+    above (27 bands per factor 6.4)."""
+    hz = np.asarray(hz, dtype=np.float64)
+    step, log_step = 200.0 / 3, np.log(6.4) / 27.0
+    return np.where(hz < 1000.0, hz / step, 1000.0 / step + np.log(np.maximum(hz, 1e-12) / 1000.0) / log_step)
 
-    Bands are spaced evenly on the HTK mel scale between `f_min` and `f_max`; each triangle
-    rises from its lower to its centre edge and falls to its upper edge; the DC bin gets no weight.
+
+def slaney_hz(mel: np.ndarray) -> np.ndarray:
+    """The inverse of `slaney_mel`."""
+    step, log_step = 200.0 / 3, np.log(6.4) / 27.0
+    return np.where(mel < 1000.0 / step, mel * step, 1000.0 * np.exp(log_step * (mel - 1000.0 / step)))
+
+
+def mel_matrix(config: FrontendConfig | None = None) -> np.ndarray:
+    """`[n_fft // 2 + 1, n_mels]` triangular weights of the front end's kind.
+
+    vggish: as VGGish's `spectrogram_to_mel_matrix`: bands spaced evenly on the HTK mel scale
+    between `f_min` and `f_max`, each triangle rising from its lower to its centre edge and falling
+    to its upper edge (edges and bins compared in mel); the DC bin gets no weight. panns: as
+    librosa's `filters.mel` (Slaney scale, triangles in Hz, each scaled to unit area: 2 / width).
     """
     config = config or FrontendConfig()
     nyquist = config.sample_rate / 2
     if not 0 <= config.f_min < config.f_max <= nyquist:
         raise InputError(f"need 0 <= f_min < f_max <= {nyquist} Hz, got {config.f_min}, {config.f_max}")
+    if config.kind == "panns":
+        edges = slaney_hz(np.linspace(slaney_mel(config.f_min), slaney_mel(config.f_max), config.n_mels + 2))
+        bins = np.linspace(0.0, nyquist, config.n_fft // 2 + 1)
+        rising = (bins[:, None] - edges[:-2]) / (edges[1:-1] - edges[:-2])
+        falling = (edges[2:] - bins[:, None]) / (edges[2:] - edges[1:-1])
+        return np.maximum(0.0, np.minimum(rising, falling)) * (2.0 / (edges[2:] - edges[:-2]))
     bins_mel = hz_to_mel(np.linspace(0.0, nyquist, config.n_fft // 2 + 1))
     edges = np.linspace(hz_to_mel(config.f_min), hz_to_mel(config.f_max), config.n_mels + 2)
     lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
@@ -115,11 +164,13 @@ def mel_matrix(config: FrontendConfig | None = None) -> np.ndarray:
 
 
 class LogMel(nn.Module):
-    """Waveforms `[B, samples]` (or `[samples]`) at 16 kHz → log-mel `[B, frames, n_mels]`, float32.
+    """Waveforms `[B, samples]` (or `[samples]`) at the front end's rate → log-mel `[B, frames,
+    n_mels]`, float32, of the front end's kind.
 
     Runs on whatever device the module (and input) lives on. Inputs shorter than one window are
-    zero-padded to one frame. The FFT runs in float64: a float32 FFT leaks about 1e-5 of a
-    full-scale tone into every bin, which `log(mel + 0.01)` magnifies past 1e-3 in quiet bands.
+    zero-padded to one frame (centred kinds: reflected where they can be, then zero-padded). The FFT
+    runs in float64: a float32 FFT leaks about 1e-5 of a full-scale tone into every bin, which the
+    logarithm magnifies past 1e-3 in quiet bands.
     """
 
     # On CPU, frames are processed in blocks that stay in cache (about 2x faster than all at once).
@@ -130,9 +181,15 @@ class LogMel(nn.Module):
         self.config = config
         n = config.window_samples
         window = np.zeros(config.n_fft)
-        window[:n] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)  # periodic Hann, zero-padded to n_fft
+        hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)  # periodic Hann
+        if config.centred:  # centred in the FFT frame, as librosa pads a shorter window
+            start = (config.n_fft - n) // 2
+            window[start:start + n] = hann
+        else:  # at the frame's start, zero-padded to n_fft (VGGish)
+            window[:n] = hann
         self.register_buffer("window", torch.tensor(window, dtype=torch.float64), persistent=False)
-        self.register_buffer("mel", torch.tensor(mel_matrix(config), dtype=torch.float32), persistent=False)
+        mel_dtype = torch.float64 if config.kind == "panns" else torch.float32  # power spans 20 decades
+        self.register_buffer("mel", torch.tensor(mel_matrix(config), dtype=mel_dtype), persistent=False)
 
     def forward(self, waveform: Tensor) -> Tensor:
         squeeze = waveform.dim() == 1
@@ -141,10 +198,8 @@ class LogMel(nn.Module):
             raise InputError(f"LogMel expects [batch, samples] or [samples], got shape {tuple(waveform.shape)}")
         cfg = self.config
         n_frames = cfg.n_frames(batch.shape[1])
-        # pad so that every frame of n_fft samples exists; the window is zero beyond window_samples
-        padded_length = (n_frames - 1) * cfg.hop_samples + cfg.n_fft
-        batch = nn.functional.pad(batch.float(), (0, padded_length - batch.shape[1]))
-        frames = batch.unfold(1, cfg.n_fft, cfg.hop_samples)  # (batch, frames, n_fft), a view
+        batch = frame_padding(batch.float(), cfg)
+        frames = batch.unfold(1, cfg.n_fft, cfg.hop_samples)[:, :n_frames]  # (batch, frames, n_fft), a view
         out = torch.empty(batch.shape[0], n_frames, cfg.n_mels, device=batch.device)
         if batch.device.type == "cpu":
             block = self.cpu_block_frames
@@ -157,8 +212,26 @@ class LogMel(nn.Module):
 
     def _logmel(self, frames: Tensor, out: Tensor) -> None:
         """Log-mel of `[..., n_fft]` frames into `out` `[..., n_mels]`."""
-        magnitude = torch.fft.rfft(frames.double() * self.window).abs().float()  # (..., bins)
-        torch.log(magnitude @ self.mel + self.config.log_offset, out=out)
+        spectrum = torch.fft.rfft(frames.double() * self.window).abs()  # (..., bins)
+        if self.config.kind == "panns":
+            out.copy_(self.config.compress(spectrum.square() @ self.mel))
+        else:
+            out.copy_(self.config.compress(spectrum.float() @ self.mel))
+
+
+def frame_padding(batch: Tensor, config: FrontendConfig) -> Tensor:
+    """`[B, samples]` padded so that every frame of `n_fft` samples exists: centred kinds reflect half
+    an FFT at both ends (zeros where the signal is too short to reflect), the others pad zeros at
+    the end (the window is zero beyond `window_samples`)."""
+    n_samples = batch.shape[1]
+    if config.centred:
+        half = config.n_fft // 2
+        reflect = min(half, n_samples - 1)
+        if reflect > 0:
+            batch = nn.functional.pad(batch[:, None], (reflect, reflect), mode="reflect")[:, 0]
+        return nn.functional.pad(batch, (half - reflect, half - reflect))
+    padded_length = (config.n_frames(n_samples) - 1) * config.hop_samples + config.n_fft
+    return nn.functional.pad(batch, (0, padded_length - n_samples))
 
 
 def logmel_from_file(path: str | os.PathLike, frontend: LogMel | None = None) -> Tensor:

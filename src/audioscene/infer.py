@@ -36,7 +36,7 @@ from .checkpoints import load_run
 from .errors import InputError, check_number
 from .events import Event
 from .features import LogMel
-from .labels import LabelSet
+from .labels import LabelSet, map_classes
 from .models import AudioModel
 from .predictor import Predictor
 
@@ -97,9 +97,9 @@ class Tagger:
         if hop_s is not None:
             check_number("hop_s", hop_s, low=0, low_open=True)
         check_number("batch_size", batch_size, integer=True, low=1)
-        if any(m.input_kind != "logmel" for m in models):
-            raise InputError("this model takes AudioSet's released embeddings, not audio: score it with "
-                             "`audioscene evaluate --data embeddings:DIR`")
+        if not all(m.takes_audio for m in models):
+            raise InputError("this model does not take audio (e.g. it reads AudioSet's released embeddings): score "
+                             "it with `audioscene evaluate --data embeddings:DIR`")
         hops = {m.frame_hop for m in models}
         if len(hops) != 1:
             raise InputError(f"models with different frame hops cannot be averaged: {sorted(hops)}")
@@ -291,8 +291,8 @@ def to_classes(result: Analysis, groups: Mapping[str, Sequence[str]]) -> Analysi
         if not members:
             raise InputError(f"class {cls!r}: the model has none of its labels {list(names)}")
         columns[cls] = members
-    framewise, labels = sed.map_classes(result.framewise, columns)
-    clipwise, _ = sed.map_classes(result.clipwise, columns)
+    framewise, labels = map_classes(result.framewise, columns)
+    clipwise, _ = map_classes(result.clipwise, columns)
     return replace(result, labels=labels, framewise=framewise, clipwise=clipwise)
 
 

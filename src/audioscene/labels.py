@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -204,3 +205,12 @@ CLASS_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {"dcase2018": DCASE2018_AU
 def dcase2018() -> LabelSet:
     """The 10 DCASE 2018 task 4 classes, alphabetical as in the challenge."""
     return LabelSet(tuple(DCASE2018_AUDIOSET_NAMES))
+
+
+def map_classes(frames: np.ndarray, groups: Mapping[str, Sequence[int]]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Scores `[..., C]` of coarser classes, each the max over a group of the model's class indices
+    (docs/protocol.md §5: a DCASE class's score is the max over its AudioSet labels,
+    `DCASE2018_AUDIOSET_NAMES`; `infer.to_classes` applies it by label name)."""
+    frames = np.asarray(frames)
+    mapped = np.stack([frames[..., list(indices)].max(axis=-1) for indices in groups.values()], axis=-1)
+    return mapped, tuple(groups)

@@ -136,15 +136,6 @@ def to_frames(events: Iterable[Event], hop: float, n_frames: int, labels: Sequen
     return active
 
 
-def map_classes(frames: np.ndarray, groups: Mapping[str, Sequence[int]]) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Scores of coarser classes, each the max over a group of the model's classes (docs/protocol.md §5: a DCASE
-    class's score is the max over its AudioSet labels: `labels.DCASE2018_AUDIOSET_NAMES`, applied by
-    `infer.to_classes`)."""
-    frames = np.asarray(frames)
-    mapped = np.stack([frames[..., list(indices)].max(axis=-1) for indices in groups.values()], axis=-1)
-    return mapped, tuple(groups)
-
-
 def upsample(frames: np.ndarray, factor: int) -> np.ndarray:
     """Frame scores `[..., T, C]` on a grid `factor` times finer, `[..., T·factor, C]`, linearly
     interpolated between the old frames' centres (held flat beyond the first and last centre).
@@ -240,53 +231,52 @@ def _float_or_nan(value) -> float:
     return float("nan") if value is None else float(value)
 
 
+@dataclass(frozen=True)
+class TuneGrid:
+    """What `tune` sweeps and how it scores: the thresholds and odd median kernels tried (the untuned
+    setting, threshold 0.5 and kernel 1, is always added), the event-F1 collars, and the factor the
+    frame scores are first interpolated by (`upsample`, as `detect_events` then does)."""
+
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS
+    kernels: Sequence[int] = DEFAULT_KERNELS
+    t_collar: float = 0.2
+    percentage_of_length: float = 0.2
+    upsample_factor: int = 1
+
+    def swept(self) -> tuple[np.ndarray, np.ndarray]:
+        """(thresholds, kernels) as sorted arrays with the untuned setting; bad kernels refused."""
+        kernels = np.unique(np.append(np.asarray(self.kernels, dtype=np.int64), 1))
+        if (kernels % 2 == 0).any() or (kernels < 1).any():
+            raise InputError(f"median kernels must be odd positive sizes, got {kernels.tolist()}")
+        return np.unique(np.append(np.asarray(self.thresholds, dtype=np.float64), 0.5)), kernels
+
+
 def tune(framewise: Mapping[str, np.ndarray], reference: Sequence[Event], hop: float, labels: Sequence[str],
-         thresholds: Sequence[float] = DEFAULT_THRESHOLDS, kernels: Sequence[int] = DEFAULT_KERNELS,
-         durations: Mapping[str, float] | None = None, t_collar: float = 0.2, percentage_of_length: float = 0.2,
-         progress: bool = False, upsample_factor: int = 1) -> Tuning:
+         grid: TuneGrid = TuneGrid(), durations: Mapping[str, float] | None = None, progress: bool = False) -> Tuning:
     """Per-class threshold and median kernel that maximise each class's own event F1 on the given
-    files (the paper sweeps on its test set). Every (kernel, threshold) pair of the grid is scored,
+    files (the paper sweeps on its test set). Every (kernel, threshold) pair of `grid` is scored,
     with the untuned setting (kernel 1, threshold 0.5) always included, so tuning never lowers a
     class's F1 on these files. Ties go to the smaller kernel, then the threshold nearest 0.5.
 
     `framewise` maps filename → scores `[T, C]` (C = len(labels)); `reference` holds the true events
-    of those files (events of other files are ignored). With `upsample_factor` > 1 the scores are
-    first interpolated onto a finer grid (`upsample`), as `detect_events` then does with the tuning.
+    of those files (events of other files are ignored).
     """
-    from tqdm.auto import tqdm
-
     labels = tuple(labels)
-    thresholds = np.unique(np.append(np.asarray(thresholds, dtype=np.float64), 0.5))
-    kernels = np.unique(np.append(np.asarray(kernels, dtype=np.int64), 1))
-    if (kernels % 2 == 0).any() or (kernels < 1).any():
-        raise InputError(f"median kernels must be odd positive sizes, got {kernels.tolist()}")
+    thresholds, kernels = grid.swept()
     files = {name: i for i, name in enumerate(framewise)}
-    label_index = {label: k for k, label in enumerate(labels)}
-    ref = encode_events([e for e in reference if e.filename in files], dict(files), label_index, "reference")
-    n_ref = np.bincount(ref.key % len(labels), minlength=len(labels))
-    n_keys = len(files) * len(labels)
+    ref = encode_events([e for e in reference if e.filename in files], dict(files),
+                        {label: k for k, label in enumerate(labels)}, "reference")
     # Stack files of equal length so each (kernel, threshold) step is a few array operations.
     by_length: dict[int, list[str]] = defaultdict(list)
     for name, frames in framewise.items():
         if np.shape(frames) != (np.shape(frames)[0], len(labels)):
             raise InputError(f"{name}: expected framewise scores of shape [time, {len(labels)}], got {np.shape(frames)}")
         by_length[len(frames)].append(name)
-    groups = [(np.array([files[n] for n in names]), upsample(np.stack([framewise[n] for n in names]), upsample_factor),
+    groups = [(np.array([files[n] for n in names]),
+               upsample(np.stack([framewise[n] for n in names]), grid.upsample_factor),
                np.array([np.inf if durations is None else durations.get(n, np.inf) for n in names]))
               for names in by_length.values()]
-    hop, finer = hop / upsample_factor, _finer_kernels(kernels, upsample_factor)
-    f1 = np.zeros((len(kernels), len(thresholds), len(labels)))
-    steps = tqdm(total=len(kernels) * len(thresholds), desc="tune", unit="setting", disable=not progress)
-    for ki, kernel in enumerate(kernels):
-        filtered = [(ids, median_filter(frames, int(finer[ki])), limit) for ids, frames, limit in groups]
-        for ti, threshold in enumerate(thresholds):
-            est = _events_from_groups([(ids, frames > threshold, limit) for ids, frames, limit in filtered],
-                                      hop, len(labels))
-            tp = true_positives(ref, est, n_keys, t_collar, percentage_of_length).reshape(-1, len(labels)).sum(0)
-            f1[ki, ti] = np.nan_to_num(precision_recall_f1(tp, np.bincount(est.key % len(labels), minlength=len(labels)), n_ref,
-                                            zero_score=True)[2], nan=-1.0)
-            steps.update()
-    steps.close()
+    f1 = _sweep(groups, ref, len(files), len(labels), hop, thresholds, kernels, grid, progress)
     # Lexicographic choice: highest F1, then smallest kernel, then threshold nearest 0.5.
     order = [(ki, ti) for ki in range(len(kernels)) for ti in np.argsort(np.abs(thresholds - 0.5), kind="stable")]
     flat = np.stack([f1[ki, ti] for ki, ti in order])  # [settings, classes], in preference order
@@ -295,10 +285,34 @@ def tune(framewise: Mapping[str, np.ndarray], reference: Sequence[Event], hop: f
     as_f1 = lambda v: float("nan") if v < 0 else float(v)  # noqa: E731  (-1 marked "no reference events")
     return Tuning(labels, tuple(float(thresholds[ti]) for _, ti in best), tuple(int(kernels[ki]) for ki, _ in best),
                   tuple(as_f1(f1[ki, ti, k]) for k, (ki, ti) in enumerate(best)), tuple(map(as_f1, untuned)),
-                  upsample_factor)
+                  grid.upsample_factor)
 
 
-def tune_on(analyses: Mapping[str, FrameScores], reference: Sequence[Event], hop: float, **options) -> Tuning:
+def _sweep(groups, ref: EventArrays, n_files: int, n_labels: int, hop: float, thresholds: np.ndarray,
+           kernels: np.ndarray, grid: TuneGrid, progress: bool) -> np.ndarray:
+    """Per-class event F1 `[kernels, thresholds, classes]` of every setting (-1: no reference events)."""
+    from tqdm.auto import tqdm
+
+    n_ref = np.bincount(ref.key % n_labels, minlength=n_labels)
+    hop, finer = hop / grid.upsample_factor, _finer_kernels(kernels, grid.upsample_factor)
+    f1 = np.zeros((len(kernels), len(thresholds), n_labels))
+    steps = tqdm(total=len(kernels) * len(thresholds), desc="tune", unit="setting", disable=not progress)
+    for ki in range(len(kernels)):
+        filtered = [(ids, median_filter(frames, int(finer[ki])), limit) for ids, frames, limit in groups]
+        for ti, threshold in enumerate(thresholds):
+            est = _events_from_groups([(ids, frames > threshold, limit) for ids, frames, limit in filtered],
+                                      hop, n_labels)
+            tp = true_positives(ref, est, n_files * n_labels, grid.t_collar,
+                                grid.percentage_of_length).reshape(-1, n_labels).sum(0)
+            n_est = np.bincount(est.key % n_labels, minlength=n_labels)
+            f1[ki, ti] = np.nan_to_num(precision_recall_f1(tp, n_est, n_ref, zero_score=True)[2], nan=-1.0)
+            steps.update()
+    steps.close()
+    return f1
+
+
+def tune_on(analyses: Mapping[str, FrameScores], reference: Sequence[Event], hop: float,
+            grid: TuneGrid = TuneGrid(), progress: bool = False) -> Tuning:
     """`tune` on analysed files (`infer.Analysis` by file name: their frame scores, durations and
     labels). Reference events of files that are not among them are left out, with a warning."""
     if not analyses:
@@ -308,8 +322,8 @@ def tune_on(analyses: Mapping[str, FrameScores], reference: Sequence[Event], hop
         log.warning("%d files with reference events were not analysed (e.g. %s); their events are ignored",
                     len(unheard), sorted(unheard)[0])
     labels = next(iter(analyses.values())).labels
-    return tune({name: a.framewise for name, a in analyses.items()}, reference, hop, labels,
-                durations={name: a.duration for name, a in analyses.items()}, **options)
+    return tune({name: a.framewise for name, a in analyses.items()}, reference, hop, labels, grid,
+                durations={name: a.duration for name, a in analyses.items()}, progress=progress)
 
 
 def _events_from_groups(groups, hop: float, n_labels: int) -> EventArrays:

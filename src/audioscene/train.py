@@ -12,7 +12,7 @@ Example::
 
     from audioscene.train import TrainConfig, train
     train(TrainConfig(train_data="data/train", eval_data="data/eval", out_dir="runs/b_att",
-                      model="resnet_b_att", width=16, epochs=5))
+                      model="resnet_b_att", model_args={"width": 16}, epochs=5))
 """
 
 from __future__ import annotations
@@ -55,8 +55,13 @@ __all__ = ["TrainConfig", "train", "resume", "train_step", "train_epoch", "evalu
 
 log = logging.getLogger(__name__)
 
-METRIC_COLUMNS = ("epoch", "train_loss", *SCORES, "train_clips_per_s", "seconds")
-RAW_COLUMNS = tuple(f"raw_{key}" for key in SCORES)  # runs with a weight average: the raw weights' scores
+
+
+def metric_columns(weight_average: bool = False) -> tuple[str, ...]:
+    """metrics.csv's columns: one per score of `metrics.SCORES`, and for a run with a weight average
+    the raw weights' scores beside them (`raw_<score>`)."""
+    return ("epoch", "train_loss", *SCORES, "train_clips_per_s", "seconds",
+            *(f"raw_{key}" for key in SCORES if weight_average))
 
 
 def bce_loss(clipwise: torch.Tensor, target: torch.Tensor, eps: float = 1e-7, reduction: str = "mean") -> torch.Tensor:
@@ -136,7 +141,7 @@ def train_step(learner: Learner, batch: MicroBatch) -> float:
     with torch.no_grad():
         features = learner.frontend(waves)
     masking = None
-    if learner.raw_model.input_kind == "logmel":
+    if learner.raw_model.takes_audio:
         masking = learner.recipe.masking(rng, normalised=learner.raw_model.normalises_input)
     # gradients are all-reduced only on the last micro-batch of an optimizer step
     with nullcontext() if batch.last or not context.distributed else learner.model.no_sync():
@@ -265,9 +270,8 @@ def _datasets(config: TrainConfig, label_set: LabelSet | None, context: Context
     """The training data (its spec, a set or a stream of this rank's share) and the eval set."""
     train_spec = DataSpec.parse(config.train_data, config.labels_csv)
     eval_spec = DataSpec.parse(config.eval_data, config.eval_labels_csv)
-    input_kind = "embeddings" if config.model in models.available("embedding") else "logmel"
     for spec in (train_spec, eval_spec):
-        spec.require_input(input_kind, config.model)
+        spec.require_input(models.family_of(config.model).takes_audio, config.model)
     options = OpenOptions(label_set, config.clip_seconds, config.frontend.sample_rate, config.seed,
                           config.skip_corrupt, context.rank, context.world_size)
     train_set = train_spec.open(options)
@@ -276,8 +280,8 @@ def _datasets(config: TrainConfig, label_set: LabelSet | None, context: Context
     return train_spec, train_set, eval_set
 
 
-def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, context: Context) -> Path:
-    run_dir = Path(config.out_dir)
+def _micro_batch_size(config: TrainConfig, context: Context) -> int:
+    """Clips per forward pass on each rank, checked against the batch, mixup and the device."""
     micro = config.micro_batch_size or max(1, config.batch_size // context.world_size)
     if config.batch_size % (context.world_size * micro):
         raise ConfigError(f"batch_size {config.batch_size} is not a multiple of {context.world_size} ranks × "
@@ -287,6 +291,12 @@ def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, c
                           "--micro-batch-size (or the batch size per process), or turn mixup off with --mixup-alpha 0")
     if config.sync_batchnorm and context.device.type != "cuda":
         raise ConfigError("sync_batchnorm needs CUDA devices (PyTorch's SyncBatchNorm runs on GPUs only)")
+    return micro
+
+
+def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, context: Context) -> Path:
+    run_dir = Path(config.out_dir)
+    micro = _micro_batch_size(config, context)
     train_spec, train_set, eval_set = _datasets(config, state.label_set if state else None, context)
     label_set = train_set.label_set
     teacher = Teacher(config.teacher, label_set, config.kd_temperature) if config.teacher else None
@@ -308,8 +318,8 @@ def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, c
 
         # drop the points an interrupted epoch logged after the last checkpoint (steps count clips)
         writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=(start_epoch - 1) * n_epoch_clips + 1)
-        log.info("training %s (width %d, %s parameters) on %d clips, evaluating on %d, %d classes, %s × %s, "
-                 "micro-batches of %d", config.model, learner.raw_model.config.width,
+        log.info("training %s (%s, %s parameters) on %d clips, evaluating on %d, %d classes, %s × %s, "
+                 "micro-batches of %d", config.model, models.run_settings(learner.raw_model.config) or "as published",
                  f"{sum(p.numel() for p in learner.raw_model.parameters()):,}", n_epoch_clips, len(eval_set),
                  len(label_set), context.world_size, context.device, micro)
     for epoch in range(start_epoch, config.epochs + 1):
@@ -322,18 +332,10 @@ def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, c
         coverage = coverage_of(stats.seen, n_epoch_clips, context)
         scores = _epoch_scores(learner, eval_set, epoch, progress)
         if context.is_main:
-            row = {"epoch": epoch, "train_loss": epoch_loss, **scores,
-                   "train_clips_per_s": coverage["clips"] / stats.seconds, "seconds": time.perf_counter() - started}
-            history.append(row)
+            history.append({"epoch": epoch, "train_loss": epoch_loss, **scores, "train_clips_per_s":
+                            coverage["clips"] / stats.seconds, "seconds": time.perf_counter() - started})
             _checkpoint(learner, epoch, label_set, history, coverage, run_id).save(checkpoint_path(run_dir, epoch))
-            _write_metrics_csv(run_dir, history)
-            for key in row.keys() - {"epoch", "train_clips_per_s", "seconds"}:
-                writer.add_scalar(f"epoch/{key}", row[key], epoch)
-            writer.flush()
-            log.info("epoch %d/%d: loss %.4f, eval %s%s (%.0f s, %.1f clips/s)", epoch, config.epochs,
-                     row["train_loss"], ", ".join(f"{name} {row[key]:.3f}" for key, name in SCORES.items()),
-                     " (weight average; raw weights mAP %.3f)" % row["raw_mAP"] if "raw_mAP" in row else "",
-                     row["seconds"], row["train_clips_per_s"])
+            _record_epoch(run_dir, history, writer, config.epochs)
         barrier(context)  # the checkpoint exists before any rank starts the next epoch
     if writer:
         writer.close()
@@ -365,8 +367,21 @@ def _checkpoint(learner: Learner, epoch: int, label_set: LabelSet, history: list
                       coverage=coverage, run_id=run_id, recipe=learner.recipe.state_dict())
 
 
+def _record_epoch(run_dir: Path, history: list[dict], writer, epochs: int) -> None:
+    """The last epoch's row in metrics.csv (rewritten atomically), TensorBoard and the log."""
+    row, epoch = history[-1], history[-1]["epoch"]
+    _write_metrics_csv(run_dir, history)
+    for key in row.keys() - {"epoch", "train_clips_per_s", "seconds"}:
+        writer.add_scalar(f"epoch/{key}", row[key], epoch)
+    writer.flush()
+    log.info("epoch %d/%d: loss %.4f, eval %s%s (%.0f s, %.1f clips/s)", epoch, epochs, row["train_loss"],
+             ", ".join(f"{score.display} {row[key]:.3f}" for key, score in SCORES.items()),
+             " (weight average; raw weights mAP %.3f)" % row["raw_mAP"] if "raw_mAP" in row else "",
+             row["seconds"], row["train_clips_per_s"])
+
+
 def _write_metrics_csv(run_dir: Path, history: list[dict]) -> None:
-    columns = METRIC_COLUMNS + (RAW_COLUMNS if RAW_COLUMNS[0] in history[-1] else ())
+    columns = metric_columns(weight_average=f"raw_{next(iter(SCORES))}" in history[-1])
     with atomic_open(run_dir / "metrics.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()

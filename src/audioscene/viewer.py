@@ -112,9 +112,39 @@ def allowed_hosts(host: str, extra: Sequence[str] = ()) -> list[str]:
     return sorted({*names, *extra} - {"0.0.0.0", "::"})
 
 
+async def read_upload(request, config: ViewerConfig) -> bytes:
+    """The uploaded file's bytes; `UploadError` for an empty or too large upload. Too large uploads
+    are read to the end and dropped: answering before the client has sent everything breaks its
+    connection, and the page could not show the message."""
+    limit = int(config.max_upload_mb * 1024 * 1024)
+    body, size = bytearray(), 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= limit:
+            body += chunk
+    if size > limit:
+        raise UploadError(413, f"the file is {size / 2**20:.1f} MB; the limit is {config.max_upload_mb:g} MB")
+    if not body:
+        raise UploadError(400, "the upload is empty")
+    return bytes(body)
+
+
+def analyze_bytes(data: bytes, filename: str, tagger: Tagger, config: ViewerConfig, lock: threading.Lock) -> dict:
+    """`analyze_upload` on uploaded bytes (written to a temporary file; one analysis at a time)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / ("upload" + Path(filename).suffix.lower()[:8])
+        path.write_bytes(data)
+        with lock:
+            try:
+                return analyze_upload(path, filename, tagger, config)
+            except audio.AudioError as exc:
+                reason = exc.reason.replace(str(path), filename)
+                raise UploadError(400, f"{filename} is not an audio file this viewer can read ({reason})") from None
+
+
 def create_app(tagger: Tagger, config: ViewerConfig = ViewerConfig(), hosts: Sequence[str] = LOOPBACK_NAMES):
-    """The Starlette application (routes above), answering only requests for `hosts` (see
-    `allowed_hosts`); `serve` runs it with uvicorn."""
+    """The Starlette application (the API of the module docstring, the page and its static files),
+    answering only requests for `hosts` (see `allowed_hosts`); `serve` runs it with uvicorn."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.middleware import Middleware
@@ -124,7 +154,6 @@ def create_app(tagger: Tagger, config: ViewerConfig = ViewerConfig(), hosts: Seq
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    limit = int(config.max_upload_mb * 1024 * 1024)
     model_lock = threading.Lock()  # one analysis at a time: the model already uses every core
 
     async def index(request: Request):
@@ -135,36 +164,11 @@ def create_app(tagger: Tagger, config: ViewerConfig = ViewerConfig(), hosts: Seq
                              "window_s": tagger.window_s, "max_upload_mb": config.max_upload_mb,
                              "top_k": config.top_k})
 
-    async def read_body(request: Request) -> bytes:
-        # Too large uploads are read to the end and dropped: answering before the client has sent
-        # everything breaks its connection, and the page could not show the message.
-        body, size = bytearray(), 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size <= limit:
-                body += chunk
-        if size > limit:
-            raise UploadError(413, f"the file is {size / 2**20:.1f} MB; the limit is {config.max_upload_mb:g} MB")
-        if not body:
-            raise UploadError(400, "the upload is empty")
-        return bytes(body)
-
-    def analyze_bytes(data: bytes, filename: str) -> dict:
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / ("upload" + Path(filename).suffix.lower()[:8])
-            path.write_bytes(data)
-            with model_lock:
-                try:
-                    return analyze_upload(path, filename, tagger, config)
-                except audio.AudioError as exc:
-                    reason = exc.reason.replace(str(path), filename)
-                    raise UploadError(400, f"{filename} is not an audio file this viewer can read ({reason})") from None
-
     async def analyze(request: Request):
         filename = Path(request.headers.get("x-filename", "upload")).name or "upload"
         try:
-            data = await read_body(request)
-            return JSONResponse(await run_in_threadpool(analyze_bytes, data, filename))
+            data = await read_upload(request, config)
+            return JSONResponse(await run_in_threadpool(analyze_bytes, data, filename, tagger, config, model_lock))
         except UploadError as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         except Exception as exc:  # a bug must not take the server down; the page shows the message

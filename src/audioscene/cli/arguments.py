@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import tomllib
 import typing
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def add_config_flags(parser, config_class, prefix: str = "") -> None:
     `CONFIG_RANGES` / `FRONTEND_RANGES`), default, choices, help text and flag names (field metadata).
     Booleans that default to on get `--no-NAME`; booleans a recipe sets (`bool | None`) get both
     `--NAME` and `--no-NAME`. A nested config gets an argument group of its own."""
-    from ..config import CONFIG_RANGES
+    from ..config import CONFIG_RANGES, choices_of
     from ..features import FRONTEND_RANGES
     from ..recipe import RECIPES
 
@@ -85,6 +86,9 @@ def add_config_flags(parser, config_class, prefix: str = "") -> None:
             options.update(action=argparse.BooleanOptionalAction, default=None)
             options["help"] += " (default: the recipe's, " + ", ".join(
                 f"{name} {'on' if values[item.name] else 'off'}" for name, values in RECIPES.items()) + ")"
+        elif typing.get_origin(kind) is dict:
+            options.update(action=KeyValues, default=None, metavar="KEY=VALUE")
+            options["help"] += " (repeat for several)"
         elif kind is bool:
             if default:
                 flags, options["help"] = [f"--no-{name}"], f"turn off (on by default): {options['help']}"
@@ -99,7 +103,7 @@ def add_config_flags(parser, config_class, prefix: str = "") -> None:
                 options["help"] += " (default: the recipe's, " + ", ".join(
                     f"{name} {values[item.name]}" for name, values in RECIPES.items()) + ")"
             if meta.get("choices"):
-                options["choices"] = meta["choices"]
+                options["choices"] = choices_of(item)
             elif item.name == "device":
                 options["type"] = device
             elif typing.get_origin(kind) is tuple:
@@ -107,6 +111,21 @@ def add_config_flags(parser, config_class, prefix: str = "") -> None:
             elif types_ & {int, float}:
                 options["type"] = number(**{"integer": float not in types_, **ranges.get(item.name, {})})
         parser.add_argument(*flags, **options)
+
+
+class KeyValues(argparse.Action):
+    """`--flag KEY=VALUE`, repeatable, into a dict; VALUE is read as a TOML value (`16`, `0.5`,
+    `true`, `[3, 4, 6, 3]`, `"text"`) or, failing that, taken as text."""
+
+    def __call__(self, parser, namespace, text, option_string=None):
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip().isidentifier():
+            parser.error(f"argument {option_string}: expected KEY=VALUE, got {text!r}")
+        try:
+            parsed = tomllib.loads(f"value = {value}")["value"]
+        except tomllib.TOMLDecodeError:
+            parsed = value
+        setattr(namespace, self.dest, {**(getattr(namespace, self.dest) or {}), key.strip(): parsed})
 
 
 def config_values(args, config_class) -> dict:
@@ -172,6 +191,23 @@ def add_event_options(p) -> None:
                    help="odd median kernel in frames, one per class, or a sed-tune JSON (default 1: none)")
 
 
+def add_data_option(p, flag: str, what: str, kinds: tuple[str, ...] | None = None) -> None:
+    """A required data-spec flag and, for `folder:` specs, `--labels` (its CSV)."""
+    from ..data.spec import forms_help
+
+    p.add_argument(flag, required=True, metavar="SPEC", help=f"{what}: {forms_help(kinds)}")
+    p.add_argument("--labels", help="for a folder: spec, its CSV filename,labels (default DIR/labels.csv)")
+
+
+def add_compute_options(p, batch_size: bool = True, workers: bool = True) -> None:
+    """Where and in what batches a command scores clips."""
+    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    if batch_size:
+        p.add_argument("--batch-size", type=positive_int, default=64, help="clips per batch (default 64)")
+    if workers:
+        p.add_argument("--workers", type=count, default=0, help="data loader worker processes (default 0)")
+
+
 def add_weights_option(p) -> None:
     p.add_argument("--weights", choices=("auto", "raw", "ema"), default="auto",
                    help="auto: the run's weights (their moving average when the run keeps one), raw: the optimizer's "
@@ -188,7 +224,7 @@ def add_model_options(p) -> None:
     p.add_argument("--classes", choices=("all", *CLASS_GROUPS), default="all",
                    help="all: the run's own labels; dcase2018: the 10 DCASE classes, each the max over its "
                         "AudioSet labels (default all)")
-    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    add_compute_options(p, batch_size=False, workers=False)
     p.add_argument("--hop-s", type=positive, help="window step in seconds (default: the window, about 10 s)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="windows per forward pass (default 8)")
 

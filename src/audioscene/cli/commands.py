@@ -50,7 +50,8 @@ def evaluate(args) -> None:
     from ..checkpoints import list_epochs
     from ..data import DataSpec
     from ..evaluate import evaluate_run
-    from ..report import table2, write_per_class_csv
+    from ..report import Table2Row, markdown_table, table2, write_per_class_csv
+    from ..report.paper import table2_row
 
     list_epochs(args.run)  # a missing run folder is named before an output is prepared in it
     spec = DataSpec.parse(args.data, args.labels)
@@ -59,22 +60,29 @@ def evaluate(args) -> None:
     result = evaluate_run(args.run, args.data, device=args.device, batch_size=args.batch_size, workers=args.workers,
                           labels_csv=args.labels or "", select_data=args.select_data,
                           select_labels_csv=args.select_labels or "", amp=args.amp)
-    name = args.run.name
-    rows = [(f"{name} (peak, epoch {result['peak_epoch']})", result["peak"]),
-            (f"{name} (Avg of {len(result['epochs'])} checkpoints)", result["avg"])]
-    columns = [("peak", result["peak"]), ("avg", result["avg"])]
-    if result["ema"] is not None:
-        rows.append((f"{name} (EMA weights, epoch {result['ema_epoch']})", result["ema"]))
-        columns.append(("ema", result["ema"]))
-    write_per_class_csv(per_class, result["labels"].names, columns)
-    print(f"{result['n_clips']} clips from {args.data}{' (bf16 autocast)' if args.amp else ''}\n")
-    print(table2(rows))
+    model = result.run_config["model_config"]["name"]
+    rows = [Table2Row(args.run.name, variant, scored.epoch, scored.summary, result.n_clips,
+                      paper=table2_row(model, variant)) for variant, scored in result.variants.items()]
+    write_per_class_csv(per_class, result.labels.names, [(row.variant, row.summary) for row in rows])
+    print(f"{result.n_clips} clips from {args.data}{' (bf16 autocast)' if args.amp else ''}; Avg of "
+          f"{len(result.epochs)} checkpoints: the mean of their outputs, scored\n")
+    print(markdown_table(table2(rows)))
     if args.select_data is None:
-        print(f"\nthe peak epoch is chosen by {result['selected_by']} on {args.data} itself, as in the paper "
+        print(f"\nthe peak epoch is chosen by {result.selected_by} on {args.data} itself, as in the paper "
               "(optimistic: the split that picks the epoch is also scored); --select-data picks it on another split")
     else:
-        print(f"\nthe peak epoch is chosen by {result['selected_by']} on {args.select_data}")
+        print(f"\nthe peak epoch is chosen by {result.selected_by} on {args.select_data}")
     print(f"\nper-class AP/AUC: {per_class}")
+
+
+def import_panns(args) -> None:
+    from ..pretrained import RELEASES, import_panns
+
+    path = import_panns(args.checkpoint, args.arch, args.out)
+    release = RELEASES[args.arch]
+    print(f"{args.checkpoint} ({args.arch}, published mAP {release.published['mAP']:.3f}) -> {path}\n"
+          f"front end: {release.frontend.sample_rate} Hz, {release.frontend.n_mels} mel bands; use it as --run "
+          f"{args.out} (tag, detect, evaluate, report, predict, export-onnx, train --init {path})")
 
 
 def predict(args) -> None:
@@ -89,33 +97,17 @@ def predict(args) -> None:
 
 
 def report(args) -> None:
-    from .. import reproduce
-    from .._io import staged_folder
+    from ..report import ReportRequest, build
 
     names = [name for name, _ in args.runs]
     if len(set(names)) != len(names):
         raise InputError(f"run names must be unique, got {', '.join(names)}")
-    if args.sed_run and args.sed_run not in names:
-        raise InputError(f"--sed-run {args.sed_run!r} is none of the --runs names ({', '.join(names)})")
-    sed_run = dict(args.runs)[args.sed_run] if args.sed_run else args.runs[0][1]
-    reproduce.check_inputs(dict(args.runs), args.eval_data, args.labels or "", args.select_data, args.dcase,
-                           args.embeddings_data, args.select_labels or "", sed_run=sed_run, mapping=args.mapping,
-                           figure_clips=tuple(args.figure_clips or ()))
-    # built in a staging folder and swapped in whole: no figure or table of an earlier report lingers,
-    # and a report that fails leaves the earlier one as it was
-    with staged_folder(args.out, reproduce.is_report_folder, "report folder") as staging:
-        rows, provenance = reproduce.table2(dict(args.runs), args.eval_data, labels_csv=args.labels or "",
-                                            select_data=args.select_data, device=args.device,
-                                            n_resamples=args.bootstrap, seed=args.seed,
-                                            embeddings_data=args.embeddings_data,
-                                            select_labels_csv=args.select_labels or "")
-        sections = ""
-        if args.dcase:
-            sections, provenance["segmentation"] = reproduce.dcase_segmentation(
-                sed_run, args.dcase, staging, mapping=args.mapping, checkpoint=args.checkpoint, weights=args.weights,
-                device=args.device, figure_clips=tuple(args.figure_clips or ()))
-        reproduce.write(rows, provenance, staging, sections)
-    print((args.out / "report.md").read_text(encoding="utf-8"))
+    path = build(ReportRequest(
+        dict(args.runs), args.eval_data, args.out, labels_csv=args.labels or "", select_data=args.select_data,
+        select_labels_csv=args.select_labels or "", embeddings_data=args.embeddings_data, n_resamples=args.bootstrap,
+        seed=args.seed, device=args.device, dcase=args.dcase, sed_run=args.sed_run or "", checkpoint=args.checkpoint,
+        weights=args.weights, mapping=args.mapping, figure_clips=tuple(args.figure_clips or ())))
+    print(path.read_text(encoding="utf-8"))
     print(f"written to {args.out}/ (report.md, index.html, table2.csv, provenance.json)")
 
 
@@ -202,11 +194,11 @@ def detect(args) -> int:
 def sed_eval(args) -> None:
     from ..events import read_events_tsv
     from ..metrics import event_f1
-    from ..report import table4
+    from ..report import markdown_table, table4
 
     scores = event_f1(read_events_tsv(args.ref), read_events_tsv(args.est), t_collar=args.collar,
                       percentage_of_length=args.percentage_of_length, zero_score=not args.nan_for_empty)
-    print(table4([(f"(collar {args.collar:g} s)", scores)], with_paper=False))
+    print(markdown_table(table4([(f"(collar {args.collar:g} s)", scores)], with_paper=False)))
     print(f"\nmacro F1 {100 * scores.macro_f1:.2f} %   micro F1 {100 * scores.micro_f1:.2f} %   "
           f"({int(scores.n_ref.sum())} reference, {int(scores.n_sys.sum())} estimated events)")
 
@@ -214,19 +206,19 @@ def sed_eval(args) -> None:
 def sed_tune(args) -> int:
     from .._io import prepare_output
     from ..events import read_events_tsv
-    from ..report import tuning_table
-    from ..sed import tune_on
+    from ..report import markdown_table, tuning_table
+    from ..sed import TuneGrid, tune_on
 
     output = prepare_output(args.output, inputs=(args.ref,))
     tagger, failed = _tagger(args), []
     analyses = dict(_analyses(args, tagger, [args.audio], failed))
     if not analyses:
         raise InputError(f"{args.audio}: no audio file could be read")
-    tuning = tune_on(analyses, read_events_tsv(args.ref), tagger.frame_hop, thresholds=args.grid,
-                     kernels=(1,) if args.thresholds_only else args.kernels, t_collar=args.collar, progress=True,
-                     upsample_factor=args.upsample)
+    grid = TuneGrid(args.grid, (1,) if args.thresholds_only else args.kernels, t_collar=args.collar,
+                    upsample_factor=args.upsample)
+    tuning = tune_on(analyses, read_events_tsv(args.ref), tagger.frame_hop, grid, progress=True)
     tuning.save(output)
-    print(tuning_table(tuning))
+    print(markdown_table(tuning_table(tuning)))
     print(f"\ntuned on {len(analyses)} files -> {args.output}")
     return 1 if failed else 0
 

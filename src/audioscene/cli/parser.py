@@ -11,12 +11,13 @@ from . import commands
 from .arguments import (
     PROG,
     Parser,
+    add_compute_options,
     add_config_flags,
+    add_data_option,
     add_event_options,
     add_model_options,
     add_weights_option,
     count,
-    device,
     named_run,
     number,
     per_class_values,
@@ -26,13 +27,7 @@ from .arguments import (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from ..config import TrainConfig
-
-    parser = Parser(prog=PROG, description="Audio tagging and sound event detection with the paper's ResNets.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
-
+def _synth(sub) -> None:
     p = sub.add_parser("synth", help="generate the synthetic soundscape data set",
                        description="Generate deterministic synthetic 10 s soundscapes with the 10 DCASE 2018 class names.",
                        epilog="example: audioscene synth --out data/synth/train --n-clips 2000 --seed 1 --snr-db 0,15",
@@ -46,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=positive_int, help="processes rendering clips (default: one per CPU)")
     p.set_defaults(func=commands.synth)
 
+
+def _synth_embeddings(sub) -> None:
     p = sub.add_parser("synth-embeddings", help="AudioSet-style embedding TFRecords of a synthetic split (offline "
                                                 "stand-in for the released features)",
                        description="Write a synthetic split as TFRecords in the layout of AudioSet's released "
@@ -58,11 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "(default 0)")
     p.set_defaults(func=commands.synth_embeddings)
 
+
+def _train(sub) -> None:
+    from ..config import TrainConfig
+
     p = sub.add_parser("train", help="train a Table-1 model or an embedding baseline (checkpoint every epoch, "
                                      "resumable)",
                        description="Train a model on a data folder (weak.csv + audio/), evaluating after every epoch.",
                        epilog="examples:\n  audioscene train --train-data data/train --eval-data data/eval --model resnet_b_att "
-                              "--width 16 --epochs 5 --out runs/b_att\n  audioscene train --config run.toml --seed 3\n"
+                              "--model-arg width=16 --epochs 5 --out runs/b_att\n  audioscene train --config run.toml --seed 3\n"
                               "  audioscene train --resume runs/b_att --epochs 10\n"
                               "  torchrun --nproc-per-node 4 -m audioscene train --data shards:shards/train "
                               "--eval-data data/eval --batch-size 128 --out runs/ddp\n"
@@ -77,23 +78,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(p, TrainConfig)
     p.set_defaults(func=commands.train)
 
+
+def _evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="Table-2 style scores of a run: peak epoch and checkpoint-averaged outputs",
                        description="Score every checkpoint of a run on a data folder; report the peak epoch and 'Avg' "
                                    "(the mean of all checkpoints' outputs, scored).",
                        epilog="example: audioscene evaluate --run runs/b_att --data data/eval")
     p.add_argument("--run", type=Path, required=True, help="run folder with epoch_NNN.pt files")
-    p.add_argument("--data", required=True, help="data to score: DIR (weak.csv + audio/), folder:DIR, "
-                                                 "dcase2018:ROOT:SPLIT or embeddings:DIR (embedding baselines)")
-    p.add_argument("--labels", help="for folder: data, its CSV filename,labels (default DIR/labels.csv)")
+    add_data_option(p, "--data", "data to score")
     p.add_argument("--select-data", help="pick the peak epoch on this split instead of --data itself")
     p.add_argument("--select-labels", help="for a folder: --select-data, its CSV filename,labels")
     p.add_argument("--amp", action="store_true", help="score in bf16 autocast (faster; float32 by default)")
-    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--batch-size", type=positive_int, default=64, help="clips per batch (default 64)")
-    p.add_argument("--workers", type=count, default=0, help="data loader worker processes (default 0)")
+    add_compute_options(p)
     p.add_argument("--per-class", type=Path, help="per-class CSV path (default RUN/per_class_DATA.csv)")
     p.set_defaults(func=commands.evaluate)
 
+
+def _predict(sub) -> None:
     p = sub.add_parser("predict", help="clip probabilities of one or more runs on a data set: a teacher file for "
                                        "knowledge distillation",
                        description="Write the clip probabilities of the given runs (averaged) on every clip of a "
@@ -103,16 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", type=Path, action="append", required=True, help="teacher run folder (repeat to average "
                                                                               "several)")
     p.add_argument("--checkpoint", default="best", help="best, last, avg or a .pt path (default best)")
-    p.add_argument("--data", required=True, help="data whose clips get predictions: DIR, folder:DIR, "
-                                                 "dcase2018:ROOT:SPLIT or embeddings:DIR")
-    p.add_argument("--labels", help="for folder: data, its CSV filename,labels (default DIR/labels.csv)")
+    add_data_option(p, "--data", "data whose clips get predictions")
     p.add_argument("-o", "--output", type=Path, required=True, help="teacher file (.npz) to write")
-    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--batch-size", type=positive_int, default=64, help="clips per batch (default 64)")
-    p.add_argument("--workers", type=count, default=0, help="data loader worker processes (default 0)")
+    add_compute_options(p)
     add_weights_option(p)
     p.set_defaults(func=commands.predict)
 
+
+def _report(sub) -> None:
     p = sub.add_parser("report", help="Table 2 regenerated from runs: peak, Avg and EMA rows with bootstrap "
                                       "confidence intervals, the paper's rows and provenance",
                        description="Score each run on the evaluation data (every checkpoint: peak epoch, Avg of "
@@ -123,9 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "-o report/")
     p.add_argument("--runs", type=named_run, nargs="+", required=True, metavar="NAME=RUN_DIR",
                    help="runs to report, each NAME=RUN_DIR (or RUN_DIR, named after its folder)")
-    p.add_argument("--eval-data", required=True, help="data to score: DIR, folder:DIR, dcase2018:ROOT:SPLIT or "
-                                                      "embeddings:DIR")
-    p.add_argument("--labels", help="for folder: data, its CSV filename,labels (default DIR/labels.csv)")
+    add_data_option(p, "--eval-data", "data to score")
     p.add_argument("--embeddings-data", metavar="SPEC", help="embeddings:DIR the runs of embedding models "
                                                              "(yu_multilevel_att, kong_att) are scored on")
     p.add_argument("--select-labels", help="for a folder: --select-data, its CSV filename,labels")
@@ -134,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=number(integer=True, low=MIN_RESAMPLES, high=MAX_RESAMPLES), default=1000,
                    help=f"bootstrap resamples, {MIN_RESAMPLES} to {MAX_RESAMPLES} (default 1000)")
     p.add_argument("--seed", type=count, default=0, help="seed of the resampling (default 0)")
-    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    add_compute_options(p, batch_size=False, workers=False)
     p.add_argument("--dcase", type=Path, metavar="ROOT", help="DCASE 2018 task 4 dataset/ folder: adds Tables 3-4 and "
                                                                 "Figure 2 (tuned on test; scored on test and eval)")
     p.add_argument("--sed-run", metavar="NAME", help="the run whose frame outputs Tables 3-4 use (default the first)")
@@ -149,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", type=Path, required=True, help="report folder")
     p.set_defaults(func=commands.report)
 
+
+def _tag(sub) -> None:
     p = sub.add_parser("tag", help="top labels of audio files (any length)",
                        description="Tag audio files: clip scores (max over ~10 s windows) and the top-k labels. "
                                    "Folders expand to the audio files in them; files that cannot be read are named "
@@ -163,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(p)
     p.set_defaults(func=commands.tag)
 
+
+def _export_onnx(sub) -> None:
     p = sub.add_parser("export-onnx", help="export a trained model to ONNX (checked against PyTorch)",
                        description="Export a checkpoint to ONNX with dynamic batch and time axes, optionally with the "
                                    "log-mel front end inside (input: 16 kHz waveform). ONNX Runtime's outputs are "
@@ -179,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=positive, default=1e-4, help="max |ONNX − PyTorch| accepted (default 1e-4)")
     p.set_defaults(func=commands.export_onnx)
 
+
+def _view(sub) -> None:
     p = sub.add_parser("view", help="a local web page: drop a file, see tags, activations and events",
                        description="Serve a page (loopback only by default) where you drop or pick an audio file and "
                                    "see its log-mel spectrogram, top tags, activation curves and detected events, "
@@ -195,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(p)
     p.set_defaults(func=commands.view)
 
+
+def _detect(sub) -> None:
     p = sub.add_parser("detect", help="sound events in audio files (any length) as a DCASE TSV",
                        description="Find when each sound happens: frame scores of 10 s windows, stitched, median-"
                                    "filtered, thresholded and turned into events. Files that cannot be read are "
@@ -212,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(p)
     p.set_defaults(func=commands.detect)
 
+
+def _sed_eval(sub) -> None:
     p = sub.add_parser("sed-eval", help="event-based F1 of estimated events against reference events",
                        description="Score an events TSV against a reference TSV with sed_eval's event-based rule "
                                    "(onset within the collar, offset within max(collar, 20%% of the event's length)).",
@@ -226,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "average (sed_eval's default) instead of scoring 0")
     p.set_defaults(func=commands.sed_eval)
 
+
+def _sed_tune(sub) -> None:
     p = sub.add_parser("sed-tune", help="per-class thresholds and median kernels that maximise event F1",
                        description="Sweep a threshold grid and odd median kernels per class on a tuning set with "
                                    "reference events; writes the best setting of each class as JSON for detect.",
@@ -247,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(p)
     p.set_defaults(func=commands.sed_tune)
 
+
+def _plot(sub) -> None:
     p = sub.add_parser("plot", help="Figure 2: spectrogram above the activation curves of the top classes",
                        description="Draw a file's log-mel spectrogram above the framewise activations of its "
                                    "top classes, with reference events shaded when a TSV is given.",
@@ -261,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(p)
     p.set_defaults(func=commands.plot)
 
+
+def _download(sub) -> None:
     p = sub.add_parser("download", help="fetch AudioSet clips (yt-dlp + ffmpeg), resumable, with a shrinkage report",
                        description="Fetch the [start, end] section of each segment of an AudioSet CSV as 16 kHz mono "
                                    "FLAC (OUT/audio/YTID_STARTMS.flac). Re-running resumes: fetched clips and "
@@ -281,19 +294,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=positive_int, help="only the first N segments")
     p.set_defaults(func=commands.download)
 
+
+def _pack(sub) -> None:
     p = sub.add_parser("pack", help="write a data set into tar shards (WebDataset layout) with a checksummed index",
                        description="Pack clips into shards of about --shard-mb (key.flac + key.json per clip) and "
                                    "index.json with each shard's clip count and sha256; files are written atomically.",
                        epilog="examples:\n  audioscene pack --data data/train --out shards/train\n"
                               "  audioscene pack --data folder:my_clips --labels my_clips/labels.csv --out shards/mine",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="DIR (weak.csv + audio/), folder:DIR (with --labels) or "
-                                                 "dcase2018:ROOT:SPLIT")
-    p.add_argument("--labels", help="for folder: data, the CSV filename,labels")
+    add_data_option(p, "--data", "data to pack", kinds=("dir", "folder", "dcase2018"))
     p.add_argument("--out", type=Path, required=True, help="shard folder to write")
     p.add_argument("--shard-mb", type=positive, default=1000.0, help="shard size in MB (default 1000)")
     p.set_defaults(func=commands.pack)
 
+
+def _verify(sub) -> None:
     p = sub.add_parser("verify", help="check every shard against its index (size, sha256, members)",
                        description="Check that every shard listed in index.json exists, has the recorded size and "
                                    "sha256, and holds one .flac and one .json per clip. Exit code 1 on any problem.",
@@ -301,10 +316,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("shards", type=Path, metavar="SHARDS", help="shard folder (with index.json)")
     p.set_defaults(func=commands.verify)
 
+
+def _demo(sub) -> None:
     p = sub.add_parser("demo", help="run the pipeline on the embedded synthetic data set",
                        description="Run the whole pipeline offline on synthetic data.",
                        epilog="example: audioscene demo --out demo_output")
     p.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (default demo_output)")
     p.add_argument("--seed", type=count, default=0, help="random seed (default 0)")
     p.set_defaults(func=commands.demo)
+
+
+def _import_panns(sub) -> None:
+    from ..pretrained import RELEASES
+
+    p = sub.add_parser("import-panns", help="a released PANNs checkpoint (Cnn14, ...) as a run for every command",
+                       description="Check a PANNs AudioSet checkpoint (from the Zenodo record 10.5281/zenodo.3987831) "
+                                   "against its architecture, load it without executing anything, and write it as a "
+                                   "run folder (epoch_001.pt) with its front end and the 527 AudioSet labels.",
+                       epilog="example: audioscene import-panns Cnn14_mAP=0.431.pth --arch Cnn14 --out runs/cnn14")
+    p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="the released .pth file")
+    p.add_argument("--arch", choices=tuple(RELEASES), default="Cnn14", help="its architecture (default Cnn14)")
+    p.add_argument("--out", type=Path, required=True, help="run folder to write (new, or without checkpoints)")
+    p.set_defaults(func=commands.import_panns)
+
+
+SUBCOMMANDS = (_synth, _synth_embeddings, _train, _evaluate, _predict, _report, _tag, _export_onnx, _view, _detect,
+               _sed_eval, _sed_tune, _plot, _download, _pack, _verify, _demo, _import_panns)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog=PROG, description="Audio tagging and sound event detection with the paper's ResNets.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
     return parser

@@ -14,10 +14,10 @@ on them as they are; a model trained on AudioSet's 527 labels is scored on the D
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
+from .._io import csv_rows
 from ..audio import SAMPLE_RATE
 from ..events import Event, read_events_tsv
 from ..labels import dcase2018
@@ -63,11 +63,17 @@ def dataset(root: str | os.PathLike, split: str, clip_seconds: float = 10.0, sam
             by_file.setdefault(path.name, set())
         rows = [(name, tuple(sorted(labels)), 0) for name, labels in sorted(by_file.items())]
     else:
-        with open(metadata, newline="", encoding="utf-8") as f:
-            reader = csv.reader(f, delimiter="\t")
-            header = next(reader, None)
-            if header is None or [h.strip() for h in header[:2]] != ["filename", "event_labels"]:
-                raise DataSetError(f"{metadata}:1: expected the header 'filename<TAB>event_labels', got {header}")
-            rows = [(row[0].strip(), tuple(x.strip() for x in row[1].split(",") if x.strip()), reader.line_num)
-                    for row in reader if row and row[0].strip()]
+        lines = csv_rows(metadata, DataSetError, delimiter="\t")  # UTF-8, no NUL, quotes closed: file:line
+        _, _, header = next(lines, (1, 1, None))
+        if header is None or [h.strip() for h in header[:2]] != ["filename", "event_labels"]:
+            raise DataSetError(f"{metadata}:1: expected the header 'filename<TAB>event_labels', got {header}")
+        rows = []
+        for first, last, row in lines:
+            if not row or not row[0].strip():
+                continue
+            if first != last:
+                raise DataSetError(f"{metadata}:{first}: a quote opened on this line is not closed before line {last}")
+            if len(row) < 2 or any(cell.strip() for cell in row[2:]):
+                raise DataSetError(f"{metadata}:{first}: expected 'filename<TAB>labels', got {row!r}")
+            rows.append((row[0].strip(), tuple(x.strip() for x in row[1].split(",") if x.strip()), first))
     return ClipDataset._from_rows(rows, audio_dir, metadata, classes, clip_seconds, sample_rate)

@@ -114,6 +114,17 @@ OPENERS: dict[str, tuple[Callable[["DataSpec", OpenOptions], ClipSet | ClipStrea
 }
 WITH_LABELS_FILE = ("folder",)
 
+# how each form reads in a help text, in the table's order
+FORMS = {"dir": "DIR (weak.csv + audio/)", "folder": "folder:DIR (labelled by --labels)",
+         "dcase2018": "dcase2018:ROOT:SPLIT", "shards": "shards:DIR",
+         "embeddings": "embeddings:DIR (AudioSet's released features, for models on embeddings)"}
+
+
+def forms_help(kinds: tuple[str, ...] | None = None) -> str:
+    """The data-spec forms a command accepts, for its help text (default: the map-style ones)."""
+    names = [text for kind, text in FORMS.items() if (kind in kinds if kinds else not OPENERS[kind][1])]
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
 
 @dataclass(frozen=True)
 class DataSpec:
@@ -162,14 +173,14 @@ class DataSpec:
         """A file-name-safe short name (the last path part, or the DCASE split)."""
         return self.split or Path(self.path.rstrip("/")).name or "data"
 
-    def require_input(self, input_kind: str, model: str) -> None:
-        """Refuse data that does not hold what `model` takes (`input_kind`: "logmel" models take
-        audio, "embeddings" models AudioSet's released embeddings), naming both."""
-        holds = "embeddings" if self.kind == "embeddings" else "logmel"
-        if holds != input_kind:
-            wants = "audio (a folder, folder:, dcase2018: or shards: spec)" if input_kind == "logmel" else \
+    def require_input(self, takes_audio: bool, model: str) -> None:
+        """Refuse data that does not hold what `model` takes (audio when it `takes_audio`, else
+        AudioSet's released embeddings), naming both."""
+        holds_audio = self.kind != "embeddings"
+        if holds_audio != takes_audio:
+            wants = "audio (a folder, folder:, dcase2018: or shards: spec)" if takes_audio else \
                 "AudioSet's released embeddings (an embeddings: spec)"
-            has = "AudioSet's released embeddings" if holds == "embeddings" else "audio"
+            has = "audio" if holds_audio else "AudioSet's released embeddings"
             raise ConfigError(f"{self}: holds {has}, but {model} takes {wants}")
 
     def open(self, options: OpenOptions = OpenOptions()) -> ClipSet | ClipStream:

@@ -17,13 +17,10 @@ negatives, as in `summarize`.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-from scipy.stats import norm
 
 from ..errors import check_number
-from .tagging import _validate
+from .tagging import SCORES, _validate
 
 MIN_RESAMPLES, MAX_RESAMPLES = 100, 100_000
 
@@ -53,36 +50,34 @@ def _class_scores(hits: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> t
     return np.where(defined, ap, np.nan), np.where(defined, auc, np.nan)
 
 
-def weighted_scores(y_true: np.ndarray, y_score: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
-    """mAP and mAUC `[B]` of the clips weighted by `counts` `[B, n_clips]` (how often each is drawn)."""
+def weighted_per_class(y_true: np.ndarray, y_score: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-class AP and AUC `[B, K]` of the clips weighted by `counts` `[B, n_clips]` (how often each
+    is drawn); NaN for a class a resample cannot score (AP too, as in `summarize`)."""
     hits, scores = _validate(y_true, y_score)
     counts = np.atleast_2d(counts)
     ap = np.full((len(counts), scores.shape[1]), np.nan)
     auc = np.full_like(ap, np.nan)
     for c in np.flatnonzero(hits.any(axis=0) & ~hits.all(axis=0)):
         ap[:, c], auc[:, c] = _class_scores(hits[:, c], scores[:, c], counts)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a resample may score no class: NaN
-        return {"mAP": np.nanmean(np.where(np.isfinite(auc), ap, np.nan), axis=1), "mAUC": np.nanmean(auc, axis=1)}
+    return {"ap": np.where(np.isfinite(auc), ap, np.nan), "auc": auc}
 
 
 def bootstrap_scores(y_true: np.ndarray, y_score: np.ndarray, n_resamples: int = 1000, seed: int = 0,
                      chunk: int = 100) -> dict[str, np.ndarray]:
-    """mAP, mAUC and d′ of `n_resamples` bootstrap resamples of the clips, `[n_resamples]` each
-    (`chunk` resamples at a time bound the memory: chunk × n_clips weights per class)."""
+    """Every score of `SCORES` on `n_resamples` bootstrap resamples of the clips, `[n_resamples]`
+    each (`chunk` resamples at a time bound the memory: chunk × n_clips weights per class)."""
     n_clips = np.shape(y_score)[0]
     rng = np.random.default_rng(seed)
-    parts = [weighted_scores(y_true, y_score, rng.multinomial(n_clips, np.full(n_clips, 1 / n_clips),
-                                                               size=min(chunk, n_resamples - start)))
+    parts = [weighted_per_class(y_true, y_score, rng.multinomial(n_clips, np.full(n_clips, 1 / n_clips),
+                                                                 size=min(chunk, n_resamples - start)))
              for start in range(0, n_resamples, chunk)]
-    out = {key: np.concatenate([part[key] for part in parts]) for key in ("mAP", "mAUC")}
-    out["d_prime"] = np.sqrt(2.0) * norm.ppf(out["mAUC"])
-    return out
+    per_class = {key: np.concatenate([part[key] for part in parts]) for key in ("ap", "auc")}
+    return {name: score.of_classes(per_class) for name, score in SCORES.items()}
 
 
 def confidence_intervals(y_true: np.ndarray, y_score: np.ndarray, n_resamples: int = 1000, level: float = 0.95,
                          seed: int = 0) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap intervals `(low, high)` of mAP, mAUC and d′ at `level`, from
+    """Percentile bootstrap intervals `(low, high)` of every score of `SCORES` at `level`, from
     `MIN_RESAMPLES` to `MAX_RESAMPLES` resamples (fewer make the tails meaningless; more take hours
     on AudioSet's eval set for no visible change)."""
     check_number("n_resamples", n_resamples, integer=True, low=MIN_RESAMPLES, high=MAX_RESAMPLES)

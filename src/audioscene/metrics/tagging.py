@@ -10,21 +10,23 @@ of clips scoring below or tied with them, so the work past the sort grows with t
 >>> y_score = np.array([[0.9, 0.2], [0.3, 0.8], [0.6, 0.4], [0.1, 0.5]])
 >>> round(summarize(y_true, y_score)["mAP"], 4)   # class 0: AP 1, class 1: AP (1 + 2/3) / 2
 0.9167
+
+The clip-level scores themselves (mAP, mean AUC, d′) are the table `SCORES`: each is a reduction of
+the per-class AP and AUC, so the same function gives the point score (`summarize`), the score of a
+bootstrap resample (`bootstrap.py`) and a column of metrics.csv, TensorBoard, the epoch log and
+Table 2. A new score is one `register_score(Score(...))` call.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
 
 import numpy as np
 from scipy.stats import norm
 
 from ..errors import InputError
-
-# The scalar scores of `summarize`, in report order, with their display names: metrics.csv columns,
-# TensorBoard scalars, the training log and Table 2 follow this table (a new score is added here).
-SCORES: dict[str, str] = {"mAP": "mAP", "mAUC": "AUC", "d_prime": "d′"}
-
 
 def _validate(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y_true, y_score = np.asarray(y_true), np.asarray(y_score)
@@ -125,6 +127,61 @@ def d_prime(auc: float | np.ndarray) -> float | np.ndarray:
     return np.sqrt(2.0) * norm.ppf(auc)
 
 
+@dataclass(frozen=True)
+class Score:
+    """A clip-level score: `name` (its key in summaries and metrics.csv), `display` (Table 2's
+    header) and `of_classes`, which reduces per-class statistics `{"ap": [..., K], "auc": [..., K]}`
+    (NaN for classes not scored) over the last axis. Vectorised over leading axes, it serves one
+    evaluation (`summarize`) and many bootstrap resamples (`bootstrap.bootstrap_scores`) alike."""
+
+    name: str
+    display: str
+    of_classes: Callable[[dict[str, np.ndarray]], np.ndarray]
+
+
+def _nanmean(values: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a resample may score no class: NaN
+        return np.nanmean(values, axis=-1)
+
+
+# The scalar scores, in report order: metrics.csv columns, TensorBoard scalars, the training log,
+# Table 2 and its intervals follow this table.
+SCORES: dict[str, Score] = {}
+
+
+def register_score(score: Score) -> Score:
+    """Add `score` to `SCORES` (after the others); refuses a name already taken."""
+    if score.name in SCORES:
+        raise ValueError(f"a score named {score.name!r} is registered already")
+    SCORES[score.name] = score
+    return score
+
+
+register_score(Score("mAP", "mAP", lambda per_class: _nanmean(per_class["ap"])))
+register_score(Score("mAUC", "AUC", lambda per_class: _nanmean(per_class["auc"])))
+register_score(Score("d_prime", "d′", lambda per_class: d_prime(_nanmean(per_class["auc"]))))
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Table-2 scores of one set of clip outputs. `summary["mAP"]` reads a score by its name in
+    `SCORES`; `per_class` holds `ap` and `auc` `[K]` (NaN for classes not scored)."""
+
+    scores: dict[str, float]
+    n_classes_scored: int
+    n_classes_skipped: int
+    per_class: dict[str, np.ndarray] = field(repr=False)
+
+    def __getitem__(self, name: str) -> float:
+        return self.scores[name]
+
+    @property
+    def classes(self) -> str:
+        """"scored/total", as Table 2 prints it."""
+        return f"{self.n_classes_scored}/{self.n_classes_scored + self.n_classes_skipped}"
+
+
 def require_scorable(y_true: np.ndarray, name: str = "the data") -> None:
     """Raise `InputError` naming `name` unless some class has both positive and negative clips."""
     positives = (np.asarray(y_true) > 0).sum(axis=0)
@@ -132,24 +189,15 @@ def require_scorable(y_true: np.ndarray, name: str = "the data") -> None:
         raise InputError(f"{name}: no class has both positive and negative clips; nothing to score")
 
 
-def summarize(y_true: np.ndarray, y_score: np.ndarray) -> dict:
-    """Table-2 metrics over the classes that have both positives and negatives.
-
-    Returns `mAP`, `mAUC`, `d_prime` (of the mean AUC), `n_classes_scored`, `n_classes_skipped`
-    and `per_class` = `{"ap": [K], "auc": [K]}` with NaN for skipped classes.
-    """
+def summarize(y_true: np.ndarray, y_score: np.ndarray) -> Summary:
+    """Every score of `SCORES` (mAP, mean AUC, d′ of the mean AUC, …) over the classes that have
+    both positives and negatives, with the counts of classes scored and skipped."""
     ranked = _rank_positives(y_true, y_score)
     ap, auc = _ap(ranked), _auc(ranked)
     scored = np.isfinite(auc)
     ap = np.where(scored, ap, np.nan)
     if not scored.any():
         raise InputError("no class has both positive and negative clips; nothing to score")
-    mean_auc = float(auc[scored].mean())
-    return {
-        "mAP": float(ap[scored].mean()),
-        "mAUC": mean_auc,
-        "d_prime": float(d_prime(mean_auc)),
-        "n_classes_scored": int(scored.sum()),
-        "n_classes_skipped": int((~scored).sum()),
-        "per_class": {"ap": ap, "auc": auc},
-    }
+    per_class = {"ap": ap, "auc": auc}
+    return Summary({name: float(score.of_classes(per_class)) for name, score in SCORES.items()},
+                   int(scored.sum()), int((~scored).sum()), per_class)

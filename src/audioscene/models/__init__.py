@@ -1,18 +1,25 @@
-"""Models: the Table-1 ResNet variants and Table 2's embedding baselines (`create`), and the protocol
-every model family meets (`AudioModel`; `FAMILIES` rebuilds a stored config by its `family`)."""
+"""Models: every family registers itself in `registry` (the Table-1 ResNets in `resnet`, Table 2's
+embedding baselines in `embedding`, PANNs' CNN14 in `panns`); build one with `create(name)` or,
+from a stored config, `from_config`, and ask what it can do through the `AudioModel` capabilities."""
 
-from .embedding import EmbeddingModel, EmbeddingModelConfig
+# registration order is the order of `available()`: the Table-1 ResNets first
+from .resnet import AudioResNet, ModelConfig  # isort: skip
+from .embedding import EmbeddingModel, EmbeddingModelConfig  # isort: skip
+from .panns import Cnn14, PannsConfig  # isort: skip
 from .registry import (
-                       FAMILIES,
-                       AudioModel,
-                       AudioResNet,
-                       ModelConfig,
-                       available,
-                       config_for,
-                       create,
-                       from_config,
-                       frontend_for,
+    FAMILIES,
+    AudioModel,
+    Family,
+    available,
+    config_for,
+    create,
+    family_of,
+    from_config,
+    frontend_for,
+    register_family,
+    run_settings,
 )
 
-__all__ = ["FAMILIES", "AudioModel", "AudioResNet", "EmbeddingModel", "EmbeddingModelConfig", "ModelConfig",
-           "available", "config_for", "create", "from_config", "frontend_for"]
+__all__ = ["FAMILIES", "AudioModel", "AudioResNet", "Cnn14", "EmbeddingModel", "EmbeddingModelConfig", "Family",
+           "ModelConfig", "PannsConfig", "available", "config_for", "create", "family_of", "from_config", "frontend_for",
+           "register_family", "run_settings"]

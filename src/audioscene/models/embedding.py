@@ -33,7 +33,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputError
+from ..errors import InputError, check_number
+from .registry import register_family
 
 EPS = 1e-7
 
@@ -52,12 +53,17 @@ class EmbeddingModelConfig:
     input_norm: bool = True  # batch norm of the input embeddings (Yu et al.'s code has it, Kong et al.'s not)
     input_hop_s: float = 0.96  # one embedding per 0.96 s
 
+    def __post_init__(self):
+        for name in ("width", "n_layers", "n_features"):
+            check_number(name, getattr(self, name), integer=True, low=1)
+        check_number("dropout", self.dropout, low=0, high=1)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "EmbeddingModelConfig":
-        return cls(**values)
+    @staticmethod
+    def frontend_settings(frontend) -> dict:
+        return {}  # the input is AudioSet's released embeddings: nothing follows the log-mel front end
 
 
 VARIANTS: dict[str, dict] = {
@@ -109,11 +115,12 @@ class LevelAttention(nn.Module):
         return frames, _normalised_pool(frames, weights)
 
 
+@register_family("embedding", EmbeddingModelConfig, VARIANTS)
 class EmbeddingModel(nn.Module):
     """Embedding sequence `[B, T, 128]` → `{"clipwise": [B, K], "framewise": [B, T, K], "frame_hop": s}`."""
 
     head_prefix = "head."  # the classifier's state-dict keys: replaced when fine-tuning onto new labels
-    input_kind = "embeddings"
+    takes_audio = exportable = False
     min_frames = 1
 
     def __init__(self, config: EmbeddingModelConfig):

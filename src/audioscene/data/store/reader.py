@@ -1,0 +1,128 @@
+"""Reading shards: `ShardDataset` streams each clip once per epoch, split over ranks and workers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tarfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from ...audio import SAMPLE_RATE, decode
+from ...labels import LabelSet
+from ..folder import fix_length
+from ..sampler import balanced_stream
+from .index import INDEX_NAME, ShardError, read_index
+
+log = logging.getLogger(__name__)
+
+
+class ShardDataset(IterableDataset):
+    """Stream `(waveform [clip_samples], target [K], key)` from shards, each clip once per epoch (a
+    `ClipStream`).
+
+    Shards are split first over ranks, then over each rank's DataLoader workers: rank `r` of `R`
+    reads `order[r::R]` and its worker `w` of `W` every `W`-th of those, where `order` is the shard
+    list shuffled by `(seed, epoch)` (call `set_epoch` each epoch). Each clip is read exactly once
+    per epoch; ranks get whole shards, so their clip counts differ by at most a shard's. The rank and
+    world size are given by the caller (training passes its `distributed.Context`'s). A clip that
+    fails to decode raises `ShardError` naming shard and member, or with `skip_corrupt` is skipped
+    with a warning (`train` reports how many clips an epoch missed: the index's count minus the
+    clips read, over all workers and ranks).
+
+    With `balance_buffer` > 0 (`--sampler balanced`) each worker's stream is class-balanced by
+    `sampler.balanced_stream` over a buffer of that many clips.
+    """
+
+    def __init__(self, shard_dir: str | os.PathLike, label_set: LabelSet | None = None, clip_seconds: float = 10.0,
+                 shuffle: bool = True, seed: int = 0, skip_corrupt: bool = False, rank: int = 0, world_size: int = 1,
+                 sample_rate: int = SAMPLE_RATE):
+        self.shard_dir = Path(shard_dir)
+        self.index = read_index(self.shard_dir)
+        self.label_set = label_set or LabelSet(tuple(self.index["labels"]))
+        if tuple(self.index["labels"]) != self.label_set.names:
+            raise ShardError(f"{self.shard_dir / INDEX_NAME}: its label set differs from the run's "
+                             f"({len(self.index['labels'])} vs {len(self.label_set)} labels)")
+        self.sample_rate = sample_rate  # clips are stored at SAMPLE_RATE and decoded at this rate
+        self.clip_samples = int(round(clip_seconds * sample_rate))
+        self.shuffle, self.seed, self.skip_corrupt = shuffle, seed, skip_corrupt
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        self.balance_buffer = 0  # > 0: class-balanced draws from a buffer of this many clips per worker
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def shard_order(self) -> list[dict]:
+        shards = list(self.index["shards"])
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(shards))
+            shards = [shards[i] for i in order]
+        return shards
+
+    def _rank_shards(self, rank: int) -> list[dict]:
+        """Rank `r` takes `order[r::world_size]`."""
+        return self.shard_order()[rank::self.world_size]
+
+    def shares(self) -> list[int]:
+        """Clips each rank reads in the current epoch (all its workers together)."""
+        return [sum(s["n_clips"] for s in self._rank_shards(rank)) for rank in range(self.world_size)]
+
+    @property
+    def n_clips_total(self) -> int:
+        """Clips in the whole shard set (all ranks)."""
+        return self.index["n_clips"] if isinstance(self.index.get("n_clips"), int) else \
+            sum(s["n_clips"] for s in self.index["shards"])
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, str]]:
+        info = get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
+        items = (item for shard in self._rank_shards(self.rank)[worker::n_workers]
+                 for item in self._read_shard(self.shard_dir / shard["name"]))
+        if self.balance_buffer:
+            items = balanced_stream(items, self.balance_buffer,
+                                    np.random.default_rng([self.seed, self.epoch, self.rank, worker]))
+        yield from items
+
+    def _samples(self, path: Path) -> Iterator[tuple[str, bytes, bytes]]:
+        """`(key, flac bytes, json bytes)` of each clip, reading the tar as a local stream."""
+        last, key, parts = "(start)", None, {}
+        try:
+            with open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
+                for member in tar:
+                    if not member.isfile():
+                        continue
+                    member_key, _, ext = member.name.partition(".")
+                    if member_key != key:
+                        if key is not None:
+                            yield self._clip(path, key, parts)
+                        key, parts = member_key, {}
+                    parts[ext] = tar.extractfile(member).read()
+                    last = member.name
+                if key is not None:
+                    yield self._clip(path, key, parts)
+        except (tarfile.TarError, OSError) as exc:
+            raise ShardError(f"{path}: unreadable after member {last} ({type(exc).__name__}: {exc})") from None
+
+    @staticmethod
+    def _clip(path: Path, key: str, parts: dict[str, bytes]) -> tuple[str, bytes, bytes]:
+        if "flac" not in parts or "json" not in parts:
+            raise ShardError(f"{path}: clip {key} lacks its .flac or .json member")
+        return key, parts["flac"], parts["json"]
+
+    def _read_shard(self, path: Path) -> Iterator[tuple[torch.Tensor, torch.Tensor, str]]:
+        for key, audio, meta in self._samples(path):
+            try:
+                wave = decode(audio, f"{path}:{key}.flac", sr=self.sample_rate)
+                target = self.label_set.multi_hot(json.loads(meta)["labels"])
+            except Exception as exc:  # libsndfile, JSON and label errors all mean "this clip is bad"
+                if not self.skip_corrupt:
+                    raise ShardError(f"{path}: member {key}.flac/.json cannot be used ({type(exc).__name__}: {exc})") from None
+                log.warning("%s: skipped corrupt clip %s (%s)", path, key, exc)
+                continue
+            yield torch.from_numpy(fix_length(wave, self.clip_samples)), torch.from_numpy(target), key

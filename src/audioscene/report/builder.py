@@ -1,0 +1,156 @@
+"""`audioscene report`: the inputs checked before any work, the report built in a staging folder and
+swapped in whole, and written as `report.md`, `index.html`, `table2.csv`, `per_class_RUN.csv` and
+`provenance.json`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .._io import atomic_open, staged_folder
+from ..checkpoints import CheckpointError, list_epochs
+from ..errors import ConfigError, InputError
+from ..metrics import SCORES
+from .document import Block, Heading, Paragraph, Table, to_html, to_markdown
+from .segmentation import dcase_segmentation
+from .tables import Table2Row, table2, write_per_class_csv
+from .tagging import table2_rows, takes_audio
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    """What `audioscene report` was asked for (its flags)."""
+
+    runs: dict[str, Path]
+    eval_data: str
+    out: Path
+    labels_csv: str = ""
+    select_data: str | None = None
+    select_labels_csv: str = ""
+    embeddings_data: str | None = None
+    n_resamples: int = 1000
+    seed: int = 0
+    device: str = "auto"
+    dcase: Path | None = None
+    sed_run: str = ""  # a name of `runs` (default the first)
+    checkpoint: str = "best"
+    weights: str = "auto"
+    mapping: str = "paper"
+    figure_clips: tuple[str, ...] = ()
+
+    @property
+    def sed_run_dir(self) -> Path:
+        if self.sed_run and self.sed_run not in self.runs:
+            raise InputError(f"--sed-run {self.sed_run!r} is none of the --runs names ({', '.join(self.runs)})")
+        return self.runs[self.sed_run] if self.sed_run else next(iter(self.runs.values()))
+
+
+def check_inputs(request: ReportRequest) -> None:
+    """Name a missing run, data folder, DCASE split, mapping file or figure clip, or a run that
+    cannot do what it is asked (a model that does not take audio for Tables 3–4), before any work
+    starts (one error)."""
+    from ..data import DataSpec, dcase2018
+    from ..data.folder import DataSetError
+    from ..labels import class_mapping
+
+    for run in request.runs.values():
+        if not list_epochs(run):
+            raise CheckpointError(f"{run}: no epoch_NNN.pt checkpoints")
+        if request.embeddings_data is None and not takes_audio(str(run)):
+            raise ConfigError(f"{run}: a model on AudioSet's released embeddings; give --embeddings-data "
+                              "embeddings:DIR to score it")
+    if request.select_labels_csv and request.select_data is None:
+        raise ConfigError("--select-labels labels the --select-data split; give --select-data too")
+    for data, labels in ((request.eval_data, request.labels_csv), (request.select_data, request.select_labels_csv),
+                         (request.embeddings_data, "")):
+        if data is not None and not Path(DataSpec.parse(data, labels).path).exists():
+            raise DataSetError(f"{data}: no such data folder")
+    sed_run = request.sed_run_dir
+    if request.dcase is not None:
+        for split in ("test", "eval"):
+            dcase2018.paths(request.dcase, split)
+        if not takes_audio(str(sed_run)):
+            raise ConfigError(f"{sed_run}: a model on AudioSet's released embeddings has no audio front end; Tables "
+                              "3-4 need a model that takes audio (choose another with --sed-run)")
+        class_mapping(request.mapping)
+        audio_dir = dcase2018.paths(request.dcase, "test")[0]
+        missing = [clip for clip in request.figure_clips if not (Path(audio_dir) / clip).is_file()]
+        if missing:
+            raise DataSetError(f"--figure-clips: {missing[0]} is not a file of {audio_dir}")
+
+
+def is_report_folder(folder: Path) -> bool:
+    """Whether `folder` holds a report `write` made (so a new one may replace it)."""
+    return (folder / "report.md").is_file() and (folder / "provenance.json").is_file()
+
+
+def build(request: ReportRequest, progress: bool = True) -> Path:
+    """Check the inputs, then build the whole report in a staging folder and swap it in for
+    `request.out` (no figure or table of an earlier report lingers, and a report that fails leaves
+    the earlier one as it was). Returns the path of report.md."""
+    check_inputs(request)
+    with staged_folder(request.out, is_report_folder, "report folder") as staging:
+        rows, provenance = table2_rows(request.runs, request.eval_data, labels_csv=request.labels_csv,
+                                       select_data=request.select_data, device=request.device,
+                                       n_resamples=request.n_resamples, seed=request.seed, progress=progress,
+                                       embeddings_data=request.embeddings_data,
+                                       select_labels_csv=request.select_labels_csv)
+        sections: list[Block] = []
+        if request.dcase:
+            sections, provenance["segmentation"] = dcase_segmentation(
+                request.sed_run_dir, request.dcase, staging, mapping=request.mapping, checkpoint=request.checkpoint,
+                weights=request.weights, device=request.device, figure_clips=request.figure_clips)
+        write(rows, provenance, staging, sections)
+    return request.out / "report.md"
+
+
+def _provenance_table(provenance: dict) -> Table:
+    """The provenance record as KEY / VALUE rows (nested keys joined with dots)."""
+    rows = []
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict) and value:
+            for key, item in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), item)
+        else:
+            rows.append((prefix, value if isinstance(value, str) else json.dumps(value, default=str)))
+
+    walk("", provenance)
+    return Table(("key", "value"), rows, align="ll")
+
+
+def write(rows: list[Table2Row], provenance: dict, out_dir: str | os.PathLike, sections: list[Block] = (),
+          title: str = "Table 2, reproduced") -> Path:
+    """`report.md`, `index.html`, `table2.csv`, `per_class_RUN.csv` (AP and AUC per class of each
+    row) and `provenance.json` in `out_dir` (each atomically); `sections`: more blocks (Tables 3–4,
+    Figure 2) after Table 2."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for run in dict.fromkeys(row.run for row in rows):
+        mine = [row for row in rows if row.run == run]
+        write_per_class_csv(out_dir / f"per_class_{run}.csv", mine[0].labels, [(row.variant, row.summary) for row in mine])
+    note = Paragraph(f"Peak epoch chosen on {provenance['selected_on']}; intervals: "
+                     f"{provenance['bootstrap']['interval']} bootstrap over clips, "
+                     f"{provenance['bootstrap']['resamples']} resamples. Paper rows: AudioSet eval set, 527 classes. "
+                     f"{provenance['package']}, commit {provenance['git_commit']}, {provenance['date']}; full "
+                     "provenance in provenance.json.")
+    blocks = [Heading(title, 1), table2(rows), note, *sections]
+    with atomic_open(out_dir / "report.md", "w", encoding="utf-8") as f:
+        f.write(to_markdown(blocks, out_dir))
+    with atomic_open(out_dir / "index.html", "w", encoding="utf-8") as f:
+        f.write(to_html([*blocks, Heading("Provenance"), _provenance_table(provenance)], title))
+    with atomic_open(out_dir / "table2.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(("run", "variant", "epoch", *(f"{k}{s}" for k in SCORES for s in ("", "_low", "_high")),
+                         "n_clips", "classes_scored", "paper_row"))
+        for row in rows:
+            writer.writerow((row.run, row.variant, row.epoch or "",
+                             *(f"{v:.6f}" for k in SCORES for v in (row.summary[k], *row.intervals[k])),
+                             row.n_clips, row.summary.classes, row.paper or ""))
+    with atomic_open(out_dir / "provenance.json", "w", encoding="utf-8") as f:
+        json.dump(provenance, f, indent=2, default=str)
+        f.write("\n")
+    return out_dir / "report.md"

@@ -26,14 +26,15 @@ from audioscene.train import bce_loss, build_learner, train_step
 def test_mixup_mixes_targets_as_it_mixes_inputs():
     rng = np.random.default_rng(3)
     inputs, targets = torch.randn(6, 50), (torch.rand(6, 4) < 0.5).float()
-    mixed, (mixed_targets, none), lam = mixup(inputs, [targets, None], 0.3, np.random.default_rng(3))
+    mixed, (mixed_targets, none), lam, partner = mixup(inputs, [targets, None], 0.3, np.random.default_rng(3))
     rng.beta(0.3, 0.3)  # λ, then the permutation: the draws mixup makes
     order = torch.from_numpy(rng.permutation(6))
+    assert torch.equal(partner, order)
     assert 0 < lam < 1 and none is None
     torch.testing.assert_close(mixed, lam * inputs + (1 - lam) * inputs[order])
     torch.testing.assert_close(mixed_targets, lam * targets + (1 - lam) * targets[order])
     assert float(mixed_targets.sum()) == pytest.approx(float(targets.sum()), rel=1e-5)  # the batch's label mass is kept
-    again, _, same = mixup(inputs, [targets], 0.3, np.random.default_rng(3))
+    again, _, same, _ = mixup(inputs, [targets], 0.3, np.random.default_rng(3))
     assert same == lam and torch.equal(again, mixed)  # reproducible from the seed
 
 

@@ -30,6 +30,7 @@ from .data import ClipSet, ClipStream
 from .data.sampler import BalancedSampler
 from .distill import Teacher
 from .distributed import Context
+from .strong import StrongLabels
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,8 @@ class MicroBatch:
     padding); `last` marks the micro-batch after which gradients are synchronised and the
     optimizer steps; `keys` name the clips (indices or shard keys) for the epoch's coverage record;
     `seed` seeds its augmentation (mixup, SpecAugment); `teacher` holds the teacher's targets for
-    knowledge distillation.
+    knowledge distillation; `strong` the clips' events `[B, E, 4]` and `labelled` which clips have
+    them (`strong.StrongLabels.batch`).
     """
 
     waves: torch.Tensor
@@ -50,6 +52,8 @@ class MicroBatch:
     keys: tuple = ()
     seed: int = 0
     teacher: torch.Tensor | None = None
+    strong: torch.Tensor | None = None
+    labelled: torch.Tensor | None = None
 
     @classmethod
     def whole(cls, waves: torch.Tensor, targets: torch.Tensor) -> "MicroBatch":
@@ -103,14 +107,16 @@ def clips_per_epoch(dataset: ClipSet | ClipStream, streamed: bool) -> int:
 
 class EpochPlan:
     """This rank's micro-batches of one epoch: iterate for `MicroBatch`es, `len()` of them; with a
-    `teacher`, each carries the teacher's targets of its clips (looked up by clip key)."""
+    `teacher` or `strong` labels, each carries its clips' teacher targets or events (looked up by
+    clip key)."""
 
     def __init__(self, config: TrainConfig, dataset: ClipSet | ClipStream, streamed: bool, epoch: int,
-                 context: Context, micro_batch_size: int, teacher: Teacher | None = None):
+                 context: Context, micro_batch_size: int, teacher: Teacher | None = None,
+                 strong: StrongLabels | None = None):
         options = dict(num_workers=config.workers, pin_memory=context.device.type == "cuda",
                        persistent_workers=False, prefetch_factor=4 if config.workers else None)
         self.n_classes = len(dataset.label_set)
-        self.teacher, self.keys = teacher, None if streamed else dataset.keys
+        self.teacher, self.strong, self.keys = teacher, strong, None if streamed else dataset.keys
         # one seed per micro-batch, from (run seed, epoch, rank): a resumed epoch draws the same augmentation
         self.seeds = np.random.SeedSequence([config.seed, epoch, context.rank])
         accumulation = max(1, config.batch_size // (context.world_size * micro_batch_size))
@@ -147,7 +153,7 @@ class EpochPlan:
                 continue
             waves, targets, *keys = item
             keys = tuple(keys[0]) if keys else tuple(indices)
-            teacher = None
-            if self.teacher is not None:
-                teacher = self.teacher.targets([self.keys[i] for i in keys] if self.keys is not None else keys)
-            yield MicroBatch(waves, targets, weight, last, keys, int(seed), teacher)
+            names = [self.keys[i] for i in keys] if self.keys is not None else keys
+            teacher = None if self.teacher is None else self.teacher.targets(names)
+            strong, labelled = (None, None) if self.strong is None else self.strong.batch(names)
+            yield MicroBatch(waves, targets, weight, last, keys, int(seed), teacher, strong, labelled)

@@ -49,6 +49,7 @@ CONFIG_RANGES: dict[str, dict] = {
     "spec_freq_width": dict(integer=True, low=0), "warmup_fraction": dict(low=0, high=1),
     "lr_floor": dict(low=0, high=1), "ema_decay": dict(low=0, high=1), "kd_lambda": dict(low=0, high=1),
     "kd_temperature": dict(low=0, low_open=True), "balance_buffer": dict(integer=True, low=1),
+    "strong_weight": dict(low=0),
 }
 @dataclass(frozen=True)
 class TrainConfig:
@@ -121,6 +122,11 @@ class TrainConfig:
                               "and probabilities)")
     kd_lambda: float = _field(0.0, "weight of the teacher's targets in the loss: (1 - l) BCE(labels) + l BCE(teacher)")
     kd_temperature: float = _field(1.0, "teacher logits are divided by this before the sigmoid")
+    # --- detection from strong labels (strong.py) --------------------------------------------------------
+    strong_labels: str = _field("", "a DCASE event TSV (filename onset offset event_label; file names relative to "
+                                    "the training data's audio folder): the clips named there also learn their frame "
+                                    "outputs (frame-level BCE on the model's output grid)")
+    strong_weight: float = _field(1.0, "weight of the frame-level loss of strongly labelled clips beside the clip loss")
 
     def __post_init__(self):
         if self.recipe not in RECIPES:

@@ -42,6 +42,11 @@ def read_events_tsv(path: str | os.PathLike) -> list[Event]:
         EventFileError: missing file or header, missing columns, non-numeric or negative times,
             onset after offset; the message names the file and line number.
     """
+    return [event for _, event in read_events_lines(path)]
+
+
+def read_events_lines(path: str | os.PathLike) -> list[tuple[int, Event]]:
+    """`read_events_tsv`, each event with its line number (for errors found later, e.g. an unknown label)."""
     path = Path(path)
     lines = read_text(path, EventFileError).splitlines()
     if not lines or tuple(lines[0].strip().split("\t")) != TSV_HEADER:
@@ -65,7 +70,7 @@ def read_events_tsv(path: str | os.PathLike) -> list[Event]:
             raise EventFileError(f"{where}: negative time ({onset}, {offset})")
         if onset > offset:
             raise EventFileError(f"{where}: onset {onset} is after offset {offset}")
-        events.append(Event(filename, onset, offset, label))
+        events.append((line_number, Event(filename, onset, offset, label)))
     return events
 
 

@@ -66,13 +66,13 @@ RECIPES["modern"] = {**RECIPES["paper"], **dict(
 
 
 def mixup(inputs: torch.Tensor, targets: Sequence[torch.Tensor | None], alpha: float, rng: np.random.Generator
-          ) -> tuple[torch.Tensor, list[torch.Tensor | None], float]:
-    """Mixed inputs, each of `targets` mixed the same way (None stays None), and the λ used;
-    `alpha` of the Beta distribution (> 0)."""
+          ) -> tuple[torch.Tensor, list[torch.Tensor | None], float, torch.Tensor]:
+    """Mixed inputs, each of `targets` mixed the same way (None stays None), the λ used and the
+    partner of each clip (`λ · x + (1 − λ) · x[order]`); `alpha` of the Beta distribution (> 0)."""
     lam = float(rng.beta(alpha, alpha))
     order = torch.from_numpy(rng.permutation(len(inputs))).to(inputs.device)
     mixed = [None if t is None else lam * t + (1 - lam) * t[order] for t in targets]
-    return lam * inputs + (1 - lam) * inputs[order], mixed, lam
+    return lam * inputs + (1 - lam) * inputs[order], mixed, lam, order
 
 
 def spec_augment(features: torch.Tensor, rng: np.random.Generator, time_masks: int, time_width: int,
@@ -162,12 +162,13 @@ class Recipe:
             group["lr"] = self.config.lr * self.lr_factor
 
     def mix(self, inputs: torch.Tensor, targets: Sequence[torch.Tensor | None], rng: np.random.Generator
-            ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
-        """The batch with mixup applied (as it is without mixup)."""
+            ) -> tuple[torch.Tensor, list[torch.Tensor | None], tuple[float, torch.Tensor] | None]:
+        """The batch with mixup applied (as it is without mixup), and how it was mixed: `(λ, order)`
+        (None without mixup), for targets that mix otherwise (`strong.mix_events`)."""
         if self.config.mixup_alpha == 0:
-            return inputs, list(targets)
-        mixed, mixed_targets, _ = mixup(inputs, targets, self.config.mixup_alpha, rng)
-        return mixed, mixed_targets
+            return inputs, list(targets), None
+        mixed, mixed_targets, lam, order = mixup(inputs, targets, self.config.mixup_alpha, rng)
+        return mixed, mixed_targets, (lam, order)
 
     def masking(self, rng: np.random.Generator, normalised: bool) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """SpecAugment for one micro-batch, to apply to the (`normalised`: band-normalised) log-mel,

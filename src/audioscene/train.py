@@ -49,6 +49,7 @@ from .labels import LabelSet
 from .metrics import SCORES, summarize
 from .predictor import Predictor
 from .recipe import Recipe
+from .strong import StrongLabels, frame_targets, mix_events
 
 __all__ = ["TrainConfig", "train", "resume", "train_step", "train_epoch", "evaluate_epoch", "build_learner",
            "Learner", "EpochStats", "bce_loss"]
@@ -137,7 +138,10 @@ def train_step(learner: Learner, batch: MicroBatch) -> float:
     waves, targets = batch.waves.to(device, non_blocking=True), batch.targets.to(device, non_blocking=True)
     teacher = None if batch.teacher is None or config.kd_lambda == 0 else batch.teacher.to(device)
     rng = np.random.default_rng(batch.seed)
-    waves, (targets, teacher) = learner.recipe.mix(waves, [targets, teacher], rng)
+    waves, (targets, teacher), mixing = learner.recipe.mix(waves, [targets, teacher], rng)
+    strong, labelled = batch.strong, batch.labelled
+    if strong is not None and mixing is not None:
+        strong, labelled = mix_events(strong, labelled, *mixing)
     with torch.no_grad():
         features = learner.frontend(waves)
     masking = None
@@ -151,11 +155,22 @@ def train_step(learner: Learner, batch: MicroBatch) -> float:
         if teacher is not None:
             distilled = bce_loss(out["clipwise"], teacher, reduction="none").mean(dim=1)
             per_clip = (1 - config.kd_lambda) * per_clip + config.kd_lambda * distilled
+        if strong is not None and config.strong_weight > 0:
+            per_clip = per_clip + config.strong_weight * _frame_loss(
+                out["framewise"], strong.to(device), labelled.to(device), learner.raw_model.frame_hop, config.clip_seconds)
         # DDP averages gradients over ranks; scaling by world_size turns that into the sum
         learner.scaler.scale((per_clip * batch.weight).sum() * context.world_size).backward()
     if batch.last:
         learner.recipe.after_step(learner.raw_model, stepped=optimizer_step(learner.optimizer, learner.scaler))
     return float((per_clip.detach() * batch.weight).sum())
+
+
+def _frame_loss(framewise: torch.Tensor, events: torch.Tensor, labelled: torch.Tensor, hop: float, duration: float
+                ) -> torch.Tensor:
+    """Per clip: BCE of the frame outputs `[B, T', K]` (one per `hop` seconds) against the events'
+    frame targets on the same grid (`strong.frame_targets`), 0 for clips without strong labels."""
+    targets = frame_targets(events, framewise.shape[1], hop, framewise.shape[2], duration)
+    return bce_loss(framewise.float(), targets, reduction="none").mean(dim=(1, 2)) * labelled
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> bool:
@@ -304,8 +319,11 @@ def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, c
         if not train_spec.streamed:
             teacher.require(train_set.keys)  # shards' keys are checked as they stream
         teacher.check_data(data_identity(config.train_data, config.labels_csv))
+    strong = None
+    if config.strong_labels:  # clip keys are checked here for map-style data, as they stream for shards
+        strong = StrongLabels.read(config.strong_labels, label_set, None if train_spec.streamed else train_set.keys)
     plan = partial(EpochPlan, config, train_set, train_spec.streamed, context=context, micro_batch_size=micro,
-                   teacher=teacher)
+                   teacher=teacher, strong=strong)
     learner = build_learner(config, label_set, context, state, total_steps=plan(epoch=1).n_steps * config.epochs)
     history = list(state.history) if state else []
     start_epoch, run_id = (state.epoch + 1, state.run_id or uuid.uuid4().hex) if state else (1, uuid.uuid4().hex)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from ..errors import InputError, check_number
 from ..features import FrontendConfig
-from .blocks import ResNetTrunk
+from .blocks import ResNetTrunk, time_strides
 from .heads import HEADS
 from .registry import register_family
 
@@ -34,6 +34,7 @@ class ModelConfig:
     block: str = "bottleneck"  # "basic" (ResNet34) or "bottleneck" (ResNet50/101)
     layers: tuple[int, ...] = (3, 4, 6, 3)
     stem_stride: int = 2
+    time_stride: int | None = None  # down-sampling in time; default the trunk's (32): 8 gives 0.08 s frames
     pooling: str = "global"  # "global" or "attention"
     example_frames: int | None = None  # cut the input into examples of this many frames (ResNet A)
     n_mels: int = 64
@@ -45,6 +46,14 @@ class ModelConfig:
     def __post_init__(self):
         for name in ("width", "stem_stride", "n_mels"):
             check_number(name, getattr(self, name), integer=True, low=1)
+        if self.time_stride is not None and self.example_frames:
+            raise InputError("time_stride does not apply to models that cut examples (example_frames)")
+        if self.time_stride is not None:
+            check_number("time_stride", self.time_stride, integer=True, low=1)
+            try:
+                time_strides([self.stem_stride, 2] + [2] * (len(self.layers) - 1), self.time_stride)
+            except ValueError as exc:
+                raise InputError(str(exc)) from None
         if self.example_frames is not None:
             check_number("example_frames", self.example_frames, integer=True, low=1)
         if self.block not in ("basic", "bottleneck") or self.pooling not in HEADS:
@@ -95,14 +104,14 @@ class AudioResNet(nn.Module):
         super().__init__()
         self.config = config
         self.trunk = ResNetTrunk(config.block, config.layers, config.width, in_channels=1,
-                                 stem_stride=config.stem_stride)
+                                 stem_stride=config.stem_stride, time_stride=config.time_stride)
         self.head = HEADS[config.pooling](self.trunk.out_channels, config.n_classes)
         self.input_norm = nn.BatchNorm1d(config.n_mels) if config.input_norm else None
 
     @property
     def min_frames(self) -> int:
         """Input frames per output frame: shorter inputs are padded to this many."""
-        return self.config.example_frames or self.trunk.stride
+        return self.config.example_frames or self.trunk.time_stride
 
     @property
     def frame_hop(self) -> float:

@@ -1,0 +1,100 @@
+"""Strong labels in training: frame targets from a DCASE TSV, the frame-level loss, the file checks."""
+
+import numpy as np
+import pytest
+import torch
+from helpers import assert_one_line_error, run_cli, tiny_config
+
+from audioscene import train as training
+from audioscene.batches import MicroBatch
+from audioscene.checkpoints import Checkpoint
+from audioscene.data.folder import DataSetError
+from audioscene.labels import LabelSet
+from audioscene.strong import StrongLabels, frame_targets, mix_events
+
+LABELS = LabelSet(("Cat", "Dog", "Speech"))
+
+
+def _tsv(path, rows):
+    path.write_text("filename\tonset\toffset\tevent_label\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows))
+    return path
+
+
+def test_frame_targets_are_the_share_of_each_frame_its_events_cover(tmp_path):
+    """Frames of 0.5 s over a 2.2 s clip (5 frames, the last holding 0.2 s of audio)."""
+    strong = StrongLabels.read(_tsv(tmp_path / "s.tsv", [
+        ("a.wav", 0.25, 1.0, "Dog"),     # half of frame 0, all of frame 1
+        ("a.wav", 0.9, 1.2, "Dog"),      # overlaps the one before: merged into 0.25-1.2
+        ("a.wav", 1.6, 1.7, "Cat"),      # a short event: 0.2 of frame 3
+        ("a.wav", 2.1, 9.0, "Speech"),   # runs past the clip's end: half of the last frame's 0.2 s of audio
+        ("b.wav", 0.0, 0.5, "Cat"),
+    ]), LABELS, keys=["a", "b", "c"])
+    events, labelled = strong.batch(["a", "c", "b"])
+    assert labelled.tolist() == [True, False, True] and events.shape == (3, 3, 4)
+    got = frame_targets(events, n_frames=5, hop=0.5, n_classes=3, duration=2.2)
+    expected = np.zeros((3, 5, 3), np.float32)
+    expected[0, :, 1] = [0.5, 1.0, 0.4, 0, 0]  # Dog 0.25-1.2
+    expected[0, 3, 0] = 0.2                    # Cat 1.6-1.7
+    expected[0, 4, 2] = 0.5                    # Speech 2.1-(2.2)
+    expected[2, 0, 0] = 1.0
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-6)
+    # mixup: the mixed clip's targets are the mix of its clips' targets
+    lam, order = 0.3, torch.tensor([2, 0, 1])
+    mixed, both = mix_events(events, labelled, lam, order)
+    np.testing.assert_allclose(frame_targets(mixed, 5, 0.5, 3, 2.2).numpy(),
+                               lam * expected + (1 - lam) * expected[order.numpy()], atol=1e-6)
+    assert both.tolist() == [True, False, False]
+
+
+@pytest.mark.parametrize("row, problem", [
+    (("a.wav", 0.0, 1.0, "Horse"), "s.tsv:3: unknown label 'Horse'"),
+    (("zebra.wav", 0.0, 1.0, "Dog"), "s.tsv:3: zebra.wav is not a clip of the training data"),
+    (("a.wav", 2.0, 1.0, "Dog"), "s.tsv:3: onset 2.0 is after offset 1.0"),
+])
+def test_a_bad_strong_label_file_names_file_and_line(tmp_path, row, problem):
+    with pytest.raises((DataSetError, ValueError), match=problem):
+        StrongLabels.read(_tsv(tmp_path / "s.tsv", [("a.wav", 0.0, 1.0, "Cat"), row]), LABELS, keys=["a"])
+
+
+def test_the_strong_loss_with_weight_0_is_the_clip_loss_and_otherwise_adds_the_frame_bce(tiny_data, tmp_path):
+    from audioscene.train import TrainConfig, bce_loss, build_learner
+
+    waves, targets = torch.randn(4, 16000 * 3) * 0.1, (torch.rand(4, 3) < 0.5).float()
+    events = torch.tensor([[[0.5, 2.0, 1, 1.0]], [[0, 0, 0, 0]], [[1.0, 1.5, 2, 1.0]], [[0, 0, 0, 0]]])
+    labelled = torch.tensor([True, False, True, False])
+    losses = {}
+    for name, weight, strong in (("plain", 1.0, None), ("zero", 0.0, events), ("one", 1.0, events)):
+        torch.manual_seed(0)
+        learner = build_learner(TrainConfig(model="resnet_b_att", model_args={"width": 4}, device="cpu", amp=False,
+                                            strong_weight=weight, clip_seconds=3.0), LABELS)
+        learner.model.eval()  # BatchNorm with running statistics: the same outputs for the check below
+        batch = MicroBatch(waves, targets, 0.25, strong=strong, labelled=None if strong is None else labelled)
+        losses[name] = training.train_step(learner, batch)
+    assert losses["zero"] == losses["plain"]
+    torch.manual_seed(0)
+    learner = build_learner(TrainConfig(model="resnet_b_att", model_args={"width": 4}, device="cpu", amp=False,
+                                        clip_seconds=3.0), LABELS)
+    learner.model.eval()
+    with torch.no_grad():
+        out = learner.model(learner.frontend(waves))
+    frames = frame_targets(events, out["framewise"].shape[1], 0.32, 3, 3.0)
+    frame_bce = bce_loss(out["framewise"], frames, reduction="none").mean(dim=(1, 2)) * labelled
+    assert losses["one"] == pytest.approx(losses["plain"] + 0.25 * float(frame_bce.sum()), rel=1e-5)
+
+
+def test_a_run_trains_with_strong_labels_on_a_finer_grid(tiny_data, tmp_path):
+    strong = tiny_data / "train" / "strong.tsv"
+    result = run_cli("train", "--data", str(tiny_data / "train"), "--eval-data", str(tiny_data / "eval"),
+                     "--model-arg", "width=8", "--model-arg", "time_stride=8", "--epochs", "1", "--batch-size", "16",
+                     "--strong-labels", str(strong), "--strong-weight", "0.5", "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    state = Checkpoint.load(tmp_path / "run" / "epoch_001.pt")
+    assert state.train_config["strong_weight"] == 0.5 and state.train_config["strong_labels"] == str(strong)
+    model, _, _ = state.build()
+    assert model.frame_hop == pytest.approx(0.08)
+    bad = _tsv(tmp_path / "bad.tsv", [("synth_000000.flac", 0.0, 1.0, "Horse")])
+    assert_one_line_error(run_cli("train", "--data", str(tiny_data / "train"), "--eval-data", str(tiny_data / "eval"),
+                                  "--strong-labels", str(bad), "--out", str(tmp_path / "bad")),
+                          "bad.tsv:2: unknown label 'Horse'")
+    with pytest.raises(ValueError, match="strong_weight must be a finite number >= 0"):
+        tiny_config(tiny_data, tmp_path / "x", strong_weight=-1.0)

@@ -112,12 +112,18 @@ FIELD_VALUES = {
     "teacher": (["--teacher", "t.npz"], "t.npz"),
     "kd_lambda": (["--kd-lambda", "0.4"], 0.4),
     "kd_temperature": (["--kd-temperature", "2"], 2.0),
+    "strong_labels": (["--strong-labels", "strong.tsv"], "strong.tsv"),
+    "strong_weight": (["--strong-weight", "0.5"], 0.5),
+    "unlabelled_data": (["--unlabelled-data", "dcase2018:dataset:unlabel_in_domain"],
+                        "dcase2018:dataset:unlabel_in_domain"),
+    "consistency_weight": (["--consistency-weight", "2"], 2.0),
+    "consistency_rampup": (["--consistency-rampup", "0.4"], 0.4),
 }
 FRONTEND_VALUES = {
     "sample_rate": (["--sample-rate", "32000"], 32000), "window_ms": (["--window-ms", "32"], 32.0),
     "hop_ms": (["--hop-ms", "20"], 20.0), "n_fft": (["--n-fft", "2048"], 2048), "n_mels": (["--n-mels", "96"], 96),
     "f_min": (["--f-min", "50"], 50.0), "f_max": (["--f-max", "14000"], 14000.0),
-    "log_offset": (["--log-offset", "0.001"], 0.001),
+    "log_offset": (["--log-offset", "0.001"], 0.001), "kind": (["--frontend-kind", "panns"], "panns"),
 }
 
 

@@ -54,14 +54,23 @@ def test_avg_is_the_mean_of_checkpoint_outputs_scored(tiny_run, tiny_data):
     assert result.epochs[2]["mAP"] == pytest.approx(history[1]["mAP"], abs=1e-6)
 
 
-@pytest.mark.parametrize("recipe", ["paper", "modern"])  # modern: mixup / SpecAugment draws, schedule, EMA
-def test_killed_run_resumes_to_identical_weights(tiny_data, tmp_path, recipe):
-    reference = training.train(tiny_config(tiny_data, tmp_path / "reference", epochs=3, recipe=recipe), progress=False)
+# modern: mixup / SpecAugment draws, schedule, EMA; mean teacher: unlabelled clips, consistency ramp-up,
+# strong labels (mixed by mixup), the teacher saved as the run's weights
+MEAN_TEACHER = dict(recipe="modern", unlabelled_data="eval", consistency_weight=2.0, ema_decay=0.9,
+                    strong_labels="train/strong.tsv")
+
+
+@pytest.mark.parametrize("name, options", [("paper", dict(recipe="paper")), ("modern", dict(recipe="modern")),
+                                           ("mean_teacher", MEAN_TEACHER)])
+def test_killed_run_resumes_to_identical_weights(tiny_data, tmp_path, name, options):
+    options = {key: str(tiny_data / value) if key in ("unlabelled_data", "strong_labels") else value
+               for key, value in options.items()}
+    reference = training.train(tiny_config(tiny_data, tmp_path / "reference", epochs=3, **options), progress=False)
     killed = tmp_path / "killed"
     command = [sys.executable, "-m", "audioscene", "train", "--train-data", str(tiny_data / "train"),
                "--eval-data", str(tiny_data / "eval"), "--out", str(killed), "--model", "resnet_b_att",
                "--model-arg", "width=8", "--epochs", "3", "--batch-size", "16", "--lr", "1e-3", "--seed", "7",
-               "--recipe", recipe]
+               *(item for key, value in options.items() for item in (f"--{key.replace('_', '-')}", str(value)))]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (killed / "epoch_001.pt").exists():
@@ -82,6 +91,9 @@ def test_killed_run_resumes_to_identical_weights(tiny_data, tmp_path, recipe):
     assert {k: v for k, v in ours.recipe.items() if k != "ema"} == {k: v for k, v in theirs.recipe.items() if k != "ema"}
     assert [r["train_loss"] for r in ours.history] == [r["train_loss"] for r in theirs.history]
     assert len((killed / "metrics.csv").read_text().splitlines()) == 4
+    if name == "mean_teacher":  # the teacher is the run's weights, and it differs from the student
+        assert ours.weights("auto") is ours.ema["weights"]
+        assert any(not torch.equal(ours.ema["weights"][k], v) for k, v in ours.model.items() if v.is_floating_point())
 
 
 def test_interrupted_checkpoint_write_keeps_the_previous_file(tiny_run, tmp_path, monkeypatch):

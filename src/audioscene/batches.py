@@ -42,7 +42,7 @@ class MicroBatch:
     optimizer steps; `keys` name the clips (indices or shard keys) for the epoch's coverage record;
     `seed` seeds its augmentation (mixup, SpecAugment); `teacher` holds the teacher's targets for
     knowledge distillation; `strong` the clips' events `[B, E, 4]` and `labelled` which clips have
-    them (`strong.StrongLabels.batch`).
+    them (`strong.StrongLabels.batch`); `unlabelled` marks clips without labels (mean teacher only).
     """
 
     waves: torch.Tensor
@@ -54,6 +54,7 @@ class MicroBatch:
     teacher: torch.Tensor | None = None
     strong: torch.Tensor | None = None
     labelled: torch.Tensor | None = None
+    unlabelled: torch.Tensor | None = None
 
     @classmethod
     def whole(cls, waves: torch.Tensor, targets: torch.Tensor) -> "MicroBatch":
@@ -117,6 +118,7 @@ class EpochPlan:
                        persistent_workers=False, prefetch_factor=4 if config.workers else None)
         self.n_classes = len(dataset.label_set)
         self.teacher, self.strong, self.keys = teacher, strong, None if streamed else dataset.keys
+        self.unlabelled = getattr(dataset, "unlabelled", None)  # map-style sets with unlabelled clips
         # one seed per micro-batch, from (run seed, epoch, rank): a resumed epoch draws the same augmentation
         self.seeds = np.random.SeedSequence([config.seed, epoch, context.rank])
         accumulation = max(1, config.batch_size // (context.world_size * micro_batch_size))
@@ -156,4 +158,5 @@ class EpochPlan:
             names = [self.keys[i] for i in keys] if self.keys is not None else keys
             teacher = None if self.teacher is None else self.teacher.targets(names)
             strong, labelled = (None, None) if self.strong is None else self.strong.batch(names)
-            yield MicroBatch(waves, targets, weight, last, keys, int(seed), teacher, strong, labelled)
+            unlabelled = None if self.unlabelled is None else torch.from_numpy(self.unlabelled[list(keys)])
+            yield MicroBatch(waves, targets, weight, last, keys, int(seed), teacher, strong, labelled, unlabelled)

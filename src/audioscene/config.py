@@ -49,7 +49,7 @@ CONFIG_RANGES: dict[str, dict] = {
     "spec_freq_width": dict(integer=True, low=0), "warmup_fraction": dict(low=0, high=1),
     "lr_floor": dict(low=0, high=1), "ema_decay": dict(low=0, high=1), "kd_lambda": dict(low=0, high=1),
     "kd_temperature": dict(low=0, low_open=True), "balance_buffer": dict(integer=True, low=1),
-    "strong_weight": dict(low=0),
+    "strong_weight": dict(low=0), "consistency_weight": dict(low=0), "consistency_rampup": dict(low=0, high=1),
 }
 @dataclass(frozen=True)
 class TrainConfig:
@@ -127,6 +127,13 @@ class TrainConfig:
                                     "the training data's audio folder): the clips named there also learn their frame "
                                     "outputs (frame-level BCE on the model's output grid)")
     strong_weight: float = _field(1.0, "weight of the frame-level loss of strongly labelled clips beside the clip loss")
+    unlabelled_data: str = _field("", "clips without labels for the mean teacher: DIR, folder:DIR (every audio file "
+                                      "under it) or dcase2018:ROOT:unlabel_in_domain", "--unlabelled-data")
+    consistency_weight: float = _field(0.0, "mean teacher (Tarvainen & Valpola 2017): weight of the consistency loss, "
+                                            "the squared difference of the student's clip and frame outputs from the "
+                                            "teacher's (the moving average of the weights: needs --ema-decay); 0: off")
+    consistency_rampup: float = _field(0.3, "share of all optimizer steps over which the consistency weight rises "
+                                            "(exp(-5 (1 - t)^2)) to its value")
 
     def __post_init__(self):
         if self.recipe not in RECIPES:
@@ -165,6 +172,12 @@ class TrainConfig:
             raise ConfigError(str(exc) if str(exc).startswith("model_args") else f"model_args: {exc}") from None
         if self.kd_lambda > 0 and not self.teacher:
             raise ConfigError("kd_lambda > 0 needs a teacher file (--teacher, from `audioscene predict`)")
+        if self.consistency_weight > 0 and self.ema_decay == 0:
+            raise ConfigError("the mean teacher is the moving average of the weights: give --ema-decay (e.g. 0.999) "
+                              "with --consistency-weight")
+        if self.unlabelled_data and self.consistency_weight == 0:
+            raise ConfigError("unlabelled clips teach only through the mean teacher; give --consistency-weight "
+                              "(e.g. 2) and --ema-decay")
         if self.teacher and self.kd_lambda == 0:
             raise ConfigError("a teacher file without kd_lambda teaches nothing; give --kd-lambda (e.g. 0.5), the "
                               "weight of the teacher's targets in the loss")

@@ -161,6 +161,14 @@ class Recipe:
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.lr * self.lr_factor
 
+    def consistency_factor(self) -> float:
+        """The mean teacher's consistency weight at this step: `consistency_weight · exp(-5 (1 − t)²)`,
+        t rising linearly to 1 over `consistency_rampup` of all steps (Tarvainen & Valpola 2017)."""
+        config = self.config
+        ramp = config.consistency_rampup * self.total_steps
+        progress = 1.0 if ramp == 0 else min(1.0, self.steps_done / ramp)
+        return config.consistency_weight * math.exp(-5.0 * (1.0 - progress) ** 2)
+
     def mix(self, inputs: torch.Tensor, targets: Sequence[torch.Tensor | None], rng: np.random.Generator
             ) -> tuple[torch.Tensor, list[torch.Tensor | None], tuple[float, torch.Tensor] | None]:
         """The batch with mixup applied (as it is without mixup), and how it was mixed: `(λ, order)`

@@ -41,6 +41,7 @@ from .checkpoints import (Checkpoint, CheckpointError, checkpoint_path, initiali
                           require_same_run)
 from .config import TrainConfig
 from .data import ClipSet, ClipStream, DataSpec, OpenOptions
+from .data.spec import WithUnlabelled
 from .devices import autocast, resolve_device
 from .distill import Teacher, data_identity
 from .distributed import Context, barrier, coverage_of, gather_rows, setup, sum_over_ranks, teardown
@@ -152,12 +153,17 @@ def train_step(learner: Learner, batch: MicroBatch) -> float:
         with learner.amp:
             out = learner.model(features, **({"augment": masking} if masking else {}))
         per_clip = bce_loss(out["clipwise"], targets, reduction="none").mean(dim=1)
+        if batch.unlabelled is not None:  # clips without labels learn only from the mean teacher
+            per_clip = per_clip * ~batch.unlabelled.to(device)
         if teacher is not None:
             distilled = bce_loss(out["clipwise"], teacher, reduction="none").mean(dim=1)
             per_clip = (1 - config.kd_lambda) * per_clip + config.kd_lambda * distilled
         if strong is not None and config.strong_weight > 0:
             per_clip = per_clip + config.strong_weight * _frame_loss(
                 out["framewise"], strong.to(device), labelled.to(device), learner.raw_model.frame_hop, config.clip_seconds)
+        if config.consistency_weight > 0:
+            per_clip = per_clip + learner.recipe.consistency_factor() * _consistency(out, learner.recipe.ema.model,
+                                                                                    features)
         # DDP averages gradients over ranks; scaling by world_size turns that into the sum
         learner.scaler.scale((per_clip * batch.weight).sum() * context.world_size).backward()
     if batch.last:
@@ -171,6 +177,16 @@ def _frame_loss(framewise: torch.Tensor, events: torch.Tensor, labelled: torch.T
     frame targets on the same grid (`strong.frame_targets`), 0 for clips without strong labels."""
     targets = frame_targets(events, framewise.shape[1], hop, framewise.shape[2], duration)
     return bce_loss(framewise.float(), targets, reduction="none").mean(dim=(1, 2)) * labelled
+
+
+def _consistency(out: dict, teacher: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """Per clip: the mean squared difference of the student's clip and frame outputs from the mean
+    teacher's on the same (un-augmented) input, each averaged over its classes (and frames)."""
+    with torch.no_grad():
+        taught = teacher(features)
+    clip = (out["clipwise"].float() - taught["clipwise"].float()).square().mean(dim=1)
+    frames = (out["framewise"].float() - taught["framewise"].float()).square().mean(dim=(1, 2))
+    return clip + frames
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> bool:
@@ -290,6 +306,12 @@ def _datasets(config: TrainConfig, label_set: LabelSet | None, context: Context
     options = OpenOptions(label_set, config.clip_seconds, config.frontend.sample_rate, config.seed,
                           config.skip_corrupt, context.rank, context.world_size)
     train_set = train_spec.open(options)
+    if config.unlabelled_data:
+        if train_spec.streamed:
+            raise ConfigError("unlabelled data joins map-style training data (a folder, folder: or dcase2018: spec), "
+                              "not shards")
+        train_set = WithUnlabelled(train_set, DataSpec.parse(config.unlabelled_data).open_unlabelled(
+            replace(options, label_set=train_set.label_set)))
     eval_set = eval_spec.open_clips(
         replace(options, label_set=train_set.label_set), "evaluation (--eval-data)")
     return train_spec, train_set, eval_set

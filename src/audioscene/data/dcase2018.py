@@ -4,7 +4,8 @@ environments") in its released folder layout, on the 10 DCASE classes (docs/prot
     ROOT/metadata/train/weak.csv     filename<TAB>event_labels       (labels comma-separated)
     ROOT/metadata/test/test.csv      filename<TAB>onset<TAB>offset<TAB>event_label
     ROOT/metadata/eval/eval.csv      (same as test)
-    ROOT/audio/train/weak/*.wav, ROOT/audio/test/*.wav, ROOT/audio/eval/*.wav
+    ROOT/metadata/train/unlabel_in_domain.csv   filename (clips without labels)
+    ROOT/audio/train/weak/*.wav, ROOT/audio/train/unlabel_in_domain/*.wav, ROOT/audio/test/*.wav, ROOT/audio/eval/*.wav
 
 `ROOT` is the challenge repository's `dataset/` folder. The strong-label files are DCASE TSVs, so
 `audioscene sed-tune --audio ROOT/audio/test --ref ROOT/metadata/test/test.csv` and `sed-eval` run
@@ -25,6 +26,7 @@ from .folder import ClipDataset, DataSetError
 
 SPLITS = {  # split → (audio folder, metadata file, strong labels?)
     "train_weak": ("audio/train/weak", "metadata/train/weak.csv", False),
+    "unlabel_in_domain": ("audio/train/unlabel_in_domain", "metadata/train/unlabel_in_domain.csv", False),
     "test": ("audio/test", "metadata/test/test.csv", True),
     "eval": ("audio/eval", "metadata/eval/eval.csv", True),
 }
@@ -50,9 +52,28 @@ def events(root: str | os.PathLike, split: str) -> list[Event]:
     return read_events_tsv(metadata)
 
 
+def files(root: str | os.PathLike, split: str) -> list[Path]:
+    """The audio files a split's metadata lists (each once, in its order); a listed file that is
+    missing is named with its line."""
+    audio_dir, metadata = paths(root, split)
+    lines = csv_rows(metadata, DataSetError, delimiter="\t")
+    next(lines, None)  # the header
+    found = {}
+    for first, _, row in lines:
+        if row and row[0].strip():
+            path = audio_dir / row[0].strip()
+            if not path.is_file():
+                raise DataSetError(f"{metadata}:{first}: {row[0].strip()} is not a file of {audio_dir}")
+            found.setdefault(path, None)
+    return list(found)
+
+
 def dataset(root: str | os.PathLike, split: str, clip_seconds: float = 10.0, sample_rate: int = SAMPLE_RATE,
             ) -> ClipDataset:
     """Clips of a split with weak labels (for test/eval: the classes of each file's events)."""
+    if split == "unlabel_in_domain":
+        raise DataSetError(f"{root}: the unlabel_in_domain split has no labels; give it as unlabelled data "
+                           f"(--unlabelled-data dcase2018:{root}:unlabel_in_domain)")
     audio_dir, metadata = paths(root, split)
     classes = dcase2018()
     if SPLITS[split][2]:

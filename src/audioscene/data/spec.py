@@ -27,7 +27,7 @@ import torch
 from ..audio import SAMPLE_RATE
 from ..errors import ConfigError
 from ..labels import LabelSet
-from .folder import ClipDataset, DataSetError
+from .folder import Clip, ClipDataset, DataSetError
 
 
 class ClipSet(Protocol):
@@ -42,6 +42,24 @@ class ClipSet(Protocol):
     def __len__(self) -> int: ...
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class WithUnlabelled:
+    """A labelled `ClipSet` followed by clips without labels (targets all 0, `unlabelled` True):
+    a `ClipSet` whose unlabelled clips train only through the mean teacher's consistency loss."""
+
+    def __init__(self, labelled: ClipSet, unlabelled: ClipDataset):
+        self.parts, self.label_set = (labelled, unlabelled), labelled.label_set
+        self.targets = np.concatenate([labelled.targets, unlabelled.targets.reshape(-1, len(self.label_set))])
+        self.keys = list(labelled.keys) + list(unlabelled.keys)
+        self.unlabelled = np.r_[np.zeros(len(labelled), bool), np.ones(len(unlabelled), bool)]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        first = len(self.parts[0])
+        return self.parts[0][index] if index < first else self.parts[1][index - first]
 
 
 class ClipStream(Protocol):
@@ -185,6 +203,27 @@ class DataSpec:
 
     def open(self, options: OpenOptions = OpenOptions()) -> ClipSet | ClipStream:
         return OPENERS[self.kind][0](self, options)
+
+    def open_unlabelled(self, options: OpenOptions = OpenOptions()) -> ClipDataset:
+        """The audio of this spec as clips without labels (for the mean teacher): every audio file
+        under `DIR` (its `audio/` when there is one) or `folder:DIR`, or a DCASE 2018 split's files
+        (`dcase2018:ROOT:unlabel_in_domain`)."""
+        from ..audio import expand_paths
+
+        if self.kind == "dcase2018":
+            from . import dcase2018
+
+            files = dcase2018.files(self.path, self.split)
+        elif self.kind in ("dir", "folder"):
+            root = Path(self.path)
+            if not root.is_dir():
+                raise DataSetError(f"{self}: no such data folder")
+            root = root / "audio" if self.kind == "dir" and (root / "audio").is_dir() else root
+            files = [path for path, _ in expand_paths([root])]
+        else:
+            raise ConfigError(f"{self}: unlabelled data must be audio files: a folder, folder: or dcase2018: spec")
+        return ClipDataset([Clip(path, ()) for path in files], options.label_set, options.clip_seconds,
+                           options.sample_rate)
 
     def open_clips(self, options: OpenOptions = OpenOptions(), purpose: str = "evaluation") -> ClipSet:
         """The map-style set this spec names; a stream is refused, naming `purpose`."""

@@ -20,7 +20,8 @@ from audioscene.errors import ConfigError, InputError
 from audioscene.evaluate import evaluate_run
 from audioscene.labels import LabelSet
 from audioscene.recipe import RECIPES, Recipe, WeightAverage, lr_factor, mixup, spec_augment
-from audioscene.train import bce_loss, build_learner, train_step
+from audioscene.losses import bce_loss
+from audioscene.train import build_learner, train_step
 
 
 def test_mixup_mixes_targets_as_it_mixes_inputs():

@@ -57,7 +57,8 @@ def test_a_bad_strong_label_file_names_file_and_line(tmp_path, row, problem):
 
 
 def test_the_strong_loss_with_weight_0_is_the_clip_loss_and_otherwise_adds_the_frame_bce(tiny_data, tmp_path):
-    from audioscene.train import TrainConfig, bce_loss, build_learner
+    from audioscene.losses import bce_loss
+    from audioscene.train import TrainConfig, build_learner
 
     waves, targets = torch.randn(4, 16000 * 3) * 0.1, (torch.rand(4, 3) < 0.5).float()
     events = torch.tensor([[[0.5, 2.0, 1, 1.0]], [[0, 0, 0, 0]], [[1.0, 1.5, 2, 1.0]], [[0, 0, 0, 0]]])

@@ -304,9 +304,10 @@ def test_tensorboard_drops_the_points_of_an_interrupted_epoch(tiny_data, tmp_pat
 
 def test_the_scores_of_summarize_drive_metrics_csv_and_the_best_epoch(tiny_run, tmp_path):
     from audioscene.metrics import SCORES
+    from audioscene.run_log import metric_columns
 
     header = (tiny_run / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert header == list(training.metric_columns()) and set(SCORES) <= set(header)
+    assert header == list(metric_columns()) and set(SCORES) <= set(header)
     run = tmp_path / "run"
     run.mkdir()
     for path in list_epochs(tiny_run):

@@ -30,6 +30,7 @@ from .data import ClipSet, ClipStream
 from .data.sampler import BalancedSampler
 from .distill import Teacher
 from .distributed import Context
+from .errors import ConfigError
 from .strong import StrongLabels
 
 
@@ -60,6 +61,20 @@ class MicroBatch:
     def whole(cls, waves: torch.Tensor, targets: torch.Tensor) -> "MicroBatch":
         """A whole optimizer step in one pass (the loss is the batch mean)."""
         return cls(waves, targets, 1.0 / len(waves))
+
+
+def micro_batch_size(config: TrainConfig, context: Context) -> int:
+    """Clips per forward pass on each rank, checked against the batch, mixup and the device."""
+    micro = config.micro_batch_size or max(1, config.batch_size // context.world_size)
+    if config.batch_size % (context.world_size * micro):
+        raise ConfigError(f"batch_size {config.batch_size} is not a multiple of {context.world_size} ranks × "
+                          f"micro_batch_size {micro}")
+    if config.mixup_alpha > 0 and micro < 2:
+        raise ConfigError("mixup mixes clips within a micro-batch and needs at least 2 per micro-batch; raise "
+                          "--micro-batch-size (or the batch size per process), or turn mixup off with --mixup-alpha 0")
+    if config.sync_batchnorm and context.device.type != "cuda":
+        raise ConfigError("sync_batchnorm needs CUDA devices (PyTorch's SyncBatchNorm runs on GPUs only)")
+    return micro
 
 
 def split_batches(global_order: list[int], batch_size: int, micro_batch_size: int, context: Context,

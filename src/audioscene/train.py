@@ -17,7 +17,6 @@ Example::
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import time
@@ -35,8 +34,7 @@ from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
 from . import models
-from ._io import atomic_open
-from .batches import EpochPlan, MicroBatch, clips_per_epoch
+from .batches import EpochPlan, MicroBatch, clips_per_epoch, micro_batch_size
 from .checkpoints import (Checkpoint, CheckpointError, checkpoint_path, initialise_from, list_epochs,
                           require_same_run)
 from .config import TrainConfig
@@ -47,29 +45,18 @@ from .distill import Teacher, data_identity
 from .distributed import Context, barrier, coverage_of, gather_rows, setup, sum_over_ranks, teardown
 from .errors import ConfigError
 from .labels import LabelSet
+from .losses import Targets, clip_losses
 from .metrics import SCORES, summarize
 from .predictor import Predictor
 from .recipe import Recipe
-from .strong import StrongLabels, frame_targets, mix_events
+from .run_log import record_epoch
+from .strong import StrongLabels, mix_events
 
 __all__ = ["TrainConfig", "train", "resume", "train_step", "train_epoch", "evaluate_epoch", "build_learner",
-           "Learner", "EpochStats", "bce_loss"]
+           "Learner", "EpochStats"]
 
 log = logging.getLogger(__name__)
 
-
-
-def metric_columns(weight_average: bool = False) -> tuple[str, ...]:
-    """metrics.csv's columns: one per score of `metrics.SCORES`, and for a run with a weight average
-    the raw weights' scores beside them (`raw_<score>`)."""
-    return ("epoch", "train_loss", *SCORES, "train_clips_per_s", "seconds",
-            *(f"raw_{key}" for key in SCORES if weight_average))
-
-
-def bce_loss(clipwise: torch.Tensor, target: torch.Tensor, eps: float = 1e-7, reduction: str = "mean") -> torch.Tensor:
-    """Binary cross-entropy on probabilities, in float32 and clamped (attention pools probabilities)."""
-    return torch.nn.functional.binary_cross_entropy(clipwise.float().clamp(eps, 1 - eps), target.float(),
-                                                    reduction=reduction)
 
 
 # --- one step ------------------------------------------------------------------------------------
@@ -136,13 +123,14 @@ def train_step(learner: Learner, batch: MicroBatch) -> float:
     distillation), then the optimizer step if it is the last of its step; returns its weighted loss
     (the step's loss is the sum over its micro-batches and ranks)."""
     context, device, config = learner.context, learner.context.device, learner.config
-    waves, targets = batch.waves.to(device, non_blocking=True), batch.targets.to(device, non_blocking=True)
-    teacher = None if batch.teacher is None or config.kd_lambda == 0 else batch.teacher.to(device)
+    on_device = lambda tensor: None if tensor is None else tensor.to(device, non_blocking=True)  # noqa: E731
+    waves, targets = on_device(batch.waves), on_device(batch.targets)
+    teacher = None if config.kd_lambda == 0 else on_device(batch.teacher)
     rng = np.random.default_rng(batch.seed)
     waves, (targets, teacher), mixing = learner.recipe.mix(waves, [targets, teacher], rng)
-    strong, labelled = batch.strong, batch.labelled
-    if strong is not None and mixing is not None:
-        strong, labelled = mix_events(strong, labelled, *mixing)
+    events, labelled = on_device(batch.strong), on_device(batch.labelled)
+    if events is not None and mixing is not None:
+        events, labelled = mix_events(events, labelled, *mixing)
     with torch.no_grad():
         features = learner.frontend(waves)
     masking = None
@@ -152,41 +140,15 @@ def train_step(learner: Learner, batch: MicroBatch) -> float:
     with nullcontext() if batch.last or not context.distributed else learner.model.no_sync():
         with learner.amp:
             out = learner.model(features, **({"augment": masking} if masking else {}))
-        per_clip = bce_loss(out["clipwise"], targets, reduction="none").mean(dim=1)
-        if batch.unlabelled is not None:  # clips without labels learn only from the mean teacher
-            per_clip = per_clip * ~batch.unlabelled.to(device)
-        if teacher is not None:
-            distilled = bce_loss(out["clipwise"], teacher, reduction="none").mean(dim=1)
-            per_clip = (1 - config.kd_lambda) * per_clip + config.kd_lambda * distilled
-        if strong is not None and config.strong_weight > 0:
-            per_clip = per_clip + config.strong_weight * _frame_loss(
-                out["framewise"], strong.to(device), labelled.to(device), learner.raw_model.frame_hop, config.clip_seconds)
-        if config.consistency_weight > 0:
-            per_clip = per_clip + learner.recipe.consistency_factor() * _consistency(out, learner.recipe.ema.model,
-                                                                                    features)
+            mean_teacher = None if config.consistency_weight == 0 else (
+                learner.recipe.ema.model, learner.recipe.consistency_factor(), features)
+            per_clip = clip_losses(out, Targets(targets, on_device(batch.unlabelled), teacher, events, labelled), config,
+                                   learner.raw_model.frame_hop, mean_teacher)
         # DDP averages gradients over ranks; scaling by world_size turns that into the sum
         learner.scaler.scale((per_clip * batch.weight).sum() * context.world_size).backward()
     if batch.last:
         learner.recipe.after_step(learner.raw_model, stepped=optimizer_step(learner.optimizer, learner.scaler))
     return float((per_clip.detach() * batch.weight).sum())
-
-
-def _frame_loss(framewise: torch.Tensor, events: torch.Tensor, labelled: torch.Tensor, hop: float, duration: float
-                ) -> torch.Tensor:
-    """Per clip: BCE of the frame outputs `[B, T', K]` (one per `hop` seconds) against the events'
-    frame targets on the same grid (`strong.frame_targets`), 0 for clips without strong labels."""
-    targets = frame_targets(events, framewise.shape[1], hop, framewise.shape[2], duration)
-    return bce_loss(framewise.float(), targets, reduction="none").mean(dim=(1, 2)) * labelled
-
-
-def _consistency(out: dict, teacher: nn.Module, features: torch.Tensor) -> torch.Tensor:
-    """Per clip: the mean squared difference of the student's clip and frame outputs from the mean
-    teacher's on the same (un-augmented) input, each averaged over its classes (and frames)."""
-    with torch.no_grad():
-        taught = teacher(features)
-    clip = (out["clipwise"].float() - taught["clipwise"].float()).square().mean(dim=1)
-    frames = (out["framewise"].float() - taught["framewise"].float()).square().mean(dim=(1, 2))
-    return clip + frames
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> bool:
@@ -317,23 +279,9 @@ def _datasets(config: TrainConfig, label_set: LabelSet | None, context: Context
     return train_spec, train_set, eval_set
 
 
-def _micro_batch_size(config: TrainConfig, context: Context) -> int:
-    """Clips per forward pass on each rank, checked against the batch, mixup and the device."""
-    micro = config.micro_batch_size or max(1, config.batch_size // context.world_size)
-    if config.batch_size % (context.world_size * micro):
-        raise ConfigError(f"batch_size {config.batch_size} is not a multiple of {context.world_size} ranks × "
-                          f"micro_batch_size {micro}")
-    if config.mixup_alpha > 0 and micro < 2:
-        raise ConfigError("mixup mixes clips within a micro-batch and needs at least 2 per micro-batch; raise "
-                          "--micro-batch-size (or the batch size per process), or turn mixup off with --mixup-alpha 0")
-    if config.sync_batchnorm and context.device.type != "cuda":
-        raise ConfigError("sync_batchnorm needs CUDA devices (PyTorch's SyncBatchNorm runs on GPUs only)")
-    return micro
-
-
 def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, context: Context) -> Path:
     run_dir = Path(config.out_dir)
-    micro = _micro_batch_size(config, context)
+    micro = micro_batch_size(config, context)
     train_spec, train_set, eval_set = _datasets(config, state.label_set if state else None, context)
     label_set = train_set.label_set
     teacher = Teacher(config.teacher, label_set, config.kd_temperature) if config.teacher else None
@@ -375,7 +323,7 @@ def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, c
             history.append({"epoch": epoch, "train_loss": epoch_loss, **scores, "train_clips_per_s":
                             coverage["clips"] / stats.seconds, "seconds": time.perf_counter() - started})
             _checkpoint(learner, epoch, label_set, history, coverage, run_id).save(checkpoint_path(run_dir, epoch))
-            _record_epoch(run_dir, history, writer, config.epochs)
+            record_epoch(run_dir, history, writer, config.epochs)
         barrier(context)  # the checkpoint exists before any rank starts the next epoch
     if writer:
         writer.close()
@@ -405,24 +353,3 @@ def _checkpoint(learner: Learner, epoch: int, label_set: LabelSet, history: list
                       optimizer=learner.optimizer.state_dict(), scaler=learner.scaler.state_dict(),
                       rng={"torch": torch.get_rng_state()}, world_size=learner.context.world_size,
                       coverage=coverage, run_id=run_id, recipe=learner.recipe.state_dict())
-
-
-def _record_epoch(run_dir: Path, history: list[dict], writer, epochs: int) -> None:
-    """The last epoch's row in metrics.csv (rewritten atomically), TensorBoard and the log."""
-    row, epoch = history[-1], history[-1]["epoch"]
-    _write_metrics_csv(run_dir, history)
-    for key in row.keys() - {"epoch", "train_clips_per_s", "seconds"}:
-        writer.add_scalar(f"epoch/{key}", row[key], epoch)
-    writer.flush()
-    log.info("epoch %d/%d: loss %.4f, eval %s%s (%.0f s, %.1f clips/s)", epoch, epochs, row["train_loss"],
-             ", ".join(f"{score.display} {row[key]:.3f}" for key, score in SCORES.items()),
-             " (weight average; raw weights mAP %.3f)" % row["raw_mAP"] if "raw_mAP" in row else "",
-             row["seconds"], row["train_clips_per_s"])
-
-
-def _write_metrics_csv(run_dir: Path, history: list[dict]) -> None:
-    columns = metric_columns(weight_average=f"raw_{next(iter(SCORES))}" in history[-1])
-    with atomic_open(run_dir / "metrics.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows({k: row.get(k, "") for k in columns} for row in history)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_recipe import RESULTS, proxy_data
+from bench_recipe import RESULTS, detect_on_eval, proxy_data
 
 SUPERVISION = ("weak", "strong 20%", "strong 100%", "mean teacher, 80% unlabelled")
 GRIDS = {"0.32 s": 32, "0.08 s": 8}
@@ -69,13 +69,11 @@ def arm_options(supervision: str, data: dict[str, Path], parts: dict[str, Path])
 def evaluate(run: Path, data: dict[str, Path]) -> dict:
     from audioscene.checkpoints import Checkpoint, list_epochs, resolve
     from audioscene.data.folder import ClipDataset
-    from audioscene.events import read_events_tsv
-    from audioscene.infer import Tagger, events_from_analysis
+    from audioscene.infer import events_from_analysis
     from audioscene.metrics import event_f1, summarize
     from audioscene.metrics.psds import PSDS1, PSDS2, psds
     from audioscene.predictor import Predictor
     from audioscene.report.segmentation import PSDS_THRESHOLDS
-    from audioscene.sed import tune_on
 
     best_path, = resolve(run, "best")
     model, frontend, _ = Checkpoint.load(best_path).build(best_path)
@@ -84,19 +82,14 @@ def evaluate(run: Path, data: dict[str, Path]) -> dict:
     result = {"curve": [row["mAP"] for row in history], "best_epoch": int(best_path.stem.split("_")[1]),
               "mAP": float(summarize(eval_set.targets, Predictor([model], frontend, "cpu").predict(
                   eval_set, progress=False)["clipwise"])["mAP"])}
-    tagger = Tagger.from_run(run, best_path, device="cpu")
-    analyses = {split: {p.name: a for p, a in tagger.analyze_many(sorted((data[split] / "audio").glob("*.flac")))}
-                for split in ("tune", "eval")}
-    reference = {split: read_events_tsv(data[split] / "strong.tsv") for split in ("tune", "eval")}
-    tuning = tune_on(analyses["tune"], reference["tune"], tagger.frame_hop)
-    events = [e for name, a in analyses["eval"].items() for e in events_from_analysis(a, name, tuning, tuning)]
+    detected = detect_on_eval(run, best_path, data)
     for collar in (0.2, 0.4):
-        result[f"event_F1_{collar}"] = event_f1(reference["eval"], events, t_collar=collar,
-                                                labels=tagger.labels.names).macro_f1
-    points = [[e for name, a in analyses["eval"].items() for e in events_from_analysis(a, name, t, tuning)]
+        result[f"event_F1_{collar}"] = event_f1(detected.reference, detected.events, t_collar=collar,
+                                                labels=detected.labels).macro_f1
+    points = [[e for name, a in detected.analyses.items() for e in events_from_analysis(a, name, t, detected.tuning)]
               for t in PSDS_THRESHOLDS]
-    durations = {name: a.duration for name, a in analyses["eval"].items()}
-    result["PSDS1"], result["PSDS2"] = (psds(reference["eval"], points, durations, tagger.labels.names, **setting)
+    durations = {name: a.duration for name, a in detected.analyses.items()}
+    result["PSDS1"], result["PSDS2"] = (psds(detected.reference, points, durations, detected.labels, **setting)
                                         for setting in (PSDS1, PSDS2))
     return result
 

@@ -28,6 +28,7 @@ import multiprocessing
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -61,11 +62,8 @@ def evaluate(run: Path, data: dict[str, Path]) -> dict:
     """Eval-split scores of a finished run (see the module docstring) and its tune-mAP curve."""
     from audioscene.checkpoints import Checkpoint, list_epochs, resolve
     from audioscene.data.folder import ClipDataset
-    from audioscene.events import read_events_tsv
-    from audioscene.infer import Tagger, events_from_analysis
     from audioscene.metrics import event_f1, summarize
     from audioscene.predictor import Predictor
-    from audioscene.sed import tune_on
 
     eval_set = ClipDataset.from_folder(data["eval"])
     last_path = list_epochs(run)[-1]
@@ -84,14 +82,34 @@ def evaluate(run: Path, data: dict[str, Path]) -> dict:
               "last": eval_map(last_path, last, "raw"),
               "best_on_tune": eval_map(best_path, Checkpoint.load(best_path), "auto"),
               "ema": eval_map(last_path, last, "ema") if last.ema else None}
-    tagger = Tagger.from_run(run, best_path, device="cpu")
+    detected = detect_on_eval(run, best_path, data)
+    result["event_F1"] = event_f1(detected.reference, detected.events, t_collar=0.2, labels=detected.labels).macro_f1
+    return result
+
+
+class Detected(NamedTuple):
+    """A run's frame scores of the eval split (`analyses`), events with thresholds and median kernels
+    tuned on the tune split (`events`, `tuning`), the eval split's reference events and the labels."""
+
+    analyses: dict
+    events: list
+    tuning: object
+    reference: list
+    labels: tuple
+
+
+def detect_on_eval(run: Path, checkpoint: Path, data: dict[str, Path]) -> Detected:
+    from audioscene.events import read_events_tsv
+    from audioscene.infer import Tagger, events_from_analysis
+    from audioscene.sed import tune_on
+
+    tagger = Tagger.from_run(run, checkpoint, device="cpu")
     analyses = {split: {p.name: a for p, a in tagger.analyze_many(sorted((data[split] / "audio").glob("*.flac")))}
                 for split in ("tune", "eval")}
     reference = {split: read_events_tsv(data[split] / "strong.tsv") for split in ("tune", "eval")}
     tuning = tune_on(analyses["tune"], reference["tune"], tagger.frame_hop)
     events = [e for name, a in analyses["eval"].items() for e in events_from_analysis(a, name, tuning, tuning)]
-    result["event_F1"] = event_f1(reference["eval"], events, t_collar=0.2, labels=tagger.labels.names).macro_f1
-    return result
+    return Detected(analyses["eval"], events, tuning, reference["eval"], tagger.labels.names)
 
 
 def train_teacher(job: tuple) -> dict:

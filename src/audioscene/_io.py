@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import glob
+import hashlib
 import io
 import os
 import shutil
@@ -155,3 +156,12 @@ def csv_rows(path: str | os.PathLike, error: type[Exception], **reader_options) 
             first = reader.line_num + 1
     except csv.Error as exc:
         raise error(f"{path}:{first}: malformed CSV ({exc})") from None
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file, read in 1 MB blocks (shards, imported checkpoints)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -18,7 +18,6 @@ global is refused, and nothing in the file is ever executed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import uuid
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 from . import models
+from ._io import sha256_of
 from .checkpoints import Checkpoint, CheckpointError, checkpoint_path
 from .config import TrainConfig
 from .features import FrontendConfig, mel_matrix
@@ -135,14 +135,6 @@ def check_release(path: Path, weights: dict[str, torch.Tensor], arch: str) -> di
     return own
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def import_panns(path: str | os.PathLike, arch: str, out_dir: str | os.PathLike) -> Path:
     """Write a released PANNs checkpoint of `arch` (a key of `RELEASES`) as the run `out_dir`
     (`epoch_001.pt`); returns the checkpoint's path. `out_dir` must not hold checkpoints yet."""
@@ -160,7 +152,7 @@ def import_panns(path: str | os.PathLike, arch: str, out_dir: str | os.PathLike)
     model = models.from_config(model_config)
     model.load_state_dict(weights)
     train_config = TrainConfig(model=release.model, frontend=release.frontend, epochs=1)
-    source = {"imported_from": path.name, "sha256": _sha256(path), "architecture": arch,
+    source = {"imported_from": path.name, "sha256": sha256_of(path), "architecture": arch,
               "published": release.published, "released_as": release.file_name}
     out_dir.mkdir(parents=True, exist_ok=True)
     out = checkpoint_path(out_dir, 1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -15,7 +14,7 @@ from typing import Iterable
 import numpy as np
 import soundfile as sf
 
-from ..._io import OutputError, atomic_open, staged_folder
+from ..._io import OutputError, atomic_open, sha256_of, staged_folder
 from ...audio import SAMPLE_RATE, decode, load
 from ...errors import check_number
 from ...labels import LabelSet
@@ -40,14 +39,6 @@ def _flac_bytes(source: Path | np.ndarray) -> bytes:
     buffer = io.BytesIO()
     sf.write(buffer, wave, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
     return buffer.getvalue()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -94,7 +85,7 @@ def _write_shards(clips: Iterable[Clip], folder: Path, labels: LabelSet, shard_b
     def close_shard():
         nonlocal tar
         tar.close()
-        shards.append(ShardInfo(path.name, count, path.stat().st_size, _sha256(path)))
+        shards.append(ShardInfo(path.name, count, path.stat().st_size, sha256_of(path)))
         tar = None
 
     for number, clip in enumerate(clips):
@@ -144,7 +135,7 @@ def verify(shard_dir: str | os.PathLike, progress: bool = True) -> VerifyReport:
         if not path.is_file():
             problems.append(f"{path}: missing")
             continue
-        if path.stat().st_size != shard["bytes"] or _sha256(path) != shard["sha256"]:
+        if path.stat().st_size != shard["bytes"] or sha256_of(path) != shard["sha256"]:
             problems.append(f"{path}: checksum mismatch (the file changed or is damaged)")
             continue
         try:

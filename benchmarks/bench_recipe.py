@@ -167,14 +167,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="tiny data, two arms, 2 epochs: checks the script runs")
+    parser.add_argument("--quick", action="store_true", help="tiny data, two arms, 1 epoch: checks the script runs")
     parser.add_argument("--long", type=int, metavar="EPOCHS", help="only the paper and modern arms, this many epochs")
     parser.add_argument("--json", type=Path, default=RESULTS / "bench_recipe.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     n_clips, arms = (24, ["paper", "modern + KD"]) if args.quick else (300, ["paper", "modern"] if args.long else
                                                                          list(ARMS))
-    epochs = 2 if args.quick else args.long or args.epochs
+    epochs = 1 if args.quick else args.long or args.epochs
     if args.long and args.json == RESULTS / "bench_recipe.json":
         args.json = RESULTS / "bench_recipe_long.json"
     started = time.perf_counter()

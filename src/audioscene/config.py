@@ -213,7 +213,7 @@ class TrainConfig:
         end (each setting given overriding it) and its input normalisation unless `input_norm` is
         given. Training and evaluation data are required."""
         merged = _merge(_read_toml(toml), values) if toml else dict(values)
-        if merged.get("init"):
+        if merged.get("init") and not all(key in merged for key in ("model", "input_norm", "frontend")):
             from .checkpoints import Checkpoint
 
             state = Checkpoint.load(merged["init"])

@@ -200,39 +200,43 @@ def _audioset_folder(split, names, out):
 
 
 def test_an_imported_run_goes_through_every_command(theirs, clips, tiny_data, tmp_path):
+    """import-panns and report through the command line; tag, detect, predict, export and fine-tuning
+    through the functions those commands call (the command glue is tested on our own runs)."""
     from audioscene import train as training
     from audioscene.config import TrainConfig
+    from audioscene.distill import predict_to_file, read_teacher
+    from audioscene.export import export_onnx
+    from audioscene.infer import Tagger
 
     _, waves = clips
     model = _their_model(theirs, "Cnn14", waves[:2])
     _save_released(model, tmp_path / "released.pth")
     result = run_cli("import-panns", str(tmp_path / "released.pth"), "--arch", "Cnn14", "--out", str(tmp_path / "run"))
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.returncode == 0 and "published mAP 0.431" in result.stdout, result.stderr[-2000:]
     run = tmp_path / "run"
     state = Checkpoint.load(run / "epoch_001.pt")
     assert state.source["published"]["mAP"] == 0.431 and len(state.source["sha256"]) == 64
     names = sorted(p.name for p in (tiny_data / "eval" / "audio").glob("*.flac"))
-    data, labels = _audioset_folder(tiny_data / "eval", names[:8], tmp_path / "eval8")
-    clip = str(tiny_data / "eval" / "audio" / names[0])
-    tagged = run_cli("tag", clip, "--run", str(run), "--top-k", "3")
-    assert tagged.returncode == 0 and tagged.stdout.startswith(f"{names[0]}\t"), tagged.stderr[-2000:]
-    detected = run_cli("detect", clip, "--run", str(run), "--classes", "dcase2018", "-o", str(tmp_path / "e.tsv"))
-    assert detected.returncode == 0 and (tmp_path / "e.tsv").read_text().startswith("filename"), detected.stderr
+    data, labels = _audioset_folder(tiny_data / "eval", names[:6], tmp_path / "eval6")
+    tagger = Tagger.from_run(run, device="cpu")
+    clip = tiny_data / "eval" / "audio" / names[0]
+    assert len(tagger.tag(clip, top_k=3)) == 3 and tagger.frame_hop == pytest.approx(0.32)
+    [(_, _, dcase)] = tagger.analyze_files([clip], classes="dcase2018")
+    assert len(dcase.labels) == 10 and dcase.framewise.shape == (31, 10)  # 1001 frames // 32, as Cnn14 pools
     reported = run_cli("report", "--runs", f"cnn14={run}", "--eval-data", data, "--labels", labels, "--bootstrap", "100",
                        "-o", str(tmp_path / "report"))
     assert reported.returncode == 0, reported.stderr[-2000:]
     row = next(line for line in reported.stdout.splitlines() if line.startswith("| cnn14 (peak"))
     assert "PANNs Cnn14 (Kong et al. 2020)" in row and "0.431" in row  # the published row beside ours
-    predicted = run_cli("predict", "--run", str(run), "--data", data, "--labels", labels, "-o", str(tmp_path / "t.npz"))
-    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    predict_to_file([run], data, tmp_path / "t.npz", labels_csv=labels, progress=False)
+    assert read_teacher(tmp_path / "t.npz")[1].shape == (6, 527)
     # 80 M float32 weights: ONNX Runtime and PyTorch differ by ~5e-5 here; other CPUs round differently
-    exported = run_cli("export-onnx", "--run", str(run), "-o", str(tmp_path / "m.onnx"), "--with-frontend",
-                       "--tolerance", "1e-3")
-    assert exported.returncode == 0 and "(waveform input" in exported.stdout, exported.stderr[-2000:]
-    # fine-tuning onto the data's own 10 labels: trunk kept, a new classifier, PANNs' front end taken along
-    config = TrainConfig.for_new_run(dict(train_data=data, labels_csv=labels, eval_data=data,
-                                          eval_labels_csv=labels, init=str(run / "epoch_001.pt"), epochs=1,
-                                          batch_size=4, lr=1e-12, out_dir=str(tmp_path / "tuned"), device="cpu"))
+    parity = export_onnx(run, tmp_path / "m.onnx", with_frontend=True, tolerance=1e-3)
+    assert parity.clipwise < 1e-3 and parity.frontend < 1e-3
+    # fine-tuning onto the data's own labels: trunk kept, a new classifier, PANNs' front end taken along
+    config = TrainConfig.for_new_run(dict(train_data=data, labels_csv=labels, eval_data=data, eval_labels_csv=labels,
+                                          init=str(run / "epoch_001.pt"), epochs=1, batch_size=6, lr=1e-12,
+                                          out_dir=str(tmp_path / "tuned"), device="cpu"))
     assert (config.model, config.frontend) == ("cnn14", RELEASES["Cnn14"].frontend)
     tuned = Checkpoint.load(training.train(config, progress=False) / "epoch_001.pt")
     assert tuned.model["fc_audioset.weight"].shape[0] == len(tuned.labels) < 527

@@ -148,7 +148,7 @@ def main() -> None:
     peak = matmul_flops_per_second() if device.type == "cpu" else cuda_matmul_flops_per_second()
     flops_per_clip = count_flops(make_model(False), torch.randn(1, 998, 64), backward=True)
     with tempfile.TemporaryDirectory() as work:
-        data = generate(Path(work) / "clips", n_clips=8 if args.quick else 96, seed=0, progress=False)
+        data = generate(Path(work) / "clips", n_clips=96, seed=0, progress=False)
         dataset = ClipDataset.from_folder(data)
         shards = Path(work) / "shards"
         pack(dataset.clips, shards, dataset.label_set, shard_bytes=4 * 2**20, progress=False)

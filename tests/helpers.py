@@ -3,7 +3,6 @@
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,33 @@ from audioscene.train import TrainConfig
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "audioscene", *args], capture_output=True, text=True, timeout=120)
+    """`audioscene ARGS` run in this process (`cli.main`, what `python -m audioscene` runs), its
+    stdout, stderr (log records included) and exit code captured as a subprocess's would be: a new
+    interpreter per call would cost each test about 2 s of imports. Tests that need a process of its
+    own (a kill, a server, torchrun) start one themselves."""
+    import contextlib
+    import io
+    import logging
+
+    from audioscene import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    saved = root.handlers[:], root.level
+    root.handlers[:] = [handler]  # main's basicConfig then leaves this handler (and the level) as set here
+    root.setLevel(logging.DEBUG if "-v" in args or "--verbose" in args else logging.INFO)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main(list(args))
+            except SystemExit as exc:  # argparse: --help, or a bad command line (2)
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    return subprocess.CompletedProcess(["audioscene", *args], code, out.getvalue(), err.getvalue())
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str):

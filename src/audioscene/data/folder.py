@@ -1,7 +1,8 @@
 """Clip data sets: audio (a file path or an array) with multi-hot weak labels.
 
-The training loop only sees `ClipDataset`; the synthetic set, own folders and, later, AudioSet
-and DCASE all become one by listing `(source, labels)` pairs.
+`ClipDataset` is the map-style `ClipSet` of audio (`data/spec.py`): the synthetic set, own folders,
+downloaded AudioSet clips and DCASE 2018 all become one by listing `(source, labels)` pairs; shards
+(`store/`) and released embeddings (`embeddings.py`) are the other kinds of data set.
 
 A folder data set is `DIR/weak.csv` (`filename,labels`: labels `;`-separated; empty for a clip
 with no label) with the audio in `DIR/audio/` (or `DIR/` itself).

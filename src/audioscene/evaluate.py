@@ -86,9 +86,9 @@ class _Opened:
                               FrontendConfig(**self.first.frontend_config).sample_rate)
         specs = [DataSpec.parse(data, labels_csv)] + ([] if select_data is None else
                                                       [DataSpec.parse(select_data, select_labels_csv)])
-        model = models.from_config(self.first.model_config)
+        takes_audio = models.family_of_config(self.first.model_config).takes_audio
         for spec in specs:
-            spec.require_input(model.takes_audio, model.config.name)
+            spec.require_input(takes_audio, self.first.model_config["name"])
         self.dataset = specs[0].open_clips(options)
         self.select_set = None if select_data is None else specs[1].open_clips(options)
         require_scorable(self.dataset.targets, str(data))

@@ -110,12 +110,14 @@ def read_release(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return weights
 
 
-def check_release(path: Path, weights: dict[str, torch.Tensor], arch: str) -> dict[str, torch.Tensor]:
-    """The model's weights of a released checkpoint of `arch`, checked against our model's keys and
-    shapes (the first mismatches named) and its front-end weights against the architecture's front
-    end (a different mel filterbank or FFT size means another front end)."""
+def check_release(path: Path, weights: dict[str, torch.Tensor], arch: str, model: torch.nn.Module
+                  ) -> dict[str, torch.Tensor]:
+    """The model's weights of a released checkpoint of `arch`, checked against the keys and shapes of
+    our `model` of it (the first mismatches named: a wrong class count shows as `fc_audioset`'s
+    shape) and its front-end weights against the architecture's front end (a different mel
+    filterbank or FFT size means another front end)."""
     release = RELEASES[arch]
-    expected = {key: value.shape for key, value in models.create(release.model).state_dict().items()}
+    expected = {key: value.shape for key, value in model.state_dict().items()}
     frontend = {key: weights[key] for key in FRONTEND_KEYS if key in weights}
     own = {key: value for key, value in weights.items() if key not in FRONTEND_KEYS}
     problems = [f"missing {key}" for key in expected if key not in own]
@@ -144,13 +146,10 @@ def import_panns(path: str | os.PathLike, arch: str, out_dir: str | os.PathLike)
     if out_dir.is_dir() and any(out_dir.glob("epoch_*.pt")):
         raise CheckpointError(f"{out_dir}: holds checkpoints already; import into a new run folder")
     release = RELEASES[arch]
-    weights = check_release(path, read_release(path), arch)
     labels = audioset().names
     model_config = models.config_for(release.model, n_classes=len(labels), frontend=release.frontend)
-    if weights["fc_audioset.weight"].shape[0] != len(labels):
-        raise CheckpointError(f"{path}: {weights['fc_audioset.weight'].shape[0]} classes; {arch} has {len(labels)}")
     model = models.from_config(model_config)
-    model.load_state_dict(weights)
+    model.load_state_dict(check_release(path, read_release(path), arch, model))
     train_config = TrainConfig(model=release.model, frontend=release.frontend, epochs=1)
     source = {"imported_from": path.name, "sha256": sha256_of(path), "architecture": arch,
               "published": release.published, "released_as": release.file_name}

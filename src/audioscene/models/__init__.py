@@ -14,6 +14,7 @@ from .registry import (
     config_for,
     create,
     family_of,
+    family_of_config,
     from_config,
     frontend_for,
     register_family,
@@ -21,5 +22,5 @@ from .registry import (
 )
 
 __all__ = ["FAMILIES", "AudioModel", "AudioResNet", "Cnn14", "EmbeddingModel", "EmbeddingModelConfig", "Family",
-           "ModelConfig", "PannsConfig", "available", "config_for", "create", "family_of", "from_config", "frontend_for",
+           "ModelConfig", "PannsConfig", "available", "config_for", "create", "family_of", "family_of_config", "from_config", "frontend_for",
            "register_family", "run_settings"]

@@ -131,13 +131,20 @@ def create(name: str, n_classes: int = 527, **model_args) -> AudioModel:
     return from_config(config_for(name, n_classes, **model_args))
 
 
+def family_of_config(config: dict) -> Family:
+    """The family a stored config dict (as saved in checkpoints) belongs to, by its `family` key:
+    ask it what the model can do without building the model."""
+    family = FAMILIES.get(config.get("family", "resnet"))  # checkpoints from before families were resnets
+    if family is None:
+        raise InputError(f"unknown model family {config.get('family')!r}; known: {', '.join(FAMILIES)}")
+    return family
+
+
 def from_config(config) -> AudioModel:
     """Rebuild a model from its config or a stored config dict (as saved in checkpoints)."""
     if not isinstance(config, dict):
         return FAMILIES[config.family].model_class(config)
-    family = FAMILIES.get(config.get("family", "resnet"))  # checkpoints from before families were resnets
-    if family is None:
-        raise InputError(f"unknown model family {config.get('family')!r}; known: {', '.join(FAMILIES)}")
+    family = family_of_config(config)
     return family.model_class(from_values(family.config_class, {"family": family.name, **config}))
 
 

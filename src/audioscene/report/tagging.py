@@ -24,7 +24,7 @@ from .tables import Table2Row
 @cache
 def takes_audio(run: str) -> bool:
     """Whether a run's model takes audio (read once per process)."""
-    return models.from_config(Checkpoint.load(list_epochs(run)[0]).model_config).takes_audio
+    return models.family_of_config(Checkpoint.load(list_epochs(run)[0]).model_config).takes_audio
 
 
 def _git_commit() -> str:

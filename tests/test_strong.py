@@ -1,5 +1,7 @@
 """Strong labels in training: frame targets from a DCASE TSV, the frame-level loss, the file checks."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -99,3 +101,61 @@ def test_a_run_trains_with_strong_labels_on_a_finer_grid(tiny_data, tmp_path):
                           "bad.tsv:2: unknown label 'Horse'")
     with pytest.raises(ValueError, match="strong_weight must be a finite number >= 0"):
         tiny_config(tiny_data, tmp_path / "x", strong_weight=-1.0)
+
+
+def test_packed_events_stream_with_their_clips_and_train_like_the_tsv(tiny_data, tmp_path):
+    from audioscene.batches import EpochPlan
+    from audioscene.config import TrainConfig
+    from audioscene.data.folder import ClipDataset
+    from audioscene.data.store import ShardDataset, ShardError
+    from audioscene.distributed import Context
+
+    clips = ClipDataset.from_folder(tiny_data / "train", clip_seconds=1.0)
+    rows = [r.split("\t") for r in (tiny_data / "train" / "strong.tsv").read_text().splitlines()[1:]]
+    named = sorted({Path(r[0]).stem for r in rows})[:40]  # some clips strongly labelled, the rest not
+    tsv = _tsv(tmp_path / "some.tsv", [r for r in rows if Path(r[0]).stem in named])
+    strong = StrongLabels.read(tsv, clips.label_set, clips.keys)
+    packed = run_cli("pack", "--data", str(tiny_data / "train"), "--strong-labels", str(tsv), "--shard-mb", "0.1",
+                     "--out", str(tmp_path / "shards"))
+    assert packed.returncode == 0 and "packed 64 clips (40 with their events)" in packed.stdout, packed.stderr
+    stream = ShardDataset(tmp_path / "shards", clip_seconds=1.0)
+    assert stream.stores_events and stream.index["max_events"] == max(len(e) for e in strong.events.values())
+    stream.with_events = True
+    plan = EpochPlan(TrainConfig(batch_size=8), stream, True, 1, Context(), 8)
+    seen = 0
+    for batch in plan:
+        expected, labelled = strong.batch(batch.keys)
+        assert batch.labelled.tolist() == labelled.tolist()
+        width = expected.shape[1]  # the TSV lookup pads to the batch's widest clip, the stream to max_events
+        assert torch.equal(batch.strong[:, :width], expected) and not batch.strong[:, width:, 3].any()
+        seen += len(batch.keys)
+    assert seen == 64
+
+    result = run_cli("train", "--data", f"shards:{tmp_path / 'shards'}", "--eval-data", str(tiny_data / "eval"),
+                     "--model-arg", "width=4", "--epochs", "1", "--batch-size", "16", "--clip-seconds", "1",
+                     "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "training on the strong labels stored in shards:" in result.stderr
+
+    # a stored event is data: one that is not [onset, offset, label] names its shard and member
+    import io
+    import json
+    import tarfile
+    shard = tmp_path / "shards" / stream.index["shards"][0]["name"]
+    with tarfile.open(shard) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar]
+    victim = next(m.name.split(".")[0] for m, _ in members if m.name.split(".")[0] in named)
+    with tarfile.open(shard, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for member, data in members:
+            if member.name == f"{victim}.json":
+                data = json.dumps({**json.loads(data), "events": [[2.0, 1.0, "Dog"]]}).encode()
+                member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    broken = ShardDataset(tmp_path / "shards", clip_seconds=1.0, shuffle=False)
+    broken.with_events = True
+    with pytest.raises(ShardError, match=rf"member {victim}.flac/.json cannot be used .*is not \[onset, offset"):
+        list(broken)
+    index = json.loads((tmp_path / "shards" / "index.json").read_text())
+    (tmp_path / "shards" / "index.json").write_text(json.dumps({**index, "max_events": 10**9}))
+    with pytest.raises(ShardError, match="'max_events' must be a whole number from 0 to 10000"):
+        ShardDataset(tmp_path / "shards")

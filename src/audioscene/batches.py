@@ -168,10 +168,12 @@ class EpochPlan:
                 teacher = None if self.teacher is None else targets
                 yield MicroBatch(waves, targets, 0.0, last, seed=int(seed), teacher=teacher)
                 continue
-            waves, targets, *keys = item
-            keys = tuple(keys[0]) if keys else tuple(indices)
+            waves, targets, *rest = item  # streamed: (..., keys[, stored events, strongly labelled])
+            keys = tuple(rest[0]) if rest else tuple(indices)
             names = [self.keys[i] for i in keys] if self.keys is not None else keys
             teacher = None if self.teacher is None else self.teacher.targets(names)
             strong, labelled = (None, None) if self.strong is None else self.strong.batch(names)
+            if len(rest) == 3:
+                strong, labelled = rest[1], rest[2]
             unlabelled = None if self.unlabelled is None else torch.from_numpy(self.unlabelled[list(keys)])
             yield MicroBatch(waves, targets, weight, last, keys, int(seed), teacher, strong, labelled, unlabelled)

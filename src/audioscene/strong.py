@@ -60,12 +60,17 @@ class StrongLabels:
         0) and which clips are strongly labelled `[B]`."""
         found = [self.events.get(key) for key in keys]
         width = max([len(e) for e in found if e is not None] + [1])
-        events = torch.zeros(len(keys), width, 4)
-        for row, clip_events in enumerate(found):
-            if clip_events is not None:
-                events[row, :len(clip_events), :3] = torch.from_numpy(clip_events)
-                events[row, :len(clip_events), 3] = 1.0
-        return events, torch.tensor([e is not None for e in found])
+        return torch.stack([padded(e, width) for e in found]), torch.tensor([e is not None for e in found])
+
+
+def padded(events: np.ndarray | None, width: int) -> torch.Tensor:
+    """A clip's `[E, 3]` events as `[width, 4]` rows (onset, offset, class, weight 1); the rows after
+    its events (all rows for None) weigh 0."""
+    rows = torch.zeros(width, 4)
+    if events is not None and len(events):
+        rows[:len(events), :3] = torch.from_numpy(np.asarray(events, dtype=np.float32))
+        rows[:len(events), 3] = 1.0
+    return rows
 
 
 def _merged(events: list[tuple[float, float, int]]) -> np.ndarray:

@@ -292,6 +292,10 @@ def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, c
     strong = None
     if config.strong_labels:  # clip keys are checked here for map-style data, as they stream for shards
         strong = StrongLabels.read(config.strong_labels, label_set, None if train_spec.streamed else train_set.keys)
+    elif train_spec.streamed and train_set.stores_events and config.strong_weight > 0:
+        train_set.with_events = True  # shards packed with strong labels: the events stream with their clips
+        log.info("training on the strong labels stored in %s (--strong-weight 0 trains without them)",
+                 config.train_data)
     plan = partial(EpochPlan, config, train_set, train_spec.streamed, context=context, micro_batch_size=micro,
                    teacher=teacher, strong=strong)
     learner = build_learner(config, label_set, context, state, total_steps=plan(epoch=1).n_steps * config.epochs)

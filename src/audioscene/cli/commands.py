@@ -259,10 +259,14 @@ def download(args) -> int:
 def pack(args) -> None:
     from ..data import DataSpec
     from ..data.store import pack
+    from ..strong import StrongLabels
 
     dataset = DataSpec.parse(args.data, args.labels).open_clips(purpose="packing")
-    index = pack(dataset.clips, args.out, dataset.label_set, shard_bytes=int(args.shard_mb * 2**20))
-    print(f"packed {len(dataset.clips)} clips -> {index}")
+    strong = None if args.strong_labels is None else StrongLabels.read(args.strong_labels, dataset.label_set,
+                                                                        dataset.keys)
+    index = pack(dataset.clips, args.out, dataset.label_set, shard_bytes=int(args.shard_mb * 2**20), strong=strong)
+    stored = "" if strong is None else f" ({len(strong.events)} with their events)"
+    print(f"packed {len(dataset.clips)} clips{stored} -> {index}")
 
 
 def verify(args) -> int:

@@ -300,11 +300,15 @@ def _pack(sub) -> None:
                        description="Pack clips into shards of about --shard-mb (key.flac + key.json per clip) and "
                                    "index.json with each shard's clip count and sha256; files are written atomically.",
                        epilog="examples:\n  audioscene pack --data data/train --out shards/train\n"
-                              "  audioscene pack --data folder:my_clips --labels my_clips/labels.csv --out shards/mine",
+                              "  audioscene pack --data folder:my_clips --labels my_clips/labels.csv --out shards/mine\n"
+                              "  audioscene pack --data data/train --strong-labels data/train/strong.tsv --out shards/strong",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_option(p, "--data", "data to pack", kinds=("dir", "folder", "dcase2018"))
     p.add_argument("--out", type=Path, required=True, help="shard folder to write")
     p.add_argument("--shard-mb", type=positive, default=1000.0, help="shard size in MB (default 1000)")
+    p.add_argument("--strong-labels", type=Path, metavar="FILE.tsv",
+                   help="a DCASE event TSV of some of the clips: each stores its events, and training on the shards "
+                        "uses them as with train --strong-labels")
     p.set_defaults(func=commands.pack)
 
 

@@ -71,6 +71,8 @@ class ClipStream(Protocol):
     n_clips_total: int
     rank: int
     world_size: int
+    stores_events: bool  # packed with strong labels; `with_events = True` adds them to each item
+    with_events: bool
 
     def set_epoch(self, epoch: int) -> None: ...
 

@@ -14,6 +14,7 @@ INDEX_NAME = "index.json"
 INDEX_FORMAT = "audioscene-shards/1"
 DEFAULT_SHARD_BYTES = 10**9
 SHARD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*\.tar$")  # plain names, no '..' or '/'
+MAX_EVENTS = 10_000  # the most events a clip may store (a bound on what an untrusted index makes us allocate)
 SAFE_KEY = re.compile(r"^[^./\\\x00-\x1f\x7f]+$")  # a tar member stem: no dot, slash or control character
 
 
@@ -56,4 +57,7 @@ def read_index(shard_dir: str | os.PathLike) -> dict:
         for field, kind in (("n_clips", int), ("bytes", int), ("sha256", str)):
             if not isinstance(shard.get(field), kind) or isinstance(shard.get(field), bool):
                 raise ShardError(f"{path}: shard record {number} ({name}): {field!r} must be {kind.__name__}")
+    max_events = index.get("max_events", 0)
+    if not isinstance(max_events, int) or isinstance(max_events, bool) or not 0 <= max_events <= MAX_EVENTS:
+        raise ShardError(f"{path}: 'max_events' must be a whole number from 0 to {MAX_EVENTS}")
     return index

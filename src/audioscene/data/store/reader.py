@@ -15,6 +15,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ...audio import SAMPLE_RATE, decode
 from ...labels import LabelSet
+from ...strong import padded
 from ..folder import fix_length
 from ..sampler import balanced_stream
 from .index import INDEX_NAME, ShardError, read_index
@@ -36,7 +37,9 @@ class ShardDataset(IterableDataset):
     clips read, over all workers and ranks).
 
     With `balance_buffer` > 0 (`--sampler balanced`) each worker's stream is class-balanced by
-    `sampler.balanced_stream` over a buffer of that many clips.
+    `sampler.balanced_stream` over a buffer of that many clips. With `with_events` (a pack written
+    with strong labels: `stores_events`), each item also carries the clip's events as
+    `[max_events, 4]` rows (`strong.padded`) and whether it has strong labels.
     """
 
     def __init__(self, shard_dir: str | os.PathLike, label_set: LabelSet | None = None, clip_seconds: float = 10.0,
@@ -54,6 +57,12 @@ class ShardDataset(IterableDataset):
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self.balance_buffer = 0  # > 0: class-balanced draws from a buffer of this many clips per worker
+        self.with_events = False  # items carry (events, strongly labelled); needs `stores_events`
+
+    @property
+    def stores_events(self) -> bool:
+        """Whether the pack was written with strong labels (`pack(..., strong=...)`)."""
+        return "max_events" in self.index
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -115,14 +124,30 @@ class ShardDataset(IterableDataset):
             raise ShardError(f"{path}: clip {key} lacks its .flac or .json member")
         return key, parts["flac"], parts["json"]
 
-    def _read_shard(self, path: Path) -> Iterator[tuple[torch.Tensor, torch.Tensor, str]]:
+    def _read_shard(self, path: Path) -> Iterator[tuple]:
         for key, audio, meta in self._samples(path):
             try:
                 wave = decode(audio, f"{path}:{key}.flac", sr=self.sample_rate)
-                target = self.label_set.multi_hot(json.loads(meta)["labels"])
+                meta = json.loads(meta)
+                target = self.label_set.multi_hot(meta["labels"])
+                events = self._events(meta) if self.with_events else None
             except Exception as exc:  # libsndfile, JSON and label errors all mean "this clip is bad"
                 if not self.skip_corrupt:
                     raise ShardError(f"{path}: member {key}.flac/.json cannot be used ({type(exc).__name__}: {exc})") from None
                 log.warning("%s: skipped corrupt clip %s (%s)", path, key, exc)
                 continue
-            yield torch.from_numpy(fix_length(wave, self.clip_samples)), torch.from_numpy(target), key
+            item = (torch.from_numpy(fix_length(wave, self.clip_samples)), torch.from_numpy(target), key)
+            yield item if events is None else (*item, padded(events, self.index["max_events"]), "events" in meta)
+
+    def _events(self, meta: dict) -> np.ndarray:
+        """The clip's stored events as `[E, 3]` (onset, offset, class index), checked as data."""
+        rows = meta.get("events", [])
+        if not isinstance(rows, list) or len(rows) > self.index["max_events"]:
+            raise ValueError(f"'events' must be a list of at most max_events = {self.index['max_events']} events")
+        events = np.zeros((len(rows), 3), np.float32)
+        for n, row in enumerate(rows):
+            if not (isinstance(row, list) and len(row) == 3 and all(isinstance(t, (int, float)) for t in row[:2])
+                    and 0 <= row[0] <= row[1] < float("inf") and isinstance(row[2], str)):
+                raise ValueError(f"event {n} {row!r} is not [onset, offset, label] with 0 <= onset <= offset")
+            events[n] = row[0], row[1], self.label_set.index(row[2])
+        return events

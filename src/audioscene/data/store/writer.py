@@ -18,6 +18,7 @@ from ..._io import OutputError, atomic_open, sha256_of, staged_folder
 from ...audio import SAMPLE_RATE, decode, load
 from ...errors import check_number
 from ...labels import LabelSet
+from ...strong import StrongLabels
 from ..folder import Clip, DataSetError
 from .index import DEFAULT_SHARD_BYTES, INDEX_FORMAT, INDEX_NAME, SAFE_KEY, ShardError, ShardInfo, read_index
 
@@ -48,9 +49,12 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def pack(clips: Iterable[Clip], out_dir: str | os.PathLike, labels: LabelSet,
-         shard_bytes: int = DEFAULT_SHARD_BYTES, progress: bool = True) -> Path:
+         shard_bytes: int = DEFAULT_SHARD_BYTES, progress: bool = True, strong: StrongLabels | None = None) -> Path:
     """Write clips into shards of about `shard_bytes` plus `index.json`; returns the index path.
-    The key of a clip is its file stem (or `clip_NNNNNN` for arrays) and must be unique.
+    The key of a clip is its file stem (or `clip_NNNNNN` for arrays) and must be unique. With
+    `strong` labels, each clip they name stores its events in its `.json` member (`"events"`:
+    `[[onset, offset, label], ...]`, one class's overlapping events merged) and the index records
+    `max_events`, the most events of a clip, so training reads them with the audio.
 
     The pack is built in a staging folder and replaces `out_dir` only when complete: a pack that
     fails (unreadable clip, disk full) or is killed leaves an earlier pack in `out_dir` intact. A
@@ -63,9 +67,11 @@ def pack(clips: Iterable[Clip], out_dir: str | os.PathLike, labels: LabelSet,
     try:
         with staged_folder(out_dir, lambda folder: (folder / INDEX_NAME).is_file(), "shard folder") as staging:
             shards = _write_shards(tqdm(clips, desc="pack", unit="clip", disable=not progress), staging, labels,
-                                   shard_bytes)
+                                   shard_bytes, strong)
             index = {"format": INDEX_FORMAT, "n_clips": sum(s.n_clips for s in shards), "labels": list(labels.names),
                      "shards": [vars(s) for s in shards]}
+            if strong is not None:
+                index["max_events"] = max(len(events) for events in strong.events.values())
             with atomic_open(staging / INDEX_NAME, "w", encoding="utf-8") as f:
                 json.dump(index, f, indent=1)
     except OutputError as exc:
@@ -76,7 +82,8 @@ def pack(clips: Iterable[Clip], out_dir: str | os.PathLike, labels: LabelSet,
     return out_dir / INDEX_NAME
 
 
-def _write_shards(clips: Iterable[Clip], folder: Path, labels: LabelSet, shard_bytes: int) -> list[ShardInfo]:
+def _write_shards(clips: Iterable[Clip], folder: Path, labels: LabelSet, shard_bytes: int,
+                  strong: StrongLabels | None) -> list[ShardInfo]:
     shards: list[ShardInfo] = []
     keys: set[str] = set()
     tar = path = None
@@ -96,8 +103,11 @@ def _write_shards(clips: Iterable[Clip], folder: Path, labels: LabelSet, shard_b
         keys.add(key)
         labels.multi_hot(clip.labels)  # unknown labels fail here, before anything is written
         audio = _flac_bytes(clip.source)
-        meta = json.dumps({"labels": list(clip.labels), "source": str(clip.source) if isinstance(clip.source, Path)
-                           else None}).encode()
+        meta = {"labels": list(clip.labels), "source": str(clip.source) if isinstance(clip.source, Path) else None}
+        if strong is not None and key in strong.events:
+            meta["events"] = [[float(onset), float(offset), labels.names[int(k)]]
+                              for onset, offset, k in strong.events[key]]
+        meta = json.dumps(meta).encode()
         if tar is not None and size + len(audio) > shard_bytes:
             close_shard()
         if tar is None:

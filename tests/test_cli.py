@@ -118,6 +118,7 @@ FIELD_VALUES = {
                         "dcase2018:dataset:unlabel_in_domain"),
     "consistency_weight": (["--consistency-weight", "2"], 2.0),
     "consistency_rampup": (["--consistency-rampup", "0.4"], 0.4),
+    "unlabelled_share": (["--unlabelled-share", "0.25"], 0.25),
 }
 FRONTEND_VALUES = {
     "sample_rate": (["--sample-rate", "32000"], 32000), "window_ms": (["--window-ms", "32"], 32.0),

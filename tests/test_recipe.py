@@ -449,3 +449,39 @@ def test_a_teacher_written_from_other_data_is_named_in_a_warning(tiny_run, tiny_
     caplog.clear()
     Teacher(teacher, labels).check_data(data_identity(str(tiny_data / "eval")))
     assert not caplog.text
+
+
+# --- the mean teacher's batches: a fixed share of unlabelled clips ---------------------------------
+
+def test_every_batch_holds_the_unlabelled_share_and_every_labelled_clip_once():
+    from audioscene.batches import epoch_order
+
+    class Labelled:  # 40 labelled clips then 200 without labels, as `data.spec.WithUnlabelled` lays them out
+        targets = np.r_[np.eye(4)[np.arange(40) % 4], np.zeros((200, 4))]
+        unlabelled = np.r_[np.zeros(40, bool), np.ones(200, bool)]
+
+    for sampler in ("shuffle", "balanced"):
+        config = TrainConfig(sampler=sampler, unlabelled_share=0.25, seed=2)
+        order = epoch_order(config, Labelled, epoch=3)
+        assert len(order) == round(40 / 0.75) == 53
+        kinds = Labelled.unlabelled[order]
+        assert all(kinds[i:i + 16].sum() == 4 for i in range(0, 48, 16))  # 4 of every 16: the share, batch by batch
+        if sampler == "shuffle":
+            assert sorted(np.asarray(order)[~kinds]) == list(range(40))  # an epoch passes once over the labelled
+        assert len(set(np.asarray(order)[kinds])) == kinds.sum()  # unlabelled clips without repeats until used up
+        assert order == epoch_order(config, Labelled, epoch=3) != epoch_order(config, Labelled, epoch=4)
+
+
+def test_labelled_clips_mix_among_themselves_and_their_loss_is_their_mean():
+    from audioscene.losses import Targets, clip_losses
+
+    groups = np.array([0, 1, 0, 1, 1, 0, 1, 0])
+    _, _, _, partner = mixup(torch.randn(8, 5), [], 0.4, np.random.default_rng(1), groups)
+    assert (groups[partner.numpy()] == groups).all() and sorted(partner.tolist()) == list(range(8))
+    torch.manual_seed(0)
+    out = {"clipwise": torch.rand(8, 3), "framewise": torch.rand(8, 4, 3)}
+    targets, unlabelled = (torch.rand(8, 3) < 0.5).float(), torch.from_numpy(groups == 1)
+    per_clip = clip_losses(out, Targets(targets, unlabelled), TrainConfig(unlabelled_share=0.5), hop=0.32)
+    labelled_bce = bce_loss(out["clipwise"][~unlabelled], targets[~unlabelled], reduction="none").mean(dim=1)
+    assert float(per_clip.mean()) == pytest.approx(float(labelled_bce.mean()), rel=1e-6)  # the batch's weight is 1/8
+    assert not per_clip[unlabelled].any()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -107,13 +107,46 @@ def split_batches(global_order: list[int], batch_size: int, micro_batch_size: in
 
 
 def epoch_order(config: TrainConfig, dataset: ClipSet, epoch: int) -> list[int]:
-    """The global clip order of an epoch of map-style data; depends only on `(seed, epoch)`."""
+    """The global clip order of an epoch of map-style data; depends only on `(seed, epoch)`. With
+    unlabelled clips (`data.spec.WithUnlabelled`), the labelled clips in their order with
+    unlabelled ones spread among them (`with_unlabelled`)."""
+    unlabelled = getattr(dataset, "unlabelled", None)
+    if unlabelled is None or not unlabelled.any():
+        return _order(config, dataset.targets, epoch)
+    labelled = np.flatnonzero(~unlabelled)
+    order = labelled[_order(config, dataset.targets[labelled], epoch)]
+    return with_unlabelled(order, np.flatnonzero(unlabelled), config.unlabelled_share,
+                           np.random.default_rng([config.seed, epoch, 1]))
+
+
+def _order(config: TrainConfig, targets: np.ndarray, epoch: int) -> list[int]:
     if config.sampler == "balanced":
-        sampler = BalancedSampler(dataset.targets, seed=config.seed)
+        sampler = BalancedSampler(targets, seed=config.seed)
         sampler.set_epoch(epoch)
         return list(sampler)
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-    return torch.randperm(len(dataset), generator=generator).tolist()
+    return torch.randperm(len(targets), generator=generator).tolist()
+
+
+def with_unlabelled(order: Sequence[int], unlabelled: np.ndarray, share: float, rng: np.random.Generator
+                    ) -> list[int]:
+    """`order` (the labelled clips) with unlabelled clips interleaved so that `share` of every run of
+    draws is unlabelled: draw i is unlabelled when ⌊(i + 1)·share⌋ > ⌊i·share⌋, so each batch holds
+    its share whatever the data's proportions (the mean teacher's batches: JiaKai's DCASE 2018
+    system mixes fixed numbers of each kind). Unlabelled clips come in a shuffled order, reshuffled
+    when used up."""
+    total = round(len(order) / (1 - share))
+    spare: list[int] = []
+    labelled = iter(order)
+    out = []
+    for i in range(total):
+        if int((i + 1) * share) > int(i * share):
+            if not spare:
+                spare = rng.permutation(unlabelled).tolist()
+            out.append(spare.pop())
+        else:
+            out.append(next(labelled))
+    return out
 
 
 def clips_per_epoch(dataset: ClipSet | ClipStream, streamed: bool) -> int:

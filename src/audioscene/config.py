@@ -50,6 +50,7 @@ CONFIG_RANGES: dict[str, dict] = {
     "lr_floor": dict(low=0, high=1), "ema_decay": dict(low=0, high=1), "kd_lambda": dict(low=0, high=1),
     "kd_temperature": dict(low=0, low_open=True), "balance_buffer": dict(integer=True, low=1),
     "strong_weight": dict(low=0), "consistency_weight": dict(low=0), "consistency_rampup": dict(low=0, high=1),
+    "unlabelled_share": dict(low=0, high=0.9),
 }
 @dataclass(frozen=True)
 class TrainConfig:
@@ -134,6 +135,9 @@ class TrainConfig:
                                             "teacher's (the moving average of the weights: needs --ema-decay); 0: off")
     consistency_rampup: float = _field(0.3, "share of all optimizer steps over which the consistency weight rises "
                                             "(exp(-5 (1 - t)^2)) to its value")
+    unlabelled_share: float = _field(0.5, "share of each batch drawn from the unlabelled clips; an epoch passes once "
+                                          "over the labelled clips, and their loss is the mean over the labelled "
+                                          "clips of a batch")
 
     def __post_init__(self):
         if self.recipe not in RECIPES:

@@ -51,18 +51,24 @@ class Targets:
 
 
 def clip_losses(out: dict, targets: Targets, config, hop: float, mean_teacher: tuple | None = None) -> torch.Tensor:
-    """The loss of each clip `[B]`: clip BCE (0 for unlabelled clips), mixed with distillation by
-    `kd_lambda`, plus `strong_weight` × the frame BCE, plus the consistency term weighted by the
-    mean teacher's ramp-up (`mean_teacher` = (teacher model, weight now, the un-augmented input))."""
+    """The loss of each clip `[B]`: clip BCE, mixed with distillation by `kd_lambda`, plus
+    `strong_weight` × the frame BCE, plus the consistency term weighted by the mean teacher's
+    ramp-up (`mean_teacher` = (teacher model, weight now, the un-augmented input)).
+
+    With unlabelled clips in the batch (their share `unlabelled_share`, `batches.with_unlabelled`),
+    their supervised terms are 0 and the labelled clips' are divided by `1 − unlabelled_share`, so
+    that a batch's supervised loss is the mean over its labelled clips (as the DCASE mean-teacher
+    systems average it) and the consistency term, a mean over all clips, does not outweigh it by
+    the share of unlabelled clips."""
     per_clip = bce_loss(out["clipwise"], targets.clips, reduction="none").mean(dim=1)
-    if targets.unlabelled is not None:  # clips without labels learn only from the mean teacher
-        per_clip = per_clip * ~targets.unlabelled
     if targets.teacher is not None:
         distilled = bce_loss(out["clipwise"], targets.teacher, reduction="none").mean(dim=1)
         per_clip = (1 - config.kd_lambda) * per_clip + config.kd_lambda * distilled
     if targets.events is not None and config.strong_weight > 0:
         per_clip = per_clip + config.strong_weight * frame_loss(out["framewise"], targets.events, targets.labelled,
                                                                 hop, config.clip_seconds)
+    if targets.unlabelled is not None:  # clips without labels learn only from the mean teacher
+        per_clip = per_clip * ~targets.unlabelled / (1 - config.unlabelled_share)
     if mean_teacher is not None:
         model, weight, features = mean_teacher
         per_clip = per_clip + weight * consistency(out, model, features)

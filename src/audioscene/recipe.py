@@ -65,12 +65,21 @@ RECIPES["modern"] = {**RECIPES["paper"], **dict(
     warmup_fraction=0.05, lr_floor=0.01, ema_decay=0.999)}
 
 
-def mixup(inputs: torch.Tensor, targets: Sequence[torch.Tensor | None], alpha: float, rng: np.random.Generator
-          ) -> tuple[torch.Tensor, list[torch.Tensor | None], float, torch.Tensor]:
+def mixup(inputs: torch.Tensor, targets: Sequence[torch.Tensor | None], alpha: float, rng: np.random.Generator,
+          groups: np.ndarray | None = None) -> tuple[torch.Tensor, list[torch.Tensor | None], float, torch.Tensor]:
     """Mixed inputs, each of `targets` mixed the same way (None stays None), the λ used and the
-    partner of each clip (`λ · x + (1 − λ) · x[order]`); `alpha` of the Beta distribution (> 0)."""
+    partner of each clip (`λ · x + (1 − λ) · x[order]`); `alpha` of the Beta distribution (> 0).
+    With `groups` (one value per clip), a clip's partner is of its own group: a labelled clip
+    mixed with an unlabelled one would get targets that call the unlabelled clip's sounds absent."""
     lam = float(rng.beta(alpha, alpha))
-    order = torch.from_numpy(rng.permutation(len(inputs))).to(inputs.device)
+    if groups is None:
+        order = rng.permutation(len(inputs))
+    else:
+        order = np.arange(len(inputs))
+        for group in np.unique(groups):
+            members = np.flatnonzero(groups == group)
+            order[members] = members[rng.permutation(len(members))]
+    order = torch.from_numpy(order).to(inputs.device)
     mixed = [None if t is None else lam * t + (1 - lam) * t[order] for t in targets]
     return lam * inputs + (1 - lam) * inputs[order], mixed, lam, order
 
@@ -169,13 +178,15 @@ class Recipe:
         progress = 1.0 if ramp == 0 else min(1.0, self.steps_done / ramp)
         return config.consistency_weight * math.exp(-5.0 * (1.0 - progress) ** 2)
 
-    def mix(self, inputs: torch.Tensor, targets: Sequence[torch.Tensor | None], rng: np.random.Generator
+    def mix(self, inputs: torch.Tensor, targets: Sequence[torch.Tensor | None], rng: np.random.Generator,
+            groups: np.ndarray | None = None
             ) -> tuple[torch.Tensor, list[torch.Tensor | None], tuple[float, torch.Tensor] | None]:
-        """The batch with mixup applied (as it is without mixup), and how it was mixed: `(λ, order)`
-        (None without mixup), for targets that mix otherwise (`strong.mix_events`)."""
+        """The batch with mixup applied (as it is without mixup; partners within `groups`), and how
+        it was mixed: `(λ, order)` (None without mixup), for targets that mix otherwise
+        (`strong.mix_events`)."""
         if self.config.mixup_alpha == 0:
             return inputs, list(targets), None
-        mixed, mixed_targets, lam, order = mixup(inputs, targets, self.config.mixup_alpha, rng)
+        mixed, mixed_targets, lam, order = mixup(inputs, targets, self.config.mixup_alpha, rng, groups)
         return mixed, mixed_targets, (lam, order)
 
     def masking(self, rng: np.random.Generator, normalised: bool) -> Callable[[torch.Tensor], torch.Tensor] | None:

@@ -127,7 +127,8 @@ def train_step(learner: Learner, batch: MicroBatch) -> float:
     waves, targets = on_device(batch.waves), on_device(batch.targets)
     teacher = None if config.kd_lambda == 0 else on_device(batch.teacher)
     rng = np.random.default_rng(batch.seed)
-    waves, (targets, teacher), mixing = learner.recipe.mix(waves, [targets, teacher], rng)
+    unlabelled = None if batch.unlabelled is None else batch.unlabelled.numpy()  # mixed only among themselves
+    waves, (targets, teacher), mixing = learner.recipe.mix(waves, [targets, teacher], rng, groups=unlabelled)
     events, labelled = on_device(batch.strong), on_device(batch.labelled)
     if events is not None and mixing is not None:
         events, labelled = mix_events(events, labelled, *mixing)

@@ -454,7 +454,7 @@ def test_a_teacher_written_from_other_data_is_named_in_a_warning(tiny_run, tiny_
 # --- the mean teacher's batches: a fixed share of unlabelled clips ---------------------------------
 
 def test_every_batch_holds_the_unlabelled_share_and_every_labelled_clip_once():
-    from audioscene.batches import epoch_order
+    from audioscene.batches import clips_per_epoch, epoch_order
 
     class Labelled:  # 40 labelled clips then 200 without labels, as `data.spec.WithUnlabelled` lays them out
         targets = np.r_[np.eye(4)[np.arange(40) % 4], np.zeros((200, 4))]
@@ -463,7 +463,7 @@ def test_every_batch_holds_the_unlabelled_share_and_every_labelled_clip_once():
     for sampler in ("shuffle", "balanced"):
         config = TrainConfig(sampler=sampler, unlabelled_share=0.25, seed=2)
         order = epoch_order(config, Labelled, epoch=3)
-        assert len(order) == round(40 / 0.75) == 53
+        assert len(order) == round(40 / 0.75) == 53 == clips_per_epoch(Labelled, False, 0.25)
         kinds = Labelled.unlabelled[order]
         assert all(kinds[i:i + 16].sum() == 4 for i in range(0, 48, 16))  # 4 of every 16: the share, batch by batch
         if sampler == "shuffle":

@@ -1,5 +1,6 @@
 """Report tables and figures."""
 
+import json
 import subprocess
 import sys
 import time
@@ -110,7 +111,7 @@ def test_report_adds_tables_3_and_4_on_dcase_test_and_eval(tiny_run, tiny_data, 
     assert "median filter + swept thresholds — test split (tuned in-sample" in text
     assert "| median filter + swept thresholds, 0.4 s collar — eval split " in text
     assert "## Table 4 style: per-class event F1 on the test split" in text and "paper: JiaKai" in text
-    assert "PSDS1 / PSDS2 (DCASE 2021 settings; 50 thresholds" in text and "eval split 0." in text
+    assert "PSDS1 / PSDS2 in the DCASE 2021 settings over 50 thresholds" in text
     # the eval rows are what sed-eval gives for the events the report wrote
     events = read_events_tsv(out / "sed" / "events_eval_median.tsv")
     scores = event_f1(dcase2018.events(root, "eval"), events, t_collar=0.2, labels=sorted(json.loads(
@@ -129,7 +130,8 @@ def test_report_adds_tables_3_and_4_on_dcase_test_and_eval(tiny_run, tiny_data, 
     assert len(points) == 50
     value = psds(read_events_tsv(folder / "ground_truth.tsv"), points, {k: float(v) for k, v in durations.items()},
                  sorted(json.loads((out / "mapping.json").read_text())), **PSDS1)
-    assert f"eval split {value:.3f} / " in text
+    summary = next(line for line in text.splitlines() if line.startswith(f"| {tiny_run.name} ") and "| eval " in line)
+    assert f"| {value:.3f} |" in summary
 
 
 def test_report_page_shows_tables_headings_and_figures_on_a_laptop_screen(tiny_run, tiny_data, tmp_path):
@@ -157,7 +159,7 @@ def test_report_page_shows_tables_headings_and_figures_on_a_laptop_screen(tiny_r
         assert any(h.startswith("Table 3 style") for h in headings) and any(h.startswith("Table 4 style")
                                                                             for h in headings)
         assert "Provenance" in headings
-        assert page.locator("table").count() == 4  # Tables 2, 3, 4 and the provenance
+        assert page.locator("table").count() == 5  # Tables 2, 3, the detection summary, 4 and the provenance
         assert page.locator("pre").count() == 0 and "## " not in page.inner_text("body")
         assert page.locator("table").last.locator("td", has_text="bootstrap.resamples").count() == 1
         assert page.evaluate("document.documentElement.scrollWidth") <= 1366  # no sideways scrolling
@@ -254,3 +256,49 @@ def test_report_checks_mapping_and_figure_clips_before_any_work(tiny_run, tiny_d
     assert_one_line_error(run_cli(*args, "--mapping", str(tmp_path / "none.json")), "none.json: no such mapping file")
     assert_one_line_error(run_cli(*args, "--figure-clips", "nope.wav"), "--figure-clips: nope.wav is not a file of")
     assert time.monotonic() - started < 60 and not (tmp_path / "r").exists()
+
+
+def test_tables_3_and_4_show_several_runs_side_by_side_on_folders_with_strong_labels(tiny_run, tiny_data, tmp_path):
+    out = tmp_path / "report"
+    result = run_cli("report", "--runs", f"weak={tiny_run}", f"again={tiny_run}", "--eval-data", str(tiny_data / "eval"),
+                     "--bootstrap", "100", "--sed-splits", str(tiny_data / "train"), str(tiny_data / "eval"),
+                     "--sed-run", "weak", "--sed-run", "again", "--figure-clips", "synth_000001.flac", "-o", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = (out / "report.md").read_text()
+    for name in ("weak", "again"):
+        assert f"| {name}: median filter + swept thresholds — eval split" in text
+        assert (out / "sed" / name / "tuned_median_thresholds.json").is_file()
+        assert (out / "sed" / name / "psds_eval" / "metadata.tsv").is_file()
+    summary = [line for line in text.splitlines()
+               if line.startswith(("| weak ", "| again ")) and ("| tune " in line or "| eval " in line)]
+    assert len(summary) == 4  # each run on the tune and the eval split
+    # the same weights give the same row; Table 4 has one column per run
+    weak, again = (next(line.split("|")[3:] for line in summary if line.startswith(f"| {n} ") and "| eval " in line)
+                   for n in ("weak", "again"))
+    assert weak == again
+    assert "F1 % weak median filter + swept thresholds" in text and "F1 % again median filter" in text
+    assert (out / "sed" / "weak" / "figure2_1.png").is_file() and not (out / "sed" / "again" / "figure2_1.png").exists()
+    assert_one_line_error(run_cli("report", "--runs", f"weak={tiny_run}", "--eval-data", str(tiny_data / "eval"),
+                                  "--sed-splits", str(tiny_data / "train"), str(tiny_data / "eval"), "--sed-run", "x",
+                                  "-o", str(tmp_path / "r")), "--sed-run 'x' is none of the --runs names (weak)")
+    assert_one_line_error(run_cli("report", "--runs", str(tiny_run), "--eval-data", str(tiny_data / "eval"),
+                                  "--sed-splits", str(tmp_path), str(tiny_data / "eval"), "-o", str(tmp_path / "r")),
+                          f"--sed-splits: {tmp_path} has no audio")
+
+
+def test_evaluate_adds_tables_3_and_4_tuned_on_another_split(tiny_run, tiny_data, tmp_path):
+    from audioscene.events import read_events_tsv
+
+    result = run_cli("evaluate", "--run", str(tiny_run), "--data", str(tiny_data / "eval"), "--sed-tune",
+                     str(tiny_data / "train"), "--per-class", str(tmp_path / "pc.csv"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = tiny_run / "sed_eval"
+    assert "## Detection summary" in result.stdout and "Figure 2" not in result.stdout
+    row = next(line for line in result.stdout.splitlines()
+               if line.startswith("| median filter + swept thresholds — eval split"))
+    scores = event_f1(read_events_tsv(tiny_data / "eval" / "strong.tsv"),
+                      read_events_tsv(out / "events_eval_median.tsv"), t_collar=0.2,
+                      labels=list(json.loads((out / "tuned_median_thresholds.json").read_text())["classes"]))
+    assert f"{100 * scores.macro_f1:.2f}" in row
+    assert_one_line_error(run_cli("evaluate", "--run", str(tiny_run), "--data", str(tiny_data / "eval"),
+                                  "--sed-tune", str(tmp_path)), f"--sed-tune: {tmp_path} has no strong.tsv")

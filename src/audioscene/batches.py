@@ -135,7 +135,7 @@ def with_unlabelled(order: Sequence[int], unlabelled: np.ndarray, share: float, 
     its share whatever the data's proportions (the mean teacher's batches: JiaKai's DCASE 2018
     system mixes fixed numbers of each kind). Unlabelled clips come in a shuffled order, reshuffled
     when used up."""
-    total = round(len(order) / (1 - share))
+    total = _with_unlabelled_length(len(order), share)
     spare: list[int] = []
     labelled = iter(order)
     out = []
@@ -149,9 +149,18 @@ def with_unlabelled(order: Sequence[int], unlabelled: np.ndarray, share: float, 
     return out
 
 
-def clips_per_epoch(dataset: ClipSet | ClipStream, streamed: bool) -> int:
-    """Clips trained on in an epoch over all ranks."""
-    return dataset.n_clips_total if streamed else len(dataset)
+def clips_per_epoch(dataset: ClipSet | ClipStream, streamed: bool, unlabelled_share: float = 0.5) -> int:
+    """Clips trained on in an epoch over all ranks (with unlabelled clips: `with_unlabelled`'s count)."""
+    if streamed:
+        return dataset.n_clips_total
+    unlabelled = getattr(dataset, "unlabelled", None)
+    if unlabelled is None or not unlabelled.any():
+        return len(dataset)
+    return _with_unlabelled_length(int((~unlabelled).sum()), unlabelled_share)
+
+
+def _with_unlabelled_length(n_labelled: int, share: float) -> int:
+    return round(n_labelled / (1 - share))
 
 
 class EpochPlan:

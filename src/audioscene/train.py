@@ -302,7 +302,7 @@ def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, c
     learner = build_learner(config, label_set, context, state, total_steps=plan(epoch=1).n_steps * config.epochs)
     history = list(state.history) if state else []
     start_epoch, run_id = (state.epoch + 1, state.run_id or uuid.uuid4().hex) if state else (1, uuid.uuid4().hex)
-    n_epoch_clips = clips_per_epoch(train_set, train_spec.streamed)
+    n_epoch_clips = clips_per_epoch(train_set, train_spec.streamed, config.unlabelled_share)
 
     writer = None
     if context.is_main:

@@ -5,6 +5,7 @@ training code."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from ..distributed import launch_rank
 from ..errors import InputError
@@ -55,6 +56,11 @@ def evaluate(args) -> None:
 
     list_epochs(args.run)  # a missing run folder is named before an output is prepared in it
     spec = DataSpec.parse(args.data, args.labels)
+    if args.sed_tune:  # Tables 3-4 need strong labels on both splits: named before any work
+        for folder in (args.sed_tune, Path(spec.path)):
+            if spec.kind != "dir" or not (folder / "strong.tsv").is_file():
+                raise InputError(f"--sed-tune: {folder} has no strong.tsv (Tables 3-4 need data folders with audio/ "
+                                 "and the events of the tuning split and of --data)")
     select = DataSpec.parse(args.select_data, args.select_labels).sources if args.select_data else ()
     per_class = prepare_output(args.per_class or args.run / f"per_class_{spec.name}.csv", spec.sources + select)
     result = evaluate_run(args.run, args.data, device=args.device, batch_size=args.batch_size, workers=args.workers,
@@ -73,6 +79,13 @@ def evaluate(args) -> None:
     else:
         print(f"\nthe peak epoch is chosen by {result.selected_by} on {args.select_data}")
     print(f"\nper-class AP/AUC: {per_class}")
+    if args.sed_tune:
+        from ..report import FigureChoice, folder_segmentation, to_markdown
+
+        out = args.run / f"sed_{spec.name}"
+        blocks, _ = folder_segmentation({args.run.name: args.run}, args.sed_tune, spec.path, out, device=args.device,
+                                        figures=FigureChoice(n=0))
+        print(f"\n{to_markdown(blocks, out)}\nevents, tunings and PSDS inputs: {out}")
 
 
 def import_panns(args) -> None:
@@ -105,7 +118,8 @@ def report(args) -> None:
     path = build(ReportRequest(
         dict(args.runs), args.eval_data, args.out, labels_csv=args.labels or "", select_data=args.select_data,
         select_labels_csv=args.select_labels or "", embeddings_data=args.embeddings_data, n_resamples=args.bootstrap,
-        seed=args.seed, device=args.device, dcase=args.dcase, sed_run=args.sed_run or "", checkpoint=args.checkpoint,
+        seed=args.seed, device=args.device, dcase=args.dcase, sed_splits=tuple(args.sed_splits) if args.sed_splits else None,
+        sed_runs=tuple(args.sed_run or ()), checkpoint=args.checkpoint,
         weights=args.weights, mapping=args.mapping, figure_clips=tuple(args.figure_clips or ())))
     print(path.read_text(encoding="utf-8"))
     print(f"written to {args.out}/ (report.md, index.html, table2.csv, provenance.json)")

@@ -83,7 +83,9 @@ def _evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="Table-2 style scores of a run: peak epoch and checkpoint-averaged outputs",
                        description="Score every checkpoint of a run on a data folder; report the peak epoch and 'Avg' "
                                    "(the mean of all checkpoints' outputs, scored).",
-                       epilog="example: audioscene evaluate --run runs/b_att --data data/eval")
+                       epilog="examples:\n  audioscene evaluate --run runs/b_att --data data/eval\n"
+                              "  audioscene evaluate --run runs/b_att --data data/eval --sed-tune data/tune",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", type=Path, required=True, help="run folder with epoch_NNN.pt files")
     add_data_option(p, "--data", "data to score")
     p.add_argument("--select-data", help="pick the peak epoch on this split instead of --data itself")
@@ -91,6 +93,10 @@ def _evaluate(sub) -> None:
     p.add_argument("--amp", action="store_true", help="score in bf16 autocast (faster; float32 by default)")
     add_compute_options(p)
     p.add_argument("--per-class", type=Path, help="per-class CSV path (default RUN/per_class_DATA.csv)")
+    p.add_argument("--sed-tune", type=Path, metavar="DIR",
+                   help="also Tables 3-4 (event F1 at 0.2/0.4 s, segment F1, PSDS) of the best checkpoint: thresholds "
+                        "and median kernels tuned on DIR (audio/ and strong.tsv), events scored on --data (a folder "
+                        "with strong.tsv); files in RUN/sed_DATA/")
     p.set_defaults(func=commands.evaluate)
 
 
@@ -118,8 +124,11 @@ def _report(sub) -> None:
                                    "the outputs, and the moving average of the weights if kept), with percentile-"
                                    "bootstrap 95%% intervals over clips, next to the paper's Table 2; writes "
                                    "report.md, index.html, table2.csv and provenance.json.",
-                       epilog="example: audioscene report --runs B+att=runs/b_att A=runs/a --eval-data data/eval "
-                              "-o report/")
+                       epilog="examples:\n  audioscene report --runs B+att=runs/b_att A=runs/a --eval-data data/eval "
+                              "-o report/\n  audioscene report --runs weak=runs/b_att strong=runs/b_att_strong "
+                              "--eval-data data/eval --sed-splits data/tune data/eval --sed-run weak --sed-run strong "
+                              "-o report/",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=named_run, nargs="+", required=True, metavar="NAME=RUN_DIR",
                    help="runs to report, each NAME=RUN_DIR (or RUN_DIR, named after its folder)")
     add_data_option(p, "--eval-data", "data to score")
@@ -134,7 +143,12 @@ def _report(sub) -> None:
     add_compute_options(p, batch_size=False, workers=False)
     p.add_argument("--dcase", type=Path, metavar="ROOT", help="DCASE 2018 task 4 dataset/ folder: adds Tables 3-4 and "
                                                                 "Figure 2 (tuned on test; scored on test and eval)")
-    p.add_argument("--sed-run", metavar="NAME", help="the run whose frame outputs Tables 3-4 use (default the first)")
+    p.add_argument("--sed-splits", type=Path, nargs=2, metavar=("TUNE", "EVAL"),
+                   help="instead of --dcase: two folders with audio/ and strong.tsv (as synth writes them): Tables 3-4 "
+                        "tuned on TUNE, scored on TUNE and EVAL, the runs' own labels")
+    p.add_argument("--sed-run", metavar="NAME", action="append",
+                   help="a run whose frame outputs Tables 3-4 show; repeat to show several side by side (e.g. a "
+                        "weak-only run and one trained with --strong-labels; default the first run)")
     p.add_argument("--checkpoint", default="best", help="that run's checkpoint: best, last, avg or a .pt path "
                                                         "(default best)")
     add_weights_option(p)

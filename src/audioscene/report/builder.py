@@ -15,7 +15,7 @@ from ..checkpoints import CheckpointError, list_epochs
 from ..errors import ConfigError, InputError
 from ..metrics import SCORES
 from .document import Block, Heading, Paragraph, Table, to_html, to_markdown
-from .segmentation import dcase_segmentation
+from .segmentation import FigureChoice, dcase_segmentation, folder_segmentation
 from .tables import Table2Row, table2, write_per_class_csv
 from .tagging import table2_rows, takes_audio
 
@@ -35,17 +35,21 @@ class ReportRequest:
     seed: int = 0
     device: str = "auto"
     dcase: Path | None = None
-    sed_run: str = ""  # a name of `runs` (default the first)
+    sed_splits: tuple[Path, Path] | None = None  # (tune, eval) folders with strong.tsv, instead of `dcase`
+    sed_runs: tuple[str, ...] = ()  # names of `runs` (default the first)
     checkpoint: str = "best"
     weights: str = "auto"
     mapping: str = "paper"
     figure_clips: tuple[str, ...] = ()
 
     @property
-    def sed_run_dir(self) -> Path:
-        if self.sed_run and self.sed_run not in self.runs:
-            raise InputError(f"--sed-run {self.sed_run!r} is none of the --runs names ({', '.join(self.runs)})")
-        return self.runs[self.sed_run] if self.sed_run else next(iter(self.runs.values()))
+    def sed_run_dirs(self) -> dict[str, Path]:
+        """The runs whose frame outputs Tables 3–4 show, side by side, by name."""
+        unknown = [name for name in self.sed_runs if name not in self.runs]
+        if unknown:
+            raise InputError(f"--sed-run {unknown[0]!r} is none of the --runs names ({', '.join(self.runs)})")
+        names = self.sed_runs or tuple(self.runs)[:1]
+        return {name: self.runs[name] for name in dict.fromkeys(names)}
 
 
 def check_inputs(request: ReportRequest) -> None:
@@ -68,16 +72,26 @@ def check_inputs(request: ReportRequest) -> None:
                          (request.embeddings_data, "")):
         if data is not None and not Path(DataSpec.parse(data, labels).path).exists():
             raise DataSetError(f"{data}: no such data folder")
-    sed_run = request.sed_run_dir
+    sed_runs = request.sed_run_dirs
+    if request.dcase is not None and request.sed_splits is not None:
+        raise ConfigError("Tables 3-4 come from --dcase or from --sed-splits, not both")
+    if request.dcase is not None or request.sed_splits is not None:
+        for run in sed_runs.values():
+            if not takes_audio(str(run)):
+                raise ConfigError(f"{run}: a model on AudioSet's released embeddings has no audio front end; "
+                                  "Tables 3-4 need a model that takes audio (choose others with --sed-run)")
+    for folder in request.sed_splits or ():
+        for part in ("audio", "strong.tsv"):
+            if not (Path(folder) / part).exists():
+                raise DataSetError(f"--sed-splits: {folder} has no {part} (a split with strong labels: audio/ and "
+                                   "strong.tsv)")
     if request.dcase is not None:
         for split in ("test", "eval"):
             dcase2018.paths(request.dcase, split)
-        if not takes_audio(str(sed_run)):
-            raise ConfigError(f"{sed_run}: a model on AudioSet's released embeddings has no audio front end; Tables "
-                              "3-4 need a model that takes audio (choose another with --sed-run)")
         class_mapping(request.mapping)
-        audio_dir = dcase2018.paths(request.dcase, "test")[0]
-        missing = [clip for clip in request.figure_clips if not (Path(audio_dir) / clip).is_file()]
+    if request.dcase is not None or request.sed_splits is not None:  # Figure 2 shows DCASE's test split, or eval
+        audio_dir = Path(dcase2018.paths(request.dcase, "test")[0] if request.dcase else request.sed_splits[1] / "audio")
+        missing = [clip for clip in request.figure_clips if not (audio_dir / clip).is_file()]
         if missing:
             raise DataSetError(f"--figure-clips: {missing[0]} is not a file of {audio_dir}")
 
@@ -101,8 +115,12 @@ def build(request: ReportRequest, progress: bool = True) -> Path:
         sections: list[Block] = []
         if request.dcase:
             sections, provenance["segmentation"] = dcase_segmentation(
-                request.sed_run_dir, request.dcase, staging, mapping=request.mapping, checkpoint=request.checkpoint,
+                request.sed_run_dirs, request.dcase, staging, mapping=request.mapping, checkpoint=request.checkpoint,
                 weights=request.weights, device=request.device, figure_clips=request.figure_clips)
+        elif request.sed_splits:
+            sections, provenance["segmentation"] = folder_segmentation(
+                request.sed_run_dirs, *request.sed_splits, staging / "sed", checkpoint=request.checkpoint,
+                weights=request.weights, device=request.device, figures=FigureChoice(clips=request.figure_clips))
         write(rows, provenance, staging, sections)
     return request.out / "report.md"
 

@@ -1,8 +1,10 @@
-"""Tables 3 and 4 and Figure 2 (paper §5) from a tagger's frame outputs on splits with strong
-labels: thresholds (and median kernels) tuned on one split, events scored on every split, with
-segment-based F1 and PSDS beside. `dcase_segmentation` runs it on DCASE 2018 task 4 (tuned on
-test; scored on test, as the paper did, and on eval, the honest number), with the run's labels mapped
-onto the DCASE classes by a named mapping (`labels.class_mapping`)."""
+"""Tables 3 and 4 and Figure 2 (paper §5) from taggers' frame outputs on splits with strong labels,
+for one run or several side by side (a weak-only run beside one trained with strong labels or a
+mean teacher): thresholds (and median kernels) tuned on one split, events scored on every split,
+with event F1 at two collars, segment-based F1 and PSDS beside. `dcase_segmentation` runs it on
+DCASE 2018 task 4 (tuned on test; scored on test, as the paper did, and on eval, the honest
+number), with the runs' labels mapped onto the DCASE classes by a named mapping
+(`labels.class_mapping`); `folder_segmentation` on two folders with a `strong.tsv` each."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
@@ -18,9 +21,12 @@ from ..errors import InputError
 from ..events import Event, write_events_tsv
 from ..metrics import EventScores, event_f1, segment_f1
 from . import paper
-from .document import Block, Figure, Heading, Paragraph
+from .document import Block, Figure, Heading, Paragraph, Table
 from .figures import figure2
 from .tables import table3, table4
+
+if TYPE_CHECKING:
+    from ..sed import Tuning
 
 # Table 3's settings: (name, tuned thresholds?, tuned kernels?, collar s)
 SED_SETTINGS = (("0.5 thresholds", False, False, 0.2), ("swept thresholds", True, False, 0.2),
@@ -46,16 +52,29 @@ class FigureChoice:
     n: int = 4
 
 
-def dcase_segmentation(run: str | os.PathLike, root: str | os.PathLike, out_dir: str | os.PathLike,
+@dataclass(frozen=True)
+class Detection:
+    """One run's detection on every split: Table 3's scores (split → setting → scores), the
+    segment-based scores and (PSDS1, PSDS2) of the best setting per split, its frame analyses
+    (split → file → `infer.Analysis`) and the tuning of the best setting."""
+
+    frame_hop: float
+    analyses: dict[str, dict]
+    tuning: Tuning
+    scores: dict[str, dict[str, EventScores]]
+    segments: dict[str, EventScores]
+    psds: dict[str, tuple[float, float]]
+
+
+def dcase_segmentation(runs: Mapping[str, str | os.PathLike], root: str | os.PathLike, out_dir: str | os.PathLike,
                        mapping: str = "paper", checkpoint: str = "best", device: str = "auto", weights: str = "auto",
                        figure_clips: tuple[str, ...] = (), data_name: str = "DCASE 2018 task 4"
                        ) -> tuple[list[Block], dict]:
-    """Tables 3–4 and Figure 2 on DCASE 2018 task 4 (`ROOT` in the released layout) for one run:
-    tuned on test, scored on test and eval; the run's labels mapped onto the DCASE classes by
-    `mapping` (written to `out_dir/mapping.json`). Returns (the blocks, provenance entries)."""
-    from ..audio import expand_paths
+    """Tables 3–4 and Figure 2 on DCASE 2018 task 4 (`ROOT` in the released layout) for the named
+    runs, side by side: tuned on test, scored on test and eval; the runs' labels mapped onto the
+    DCASE classes by `mapping` (written to `out_dir/mapping.json`). Returns (the blocks, provenance
+    entries)."""
     from ..data import dcase2018
-    from ..infer import Tagger
     from ..labels import class_mapping
 
     groups = class_mapping(mapping)
@@ -63,26 +82,53 @@ def dcase_segmentation(run: str | os.PathLike, root: str | os.PathLike, out_dir:
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_open(out_dir / "mapping.json", "w", encoding="utf-8") as f:
         json.dump({cls: list(names) for cls, names in groups.items()}, f, indent=2)
-    tagger = Tagger.from_run(run, checkpoint, device=device, weights=weights)
     splits = {name: Split(dcase2018.paths(root, name)[0], dcase2018.events(root, name)) for name in ("test", "eval")}
     figures = FigureChoice(clips=figure_clips, labels=() if figure_clips else paper.FIGURE_LABELS)
-    blocks = segmentation(tagger, splits, tune_split="test", out_dir=out_dir / "sed", classes=groups, figures=figures,
-                          shown_split="test",
-                          title=f"{Path(run).name}, {checkpoint} checkpoint, {data_name}, mapping {mapping}")
-    return blocks, {"dcase_root": str(root), "sed_run": str(run), "mapping": mapping, "mapping_file": "mapping.json",
-                    "n_clips": {name: len(expand_paths([split.audio])) for name, split in splits.items()}}
+    blocks = segmentation(_taggers(runs, checkpoint, device, weights), splits, tune_split="test",
+                          out_dir=out_dir / "sed", classes=groups, figures=figures, shown_split="test",
+                          title=f"{checkpoint} checkpoint, {data_name}, mapping {mapping}")
+    return blocks, {"dcase_root": str(root), "sed_runs": {name: str(run) for name, run in runs.items()},
+                    "mapping": mapping, "mapping_file": "mapping.json", **_sizes(splits)}
 
 
-def segmentation(tagger, splits: dict[str, Split], tune_split: str, out_dir: str | os.PathLike,
-                 classes: str | dict = "all", figures: FigureChoice = FigureChoice(), shown_split: str = "",
-                 title: str = "") -> list[Block]:
-    """Tables 3 and 4 and Figure 2: thresholds and kernels are tuned on `tune_split` and every split
-    is scored. Writes the tuning JSONs, each split's events (`events_SPLIT_SETTING.tsv`), the PSDS
-    inputs and `figure2_N.png` to `out_dir`. Table 4 and Figure 2 are on `shown_split` (default the
-    last split)."""
+def folder_segmentation(runs: Mapping[str, str | os.PathLike], tune: str | os.PathLike, scored: str | os.PathLike,
+                        out_dir: str | os.PathLike, checkpoint: str = "best", device: str = "auto",
+                        weights: str = "auto", figures: FigureChoice = FigureChoice()) -> tuple[list[Block], dict]:
+    """Tables 3–4 (and Figure 2 unless `figures.n` is 0) for the named runs on two data folders
+    with strong labels (`audio/` and `strong.tsv`, as `audioscene synth` writes them): thresholds
+    and kernels tuned on `tune`, events scored on both, the runs' own labels. Returns (the blocks,
+    provenance entries)."""
+    from ..events import read_events_tsv
+
+    splits = {}
+    for name, folder in (("tune", Path(tune)), ("eval", Path(scored))):
+        if not (folder / "strong.tsv").is_file():
+            raise InputError(f"{folder}: no strong.tsv (the split's events: filename onset offset event_label)")
+        splits[name] = Split(folder / "audio", read_events_tsv(folder / "strong.tsv"))
+    blocks = segmentation(_taggers(runs, checkpoint, device, weights), splits, tune_split="tune", out_dir=out_dir,
+                          figures=figures, title=f"{checkpoint} checkpoint, tuned on {tune}, scored on {scored}")
+    return blocks, {"sed_tune": str(tune), "sed_eval": str(scored),
+                    "sed_runs": {name: str(run) for name, run in runs.items()}, **_sizes(splits)}
+
+
+def _taggers(runs: Mapping[str, str | os.PathLike], checkpoint: str, device: str, weights: str) -> dict:
+    from ..infer import Tagger
+
+    return {name: Tagger.from_run(run, checkpoint, device=device, weights=weights) for name, run in runs.items()}
+
+
+def _sizes(splits: dict[str, Split]) -> dict:
+    from ..audio import expand_paths
+
+    return {"n_clips": {name: len(expand_paths([split.audio])) for name, split in splits.items()}}
+
+
+def detect(tagger, splits: dict[str, Split], tune_split: str, out_dir: Path, classes: str | dict = "all") -> Detection:
+    """A tagger's frame outputs on every split, thresholds (and median kernels) tuned on
+    `tune_split`, every split scored. Writes the tuning JSONs, each split's events
+    (`events_SPLIT_SETTING.tsv`) and the PSDS inputs to `out_dir`."""
     from ..sed import DEFAULT_KERNELS, TuneGrid, tune_on
 
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     analyses = {name: {file: result for _, file, result in tagger.analyze_files([split.audio], classes=classes,
                                                                                  progress=True)
@@ -98,28 +144,65 @@ def segmentation(tagger, splits: dict[str, Split], tune_split: str, out_dir: str
     for name, split in splits.items():
         scores[name], segments[name] = _score_split(analyses[name], split.events, labels, swept, median_swept,
                                                     out_dir, name)
-    psds = _psds_scores(analyses, splits, median_swept, labels, out_dir)
+    return Detection(tagger.frame_hop, analyses, median_swept, scores, segments,
+                     _psds_scores(analyses, splits, median_swept, labels, out_dir))
+
+
+def segmentation(taggers: Mapping[str, object], splits: dict[str, Split], tune_split: str,
+                 out_dir: str | os.PathLike, classes: str | dict = "all", figures: FigureChoice = FigureChoice(),
+                 shown_split: str = "", title: str = "") -> list[Block]:
+    """Tables 3 and 4 and Figure 2 for the named taggers side by side (`detect` for each, its files
+    in `out_dir`, or in `out_dir/NAME` when there are several): Table 3 with each run's rows, a
+    summary of event F1 at both collars, segment F1 and PSDS per run and split, Table 4 with one
+    column per run, and Figure 2 of the first run (none when `figures.n` is 0). Table 4 and Figure 2
+    are on `shown_split` (default the last split)."""
+    out_dir = Path(out_dir)
+    several = len(taggers) > 1
+    runs = {name: detect(tagger, splits, tune_split, out_dir / name if several else out_dir, classes)
+            for name, tagger in taggers.items()}
     in_sample = " (tuned in-sample, like the paper's test column)"
-    rows = [(f"{setting} — {name} split{in_sample if name == tune_split else ''}", scores[name][setting])
-            for name in splits for setting, *_ in SED_SETTINGS if name != tune_split or setting != "0.5 thresholds"]
+    rows = [(f"{name}: " * several + f"{setting} — {split} split{in_sample if split == tune_split else ''}",
+             run.scores[split][setting])
+            for name, run in runs.items() for split in splits for setting, *_ in SED_SETTINGS
+            if split != tune_split or setting != "0.5 thresholds"]
     shown = shown_split or list(splits)[-1]
-    pictures = _figures(tagger, analyses[shown], splits[shown], median_swept, out_dir, figures)
-    sizes = ", ".join(f"{name} {len(a)} clips" for name, a in analyses.items())
-    best = [(paper.BEST_SETTING, scores[shown][paper.BEST_SETTING]), ("0.5 thresholds", scores[shown]["0.5 thresholds"])]
-    return [
-        Heading(f"Table 3 style: segmentation, macro event F1 ({title})"),
-        Paragraph(f"Frame hop {tagger.frame_hop} s; thresholds/kernels tuned on the {tune_split} split; {sizes}."),
+    first_name, first = next(iter(runs.items()))
+    sizes = ", ".join(f"{name} {len(a)} clips" for name, a in first.analyses.items())
+    hops = ", ".join(f"{name} {run.frame_hop:g} s" for name, run in runs.items()) if several else f"{first.frame_hop:g} s"
+    best = [(f"{name} " * several + paper.BEST_SETTING, run.scores[shown][paper.BEST_SETTING])
+            for name, run in runs.items()]
+    if not several:
+        best.append(("0.5 thresholds", first.scores[shown]["0.5 thresholds"]))
+    blocks = [
+        Heading(f"Table 3 style: segmentation, macro event F1 ({', '.join(runs)}; {title})" if several else
+                f"Table 3 style: segmentation, macro event F1 ({first_name}, {title})"),
+        Paragraph(f"Frame hop {hops}; thresholds/kernels tuned on the {tune_split} split; {sizes}."),
         table3(rows),
-        Paragraph(f"Segment-based F1 (1 s segments, sed_eval's rule), {paper.BEST_SETTING}: " + ", ".join(
-            f"{name} split macro {100 * s.macro_f1:.2f} % / micro {100 * s.micro_f1:.2f} %"
-            for name, s in segments.items()) + "."),
-        Paragraph(f"PSDS1 / PSDS2 (DCASE 2021 settings; {len(PSDS_THRESHOLDS)} thresholds, the tuned median kernels): "
-                  + ", ".join(f"{name} split {v[0]:.3f} / {v[1]:.3f}" for name, v in psds.items()) + "."),
+        Heading(f"Detection summary: {paper.BEST_SETTING}"),
+        Paragraph(f"Event F1 at 0.2 s and 0.4 s collars; segment-based F1 over 1 s segments (sed_eval's rule); "
+                  f"PSDS1 / PSDS2 in the DCASE 2021 settings over {len(PSDS_THRESHOLDS)} thresholds, with the tuned "
+                  "median kernels."),
+        detection_summary(runs),
         Heading(f"Table 4 style: per-class event F1 on the {shown} split (200 ms collar)"),
         table4(best),
-        Heading(f"Figure 2 style: activations on the {shown} split"),
-        *pictures,
     ]
+    if figures.n or figures.clips or figures.labels:
+        blocks += [Heading(f"Figure 2 style: activations on the {shown} split ({first_name})"),
+                   *_figures(taggers[first_name], first.analyses[shown], splits[shown], first.tuning,
+                             out_dir / first_name if several else out_dir, figures)]
+    return blocks
+
+
+def detection_summary(runs: Mapping[str, Detection]) -> Table:
+    """Per run and split: event F1 % at 0.2 s and 0.4 s collars, segment F1 % (macro, micro), PSDS1, PSDS2."""
+    best, wide = paper.BEST_SETTING, f"{paper.BEST_SETTING}, 0.4 s collar"
+    percent = lambda value: f"{100 * value:.2f}"  # noqa: E731
+    rows = [(name, split, percent(run.scores[split][best].macro_f1), percent(run.scores[split][wide].macro_f1),
+             percent(run.segments[split].macro_f1), percent(run.segments[split].micro_f1),
+             f"{run.psds[split][0]:.3f}", f"{run.psds[split][1]:.3f}")
+            for name, run in runs.items() for split in run.scores]
+    return Table(("run", "split", "event F1 % 0.2 s", "event F1 % 0.4 s", "segment F1 % macro",
+                  "segment F1 % micro", "PSDS1", "PSDS2"), rows, align="llrrrrrr")
 
 
 def _score_split(analyses: dict, reference: list[Event], labels, swept, median_swept, out_dir: Path, name: str

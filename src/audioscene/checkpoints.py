@@ -220,7 +220,7 @@ def initialise_from(model: models.AudioModel, path: str, label_set: LabelSet) ->
     """Start from a trained checkpoint of the same architecture: all its weights (the moving average
     when it keeps one), except the classifier's (the model's `head_prefix`) when the labels differ."""
     state = Checkpoint.load(path)
-    source = models.from_config(state.model_config).config.to_dict()
+    source = models.typed_config(state.model_config).to_dict()
     target = model.config.to_dict()
     differing = [key for key in target if key != "n_classes" and source.get(key) != target[key]]
     if differing:

@@ -19,8 +19,9 @@ from .registry import (
     frontend_for,
     register_family,
     run_settings,
+    typed_config,
 )
 
 __all__ = ["FAMILIES", "AudioModel", "AudioResNet", "Cnn14", "EmbeddingModel", "EmbeddingModelConfig", "Family",
-           "ModelConfig", "PannsConfig", "available", "config_for", "create", "family_of", "family_of_config", "from_config", "frontend_for",
-           "register_family", "run_settings"]
+           "ModelConfig", "PannsConfig", "available", "config_for", "create", "family_of", "family_of_config",
+           "from_config", "frontend_for", "register_family", "run_settings", "typed_config"]

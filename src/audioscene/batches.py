@@ -110,8 +110,8 @@ def epoch_order(config: TrainConfig, dataset: ClipSet, epoch: int) -> list[int]:
     """The global clip order of an epoch of map-style data; depends only on `(seed, epoch)`. With
     unlabelled clips (`data.spec.WithUnlabelled`), the labelled clips in their order with
     unlabelled ones spread among them (`with_unlabelled`)."""
-    unlabelled = getattr(dataset, "unlabelled", None)
-    if unlabelled is None or not unlabelled.any():
+    unlabelled = unlabelled_mask(dataset)
+    if unlabelled is None:
         return _order(config, dataset.targets, epoch)
     labelled = np.flatnonzero(~unlabelled)
     order = labelled[_order(config, dataset.targets[labelled], epoch)]
@@ -149,12 +149,19 @@ def with_unlabelled(order: Sequence[int], unlabelled: np.ndarray, share: float, 
     return out
 
 
-def clips_per_epoch(dataset: ClipSet | ClipStream, streamed: bool, unlabelled_share: float = 0.5) -> int:
+def unlabelled_mask(dataset: ClipSet | ClipStream) -> np.ndarray | None:
+    """Which clips of a map-style set have no labels (`data.spec.WithUnlabelled`); None when none do,
+    so the epoch order, its length and the loss agree on whether the mean teacher's batches apply."""
+    mask = getattr(dataset, "unlabelled", None)
+    return mask if mask is not None and mask.any() else None
+
+
+def clips_per_epoch(dataset: ClipSet | ClipStream, streamed: bool, unlabelled_share: float) -> int:
     """Clips trained on in an epoch over all ranks (with unlabelled clips: `with_unlabelled`'s count)."""
     if streamed:
         return dataset.n_clips_total
-    unlabelled = getattr(dataset, "unlabelled", None)
-    if unlabelled is None or not unlabelled.any():
+    unlabelled = unlabelled_mask(dataset)
+    if unlabelled is None:
         return len(dataset)
     return _with_unlabelled_length(int((~unlabelled).sum()), unlabelled_share)
 
@@ -175,7 +182,7 @@ class EpochPlan:
                        persistent_workers=False, prefetch_factor=4 if config.workers else None)
         self.n_classes = len(dataset.label_set)
         self.teacher, self.strong, self.keys = teacher, strong, None if streamed else dataset.keys
-        self.unlabelled = getattr(dataset, "unlabelled", None)  # map-style sets with unlabelled clips
+        self.unlabelled = unlabelled_mask(dataset)
         # one seed per micro-batch, from (run seed, epoch, rank): a resumed epoch draws the same augmentation
         self.seeds = np.random.SeedSequence([config.seed, epoch, context.rank])
         accumulation = max(1, config.batch_size // (context.world_size * micro_batch_size))

@@ -101,20 +101,19 @@ def run_demo(out_dir: str | os.PathLike, config: DemoConfig = DemoConfig()) -> s
     events = read_events_tsv(splits["train"] / "strong.tsv")
     embedded = {name: f"embeddings:{_embedding_split(splits[name], out_dir / 'data' / f'{name}_embeddings', config.seed)}"
                 for name in ("train", "eval")}
-    runs = [(model, str(splits["train"]), str(splits["eval"]), dict(model_args={"width": config.width}, lr=config.lr))
-            for model in config.models]
-    runs += [(model, embedded["train"], embedded["eval"], dict(lr=config.embedding_lr))
+    resnet = dict(model_args={"width": config.width}, lr=config.lr)
+    runs = [(model, model, str(splits["train"]), str(splits["eval"]), resnet) for model in config.models]
+    runs += [(model, model, embedded["train"], embedded["eval"], dict(lr=config.embedding_lr))
              for model in config.embedding_models]
     # the same model, also taught where each sound starts and ends (on its own 0.32 s grid: the finer
     # grid, `time_stride=8`, detects better but costs twice the compute, over the demo's budget)
     strong = f"{config.sed_model}_strong"
-    runs.append((strong, str(splits["train"]), str(splits["eval"]), dict(
-        model_args={"width": config.width}, lr=config.lr, strong_labels=str(splits["train"] / "strong.tsv"))))
+    runs.append((strong, config.sed_model, str(splits["train"]), str(splits["eval"]),
+                 dict(resnet, strong_labels=str(splits["train"] / "strong.tsv"))))
     trained = {name: _train_or_resume(training.TrainConfig(
-        train_data=train_data, eval_data=eval_data, out_dir=str(out_dir / "runs" / name),
-        model=config.sed_model if name == strong else name, epochs=config.epochs, batch_size=config.batch_size,
-        seed=config.seed, **options))
-        for name, train_data, eval_data, options in runs}
+        train_data=train_data, eval_data=eval_data, out_dir=str(out_dir / "runs" / name), model=model,
+        epochs=config.epochs, batch_size=config.batch_size, seed=config.seed, **options))
+        for name, model, train_data, eval_data, options in runs}
     # the ResNets scored on the eval split's audio, the embedding baselines on its stand-in embeddings
     rows, provenance = table2_rows(trained, str(splits["eval"]), device="auto", n_resamples=config.bootstrap,
                                         seed=config.seed, embeddings_data=embedded["eval"])

@@ -75,7 +75,8 @@ def check_inputs(request: ReportRequest) -> None:
     sed_runs = request.sed_run_dirs
     if request.dcase is not None and request.sed_splits is not None:
         raise ConfigError("Tables 3-4 come from --dcase or from --sed-splits, not both")
-    if request.dcase is not None or request.sed_splits is not None:
+    segmentation = request.dcase is not None or request.sed_splits is not None  # Tables 3-4 asked for
+    if segmentation:
         for run in sed_runs.values():
             if not takes_audio(str(run)):
                 raise ConfigError(f"{run}: a model on AudioSet's released embeddings has no audio front end; "
@@ -89,7 +90,7 @@ def check_inputs(request: ReportRequest) -> None:
         for split in ("test", "eval"):
             dcase2018.paths(request.dcase, split)
         class_mapping(request.mapping)
-    if request.dcase is not None or request.sed_splits is not None:  # Figure 2 shows DCASE's test split, or eval
+    if segmentation:  # Figure 2 shows DCASE's test split, or the eval split
         audio_dir = Path(dcase2018.paths(request.dcase, "test")[0] if request.dcase else request.sed_splits[1] / "audio")
         missing = [clip for clip in request.figure_clips if not (audio_dir / clip).is_file()]
         if missing:

@@ -92,7 +92,7 @@ def test_micro_batches_accumulate_until_the_last_one_steps():
     losses = train_step(first, halves[0]), train_step(second, halves[1])
     assert sum(train_step(both, half) for half in halves) == pytest.approx(sum(losses), rel=1e-6)
     for a, b, ab in zip(*(learner.raw_model.parameters() for learner in (first, second, both))):
-        assert torch.equal(a, ab)  # no optimizer step before the last micro-batch
+        assert torch.equal(a, ab)  # no optimizer step before the last micro-batch (both the seeded init: exact)
         torch.testing.assert_close(ab.grad, a.grad + b.grad, rtol=1e-5, atol=1e-8)
     before = [p.detach().clone() for p in both.raw_model.parameters()]
     stats = train_epoch(both, [replace(halves[1], last=True)], progress=False)

@@ -20,6 +20,21 @@ def test_bad_flags_give_one_line(args, fragment):
     assert_one_line_error(run_cli(*args), fragment)
 
 
+@pytest.mark.parametrize("args, line", [
+    (["train", "--data", "d", "--width", "8"], "--width was replaced: use --model-arg width=8"),
+    (["train", "--width=16", "--epochs", "2"], "--width was replaced: use --model-arg width=16"),
+    (["train", "--stem-stride", "2"], "--stem-stride was replaced: use --model-arg stem_stride=2"),
+    (["train", "--width"], "--width was replaced: use --model-arg width=N"),
+    (["train", "--channels-last"], "--channels-last is gone: channels_last is on by default"),
+])
+def test_retired_flags_say_what_replaces_them(args, line):
+    from audioscene.cli.arguments import RETIRED_FLAGS
+
+    assert_one_line_error(run_cli(*args), line)
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    assert not set(RETIRED_FLAGS) & set(train._option_string_actions)  # none of them came back
+
+
 def test_library_error_gives_one_line(tmp_path):
     assert_one_line_error(run_cli("synth", "--out", str(tmp_path / "s"), "--snr-db", "10,0"), "low <= high")
 

@@ -108,7 +108,7 @@ def test_pack_verify_read_round_trip_is_lossless(shards):
     assert len(by_key) == 64
     for clip, target in zip(dataset.clips, dataset.targets):
         wave, streamed_target = by_key[clip.source.stem]
-        np.testing.assert_array_equal(wave.numpy(), load(clip.source))  # every sample
+        np.testing.assert_array_equal(wave.numpy(), load(clip.source))  # every sample (lossless: exact)
         np.testing.assert_array_equal(streamed_target.numpy(), target)  # every label
 
 

@@ -1,6 +1,7 @@
 """`audioscene download` against a loopback HTTP server that serves generated media, some failing."""
 
 import io
+import logging
 import os
 import shutil
 import signal
@@ -163,13 +164,18 @@ def test_a_trickling_server_hits_the_clip_deadline_and_is_retried_later(server, 
     assert not list((tmp_path / ".partial").iterdir())  # the killed attempts left no scratch folder
 
 
-def test_retry_after_is_honoured(server, tmp_path):
+def test_retry_after_is_honoured_and_each_wait_is_told(server, tmp_path, caplog, capsys):
     busy = ytid("busy_a")
-    report = download(segments(busy), tmp_path, url_template=server, retries=2, backoff_s=0.01, progress=False)
+    with caplog.at_level(logging.INFO, logger="audioscene.data.download"):
+        report = download(segments(busy), tmp_path, url_template=server, retries=2, backoff_s=0.01, progress=True)
     assert report.fetched == 1
     times = [t for name, _, t in Media.times if name == f"{busy}.wav"]
     first_ok = next(t for name, status, t in Media.times if name == f"{busy}.wav" and status == 200)
     assert first_ok - times[0] >= 0.95  # waited the server's 1 s, not the 0.01 s backoff
+    waits = [r.getMessage() for r in caplog.records if "waiting" in r.getMessage()]
+    assert len(waits) == 1 and waits[0].startswith("127.0.0.1: waiting 1 s before attempt 2 of 3 for ")
+    assert "(the server asked for 1 s)" in waits[0] and "429" in waits[0]  # host, seconds, attempt k of n, why
+    assert "127.0.0.1: waiting 1 s before attempt 2 of 3" in capsys.readouterr().err  # beside the progress bar
 
 
 def test_redirects_to_local_files_and_odd_templates_are_refused(server, tmp_path, capsys):

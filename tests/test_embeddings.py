@@ -42,7 +42,7 @@ def test_records_round_trip_through_the_official_definitions(tmp_path):
         assert list(context["labels"]) == list(clip.labels)
         assert context["start_time_seconds"][0] == pytest.approx(clip.start)
         assert np.array_equal(np.stack([np.frombuffer(step, np.uint8) for step in lists["audio_embedding"]]),
-                              clip.embedding)
+                              clip.embedding)  # uint8 codes: integers, exact
     (tmp_path / "ref").mkdir()
     writer = tfrecord.TFRecordWriter(str(tmp_path / "ref" / "a.tfrecord"))
     for clip in clips:
@@ -68,6 +68,7 @@ def test_short_clips_are_padded_and_counted(tmp_path, caplog):
     assert "(2 with fewer than 10 embeddings, zero-padded" in caplog.text
     x, target = dataset[1]
     assert x.shape == (10, 128) and x.dtype == torch.float32
+    # exact: the data set applies this same function to the same codes in this process (times 1.0)
     assert torch.equal(x[:9], torch.from_numpy(dequantize(clips[1].embedding))) and not x[9].any()
     assert target.sum() == 2 and target[list(clips[1].labels)].all()
     assert dataset.valid[3].sum() == 3

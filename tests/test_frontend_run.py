@@ -80,11 +80,12 @@ def test_front_end_settings_from_toml_and_flags(tmp_path):
 
 
 @pytest.mark.parametrize("settings, n_fft, f_max", [
-    (dict(sample_rate=32000), 1024, 7500.0),  # the FFT follows the window: 800 samples -> 1024, as PANNs'
-    (dict(sample_rate=32000, window_ms=64), 2048, 7500.0),
+    (dict(sample_rate=32000), 1024, 15000.0),  # the FFT follows the window: 800 samples -> 1024, as PANNs'
+    (dict(sample_rate=32000, window_ms=64), 2048, 15000.0),  # f_max 15/32 of a rate above 16 kHz
     (dict(window_ms=50), 1024, 7500.0),
     (dict(sample_rate=8000), 256, 4000.0),  # f_max follows a rate below 15 kHz
-    (dict(sample_rate=32000, n_fft=4096), 4096, 7500.0),  # explicit values win
+    (dict(sample_rate=32000, n_fft=4096, f_max=7500), 4096, 7500.0),  # explicit values win
+    (dict(sample_rate=32000, n_mels=128), 1024, 15000.0),  # 128 bands at 32 kHz need no --f-max
 ])
 def test_changing_the_rate_or_window_alone_gives_a_front_end(settings, n_fft, f_max):
     frontend = TrainConfig(frontend=settings).frontend

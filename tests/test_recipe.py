@@ -36,7 +36,7 @@ def test_mixup_mixes_targets_as_it_mixes_inputs():
     torch.testing.assert_close(mixed_targets, lam * targets + (1 - lam) * targets[order])
     assert float(mixed_targets.sum()) == pytest.approx(float(targets.sum()), rel=1e-5)  # the batch's label mass is kept
     again, _, same, _ = mixup(inputs, [targets], 0.3, np.random.default_rng(3))
-    assert same == lam and torch.equal(again, mixed)  # reproducible from the seed
+    assert same == lam and torch.equal(again, mixed)  # reproducible from the seed (same kernel, same process)
 
 
 def _runs(mask: np.ndarray) -> list[int]:
@@ -67,8 +67,16 @@ def test_spec_augment_and_mixup_never_touch_evaluation(tiny_data):
     modern = build_learner(TrainConfig(model="resnet_b_att", model_args={"width": 4}, device="cpu", amp=False, recipe="modern",
                                        input_norm=False), labels)  # the same model: only the augmentation differs
     assert modern.config.spec_time_masks == 2 and modern.config.mixup_alpha > 0
-    np.testing.assert_array_equal(training.evaluate_epoch(plain, clips, progress=False),
-                                  training.evaluate_epoch(modern, clips, progress=False))
+    plain_outputs = training.evaluate_epoch(plain, clips, progress=False)
+    # The raw weights: the same values with the same requires_grad flags through the same kernels in
+    # this process, so bit-identical by construction.
+    np.testing.assert_array_equal(plain_outputs, training.evaluate_epoch(modern, clips, progress=False, weights="raw"))
+    # The moving average (what "auto" evaluates) is a copy whose parameters do not require grad; on
+    # some CPUs (AMD EPYC, AVX2) that selects another convolution kernel, whose sums round
+    # differently: up to 2.4e-7 apart (relative 2e-5) on outputs in [0, 1]. An augmentation that
+    # reached evaluation would move them by orders of magnitude more.
+    np.testing.assert_allclose(plain_outputs, training.evaluate_epoch(modern, clips, progress=False),
+                               rtol=1e-4, atol=1e-6)
 
 
 def test_learning_rate_schedule_values():
@@ -337,7 +345,7 @@ def test_the_weight_average_is_what_a_run_scores_picks_and_ships(tiny_data, tmp_
     assert float(last["raw_mAP"]) == pytest.approx(scores["raw"]["mAP"], abs=1e-6)  # the raw weights beside it
     assert state.history[-1]["mAP"] == pytest.approx(scores["ema"]["mAP"], abs=1e-6)  # so "best" is chosen on it
 
-    def same(model, reference):
+    def same(model, reference):  # the same stored tensors loaded twice: exact
         return all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
 
     assert same(Tagger.from_run(run, "last").models[0], ema_model)

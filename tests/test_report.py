@@ -1,6 +1,7 @@
 """Report tables and figures."""
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -120,6 +121,8 @@ def test_report_adds_tables_3_and_4_on_dcase_test_and_eval(tiny_run, tiny_data, 
     assert f"{100 * scores.macro_f1:.2f}" in row
     assert json.loads((out / "mapping.json").read_text())["Cat"][:2] == ["Cat", "Purr"]
     assert (out / "sed" / "figure2_1.png").is_file() and "data:image/png;base64" in (out / "index.html").read_text()
+    shown = re.findall(r"!\[(\S+): reference", text)  # Figure 2: a clip per class of the paper's figure
+    assert len(shown) >= 2 and len(set(shown)) == len(shown), shown  # none twice
     assert json.loads((out / "provenance.json").read_text())["segmentation"]["mapping"] == "broad"
     # the PSDS inputs are written as psds_eval reads them, and score back to the printed value
     from audioscene.metrics.psds import PSDS1, psds
@@ -163,6 +166,11 @@ def test_report_page_shows_tables_headings_and_figures_on_a_laptop_screen(tiny_r
         assert page.locator("pre").count() == 0 and "## " not in page.inner_text("body")
         assert page.locator("table").last.locator("td", has_text="bootstrap.resamples").count() == 1
         assert page.evaluate("document.documentElement.scrollWidth") <= 1366  # no sideways scrolling
+        wrapped = page.evaluate("""[...document.querySelectorAll('td.r')].filter(td => {
+            const text = document.createRange(); text.selectNodeContents(td);
+            return text.getClientRects().length > 1; }).map(td => td.textContent)""")
+        assert wrapped == []  # no number breaks over two lines (Table 4's once did, under long headers)
+        assert page.locator("p.legend").count() == 1  # Table 4's short headers spelled out
         assert page.screenshot(path=str(tmp_path / "page.png"), full_page=True)[:8] == b"\x89PNG\r\n\x1a\n"
         browser.close()
     assert problems == []
@@ -276,7 +284,9 @@ def test_tables_3_and_4_show_several_runs_side_by_side_on_folders_with_strong_la
     weak, again = (next(line.split("|")[3:] for line in summary if line.startswith(f"| {n} ") and "| eval " in line)
                    for n in ("weak", "again"))
     assert weak == again
-    assert "F1 % weak median filter + swept thresholds" in text and "F1 % again median filter" in text
+    assert "| F1 % (1) | F1 % (2) | P % " in text  # short headers, the names in the legend below
+    assert ("(1) weak median filter + swept thresholds; (2) again median filter + swept thresholds; "
+            "P %, R %, N ref, N sys: of (1)") in text
     assert (out / "sed" / "weak" / "figure2_1.png").is_file() and not (out / "sed" / "again" / "figure2_1.png").exists()
     assert_one_line_error(run_cli("report", "--runs", f"weak={tiny_run}", "--eval-data", str(tiny_data / "eval"),
                                   "--sed-splits", str(tiny_data / "train"), str(tiny_data / "eval"), "--sed-run", "x",

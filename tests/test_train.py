@@ -84,6 +84,8 @@ def test_killed_run_resumes_to_identical_weights(tiny_data, tmp_path, name, opti
     assert result.returncode == 0, result.stderr
     ours = Checkpoint.load(killed / "epoch_002.pt")
     theirs = Checkpoint.load(reference / "epoch_002.pt")
+    # Bit-identical by construction: the same kernels on this machine with the same thread count
+    # (the killed process inherits this one's OMP_NUM_THREADS; under `make test` both use one).
     for key, tensor in theirs.model.items():
         assert torch.equal(ours.model[key], tensor), key
     for key, tensor in (theirs.ema or {"weights": {}})["weights"].items():

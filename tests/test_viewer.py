@@ -124,3 +124,46 @@ def test_page_in_headless_chromium(viewer, tiny_data, tmp_path):
         page.screenshot(path=str(ARTIFACTS / "viewer_error.png"))
         browser.close()
     assert errors == []
+
+
+def multipart(fields: list[tuple[str, str | None, bytes]], boundary: str = "----audioscene-test") -> tuple[bytes, dict]:
+    """A multipart/form-data body as `curl -F` builds it: (name, filename or None, content) per field."""
+    body = b""
+    for name, filename, content in fields:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        body += (f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
+                 f"Content-Type: application/octet-stream\r\n\r\n").encode() + content + b"\r\n"
+    return body + f"--{boundary}--\r\n".encode(), {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def test_a_form_upload_is_read_as_its_file(viewer, tiny_data):
+    """What `curl -F file=@clip.flac` and an HTML form send: the file field is the upload, under its
+    own name; the same bytes as a raw body give the same answer."""
+    clip = sorted((tiny_data / "eval" / "audio").glob("*.flac"))[1]
+    body, headers = multipart([("note", None, b"--not the boundary\r\n"), ("file", clip.name, clip.read_bytes())])
+    status, answer = request(viewer + "/api/analyze", body, headers)
+    assert status == 200, answer
+    raw = json.loads(request(viewer + "/api/analyze", clip.read_bytes(), {"X-Filename": clip.name})[1])
+    assert json.loads(answer) == raw
+    status, answer = request(viewer + "/api/analyze", *multipart([("note", None, b"hello")]))
+    assert status == 400 and "the form holds no file" in json.loads(answer)["error"]
+    status, answer = request(viewer + "/api/analyze", b"file=clip.flac",
+                             {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 415 and "raw request body or as multipart/form-data" in json.loads(answer)["error"]
+
+
+def test_a_client_that_hangs_up_mid_upload_costs_one_log_line(viewer, caplog):
+    import logging
+    import socket
+
+    host, port = viewer.rsplit("/", 1)[1].split(":")
+    with caplog.at_level(logging.WARNING):
+        with socket.create_connection((host, int(port))) as connection:
+            connection.sendall(f"POST /api/analyze HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 500000\r\n"
+                               "X-Filename: cut.wav\r\n\r\n".encode() + b"\0" * 1000)
+        deadline = time.monotonic() + 20
+        while "disconnected" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+    records = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in records] == ["upload of cut.wav: the client disconnected before sending it whole"]
+    assert not any(r.exc_info for r in records) and request(viewer + "/api/info")[0] == 200

@@ -55,7 +55,10 @@ class FrontendConfig:
     n_mels: int = field(default=64, metadata={"help": "mel bands (the model's input height)"})
     f_min: float = field(default=125.0, metadata={"help": "lowest mel band edge in Hz"})
     f_max: float | None = field(default=None, metadata={"help": "highest mel band edge in Hz, at most half the sample "
-                                                                "rate (default 7500, or half a lower sample rate)"})
+                                                                "rate (default: 7500 at 16 kHz as VGGish, 15/32 of a "
+                                                                "higher rate as EfficientAT's 15 kHz at 32 kHz, half "
+                                                                "a lower rate: the bands follow the audio the rate "
+                                                                "carries, as every 32 kHz model family does)"})
     log_offset: float = field(default=0.01, metadata={"help": "vggish: log(mel + log_offset)"})
     kind: str = field(default="vggish", metadata={
         "help": "vggish: magnitude, HTK mel, log(mel + offset), no centring; panns: PANNs' front end (centred "
@@ -74,7 +77,7 @@ class FrontendConfig:
         if self.n_fft is None:  # the FFT size follows the window, as PANNs' 1024 for 32 ms at 32 kHz
             object.__setattr__(self, "n_fft", 1 << (self.window_samples - 1).bit_length())
         if self.f_max is None:
-            object.__setattr__(self, "f_max", min(7500.0, self.sample_rate / 2))
+            object.__setattr__(self, "f_max", default_f_max(self.sample_rate))
         check_number("n_fft", self.n_fft, integer=True, low=self.window_samples)
         if not self.f_min < self.f_max <= self.sample_rate / 2:
             raise InputError(f"f_min {self.f_min:g} Hz and f_max {self.f_max:g} Hz: need f_min < f_max <= "
@@ -114,6 +117,17 @@ class FrontendConfig:
         if self.kind == "panns":
             return 10 * torch.log10(mel.clamp(min=PANNS_AMIN))
         return torch.log(mel + self.log_offset)
+
+
+def default_f_max(sample_rate: int) -> float:
+    """The highest band edge when none is given: VGGish's 7500 Hz at 16 kHz, `15/32` of a higher
+    rate (15 kHz at 32 kHz, EfficientAT's; PANNs take 14 kHz), half of a lower one. A fixed 7500 Hz
+    would leave half of a 32 kHz signal unseen and crowd 128 bands into too few FFT bins.
+
+    >>> [default_f_max(rate) for rate in (8000, 16000, 32000, 44100)]
+    [4000.0, 7500.0, 15000.0, 20671.875]
+    """
+    return min(sample_rate / 2, max(7500.0, sample_rate * 15 / 32))
 
 
 def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:

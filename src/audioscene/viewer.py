@@ -7,9 +7,10 @@ The server listens on 127.0.0.1 unless told otherwise.
 
 API (JSON):
 - `GET /api/info` → labels, frame hop, window, upload limit.
-- `POST /api/analyze` with the file's bytes as the body (header `X-Filename`) → tags, curves,
-  events and the spectrogram as a PNG data URL; a non-audio or too large upload gives a 4xx with
-  `{"error": message}`, never a crash.
+- `POST /api/analyze` with the file's bytes as the body (header `X-Filename`), or as the first
+  file of a `multipart/form-data` form (what `curl -F file=@clip.wav` and an HTML form send) →
+  tags, curves, events and the spectrogram as a PNG data URL; a non-audio or too large upload gives
+  a 4xx with `{"error": message}`, never a crash; a client that hangs up mid-upload costs one log line.
 """
 
 from __future__ import annotations
@@ -129,6 +130,44 @@ async def read_upload(request, config: ViewerConfig) -> bytes:
     return bytes(body)
 
 
+def form_file(body: bytes, content_type: str) -> tuple[bytes, str]:
+    """The bytes and file name of the first file field of a `multipart/form-data` body (RFC 7578).
+    `UploadError` (400) for a form without a file or a body that is not the form it says."""
+    from email.message import Message
+    from email.parser import BytesHeaderParser
+
+    header = Message()
+    header["content-type"] = content_type
+    boundary = header.get_param("boundary")
+    if not isinstance(boundary, str) or not boundary:
+        raise UploadError(400, "a multipart upload without a boundary in its Content-Type")
+    # each part follows CRLF "--boundary"; the body's first delimiter has no CRLF before it
+    for part in (b"\r\n" + body).split(b"\r\n--" + boundary.encode("latin-1"))[1:]:
+        if part.startswith(b"--"):  # the closing delimiter
+            break
+        head, separator, content = part.partition(b"\r\n\r\n")
+        filename = BytesHeaderParser().parsebytes(head.lstrip(b" \t\r\n")).get_filename() if separator else None
+        if filename is not None:
+            return content, Path(filename).name or "upload"
+    raise UploadError(400, "the form holds no file: send the audio as a file field (curl -F file=@clip.wav) or as "
+                           "the raw request body")
+
+
+def upload_content(body: bytes, content_type: str, filename: str) -> tuple[bytes, str]:
+    """(bytes, file name) of an upload: the raw body (any type but a form), or a multipart form's
+    first file; a URL-encoded form (an HTML form without `enctype`) cannot carry a file: 415."""
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        data, named = form_file(body, content_type)
+        if not data:
+            raise UploadError(400, f"the form's file {named} is empty")
+        return data, named
+    if kind == "application/x-www-form-urlencoded":
+        raise UploadError(415, "a URL-encoded form cannot carry a file: send the audio as the raw request body or as "
+                               "multipart/form-data (curl -F file=@clip.wav)")
+    return body, filename
+
+
 def analyze_bytes(data: bytes, filename: str, tagger: Tagger, config: ViewerConfig, lock: threading.Lock) -> dict:
     """`analyze_upload` on uploaded bytes (written to a temporary file; one analysis at a time)."""
     with tempfile.TemporaryDirectory() as folder:
@@ -149,8 +188,8 @@ def create_app(tagger: Tagger, config: ViewerConfig = ViewerConfig(), hosts: Seq
     from starlette.concurrency import run_in_threadpool
     from starlette.middleware import Middleware
     from starlette.middleware.trustedhost import TrustedHostMiddleware
-    from starlette.requests import Request
-    from starlette.responses import FileResponse, JSONResponse
+    from starlette.requests import ClientDisconnect, Request
+    from starlette.responses import FileResponse, JSONResponse, Response
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
@@ -167,10 +206,14 @@ def create_app(tagger: Tagger, config: ViewerConfig = ViewerConfig(), hosts: Seq
     async def analyze(request: Request):
         filename = Path(request.headers.get("x-filename", "upload")).name or "upload"
         try:
-            data = await read_upload(request, config)
+            data, filename = upload_content(await read_upload(request, config), request.headers.get("content-type", ""),
+                                            filename)
             return JSONResponse(await run_in_threadpool(analyze_bytes, data, filename, tagger, config, model_lock))
         except UploadError as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        except ClientDisconnect:  # nobody is left to answer: one line, no traceback
+            log.warning("upload of %s: the client disconnected before sending it whole", filename)
+            return Response(status_code=400)
         except Exception as exc:  # a bug must not take the server down; the page shows the message
             log.exception("analysing %s failed", filename)
             return JSONResponse({"error": f"analysis failed: {type(exc).__name__}: {exc}"}, status_code=500)

@@ -16,8 +16,37 @@ from ..labels import CLASS_GROUPS
 PROG = "audioscene"
 
 
+# Flags that were documented once and are gone, with what replaces each ({value}: what was typed
+# after the flag). Old command lines get one line saying what to type instead.
+RETIRED_FLAGS = {
+    "--width": "was replaced: use --model-arg width={value}",
+    "--stem-stride": "was replaced: use --model-arg stem_stride={value}",
+    "--channels-last": "is gone: channels_last is on by default (--no-channels-last turns it off)",
+}
+
+
+def retired_flag_message(unrecognised: list[str]) -> str | None:
+    """"--width was replaced: use --model-arg width=8" for the first retired flag among argparse's
+    unrecognised arguments (`--flag VALUE` or `--flag=VALUE`), else None."""
+    for i, item in enumerate(unrecognised):
+        flag, equals, value = item.partition("=")
+        if flag in RETIRED_FLAGS:
+            if not equals:
+                following = unrecognised[i + 1] if i + 1 < len(unrecognised) else ""
+                value = following if following and not following.startswith("-") else "N"
+            return f"{flag} {RETIRED_FLAGS[flag].format(value=value)}"
+    return None
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse that reports a bad command line in one line on stderr (exit code 2)."""
+    """argparse that reports a bad command line in one line on stderr (exit code 2), and a retired
+    flag (`RETIRED_FLAGS`) with what replaces it."""
+
+    def parse_args(self, args=None, namespace=None):
+        namespace, unrecognised = self.parse_known_args(args, namespace)
+        if unrecognised:
+            self.error(retired_flag_message(unrecognised) or f"unrecognized arguments: {' '.join(unrecognised)}")
+        return namespace
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")

@@ -24,6 +24,7 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .._io import atomic_open
 from ..audio import SAMPLE_RATE
@@ -175,13 +176,16 @@ def _attempt_main() -> None:
 
 
 def _fetch(segment: Segment, audio_dir: Path, work_dir: Path, url_template: str, retries: int,
-           backoff_s: float, clip_timeout_s: float) -> tuple[bool, int, str, bool]:
+           backoff_s: float, clip_timeout_s: float, on_wait: Callable[[str], None] = log.info
+           ) -> tuple[bool, int, str, bool]:
     """Fetch one segment as 16 kHz mono FLAC: (ok, attempts, reason, permanent).
 
     Each attempt runs in a child process with a deadline of `clip_timeout_s`: a server that
     trickles bytes defeats every per-read timeout, so the whole attempt is killed (with its
     ffmpeg) when time is up, and counts as a transient failure. Work happens in a private folder;
-    only a finished file is renamed into `audio_dir`. A `Retry-After` header sets the next delay.
+    only a finished file is renamed into `audio_dir`. A `Retry-After` header sets the next delay;
+    each wait is told to `on_wait` first (host, seconds, the attempt that follows, why), so a long
+    one is never silent.
     """
     url = url_template.format(ytid=segment.ytid, start=segment.start, end=segment.end)
     reason = ""
@@ -199,9 +203,13 @@ def _fetch(segment: Segment, audio_dir: Path, work_dir: Path, url_template: str,
             if any(marker in reason for marker in PERMANENT_ERRORS):
                 return False, attempt, reason, True
             if attempt <= retries:
-                delay = backoff_s * 2 ** (attempt - 1)
-                if result.get("retry_after") is not None:
-                    delay = min(max(delay, result["retry_after"]), MAX_RETRY_AFTER_S)
+                delay, retry_after = backoff_s * 2 ** (attempt - 1), result.get("retry_after")
+                if retry_after is not None:
+                    delay = min(max(delay, retry_after), MAX_RETRY_AFTER_S)
+                on_wait(f"{urllib.parse.urlsplit(url).hostname}: waiting {delay:g} s before attempt {attempt + 1} "
+                        f"of {retries + 1} for {segment.key}"
+                        + (f" (the server asked for {retry_after:g} s)" if retry_after is not None else "")
+                        + f": {reason[:120]}")
                 time.sleep(delay)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -246,6 +254,7 @@ def download(segments: list[Segment], out_dir: str | os.PathLike, jobs: int = 8,
     the YouTube watch URL; http and https only).
     """
     from tqdm.auto import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     check_number("jobs", jobs, integer=True, low=1)
     check_number("retries", retries, integer=True, low=0)
@@ -269,15 +278,22 @@ def download(segments: list[Segment], out_dir: str | os.PathLike, jobs: int = 8,
     if not retry_failed:
         _upgrade_failures_file(failures_path)
     write_header = not failures_path.is_file() or retry_failed
+    bar = tqdm(total=len(todo), desc="download", unit="clip", disable=not progress)
+
+    def on_wait(note: str) -> None:  # in the log, and beside the bar until the next clip lands
+        log.info(note)
+        bar.set_postfix_str(note.split(" for ")[0], refresh=True)
+
     with open(failures_path, "w" if retry_failed else "a", newline="", encoding="utf-8") as failures_file, \
-            ThreadPoolExecutor(max(1, jobs)) as pool:
+            ThreadPoolExecutor(max(1, jobs)) as pool, logging_redirect_tqdm(), bar:
         writer = csv.writer(failures_file)
         if write_header:
             writer.writerow(FAILURES_HEADER)
-        futures = {pool.submit(_fetch, s, audio_dir, work_dir, url_template, retries, backoff_s, clip_timeout_s): s
-                   for s in todo}
-        for future in tqdm(as_completed(futures), total=len(futures), desc="download", unit="clip",
-                           disable=not progress):
+        futures = {pool.submit(_fetch, s, audio_dir, work_dir, url_template, retries, backoff_s, clip_timeout_s,
+                               on_wait): s for s in todo}
+        for future in as_completed(futures):
+            bar.update()
+            bar.set_postfix_str("", refresh=False)
             segment = futures[future]
             ok, attempts, reason, permanent = future.result()
             if ok:

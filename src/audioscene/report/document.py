@@ -25,11 +25,13 @@ class Paragraph:
 @dataclass(frozen=True)
 class Table:
     """`header` and `rows` of cells (floats print with 3 decimals); `align`: one `l` or `r` per
-    column (default: the first left, the others right)."""
+    column (default: the first left, the others right); `legend`: a line under the table that
+    spells out short column headers."""
 
     header: Sequence[str]
     rows: Sequence[Sequence]
     align: str | None = None
+    legend: str = ""
 
     def cells(self) -> list[list[str]]:
         return [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in self.rows]
@@ -79,7 +81,7 @@ def to_markdown(blocks: Sequence[Block], root: Path | None = None) -> str:
         elif isinstance(block, Paragraph):
             parts.append(block.text)
         elif isinstance(block, Table):
-            parts.append(markdown_table(block))
+            parts.append(markdown_table(block) + (f"\n\n{block.legend}" if block.legend else ""))
         else:
             where = block.path.relative_to(root) if root is not None and block.path.is_relative_to(root) else block.path
             parts.append(f"![{block.caption}]({where.as_posix()})")
@@ -88,8 +90,9 @@ def to_markdown(blocks: Sequence[Block], root: Path | None = None) -> str:
 
 _STYLE = ("body{font-family:sans-serif;margin:1.5em auto;max-width:80em;padding:0 1em;line-height:1.4}"
           "table{border-collapse:collapse;margin:0.5em 0 1em;font-size:0.85em;max-width:100%}"
-          "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right;overflow-wrap:anywhere}"
-          "th{background:#f3f3f3}td.l,th.l{text-align:left}img{max-width:100%;height:auto}"
+          "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td.r{white-space:nowrap}"
+          "td.l,th{overflow-wrap:anywhere}th{background:#f3f3f3}td.l,th.l{text-align:left}"
+          "p.legend{font-size:0.85em;color:#444;margin-top:-0.5em}img{max-width:100%;height:auto}"
           "figure{margin:1em 0}figcaption{font-size:0.85em;color:#444}")
 
 
@@ -98,7 +101,8 @@ def _html_table(table: Table) -> str:
     head = "".join(f"<th class='{a}'>{html.escape(str(h))}</th>" for h, a in zip(table.header, align))
     body = "".join("<tr>" + "".join(f"<td class='{a}'>{html.escape(c)}</td>" for c, a in zip(row, align)) + "</tr>"
                    for row in table.cells())
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    legend = f"<p class='legend'>{html.escape(table.legend)}</p>" if table.legend else ""
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{legend}"
 
 
 def to_html(blocks: Sequence[Block], title: str) -> str:

@@ -255,9 +255,11 @@ def _figures(tagger, analyses: dict, split: Split, tuning, out_dir: Path, choice
     missing = [clip for clip in choice.clips if clip not in analyses]
     if missing:
         raise InputError(f"--figure-clips: {missing[0]!r} is not a readable file of {split.audio}")
-    chosen = list(choice.clips) or [next((n for n in analyses if any(e.label == label for e in events_of[n])), None)
-                                    for label in choice.labels]
-    chosen = [n for n in chosen if n] or [n for n in analyses if len(events_of[n]) >= 2][:choice.n] or \
+    chosen = list(choice.clips)
+    for label in () if chosen else choice.labels:  # a clip per label, none shown twice
+        clip = next((n for n in analyses if n not in chosen and any(e.label == label for e in events_of[n])), None)
+        chosen += [clip] if clip else []
+    chosen = chosen or [n for n in analyses if len(events_of[n]) >= 2][:choice.n] or \
         [n for n in analyses if events_of[n]][:choice.n]
     pictures = []
     for i, name in enumerate(chosen, start=1):

@@ -76,12 +76,22 @@ def table3(results: Sequence[tuple[str, EventScores]], with_paper: bool = True) 
     return Table(("post-processing", "macro F1 %", "micro F1 %", "paper test macro F1 %", "paper eval macro F1 %"), rows)
 
 
+SHORT_HEADER = 16  # a result name longer than this heads its column as a number, spelled out in the legend
+
+
 def table4(results: Sequence[tuple[str, EventScores]], with_paper: bool = True) -> Table:
     """Table 4: per-class event F1 in % (one column per named result), counts of the first, and the
-    paper's columns when the classes are DCASE 2018's."""
+    paper's columns when the classes are DCASE 2018's. Long result names (a run and a
+    post-processing setting) head their columns as (1), (2), ... with the names in the legend, so
+    the numeric columns keep their width."""
     first = results[0][1]
     beside = with_paper and set(first.labels) <= set(paper.TABLE4)
-    header = ["class", *(f"F1 % {name}" for name, _ in results), "P %", "R %", "N ref", "N sys"]
+    numbered = any(len(name) > SHORT_HEADER for name, _ in results)
+    names = [f"({i})" if numbered else name for i, (name, _) in enumerate(results, start=1)]
+    legend = "; ".join(f"({i}) {name}" for i, (name, _) in enumerate(results, start=1)) if numbered else ""
+    if numbered and len(results) > 1:
+        legend += "; P %, R %, N ref, N sys: of (1)"
+    header = ["class", *(f"F1 % {name}" for name in names), "P %", "R %", "N ref", "N sys"]
     header += ["paper F1 %", "DCASE baseline F1 %"] if beside else []
     rows = []
     for k, label in enumerate(first.labels):
@@ -92,7 +102,7 @@ def table4(results: Sequence[tuple[str, EventScores]], with_paper: bool = True) 
     rows.append(["macro", *(_percent(r.macro_f1) for _, r in results), _percent(first.macro_precision),
                  _percent(first.macro_recall), int(first.n_ref.sum()), int(first.n_sys.sum())]
                 + (macro if beside else []))
-    return Table(header, rows)
+    return Table(header, rows, legend=legend)
 
 
 def tuning_table(tuning: Tuning) -> Table:

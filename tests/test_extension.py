@@ -1,5 +1,6 @@
-"""The extension points: a score and a model family, each registered in one place (here, in a test)
-and picked up by training, evaluation, the report, tagging and export without touching any module."""
+"""The extension points: a score, a model family and a front-end kind, each registered in one place
+(here, in a test) and picked up by training, evaluation, the report, tagging and export without
+touching any module."""
 
 from dataclasses import asdict, dataclass
 
@@ -11,6 +12,7 @@ from torch import nn
 
 from audioscene import models
 from audioscene import train as training
+from audioscene.features import FrontendKind
 from audioscene.metrics.tagging import SCORES, Score, register_score
 
 
@@ -117,3 +119,62 @@ def test_a_family_registered_in_a_test_trains_tags_and_exports(toy_family, tiny_
     assert parity.clipwise < 1e-4 and parity.framewise < 1e-4
     onnx_tagger = Tagger.from_onnx(tmp_path / "toy.onnx")
     np.testing.assert_allclose(onnx_tagger.analyze(clip).clipwise, result.clipwise, atol=1e-4)
+
+
+class LinearSpectrogram(FrontendKind):
+    """A toy kind: log power in `n_mels` equal-width frequency bands (no mel scale, no centring)."""
+
+    name = "linear_toy"
+
+    def filterbank(self, config):
+        bins = np.linspace(0.0, config.sample_rate / 2, config.n_fft // 2 + 1)
+        edges = np.linspace(config.f_min, config.f_max, config.n_mels + 1)
+        return ((bins[:, None] >= edges[:-1]) & (bins[:, None] < edges[1:])).astype(np.float64)
+
+    def mel_energies(self, magnitude, mel):
+        return magnitude.square().float() @ mel
+
+    def compress(self, config, energies):
+        return torch.log(energies + 1e-6)
+
+    def silence(self, config):
+        return float(np.log(1e-6))
+
+
+@pytest.fixture
+def linear_kind():
+    from audioscene.features import FRONTEND_KINDS, register_kind
+
+    kind = register_kind(LinearSpectrogram())
+    yield kind
+    del FRONTEND_KINDS[kind.name]
+
+
+def test_a_front_end_kind_registered_in_a_test_trains_tags_and_exports(linear_kind, tiny_data, tmp_path):
+    """One class and one registration: the kind is a `--frontend-kind` choice, trains a run through
+    the command line, tags with its own features and exports to ONNX with the front end in the graph."""
+    from helpers import run_cli
+
+    from audioscene.export import export_onnx
+    from audioscene.features import FrontendConfig, LogMel
+    from audioscene.infer import Tagger
+
+    config = FrontendConfig(kind="linear_toy", n_mels=32)
+    wave = torch.from_numpy(np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1)
+    periodic_hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(400) / 400)
+    power = np.abs(np.fft.rfft(wave[:400].double().numpy() * periodic_hann, 512)) ** 2  # the first frame
+    expected = np.log(power @ linear_kind.filterbank(config) + 1e-6)
+    np.testing.assert_allclose(LogMel(config)(wave)[0].numpy(), expected, rtol=1e-4, atol=1e-4)  # its own features
+    result = run_cli("train", "--data", str(tiny_data / "train"), "--eval-data", str(tiny_data / "eval"),
+                     "--model", "resnet_b_att", "--model-arg", "width=4", "--frontend-kind", "linear_toy",
+                     "--n-mels", "32", "--epochs", "1", "--batch-size", "16", "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    tagger = Tagger.from_run(tmp_path / "run", device="cpu")
+    assert tagger.frontend.config.kind == "linear_toy" and tagger.models[0].config.pad_value == pytest.approx(
+        np.log(1e-6))
+    clip = sorted((tiny_data / "eval" / "audio").glob("*.flac"))[0]
+    expected_tags = tagger.analyze(clip).clipwise
+    parity = export_onnx(tmp_path / "run", tmp_path / "linear.onnx", with_frontend=True)
+    assert parity.ok and parity.frontend < 1e-3
+    np.testing.assert_allclose(Tagger.from_onnx(tmp_path / "linear.onnx").analyze(clip).clipwise, expected_tags,
+                               atol=1e-4)

@@ -1,4 +1,4 @@
-"""The package's shape: no import circle between its modules."""
+"""The package's shape: no import circle between its modules; every error type in errors.py."""
 
 import ast
 from pathlib import Path
@@ -59,3 +59,35 @@ def test_no_module_imports_itself_through_others():
         if module not in state:
             visit(module, [module])
     assert not circles, "import circles: " + "; ".join(" -> ".join(c) for c in circles)
+
+
+def test_every_error_type_lives_in_errors_py():
+    """One home for the error types (each module raises the class of its concept from there)."""
+    defined = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(
+                    getattr(base, "id", getattr(base, "attr", "")).endswith(("Error", "Exception")) for base in node.bases):
+                defined[node.name] = path.relative_to(ROOT).as_posix()
+    assert len(defined) >= 16 and set(defined.values()) == {"errors.py"}, defined
+
+
+def test_the_cli_reports_user_errors_in_one_line_and_keeps_a_bugs_traceback(tmp_path, monkeypatch):
+    import pytest
+    from helpers import assert_one_line_error, run_cli
+
+    from audioscene import errors
+    from audioscene.cli import commands
+
+    (tmp_path / "a_file").write_text("")
+    # a folder the user names that cannot be made: the user's to fix, one line naming it
+    assert_one_line_error(run_cli("synth", "--out", str(tmp_path / "a_file" / "set"), "--n-clips", "1"),
+                          "a_file/set/audio: cannot create this folder")
+    assert all(issubclass(cls, ValueError) for cls in (errors.AudioError, errors.InputError, errors.ConfigError))
+
+    def buggy(args):
+        open(tmp_path / "missing" / "scratch.bin", "rb")  # an OSError no user input caused
+
+    monkeypatch.setattr(commands, "synth", buggy)
+    with pytest.raises(FileNotFoundError):  # propagates with its traceback, not one polite line
+        run_cli("synth", "--out", str(tmp_path / "s"))

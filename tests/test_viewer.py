@@ -147,9 +147,11 @@ def test_a_form_upload_is_read_as_its_file(viewer, tiny_data):
     assert json.loads(answer) == raw
     status, answer = request(viewer + "/api/analyze", *multipart([("note", None, b"hello")]))
     assert status == 400 and "the form holds no file" in json.loads(answer)["error"]
-    status, answer = request(viewer + "/api/analyze", b"file=clip.flac",
-                             {"Content-Type": "application/x-www-form-urlencoded"})
-    assert status == 415 and "raw request body or as multipart/form-data" in json.loads(answer)["error"]
+    status, answer = request(viewer + "/api/analyze", *multipart([("file", "empty.wav", b"")]))
+    assert status == 400 and "the form's file empty.wav is empty" in json.loads(answer)["error"]
+    # `curl --data-binary @clip.flac` sends the raw file labelled as a URL-encoded form (urllib too)
+    urlencoded = {"Content-Type": "application/x-www-form-urlencoded", "X-Filename": clip.name}
+    assert json.loads(request(viewer + "/api/analyze", clip.read_bytes(), urlencoded)[1]) == raw
 
 
 def test_a_client_that_hangs_up_mid_upload_costs_one_log_line(viewer, caplog):

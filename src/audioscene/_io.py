@@ -14,11 +14,7 @@ from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator
 
 from .audio import AUDIO_SUFFIXES
-from .errors import AudioSceneError
-
-
-class OutputError(AudioSceneError, OSError):
-    """An output file that cannot or must not be written; the message names it."""
+from .errors import OutputError
 
 
 @contextlib.contextmanager
@@ -47,6 +43,17 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[
         tmp.unlink(missing_ok=True)
 
 
+def make_folder(path: str | os.PathLike) -> Path:
+    """Create an output folder (and its parents) if needed; one that cannot be made (a file in the
+    way, no permission, a read-only place) raises `OutputError` naming it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create this folder ({exc.strerror or exc})") from None
+    return path
+
+
 @contextlib.contextmanager
 def staged_folder(out_dir: str | os.PathLike, ours: Callable[[Path], bool], what: str) -> Iterator[Path]:
     """Build a folder's new contents in a staging folder beside it (yielded) and swap it in only
@@ -59,12 +66,12 @@ def staged_folder(out_dir: str | os.PathLike, ours: Callable[[Path], bool], what
         raise OutputError(f"{out_dir}: is a file; give a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not ours(out_dir):
         raise OutputError(f"{out_dir}: not empty and not a {what}; choose an empty or new folder")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir.parent)
     for suffix in (".staging", ".old"):
         remove_stale(out_dir, suffix)
     staging = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.staging")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    make_folder(staging)
     try:
         yield staging
         old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
@@ -119,10 +126,7 @@ def prepare_output(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] 
         if resolved == source.resolve() or (source.is_dir() and path.is_file() and source.resolve() in resolved.parents):
             raise OutputError(f"{path}: is also an input{' (a file of ' + str(source) + ')' if source.is_dir() else ''}; "
                               "the output would replace it")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot create its folder ({exc.strerror or exc})") from None
+    make_folder(path.parent)
     return path
 
 
@@ -132,7 +136,10 @@ def read_text(path: str | os.PathLike, error: type[Exception]) -> str:
     path = Path(path)
     if not path.is_file():
         raise error(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise error(f"{path}: cannot be read ({exc.strerror or exc})") from None
     if b"\0" in data:
         line = data.count(b"\n", 0, data.index(b"\0")) + 1
         raise error(f"{path}:{line}: contains a NUL byte (a binary file?)")

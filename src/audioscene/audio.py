@@ -16,19 +16,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import AudioSceneError, InputError
+from .errors import AudioError, InputError
 
 SAMPLE_RATE = 16000
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
-
-
-class AudioError(AudioSceneError):
-    """A file could not be used as audio; the message names the file and the reason."""
-
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
 
 
 def _check_file(path: Path) -> None:

@@ -24,7 +24,7 @@ from torch import nn
 
 from . import models
 from ._io import atomic_open
-from .errors import AudioSceneError
+from .errors import CheckpointError
 from .features import FrontendConfig
 from .labels import LabelSet
 
@@ -34,10 +34,6 @@ CHECKPOINT_FORMAT = "audioscene-checkpoint/1"
 CHECKPOINT_PATTERN = re.compile(r"^epoch_(\d{3,})\.pt$")
 CHOICES = ("best", "last", "avg")
 WEIGHTS = ("auto", "raw", "ema")
-
-
-class CheckpointError(AudioSceneError, ValueError):
-    """A checkpoint file or run folder that cannot be used; the message names it."""
 
 
 @dataclass

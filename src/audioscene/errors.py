@@ -1,15 +1,17 @@
-"""The package's error types and the one check for numeric arguments.
+"""Every error type of the package, and the one check for numeric arguments.
 
 Every error a user can cause and fix (a bad file, data set, configuration, argument) derives from
 `AudioSceneError`; its message names the file, key or argument and the problem. The CLI turns
-exactly these (and `OSError` from the user's own files) into one line on stderr; anything else is
-a bug and keeps its traceback.
+exactly these into one line on stderr; anything else, an `OSError` from a bug included, is a bug
+and keeps its traceback (a user's file that cannot be read or written is reported as one of these
+where it is opened). Each module raises the specific class of its concept, defined here.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import os
 
 
 class AudioSceneError(Exception):
@@ -54,3 +56,68 @@ def describe_range(integer: bool, low, high, low_open: bool) -> str:
 
 class ConfigError(AudioSceneError, ValueError):
     """A configuration that cannot be used (unknown key, wrong type, value out of range, device)."""
+
+
+class CheckpointError(AudioSceneError, ValueError):
+    """A checkpoint file or run folder that cannot be used; the message names it."""
+
+
+class ExportError(AudioSceneError, ValueError):
+    """The export failed, or the exported model disagrees with PyTorch beyond the tolerance."""
+
+
+class UnknownLabelError(AudioSceneError, ValueError):
+    """A label name or mid that the label set does not contain."""
+
+
+# --- files the user gives or asks for --------------------------------------------------------------
+
+class AudioError(AudioSceneError, ValueError):
+    """A file could not be used as audio; the message names the file and the reason."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class EventFileError(AudioSceneError, ValueError):
+    """A malformed event TSV; the message names the file and line."""
+
+
+class OutputError(AudioSceneError, OSError):
+    """An output file that cannot or must not be written; the message names it."""
+
+
+class UploadError(AudioSceneError, ValueError):
+    """An upload to the viewer that cannot be analysed; `status` is the HTTP status it answers."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+# --- data sets ----------------------------------------------------------------------------------------
+
+class DataSetError(AudioSceneError, ValueError):
+    """A data set folder or label file that cannot be used; the message names the file."""
+
+
+class SegmentFileError(AudioSceneError, ValueError):
+    """A malformed segment CSV; the message names the file and line."""
+
+
+class ShardError(AudioSceneError, ValueError):
+    """A shard or index that cannot be read; the message names the shard (and member)."""
+
+
+class RecordError(AudioSceneError, ValueError):
+    """A TFRecord file or record that cannot be read; the message names the file and record."""
+
+
+class EmbeddingError(AudioSceneError, ValueError):
+    """A record of released embeddings that cannot be used; the message names file and record."""
+
+
+class DownloadSetupError(AudioSceneError, ValueError):
+    """A tool the download needs is missing; the message says how to install it."""

@@ -15,7 +15,7 @@ from typing import Iterable, NamedTuple
 import numpy as np
 
 from ._io import atomic_open, read_text
-from .errors import AudioSceneError
+from .errors import EventFileError
 
 TSV_HEADER = ("filename", "onset", "offset", "event_label")
 
@@ -27,10 +27,6 @@ class Event(NamedTuple):
     onset: float
     offset: float
     label: str
-
-
-class EventFileError(AudioSceneError, ValueError):
-    """A malformed event TSV; the message names the file and line."""
 
 
 # --- DCASE TSV -----------------------------------------------------------------------------------

@@ -28,16 +28,12 @@ from torch import Tensor, nn
 
 from ._io import atomic_open
 from .checkpoints import load_run
-from .errors import AudioSceneError, InputError
+from .errors import ExportError, InputError
 from .features import FrontendConfig, LogMel
 from .labels import LabelSet
 from .models import AudioModel
 
 METADATA_KEY = "audioscene"
-
-
-class ExportError(AudioSceneError, ValueError):
-    """The export failed, or the exported model disagrees with PyTorch beyond the tolerance."""
 
 
 FRONTEND_PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
@@ -49,8 +45,9 @@ class OnnxLogMel(nn.Module):
     `LogMel`'s own FFT; float32 is faster but leaks ~1e-5 of a loud tone into every bin, which
     `log(mel + 0.01)` turns into up to ~1e-3 in quiet bands (`Parity.frontend` reports the measured
     deviation). Uncentred frames are `window_samples` long: the window is zero beyond, so those DFT
-    rows are left out (400 of 512 for the default front end); centred ones (kind "panns") are
-    `n_fft` long, after the reflection at both ends."""
+    rows are left out (400 of 512 for the default front end); centred ones (as kind "panns") are
+    `n_fft` long, after the reflection at both ends. The kind's own methods weigh and compress the
+    spectrum, as in `LogMel`."""
 
     def __init__(self, logmel: LogMel, precision: str = "float64"):
         super().__init__()
@@ -64,7 +61,10 @@ class OnnxLogMel(nn.Module):
         window = logmel.window.double().cpu().numpy()[:used, None]
         self.register_buffer("cos", torch.tensor(window * np.cos(angle), dtype=self.dtype))
         self.register_buffer("sin", torch.tensor(-window * np.sin(angle), dtype=self.dtype))
-        self.register_buffer("mel", logmel.mel.detach().cpu().clone().to(self.dtype if config.centred else torch.float32))
+        self.kind = config.frontend_kind
+        # a float64 filterbank follows the graph's precision; a float32 one stays float32, as in LogMel
+        mel_dtype = self.dtype if self.kind.mel_precision == torch.float64 else torch.float32
+        self.register_buffer("mel", logmel.mel.detach().cpu().clone().to(mel_dtype))
 
     def forward(self, waveform: Tensor) -> Tensor:
         cfg = self.config
@@ -76,10 +76,8 @@ class OnnxLogMel(nn.Module):
             n_frames = 1 + max(n_samples - cfg.window_samples, 0) // cfg.hop_samples
             padded = nn.functional.pad(waveform, (0, (n_frames - 1) * cfg.hop_samples + cfg.window_samples - n_samples))
         frames = padded.unfold(1, self.frame_length, cfg.hop_samples).to(self.dtype)  # (batch, frames, length)
-        power = (frames @ self.cos) ** 2 + (frames @ self.sin) ** 2
-        if cfg.centred:
-            return cfg.compress(power @ self.mel).float()
-        return cfg.compress(torch.sqrt(power).float() @ self.mel)
+        magnitude = torch.sqrt((frames @ self.cos) ** 2 + (frames @ self.sin) ** 2)
+        return self.kind.compress(cfg, self.kind.mel_energies(magnitude, self.mel)).float()
 
 
 class _Outputs(nn.Module):

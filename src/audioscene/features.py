@@ -1,4 +1,4 @@
-"""The log-mel front end, in two kinds.
+"""The log-mel front end and its kinds (`FRONTEND_KINDS`, one class each).
 
 `vggish` (the default; Hershey et al. 2017, docs/protocol.md §1): frames of 25 ms (periodic Hann
 window) every 10 ms, no centring or padding, 512-point FFT magnitude, 64 HTK-mel triangular bands
@@ -11,6 +11,10 @@ window as long as the FFT, power spectrum, mel bands on the Slaney scale with Sl
 normalisation (librosa's default filterbank), then `10 · log10(max(mel, 1e-10))` (dB). A 10 s clip
 at 32 kHz with hop 320 gives `1 + 320000 // 320 = 1001` frames. PANNs' `bn0` (a BatchNorm over the
 bands) belongs to the model (`input_norm`), as for our ResNets.
+
+A kind is a `FrontendKind`: its filterbank, which spectrum the bands weigh, its log scale, whether
+frames are centred and the value of silence. `LogMel` and the exported graph (`export.OnnxLogMel`)
+both call those methods, so a new kind is one subclass and one `register_kind` line.
 
 >>> import torch
 >>> from audioscene.features import LogMel
@@ -37,7 +41,6 @@ FRONTEND_RANGES: dict[str, dict] = {
     "hop_ms": dict(low=0, low_open=True), "n_fft": dict(integer=True, low=1), "n_mels": dict(integer=True, low=1),
     "f_min": dict(low=0), "f_max": dict(low=0, low_open=True), "log_offset": dict(low=0, low_open=True),
 }
-KINDS = ("vggish", "panns")
 PANNS_AMIN = 1e-10  # PANNs' floor of the mel power before the dB conversion (-100 dB)
 
 
@@ -61,12 +64,13 @@ class FrontendConfig:
                                                                 "carries, as every 32 kHz model family does)"})
     log_offset: float = field(default=0.01, metadata={"help": "vggish: log(mel + log_offset)"})
     kind: str = field(default="vggish", metadata={
-        "help": "vggish: magnitude, HTK mel, log(mel + offset), no centring; panns: PANNs' front end (centred "
-                "frames, power, Slaney mel, dB)", "flags": ("--frontend-kind",), "choices": KINDS})
+        "help": "the front end's kind (features.FRONTEND_KINDS): vggish: magnitude, HTK mel, log(mel + offset), "
+                "no centring; panns: PANNs' front end (centred frames, power, Slaney mel, dB)",
+        "flags": ("--frontend-kind",), "choices": lambda: tuple(FRONTEND_KINDS)})
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise InputError(f"front-end kind {self.kind!r}: choose one of {', '.join(KINDS)}")
+        if self.kind not in FRONTEND_KINDS:
+            raise InputError(f"front-end kind {self.kind!r}: choose one of {', '.join(FRONTEND_KINDS)}")
         for name, bounds in FRONTEND_RANGES.items():
             if getattr(self, name) is not None:
                 check_number(name, getattr(self, name), **bounds)
@@ -97,14 +101,18 @@ class FrontendConfig:
         return int(round(self.sample_rate * self.hop_ms / 1000))
 
     @property
+    def frontend_kind(self) -> "FrontendKind":
+        return FRONTEND_KINDS[self.kind]
+
+    @property
     def silence(self) -> float:
-        """The log-mel value of digital silence: `log(0 + log_offset)` (-4.6 by default), or -100 dB."""
-        return 10 * math.log10(PANNS_AMIN) if self.kind == "panns" else math.log(self.log_offset)
+        """The log-mel value of digital silence (-4.6 for vggish's defaults, -100 dB for panns)."""
+        return self.frontend_kind.silence(self)
 
     @property
     def centred(self) -> bool:
         """Whether frames are centred on their hop (the signal reflected by half an FFT at both ends)."""
-        return self.kind == "panns"
+        return self.frontend_kind.centred
 
     def n_frames(self, n_samples: int) -> int:
         """Frames produced for `n_samples` samples (inputs shorter than a window give one frame)."""
@@ -112,11 +120,6 @@ class FrontendConfig:
             return 1 + n_samples // self.hop_samples
         return 1 + max(n_samples - self.window_samples, 0) // self.hop_samples
 
-    def compress(self, mel: Tensor) -> Tensor:
-        """Mel energies (magnitude for vggish, power for panns) to the log scale of this kind."""
-        if self.kind == "panns":
-            return 10 * torch.log10(mel.clamp(min=PANNS_AMIN))
-        return torch.log(mel + self.log_offset)
 
 
 def default_f_max(sample_rate: int) -> float:
@@ -150,31 +153,108 @@ def slaney_hz(mel: np.ndarray) -> np.ndarray:
 
 
 def mel_matrix(config: FrontendConfig | None = None) -> np.ndarray:
-    """`[n_fft // 2 + 1, n_mels]` triangular weights of the front end's kind.
-
-    vggish: as VGGish's `spectrogram_to_mel_matrix`: bands spaced evenly on the HTK mel scale
-    between `f_min` and `f_max`, each triangle rising from its lower to its centre edge and falling
-    to its upper edge (edges and bins compared in mel); the DC bin gets no weight. panns: as
-    librosa's `filters.mel` (Slaney scale, triangles in Hz, each scaled to unit area: 2 / width).
-    """
+    """`[n_fft // 2 + 1, n_mels]` filterbank weights of the front end's kind."""
     config = config or FrontendConfig()
     nyquist = config.sample_rate / 2
     if not 0 <= config.f_min < config.f_max <= nyquist:
         raise InputError(f"need 0 <= f_min < f_max <= {nyquist} Hz, got {config.f_min}, {config.f_max}")
-    if config.kind == "panns":
+    return config.frontend_kind.filterbank(config)
+
+
+# --- the kinds ------------------------------------------------------------------------------------
+
+class FrontendKind:
+    """One kind of log-mel front end. `LogMel` frames the signal (centred or not), takes the FFT
+    magnitude in float64 and calls `mel_energies` and `compress`; the exported graph calls the same
+    methods, so they must be torch operations ONNX knows."""
+
+    name: str = ""
+    centred: bool = False  # frames centred on their hop: the signal reflected by half an FFT at both ends
+    mel_precision: torch.dtype = torch.float32  # of the filterbank (float64 where the energies span decades)
+
+    def filterbank(self, config: FrontendConfig) -> np.ndarray:
+        """`[n_fft // 2 + 1, n_mels]` weights (`config.f_min` < `config.f_max` <= Nyquist checked)."""
+        raise NotImplementedError
+
+    def mel_energies(self, magnitude: Tensor, mel: Tensor) -> Tensor:
+        """Band energies of float64 FFT magnitudes `[..., bins]` through the filterbank `mel`."""
+        raise NotImplementedError
+
+    def compress(self, config: FrontendConfig, energies: Tensor) -> Tensor:
+        """Band energies to the kind's log scale."""
+        raise NotImplementedError
+
+    def silence(self, config: FrontendConfig) -> float:
+        """The log-mel value of digital silence (what padding of a short input is filled with)."""
+        raise NotImplementedError
+
+
+class VGGishKind(FrontendKind):
+    """VGGish's front end (see the module docstring): magnitude, HTK mel, `log(mel + log_offset)`."""
+
+    name = "vggish"
+
+    def filterbank(self, config: FrontendConfig) -> np.ndarray:
+        """As VGGish's `spectrogram_to_mel_matrix`: bands spaced evenly on the HTK mel scale between
+        `f_min` and `f_max`, each triangle rising from its lower to its centre edge and falling to
+        its upper edge (edges and bins compared in mel); the DC bin gets no weight."""
+        bins_mel = hz_to_mel(np.linspace(0.0, config.sample_rate / 2, config.n_fft // 2 + 1))
+        edges = np.linspace(hz_to_mel(config.f_min), hz_to_mel(config.f_max), config.n_mels + 2)
+        lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
+        rising = (bins_mel[:, None] - lower) / (centre - lower)
+        falling = (upper - bins_mel[:, None]) / (upper - centre)
+        weights = np.maximum(0.0, np.minimum(rising, falling))
+        weights[0, :] = 0.0
+        return weights
+
+    def mel_energies(self, magnitude: Tensor, mel: Tensor) -> Tensor:
+        return magnitude.float() @ mel
+
+    def compress(self, config: FrontendConfig, energies: Tensor) -> Tensor:
+        return torch.log(energies + config.log_offset)
+
+    def silence(self, config: FrontendConfig) -> float:
+        return math.log(config.log_offset)
+
+
+class PannsKind(FrontendKind):
+    """PANNs' front end (see the module docstring): centred frames, power, Slaney mel, dB."""
+
+    name = "panns"
+    centred = True
+    mel_precision = torch.float64  # mel power spans 20 decades
+
+    def filterbank(self, config: FrontendConfig) -> np.ndarray:
+        """As librosa's `filters.mel`: Slaney scale, triangles in Hz, each scaled to unit area (2 / width)."""
         edges = slaney_hz(np.linspace(slaney_mel(config.f_min), slaney_mel(config.f_max), config.n_mels + 2))
-        bins = np.linspace(0.0, nyquist, config.n_fft // 2 + 1)
+        bins = np.linspace(0.0, config.sample_rate / 2, config.n_fft // 2 + 1)
         rising = (bins[:, None] - edges[:-2]) / (edges[1:-1] - edges[:-2])
         falling = (edges[2:] - bins[:, None]) / (edges[2:] - edges[1:-1])
         return np.maximum(0.0, np.minimum(rising, falling)) * (2.0 / (edges[2:] - edges[:-2]))
-    bins_mel = hz_to_mel(np.linspace(0.0, nyquist, config.n_fft // 2 + 1))
-    edges = np.linspace(hz_to_mel(config.f_min), hz_to_mel(config.f_max), config.n_mels + 2)
-    lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
-    rising = (bins_mel[:, None] - lower) / (centre - lower)
-    falling = (upper - bins_mel[:, None]) / (upper - centre)
-    weights = np.maximum(0.0, np.minimum(rising, falling))
-    weights[0, :] = 0.0
-    return weights
+
+    def mel_energies(self, magnitude: Tensor, mel: Tensor) -> Tensor:
+        return magnitude.square() @ mel
+
+    def compress(self, config: FrontendConfig, energies: Tensor) -> Tensor:
+        return 10 * torch.log10(energies.clamp(min=PANNS_AMIN))
+
+    def silence(self, config: FrontendConfig) -> float:
+        return 10 * math.log10(PANNS_AMIN)
+
+
+FRONTEND_KINDS: dict[str, FrontendKind] = {}
+
+
+def register_kind(kind: FrontendKind) -> FrontendKind:
+    """Add a front-end kind under `kind.name` (then `FrontendConfig(kind=name)`, `--frontend-kind`)."""
+    if not kind.name or kind.name in FRONTEND_KINDS:
+        raise InputError(f"front-end kind {kind.name!r}: needs a name not yet registered ({', '.join(FRONTEND_KINDS)})")
+    FRONTEND_KINDS[kind.name] = kind
+    return kind
+
+
+register_kind(VGGishKind())
+register_kind(PannsKind())
 
 
 class LogMel(nn.Module):
@@ -202,8 +282,8 @@ class LogMel(nn.Module):
         else:  # at the frame's start, zero-padded to n_fft (VGGish)
             window[:n] = hann
         self.register_buffer("window", torch.tensor(window, dtype=torch.float64), persistent=False)
-        mel_dtype = torch.float64 if config.kind == "panns" else torch.float32  # power spans 20 decades
-        self.register_buffer("mel", torch.tensor(mel_matrix(config), dtype=mel_dtype), persistent=False)
+        self.kind = config.frontend_kind
+        self.register_buffer("mel", torch.tensor(mel_matrix(config), dtype=self.kind.mel_precision), persistent=False)
 
     def forward(self, waveform: Tensor) -> Tensor:
         squeeze = waveform.dim() == 1
@@ -226,11 +306,8 @@ class LogMel(nn.Module):
 
     def _logmel(self, frames: Tensor, out: Tensor) -> None:
         """Log-mel of `[..., n_fft]` frames into `out` `[..., n_mels]`."""
-        spectrum = torch.fft.rfft(frames.double() * self.window).abs()  # (..., bins)
-        if self.config.kind == "panns":
-            out.copy_(self.config.compress(spectrum.square() @ self.mel))
-        else:
-            out.copy_(self.config.compress(spectrum.float() @ self.mel))
+        magnitude = torch.fft.rfft(frames.double() * self.window).abs()  # (..., bins)
+        out.copy_(self.kind.compress(self.config, self.kind.mel_energies(magnitude, self.mel)))
 
 
 def frame_padding(batch: Tensor, config: FrontendConfig) -> Tensor:

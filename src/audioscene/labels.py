@@ -22,11 +22,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .errors import AudioSceneError, InputError
-
-
-class UnknownLabelError(AudioSceneError, ValueError):
-    """A label name or mid that the label set does not contain."""
+from .errors import InputError, UnknownLabelError
 
 
 @dataclass(frozen=True)

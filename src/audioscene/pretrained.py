@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from . import models
-from ._io import sha256_of
+from ._io import make_folder, sha256_of
 from .checkpoints import Checkpoint, CheckpointError, checkpoint_path
 from .config import TrainConfig
 from .features import FrontendConfig, mel_matrix
@@ -153,8 +153,7 @@ def import_panns(path: str | os.PathLike, arch: str, out_dir: str | os.PathLike)
     train_config = TrainConfig(model=release.model, frontend=release.frontend, epochs=1)
     source = {"imported_from": path.name, "sha256": sha256_of(path), "architecture": arch,
               "published": release.published, "released_as": release.file_name}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = checkpoint_path(out_dir, 1)
+    out = checkpoint_path(make_folder(out_dir), 1)
     Checkpoint(epoch=1, model=model.state_dict(), model_config=model_config.to_dict(),
                frontend_config=asdict(release.frontend), labels=list(labels), train_config=asdict(train_config),
                history=[{"epoch": 1, **release.published}], run_id=uuid.uuid4().hex, source=source).save(out)

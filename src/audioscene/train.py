@@ -34,6 +34,7 @@ from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
 from . import models
+from ._io import make_folder
 from .batches import EpochPlan, MicroBatch, clips_per_epoch, micro_batch_size
 from .checkpoints import (Checkpoint, CheckpointError, checkpoint_path, initialise_from, list_epochs,
                           require_same_run)
@@ -306,7 +307,7 @@ def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, c
 
     writer = None
     if context.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_folder(run_dir)
         from torch.utils.tensorboard import SummaryWriter
 
         # drop the points an interrupted epoch logged after the last checkpoint (steps count clips)

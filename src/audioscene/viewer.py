@@ -30,7 +30,7 @@ import soundfile as sf
 import torch
 
 from . import audio
-from .errors import AudioSceneError, check_number
+from .errors import UploadError, check_number
 from .infer import Tagger, events_from_analysis
 from .sed import Tuning
 
@@ -47,12 +47,6 @@ class ViewerConfig:
     thresholds: float | Sequence[float] | Tuning = 0.5
     median: int | Sequence[int] | Tuning = 1
     max_upload_mb: float = 100.0
-
-
-class UploadError(AudioSceneError, ValueError):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 def spectrogram_png(path: Path, tagger: Tagger, columns: int = SPECTROGRAM_COLUMNS) -> str:
@@ -154,18 +148,14 @@ def form_file(body: bytes, content_type: str) -> tuple[bytes, str]:
 
 
 def upload_content(body: bytes, content_type: str, filename: str) -> tuple[bytes, str]:
-    """(bytes, file name) of an upload: the raw body (any type but a form), or a multipart form's
-    first file; a URL-encoded form (an HTML form without `enctype`) cannot carry a file: 415."""
-    kind = content_type.split(";")[0].strip().lower()
-    if kind == "multipart/form-data":
-        data, named = form_file(body, content_type)
-        if not data:
-            raise UploadError(400, f"the form's file {named} is empty")
-        return data, named
-    if kind == "application/x-www-form-urlencoded":
-        raise UploadError(415, "a URL-encoded form cannot carry a file: send the audio as the raw request body or as "
-                               "multipart/form-data (curl -F file=@clip.wav)")
-    return body, filename
+    """(bytes, file name) of an upload: a multipart form's first file, else the raw body, whatever
+    its type says (`curl --data-binary` labels a raw file as a URL-encoded form)."""
+    if content_type.split(";")[0].strip().lower() != "multipart/form-data":
+        return body, filename
+    data, named = form_file(body, content_type)
+    if not data:
+        raise UploadError(400, f"the form's file {named} is empty")
+    return data, named
 
 
 def analyze_bytes(data: bytes, filename: str, tagger: Tagger, config: ViewerConfig, lock: threading.Lock) -> dict:

@@ -14,9 +14,6 @@ from .parser import build_parser
 
 __all__ = ["main", "build_parser"]
 
-# Errors a user can cause and fix (and OSError from their files); these print one line, anything else
-# is a bug and keeps its traceback.
-USER_ERRORS = (AudioSceneError, OSError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         return args.func(args) or 0
-    except USER_ERRORS as exc:
+    except AudioSceneError as exc:  # the user's to fix: one line; anything else is a bug: its traceback
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -26,14 +26,10 @@ from pathlib import Path
 from typing import Sequence
 
 from .._io import atomic_open, csv_rows
-from ..errors import AudioSceneError
+from ..errors import SegmentFileError
 from ..labels import LabelSet, UnknownLabelError, audioset
 
 log = logging.getLogger(__name__)
-
-
-class SegmentFileError(AudioSceneError, ValueError):
-    """A malformed segment CSV; the message names the file and line."""
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .._io import atomic_open
+from .._io import atomic_open, make_folder
 from ..audio import SAMPLE_RATE
-from ..errors import AudioSceneError, InputError, check_number
+from ..errors import DownloadSetupError, InputError, check_number
 from .audioset import Segment
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,6 @@ MAX_RETRY_AFTER_S = 600.0  # the longest Retry-After honoured
 DEFAULT_CLIP_TIMEOUT_S = 300.0
 STARTUP_LIMIT_S = 120.0  # an attempt's child process must load within this (before its deadline starts)
 STARTED = "started"
-
-
-class DownloadSetupError(AudioSceneError, ValueError):
-    """A tool the download needs is missing; the message says how to install it."""
 
 
 @dataclass
@@ -264,8 +260,8 @@ def download(segments: list[Segment], out_dir: str | os.PathLike, jobs: int = 8,
     _check_tools()
     out_dir = Path(out_dir)
     audio_dir, work_dir = out_dir / "audio", out_dir / ".partial"
-    audio_dir.mkdir(parents=True, exist_ok=True)
-    work_dir.mkdir(exist_ok=True)
+    make_folder(audio_dir)
+    make_folder(work_dir)
     unique = list({s.key: s for s in segments}.values())
     failures_path = out_dir / "failures.csv"
     earlier_failures = {} if retry_failed else _read_failures(failures_path)

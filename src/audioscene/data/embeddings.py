@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .._io import staged_folder
-from ..errors import AudioSceneError, InputError
+from ..errors import EmbeddingError, InputError
 from ..labels import DCASE2018_AUDIOSET_NAMES, LabelSet, audioset
 from .tfrecord import RecordError, encode_sequence_example, parse_sequence_example, read_records, write_records
 
@@ -41,10 +41,6 @@ EMBEDDING_DIM = 128
 FRAME_HOP_S = 0.96  # one embedding per 0.96 s (VGGish examples, no overlap)
 N_FRAMES = 10
 QUANTIZE_MIN, QUANTIZE_MAX = -2.0, 2.0
-
-
-class EmbeddingError(AudioSceneError, ValueError):
-    """A record of released embeddings that cannot be used; the message names file and record."""
 
 
 @dataclass(frozen=True)

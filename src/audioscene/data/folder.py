@@ -31,13 +31,9 @@ from torch.utils.data import Dataset
 
 from .._io import csv_rows
 from ..audio import SAMPLE_RATE, AudioError, load
-from ..errors import AudioSceneError
+from ..errors import DataSetError
 from ..events import UNSTORABLE
 from ..labels import LabelSet, UnknownLabelError, audioset
-
-
-class DataSetError(AudioSceneError, ValueError):
-    """A data set folder or label file that cannot be used; the message names the file."""
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ import soundfile as sf
 from scipy import signal
 from tqdm.auto import tqdm
 
-from .._io import atomic_open
+from .._io import atomic_open, make_folder
 from ..errors import InputError
 from ..events import Event, write_events_tsv
 
@@ -284,7 +284,7 @@ def generate(out_dir: str | os.PathLike, n_clips: int = 100, seed: int = 0,
     if low > high:
         raise InputError(f"snr_db range must be (low, high) with low <= high, got {snr_db}")
     out_dir = Path(out_dir)
-    (out_dir / "audio").mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir / "audio")
     if max_events < 0:
         raise InputError(f"max_events must be >= 0, got {max_events}")
     jobs = [(out_dir / "audio", seed, index, (low, high), max_events) for index in range(n_clips)]

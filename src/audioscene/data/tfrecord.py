@@ -31,14 +31,10 @@ from typing import Iterable, Iterator
 import google_crc32c
 
 from .._io import atomic_open
-from ..errors import AudioSceneError
+from ..errors import RecordError
 
 KINDS = ("bytes", "float", "int64")  # Feature's oneof field numbers 1, 2, 3
 MASK_DELTA = 0xA282EAD8
-
-
-class RecordError(AudioSceneError, ValueError):
-    """A TFRecord file or record that cannot be read; the message names the file and record."""
 
 
 def masked_crc(data: bytes) -> int:

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._io import atomic_open, staged_folder
+from .._io import atomic_open, make_folder, staged_folder
 from ..checkpoints import CheckpointError, list_epochs
 from ..errors import ConfigError, InputError
 from ..metrics import SCORES
@@ -146,8 +146,7 @@ def write(rows: list[Table2Row], provenance: dict, out_dir: str | os.PathLike, s
     """`report.md`, `index.html`, `table2.csv`, `per_class_RUN.csv` (AP and AUC per class of each
     row) and `provenance.json` in `out_dir` (each atomically); `sections`: more blocks (Tables 3–4,
     Figure 2) after Table 2."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = make_folder(out_dir)
     for run in dict.fromkeys(row.run for row in rows):
         mine = [row for row in rows if row.run == run]
         write_per_class_csv(out_dir / f"per_class_{run}.csv", mine[0].labels, [(row.variant, row.summary) for row in mine])

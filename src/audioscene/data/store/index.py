@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import AudioSceneError
+from ...errors import ShardError
 
 INDEX_NAME = "index.json"
 INDEX_FORMAT = "audioscene-shards/1"
@@ -16,10 +16,6 @@ DEFAULT_SHARD_BYTES = 10**9
 SHARD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*\.tar$")  # plain names, no '..' or '/'
 MAX_EVENTS = 10_000  # the most events a clip may store (a bound on what an untrusted index makes us allocate)
 SAFE_KEY = re.compile(r"^[^./\\\x00-\x1f\x7f]+$")  # a tar member stem: no dot, slash or control character
-
-
-class ShardError(AudioSceneError, ValueError):
-    """A shard or index that cannot be read; the message names the shard (and member)."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +33,8 @@ def read_index(shard_dir: str | os.PathLike) -> dict:
         index = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ShardError(f"{path}: no shard index (write shards with `audioscene pack`)") from None
+    except OSError as exc:
+        raise ShardError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ShardError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:

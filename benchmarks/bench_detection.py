@@ -80,7 +80,7 @@ def evaluate(run: Path, data: dict[str, Path]) -> dict:
     from audioscene.metrics import event_f1, summarize
     from audioscene.metrics.psds import PSDS1, PSDS2, psds
     from audioscene.predictor import Predictor
-    from audioscene.report.segmentation import PSDS_THRESHOLDS
+    from audioscene.metrics.detection import PSDS_THRESHOLDS
 
     best_path, = resolve(run, "best")
     model, frontend, _ = Checkpoint.load(best_path).build(best_path)

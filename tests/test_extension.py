@@ -1,6 +1,6 @@
-"""The extension points: a score, a model family and a front-end kind, each registered in one place
-(here, in a test) and picked up by training, evaluation, the report, tagging and export without
-touching any module."""
+"""The extension points: a score, a model family, a front-end kind and a detection score, each
+registered in one place (here, in a test) and picked up by training, evaluation, the report, tagging
+and export without touching any module."""
 
 from dataclasses import asdict, dataclass
 
@@ -178,3 +178,62 @@ def test_a_front_end_kind_registered_in_a_test_trains_tags_and_exports(linear_ki
     assert parity.ok and parity.frontend < 1e-3
     np.testing.assert_allclose(Tagger.from_onnx(tmp_path / "linear.onnx").analyze(clip).clipwise, expected_tags,
                                atol=1e-4)
+
+
+def _onset_only(events):
+    """Events cut to their onsets: event F1 on them matches onsets alone (the offsets then agree as
+    closely as the onsets do)."""
+    return [e._replace(offset=e.onset + 1e-3) for e in events]
+
+
+@pytest.fixture
+def onset_f1():
+    from audioscene.metrics import DETECTION_SCORES, DetectionScore, event_f1, register_detection_score
+
+    def scores(d):
+        return event_f1(_onset_only(d.reference), _onset_only(d.events), t_collar=0.2, labels=d.labels)
+
+    score = register_detection_score(DetectionScore("onset_f1", "onset F1 %", lambda d: scores(d).macro_f1,
+                                                    per_class=lambda d: scores(d).f1, in_table3=True))
+    yield score
+    del DETECTION_SCORES[score.name]
+
+
+def test_a_detection_score_registered_in_a_test_reaches_every_table_and_sed_eval(onset_f1, tiny_run, tiny_data,
+                                                                                  tmp_path):
+    """One registration: the score is a column of Table 3 (per setting), Table 4 (per class), the
+    detection summary (`evaluate --sed-tune`, as the report) and a number of `sed-eval`."""
+    import shutil
+
+    from helpers import run_cli
+
+    from audioscene.events import read_events_tsv
+    from audioscene.metrics import event_f1
+
+    tiny_run = shutil.copytree(tiny_run, tmp_path / tiny_run.name)  # evaluate writes its files into the run
+    result = run_cli("evaluate", "--run", str(tiny_run), "--data", str(tiny_data / "eval"), "--sed-tune",
+                     str(tiny_data / "eval"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    reference = read_events_tsv(tiny_data / "eval" / "strong.tsv")
+    events = read_events_tsv(tiny_run / f"sed_{(tiny_data / 'eval').name}" / "events_eval_median.tsv")
+    labels = sorted({e.label for e in reference} | {e.label for e in events})
+    expected = event_f1(_onset_only(reference), _onset_only(events), t_collar=0.2, labels=labels)
+
+    def cells(line):
+        return [cell.strip() for cell in line.strip("|").split("|")]
+
+    table3 = cells(next(line for line in lines if line.startswith("| post-processing ")))
+    assert "onset F1 %" in table3
+    best = cells(next(line for line in lines if line.startswith("| median filter + swept thresholds — eval")))
+    assert best[table3.index("onset F1 %")] == f"{100 * expected.macro_f1:.2f}"
+    summary = cells(next(line for line in lines if line.startswith("| run ") and "| split " in line))
+    row = cells(next(line for line in lines if line.startswith(f"| {tiny_run.name} ") and "| eval " in line))
+    assert summary[-1] == "onset F1 %" and row[-1] == f"{100 * expected.macro_f1:.2f}"
+    table4 = cells(next(line for line in lines if line.startswith("| class ")))
+    first_class = cells(next(line for line in lines if line.startswith(f"| {expected.labels[0]} ")))
+    assert first_class[table4.index("onset F1 %")] == f"{100 * expected.f1[0]:.2f}"
+    sed_eval = run_cli("sed-eval", "--ref", str(tiny_data / "eval" / "strong.tsv"), "--est",
+                       str(tiny_run / f"sed_{(tiny_data / 'eval').name}" / "events_eval_median.tsv"))
+    assert sed_eval.returncode == 0 and f"onset F1 % {100 * expected.macro_f1:.2f}" in sed_eval.stdout
+    assert "PSDS1" not in sed_eval.stdout  # it needs frame outputs at many thresholds

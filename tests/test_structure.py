@@ -1,6 +1,7 @@
 """The package's shape: no import circle between its modules; every error type in errors.py."""
 
 import ast
+import re
 from pathlib import Path
 
 import audioscene
@@ -91,3 +92,88 @@ def test_the_cli_reports_user_errors_in_one_line_and_keeps_a_bugs_traceback(tmp_
     monkeypatch.setattr(commands, "synth", buggy)
     with pytest.raises(FileNotFoundError):  # propagates with its traceback, not one polite line
         run_cli("synth", "--out", str(tmp_path / "s"))
+
+
+# --- the layers of docs/architecture.md -------------------------------------------------------------
+
+ARCHITECTURE = ROOT.parent.parent / "docs" / "architecture.md"
+# (importer, imported) → why an import from a lower layer to a higher one is allowed
+UPWARD_ALLOWED: dict[tuple[str, str], str] = {}
+
+
+def _layers() -> dict[str, int]:
+    """Module or package name (without `audioscene.`) → its layer, from the page's layer table."""
+    layers = {}
+    for line in ARCHITECTURE.read_text(encoding="utf-8").splitlines():
+        row = re.match(r"\| (\d) [^|]*\| ([^|]*) \|", line)
+        if row:
+            layers.update({name: int(row.group(1)) for name in re.findall(r"`([\w.]+)`", row.group(2))})
+    return layers
+
+
+def _layer_of(module: str, layers: dict[str, int]) -> int | None:
+    name = module.removeprefix("audioscene.")
+    while name not in layers and "." in name:  # a module of a package is in its package's layer
+        name = name.rpartition(".")[0]
+    return layers.get(name)
+
+
+def _every_import(path: Path, modules: set[str]) -> set[str]:
+    """The package modules `path` imports anywhere: at module level and inside functions."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package
+            for _ in range(node.level - 1):
+                base = base.rpartition(".")[0]
+            target = ".".join(p for p in (base if node.level else "", node.module or "") if p)
+            found |= {f"{target}.{a.name}" if f"{target}.{a.name}" in modules else target for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return {m for m in found if m in modules and m != name}
+
+
+def test_imports_go_down_the_layers_of_the_architecture_page():
+    layers = _layers()
+    paths = sorted(ROOT.rglob("*.py"))
+    modules = {_module_name(p) for p in paths}
+    unplaced = sorted(m for m in modules - {"audioscene"} if _layer_of(m, layers) is None)
+    assert not unplaced, f"modules docs/architecture.md's layer table does not place: {unplaced}"
+    upward = [f"{m} (layer {_layer_of(m, layers)}) imports {t} (layer {_layer_of(t, layers)})"
+              for p in paths for m in [_module_name(p)] if m != "audioscene"
+              for t in sorted(_every_import(p, modules))
+              if t != "audioscene" and _layer_of(t, layers) > _layer_of(m, layers) and (m, t) not in UPWARD_ALLOWED]
+    assert not upward, "imports from a lower layer to a higher one: " + "; ".join(upward)
+
+
+def test_the_architecture_page_names_only_what_exists():
+    """Every module, attribute and file the page names in backticks is there."""
+    import importlib
+
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    layers = _layers()
+    missing = []
+    for reference in re.findall(r"`@?([A-Za-z_][\w./]*)", text):
+        if reference.endswith(".py") or (reference.endswith(".md") and "/" in reference):  # a file of ours
+            if not any((base / reference).exists() for base in (ROOT.parent.parent, ROOT)):
+                missing.append(reference)
+            continue
+        first = reference.split(".")[0]
+        if (first not in layers or first == "__main__" or "/" in reference
+                or reference.endswith((".csv", ".pt", ".json", ".md"))):
+            continue  # not a reference into the package (files a run or a report holds)
+        parts = reference.split(".")
+        for known in range(len(parts), 0, -1):  # the longest prefix that is a module, then attributes
+            try:
+                target = importlib.import_module("audioscene." + ".".join(parts[:known]))
+                break
+            except ModuleNotFoundError:
+                continue
+        for attribute in parts[known:]:
+            target = getattr(target, attribute, None)
+            if target is None:
+                missing.append(reference)
+                break
+    assert not missing, f"docs/architecture.md names what does not exist: {missing}"

@@ -126,7 +126,10 @@ def prepare_output(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] 
         if resolved == source.resolve() or (source.is_dir() and path.is_file() and source.resolve() in resolved.parents):
             raise OutputError(f"{path}: is also an input{' (a file of ' + str(source) + ')' if source.is_dir() else ''}; "
                               "the output would replace it")
-    make_folder(path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create its folder ({exc.strerror or exc})") from None
     return path
 
 

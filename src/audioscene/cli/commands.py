@@ -208,13 +208,19 @@ def detect(args) -> int:
 def sed_eval(args) -> None:
     from ..events import read_events_tsv
     from ..metrics import event_f1
+    from ..metrics.detection import DETECTION_SCORES, Detections
     from ..report import markdown_table, table4
 
-    scores = event_f1(read_events_tsv(args.ref), read_events_tsv(args.est), t_collar=args.collar,
-                      percentage_of_length=args.percentage_of_length, zero_score=not args.nan_for_empty)
-    print(markdown_table(table4([(f"(collar {args.collar:g} s)", scores)], with_paper=False)))
+    reference, estimated = read_events_tsv(args.ref), read_events_tsv(args.est)
+    scores = event_f1(reference, estimated, t_collar=args.collar, percentage_of_length=args.percentage_of_length,
+                      zero_score=not args.nan_for_empty)
+    found = Detections(reference, estimated, scores.labels)
+    print(markdown_table(table4([(f"(collar {args.collar:g} s)", scores, found)], with_paper=False)))
     print(f"\nmacro F1 {100 * scores.macro_f1:.2f} %   micro F1 {100 * scores.micro_f1:.2f} %   "
           f"({int(scores.n_ref.sum())} reference, {int(scores.n_sys.sum())} estimated events)")
+    # the detection scores one event list gives (PSDS needs frame outputs at many thresholds)
+    print("   ".join(f"{score.header} {score.text(score.of(found))}" for score in DETECTION_SCORES.values()
+                     if not score.needs_sweep))
 
 
 def sed_tune(args) -> int:

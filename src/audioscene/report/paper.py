@@ -1,9 +1,11 @@
 """The paper's published numbers, typed once: Table 2 (AudioSet eval set), Table 3 and Table 4
 (DCASE 2018 task 4), and which of our models each Table-2 row describes. Table 2 also carries the
-published scores of the PANNs checkpoints `import-panns` brings in (Kong et al. 2020), so an
-imported run is reported beside its authors' number."""
+published scores of the PANNs checkpoints `import-panns` brings in (Kong et al. 2020, recorded with
+each release in `pretrained.RELEASES`), so an imported run is reported beside its authors' number."""
 
 from __future__ import annotations
+
+from ..pretrained import RELEASES
 
 # Table 2: row → {score name in metrics.SCORES: value}; a score the paper does not report has no entry.
 TABLE2: dict[str, dict[str, float]] = {
@@ -18,18 +20,13 @@ TABLE2: dict[str, dict[str, float]] = {
         ("ResNet C + att", 0.360, 0.966, 2.587),
         ("ResNet D + att", 0.380, 0.970, 2.655),
     )}
-TABLE2.update({f"PANNs {release} (Kong et al. 2020)": scores for release, scores in (
-    ("Cnn14", {"mAP": 0.431, "mAUC": 0.973, "d_prime": 2.732}),
-    ("Cnn14_16k", {"mAP": 0.438}),
-    ("Cnn14_DecisionLevelMax", {"mAP": 0.385}),
-)})
+TABLE2.update({f"PANNs {name} (Kong et al. 2020)": release.published for name, release in RELEASES.items()})
 
 # model name → its Table-2 row (the peak epoch; the "(Avg)" row follows by name)
 MODEL_ROWS: dict[str, str] = {
     "resnet_a": "ResNet A", "resnet_b": "ResNet B", "resnet_b_att": "ResNet B + att", "resnet_c_att": "ResNet C + att",
     "resnet_d_att": "ResNet D + att", "yu_multilevel_att": "Yu et al.", "kong_att": "Kong et al.",
-    "cnn14": "PANNs Cnn14 (Kong et al. 2020)", "cnn14_16k": "PANNs Cnn14_16k (Kong et al. 2020)",
-    "cnn14_decision_level_max": "PANNs Cnn14_DecisionLevelMax (Kong et al. 2020)"}
+    **{release.model: f"PANNs {name} (Kong et al. 2020)" for name, release in RELEASES.items()}}
 
 # Table 3: macro event F1 %, 200 ms collar unless noted, on DCASE 2018 task 4's (test, eval) sets.
 TABLE3: dict[str, tuple[float | None, float | None]] = {

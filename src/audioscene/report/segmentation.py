@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-import numpy as np
 
 from .._io import atomic_open
 from ..errors import InputError
 from ..events import Event, write_events_tsv
-from ..metrics import EventScores, event_f1, segment_f1
+from ..metrics import EventScores, event_f1
+from ..metrics.detection import DETECTION_SCORES, PSDS_THRESHOLDS, Detections
 from . import paper
 from .document import Block, Figure, Heading, Paragraph, Table
 from .figures import figure2
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 # Table 3's settings: (name, tuned thresholds?, tuned kernels?, collar s)
 SED_SETTINGS = (("0.5 thresholds", False, False, 0.2), ("swept thresholds", True, False, 0.2),
                 (paper.BEST_SETTING, True, True, 0.2), (f"{paper.BEST_SETTING}, 0.4 s collar", True, True, 0.4))
-PSDS_THRESHOLDS = tuple(np.linspace(0.01, 0.99, 50))  # operating points: one threshold for every class
 
 
 @dataclass(frozen=True)
@@ -54,16 +53,17 @@ class FigureChoice:
 
 @dataclass(frozen=True)
 class Detection:
-    """One run's detection on every split: Table 3's scores (split → setting → scores), the
-    segment-based scores and (PSDS1, PSDS2) of the best setting per split, its frame analyses
-    (split → file → `infer.Analysis`) and the tuning of the best setting."""
+    """One run's detection on every split: its frame analyses (split → file → `infer.Analysis`),
+    the tuning of the best setting, Table 3's event scores and each setting's events (split →
+    setting → `EventScores` / `Detections`), and every `DETECTION_SCORES` value of the best
+    setting (split → score name → value)."""
 
     frame_hop: float
     analyses: dict[str, dict]
     tuning: Tuning
     scores: dict[str, dict[str, EventScores]]
-    segments: dict[str, EventScores]
-    psds: dict[str, tuple[float, float]]
+    settings: dict[str, dict[str, Detections]]
+    summary: dict[str, dict[str, float]]
 
 
 def dcase_segmentation(runs: Mapping[str, str | os.PathLike], root: str | os.PathLike, out_dir: str | os.PathLike,
@@ -140,12 +140,15 @@ def detect(tagger, splits: dict[str, Split], tune_split: str, out_dir: Path, cla
                                    TuneGrid(kernels=kernels), progress=True)
         tunings[kernels].save(out_dir / file_name)
     swept, median_swept = tunings.values()
-    scores, segments = {}, {}
+    scores, settings, summary = {}, {}, {}
     for name, split in splits.items():
-        scores[name], segments[name] = _score_split(analyses[name], split.events, labels, swept, median_swept,
-                                                    out_dir, name)
-    return Detection(tagger.frame_hop, analyses, median_swept, scores, segments,
-                     _psds_scores(analyses, splits, median_swept, labels, out_dir))
+        settings[name] = _settings_events(analyses[name], split.events, labels, swept, median_swept, out_dir, name)
+        scores[name] = {setting: event_f1(split.events, found.events, t_collar=collar, labels=labels)
+                        for (setting, *_, collar), found in zip(SED_SETTINGS, settings[name].values())}
+        best = settings[name][paper.BEST_SETTING]
+        _write_psds_inputs(best, out_dir / f"psds_{name}")
+        summary[name] = {score.name: score.of(best) for score in DETECTION_SCORES.values()}
+    return Detection(tagger.frame_hop, analyses, median_swept, scores, settings, summary)
 
 
 def segmentation(taggers: Mapping[str, object], splits: dict[str, Split], tune_split: str,
@@ -162,17 +165,17 @@ def segmentation(taggers: Mapping[str, object], splits: dict[str, Split], tune_s
             for name, tagger in taggers.items()}
     in_sample = " (tuned in-sample, like the paper's test column)"
     rows = [(f"{name}: " * several + f"{setting} — {split} split{in_sample if split == tune_split else ''}",
-             run.scores[split][setting])
+             run.scores[split][setting], run.settings[split][setting])
             for name, run in runs.items() for split in splits for setting, *_ in SED_SETTINGS
             if split != tune_split or setting != "0.5 thresholds"]
     shown = shown_split or list(splits)[-1]
     first_name, first = next(iter(runs.items()))
     sizes = ", ".join(f"{name} {len(a)} clips" for name, a in first.analyses.items())
     hops = ", ".join(f"{name} {run.frame_hop:g} s" for name, run in runs.items()) if several else f"{first.frame_hop:g} s"
-    best = [(f"{name} " * several + paper.BEST_SETTING, run.scores[shown][paper.BEST_SETTING])
-            for name, run in runs.items()]
+    best = [(f"{name} " * several + paper.BEST_SETTING, run.scores[shown][paper.BEST_SETTING],
+             run.settings[shown][paper.BEST_SETTING]) for name, run in runs.items()]
     if not several:
-        best.append(("0.5 thresholds", first.scores[shown]["0.5 thresholds"]))
+        best.append(("0.5 thresholds", first.scores[shown]["0.5 thresholds"], first.settings[shown]["0.5 thresholds"]))
     blocks = [
         Heading(f"Table 3 style: segmentation, macro event F1 ({', '.join(runs)}; {title})" if several else
                 f"Table 3 style: segmentation, macro event F1 ({first_name}, {title})"),
@@ -181,7 +184,7 @@ def segmentation(taggers: Mapping[str, object], splits: dict[str, Split], tune_s
         Heading(f"Detection summary: {paper.BEST_SETTING}"),
         Paragraph(f"Event F1 at 0.2 s and 0.4 s collars; segment-based F1 over 1 s segments (sed_eval's rule); "
                   f"PSDS1 / PSDS2 in the DCASE 2021 settings over {len(PSDS_THRESHOLDS)} thresholds, with the tuned "
-                  "median kernels."),
+                  "median kernels (the scores of `metrics.DETECTION_SCORES`)."),
         detection_summary(runs),
         Heading(f"Table 4 style: per-class event F1 on the {shown} split (200 ms collar)"),
         table4(best),
@@ -194,60 +197,42 @@ def segmentation(taggers: Mapping[str, object], splits: dict[str, Split], tune_s
 
 
 def detection_summary(runs: Mapping[str, Detection]) -> Table:
-    """Per run and split: event F1 % at 0.2 s and 0.4 s collars, segment F1 % (macro, micro), PSDS1, PSDS2."""
-    best, wide = paper.BEST_SETTING, f"{paper.BEST_SETTING}, 0.4 s collar"
-    percent = lambda value: f"{100 * value:.2f}"  # noqa: E731
-    rows = [(name, split, percent(run.scores[split][best].macro_f1), percent(run.scores[split][wide].macro_f1),
-             percent(run.segments[split].macro_f1), percent(run.segments[split].micro_f1),
-             f"{run.psds[split][0]:.3f}", f"{run.psds[split][1]:.3f}")
-            for name, run in runs.items() for split in run.scores]
-    return Table(("run", "split", "event F1 % 0.2 s", "event F1 % 0.4 s", "segment F1 % macro",
-                  "segment F1 % micro", "PSDS1", "PSDS2"), rows, align="llrrrrrr")
+    """Per run and split: every score of `metrics.DETECTION_SCORES` of the best setting."""
+    rows = [(name, split, *(score.text(run.summary[split][score.name]) for score in DETECTION_SCORES.values()))
+            for name, run in runs.items() for split in run.summary]
+    return Table(("run", "split", *(score.header for score in DETECTION_SCORES.values())), rows,
+                 align="ll" + "r" * len(DETECTION_SCORES))
 
 
-def _score_split(analyses: dict, reference: list[Event], labels, swept, median_swept, out_dir: Path, name: str
-                 ) -> tuple[dict[str, EventScores], EventScores]:
-    """Each Table-3 setting's event scores on one split (its events written at 0.2 s collars), and the
-    segment-based scores of the best setting."""
+def _settings_events(analyses: dict, reference: list[Event], labels, swept, median_swept, out_dir: Path, name: str
+                     ) -> dict[str, Detections]:
+    """Each Table-3 setting's events on one split (written for the 0.2 s collar settings); the
+    events at a sweep of one threshold for every class (PSDS) with the tuned median kernels."""
     from ..infer import events_from_analysis
 
-    scores, segments = {}, None
+    def events(thresholds, kernels) -> list[Event]:
+        return [e for file, result in analyses.items() for e in events_from_analysis(result, file, thresholds, kernels)]
+
+    durations = {file: result.duration for file, result in analyses.items()}
+    found = {}
     for setting, tuned, filtered, collar in SED_SETTINGS:
         thresholds = (median_swept if filtered else swept) if tuned else 0.5
-        events = [e for file, result in analyses.items()
-                  for e in events_from_analysis(result, file, thresholds, median_swept if filtered else 1)]
-        scores[setting] = event_f1(reference, events, t_collar=collar, labels=labels)
-        if setting == paper.BEST_SETTING:
-            segments = segment_f1(reference, events, 1.0, labels)
+        found[setting] = Detections(reference, events(thresholds, median_swept if filtered else 1), labels, durations,
+                                    sweep=lambda threshold: events(threshold, median_swept))
         if collar == 0.2:
-            write_events_tsv(out_dir / f"events_{name}_{setting.split()[0].replace('.', '')}.tsv", events)
-    return scores, segments
+            write_events_tsv(out_dir / f"events_{name}_{setting.split()[0].replace('.', '')}.tsv", found[setting].events)
+    return found
 
 
-def _psds_scores(analyses: dict, splits: dict[str, Split], tuning, labels, out_dir: Path
-                 ) -> dict[str, tuple[float, float]]:
-    """(PSDS1, PSDS2) of each split, over `PSDS_THRESHOLDS` with the tuning's median kernels. The
-    inputs are written as `psds_eval` reads them: `out_dir/psds_SPLIT/` holds `ground_truth.tsv`,
-    `metadata.tsv` (filename, duration) and one `detections_THRESHOLD.tsv` per operating point."""
-    from ..infer import events_from_analysis
-    from ..metrics.psds import PSDS1, PSDS2, psds
-
-    scores = {}
-    for name, files in analyses.items():
-        folder = out_dir / f"psds_{name}"
-        folder.mkdir(parents=True, exist_ok=True)
-        durations = {file: result.duration for file, result in files.items()}
-        events = [e for e in splits[name].events if e.filename in durations]
-        write_events_tsv(folder / "ground_truth.tsv", events)
-        with atomic_open(folder / "metadata.tsv", "w", encoding="utf-8") as f:
-            f.write("filename\tduration\n" + "".join(f"{file}\t{seconds:.3f}\n" for file, seconds in durations.items()))
-        points = []
-        for threshold in PSDS_THRESHOLDS:
-            points.append([e for file, result in files.items()
-                           for e in events_from_analysis(result, file, threshold, tuning)])
-            write_events_tsv(folder / f"detections_{threshold:.2f}.tsv", points[-1])
-        scores[name] = tuple(psds(events, points, durations, labels, **setting) for setting in (PSDS1, PSDS2))
-    return scores
+def _write_psds_inputs(found: Detections, folder: Path) -> None:
+    """The PSDS inputs as `psds_eval` reads them: `ground_truth.tsv`, `metadata.tsv` (filename,
+    duration) and one `detections_THRESHOLD.tsv` per operating point."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_events_tsv(folder / "ground_truth.tsv", [e for e in found.reference if e.filename in found.durations])
+    with atomic_open(folder / "metadata.tsv", "w", encoding="utf-8") as f:
+        f.write("filename\tduration\n" + "".join(f"{file}\t{seconds:.3f}\n" for file, seconds in found.durations.items()))
+    for threshold, points in zip(PSDS_THRESHOLDS, found.operating_points):
+        write_events_tsv(folder / f"detections_{threshold:.2f}.tsv", points)
 
 
 def _figures(tagger, analyses: dict, split: Split, tuning, out_dir: Path, choice: FigureChoice) -> list[Figure]:

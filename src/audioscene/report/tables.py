@@ -14,6 +14,7 @@ import numpy as np
 from .._io import atomic_open
 from ..events import Event
 from ..metrics import SCORES, EventScores
+from ..metrics.detection import DETECTION_SCORES, Detections
 from ..metrics.tagging import Summary
 from . import paper
 from .document import Table
@@ -65,43 +66,55 @@ def table2(rows: Sequence[Table2Row]) -> Table:
     return Table(header, cells)
 
 
-def table3(results: Sequence[tuple[str, EventScores]], with_paper: bool = True) -> Table:
-    """Table 3: macro (and micro) event F1 in % for each named post-processing setting, then the
-    paper's rows with both of its columns: DCASE 2018 test and eval sets (macro F1)."""
-    rows = [(name, _percent(r.macro_f1), _percent(r.micro_f1), "", "") for name, r in results]
+def table3(results: Sequence[tuple[str, EventScores] | tuple[str, EventScores, Detections]],
+           with_paper: bool = True) -> Table:
+    """Table 3: macro (and micro) event F1 in % for each named post-processing setting, a column per
+    `DETECTION_SCORES` entry with `in_table3` (of each setting's `Detections`, where given), then
+    the paper's rows with both of its columns: DCASE 2018 test and eval sets (macro F1)."""
+    extra = [score for score in DETECTION_SCORES.values() if score.in_table3]
+    rows = [(name, _percent(r.macro_f1), _percent(r.micro_f1),
+             *(score.text(score.of(found[0])) if found else "–" for score in extra), "", "")
+            for name, r, *found in results]
     if with_paper:
         published = lambda value: "–" if value is None else f"{value:.2f}"  # noqa: E731
-        rows += [(f"paper: {name}", "", "", published(test), published(eval_))
+        rows += [(f"paper: {name}", "", "", *("" for _ in extra), published(test), published(eval_))
                  for name, (test, eval_) in paper.TABLE3.items()]
-    return Table(("post-processing", "macro F1 %", "micro F1 %", "paper test macro F1 %", "paper eval macro F1 %"), rows)
+    return Table(("post-processing", "macro F1 %", "micro F1 %", *(score.header for score in extra),
+                  "paper test macro F1 %", "paper eval macro F1 %"), rows)
 
 
 SHORT_HEADER = 16  # a result name longer than this heads its column as a number, spelled out in the legend
 
 
-def table4(results: Sequence[tuple[str, EventScores]], with_paper: bool = True) -> Table:
-    """Table 4: per-class event F1 in % (one column per named result), counts of the first, and the
-    paper's columns when the classes are DCASE 2018's. Long result names (a run and a
+def table4(results: Sequence[tuple[str, EventScores] | tuple[str, EventScores, Detections]],
+           with_paper: bool = True) -> Table:
+    """Table 4: per-class event F1 in % (one column per named result), counts of the first, a column
+    per `DETECTION_SCORES` entry with `per_class` (of the first result's `Detections`, where given),
+    and the paper's columns when the classes are DCASE 2018's. Long result names (a run and a
     post-processing setting) head their columns as (1), (2), ... with the names in the legend, so
     the numeric columns keep their width."""
-    first = results[0][1]
+    first, found = results[0][1], results[0][2] if len(results[0]) > 2 else None
+    extra = [score for score in DETECTION_SCORES.values() if score.per_class and found is not None]
+    per_class = [score.per_class(found) for score in extra]
     beside = with_paper and set(first.labels) <= set(paper.TABLE4)
-    numbered = any(len(name) > SHORT_HEADER for name, _ in results)
-    names = [f"({i})" if numbered else name for i, (name, _) in enumerate(results, start=1)]
-    legend = "; ".join(f"({i}) {name}" for i, (name, _) in enumerate(results, start=1)) if numbered else ""
+    numbered = any(len(name) > SHORT_HEADER for name, *_ in results)
+    names = [f"({i})" if numbered else name for i, (name, *_) in enumerate(results, start=1)]
+    legend = "; ".join(f"({i}) {name}" for i, (name, *_) in enumerate(results, start=1)) if numbered else ""
     if numbered and len(results) > 1:
-        legend += "; P %, R %, N ref, N sys: of (1)"
-    header = ["class", *(f"F1 % {name}" for name in names), "P %", "R %", "N ref", "N sys"]
+        legend += f"; P %, R %, N ref, N sys{''.join(', ' + score.header for score in extra)}: of (1)"
+    header = ["class", *(f"F1 % {name}" for name in names), "P %", "R %", "N ref", "N sys",
+              *(score.header for score in extra)]
     header += ["paper F1 %", "DCASE baseline F1 %"] if beside else []
     rows = []
     for k, label in enumerate(first.labels):
-        row = [label, *(_percent(r.f1[k]) for _, r in results), _percent(first.precision[k]),
-               _percent(first.recall[k]), int(first.n_ref[k]), int(first.n_sys[k])]
+        row = [label, *(_percent(r.f1[k]) for _, r, *_ in results), _percent(first.precision[k]),
+               _percent(first.recall[k]), int(first.n_ref[k]), int(first.n_sys[k]),
+               *(score.text(values[k]) for score, values in zip(extra, per_class))]
         rows.append(row + ([f"{v:.1f}" for v in paper.TABLE4[label]] if beside else []))
     macro = [f"{paper.TABLE3[name][0]:.2f}" for name in (paper.BEST_SETTING, paper.DCASE_BASELINE)]
-    rows.append(["macro", *(_percent(r.macro_f1) for _, r in results), _percent(first.macro_precision),
-                 _percent(first.macro_recall), int(first.n_ref.sum()), int(first.n_sys.sum())]
-                + (macro if beside else []))
+    rows.append(["macro", *(_percent(r.macro_f1) for _, r, *_ in results), _percent(first.macro_precision),
+                 _percent(first.macro_recall), int(first.n_ref.sum()), int(first.n_sys.sum()),
+                 *(score.text(score.of(found)) for score in extra)] + (macro if beside else []))
     return Table(header, rows, legend=legend)
 
 

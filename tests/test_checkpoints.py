@@ -1,8 +1,9 @@
-"""The typed checkpoint: round trip, older files, the run-folder choices, and who imports what."""
+"""The typed checkpoint: round trip, earlier formats refused, the run-folder choices, and who imports what."""
 
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from audioscene.checkpoints import CHECKPOINT_FORMAT, Checkpoint, best_epoch, list_epochs, resolve
@@ -22,15 +23,25 @@ def test_round_trip_keeps_every_field(tiny_run, tmp_path):
     assert labels.names == tuple(state.labels) and model.config.width == 8 and not model.training
 
 
-def test_a_file_from_before_the_dataclass_loads(tiny_run, tmp_path):
-    """Checkpoints written as plain dicts, without the later keys (run id, coverage), still load."""
+def test_a_checkpoint_of_an_earlier_format_is_refused_saying_so(tiny_run, tmp_path):
+    """No conversion shims: a checkpoint of an earlier format gets one line naming it and the format."""
+    from helpers import assert_one_line_error, run_cli
+
+    from audioscene.checkpoints import CheckpointError
+
     raw = torch.load(tiny_run / "epoch_001.pt", weights_only=True)
-    for key in ("run_id", "coverage", "world_size"):
-        raw.pop(key)
-    torch.save(raw, tmp_path / "epoch_001.pt")
-    old = Checkpoint.load(tmp_path / "epoch_001.pt")
-    assert (old.run_id, old.coverage, old.world_size) == ("", None, 1) and old.epoch == 1
-    old.build(tmp_path / "epoch_001.pt")
+    raw["format"] = "audioscene-checkpoint/1"
+    (tmp_path / "old").mkdir()
+    torch.save(raw, tmp_path / "old" / "epoch_001.pt")
+    expected = (f"epoch_001.pt: written by an earlier audioscene (format audioscene-checkpoint/1); this version reads "
+                f"{CHECKPOINT_FORMAT} only: train the run again")
+    with pytest.raises(CheckpointError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        Checkpoint.load(tmp_path / "old" / "epoch_001.pt")
+    assert_one_line_error(run_cli("tag", str(tmp_path), "--run", str(tmp_path / "old")), expected)
+    raw["format"] = "something else"
+    torch.save(raw, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not an audioscene checkpoint"):
+        Checkpoint.load(tmp_path / "foreign.pt")
 
 
 def test_resolve_the_choices_of_a_run(tiny_run):

@@ -1,8 +1,9 @@
-"""The extension points: a score, a model family, a front-end kind and a detection score, each
-registered in one place (here, in a test) and picked up by training, evaluation, the report, tagging
-and export without touching any module."""
+"""The extension points: a score, a model family, a front-end kind, a detection score and a data
+form, each registered in one place (here, in a test) and picked up by training, evaluation, the
+report, tagging and export without touching any module."""
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -237,3 +238,48 @@ def test_a_detection_score_registered_in_a_test_reaches_every_table_and_sed_eval
                        str(tiny_run / f"sed_{(tiny_data / 'eval').name}" / "events_eval_median.tsv"))
     assert sed_eval.returncode == 0 and f"onset F1 % {100 * expected.macro_f1:.2f}" in sed_eval.stdout
     assert "PSDS1" not in sed_eval.stdout  # it needs frame outputs at many thresholds
+
+
+def _open_list(spec, options):
+    """A toy data form: a text file of `path<TAB>label;label` lines (paths relative to the file)."""
+    from audioscene.data.folder import Clip, ClipDataset
+    from audioscene.labels import LabelSet
+
+    listing = Path(spec.path)
+    rows = [line.split("\t") for line in listing.read_text().splitlines() if line.strip()]
+    clips = [Clip(listing.parent / path, tuple(labels.split(";"))) for path, labels in rows]
+    label_set = options.label_set or LabelSet(tuple(sorted({label for clip in clips for label in clip.labels})))
+    return ClipDataset(clips, label_set, options.clip_seconds, options.sample_rate)
+
+
+@pytest.fixture
+def list_form():
+    from audioscene.data.spec import DATA_FORMS, DataForm, register_form
+
+    form = register_form(DataForm("list", "list:FILE (path<TAB>labels lines)", _open_list))
+    yield form
+    del DATA_FORMS[form.name]
+
+
+def test_a_data_form_registered_in_a_test_trains_and_evaluates_through_the_commands(list_form, tiny_data, tmp_path):
+    """One record and one registration: `list:FILE` is a data spec for `train` and `evaluate`, and
+    the messages that list the forms name it."""
+    from helpers import run_cli
+
+    from audioscene.data.folder import read_weak_csv
+    from audioscene.data.spec import DataSpec
+
+    for split in ("train", "eval"):
+        rows = read_weak_csv(tiny_data / split / "weak.csv")
+        (tmp_path / f"{split}.txt").write_text("".join(f"{tiny_data / split / 'audio' / name}\t{';'.join(labels)}\n"
+                                                       for name, labels, _ in rows))
+    assert str(DataSpec.parse(f"list:{tmp_path / 'train.txt'}")) == f"list:{tmp_path / 'train.txt'}"
+    result = run_cli("train", "--data", f"list:{tmp_path / 'train.txt'}", "--eval-data", f"list:{tmp_path / 'eval.txt'}",
+                     "--model", "resnet_b_att", "--model-arg", "width=4", "--epochs", "1", "--batch-size", "16",
+                     "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "on 64 clips, evaluating on 24" in result.stderr
+    evaluated = run_cli("evaluate", "--run", str(tmp_path / "run"), "--data", f"list:{tmp_path / 'eval.txt'}")
+    assert evaluated.returncode == 0 and "24 clips" in evaluated.stdout, evaluated.stderr[-2000:]
+    with pytest.raises(Exception, match=r"needs a map-style data set \(a folder, folder:, dcase2018: or list: spec\)"):
+        DataSpec.parse("shards:x").open_clips()

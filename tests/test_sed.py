@@ -16,7 +16,6 @@ from audioscene.sed import (
     detect_events,
     median_filter,
     to_events,
-    to_frames,
     tune,
 )
 
@@ -192,6 +191,16 @@ def test_binarize_equals_a_loop():
     expected = [[frames[t, k] > thresholds[k] for k in range(3)] for t in range(30)]
     np.testing.assert_array_equal(binarize(frames, thresholds), expected)
     np.testing.assert_array_equal(binarize(frames, 0.5), frames > 0.5)
+
+
+def to_frames(events, hop: float, n_frames: int, labels) -> np.ndarray:
+    """Active frames `[n_frames, C]`: frame i active for a class when [i·hop, (i+1)·hop) overlaps
+    one of its events (what `to_events` inverts at the same hop)."""
+    active = np.zeros((n_frames, len(labels)), dtype=bool)
+    for event in events:
+        first, last = int(np.floor(event.onset / hop + 1e-9)), int(np.ceil(event.offset / hop - 1e-9))
+        active[first:max(last, first + 1), labels.index(event.label)] = True
+    return active
 
 
 def test_to_events_rule_and_round_trip():

@@ -140,8 +140,9 @@ def test_config_from_toml(tmp_path):
     assert (config.model, config.model_args, config.betas, config.epochs, config.lr) == (
         "resnet_c_att", {"width": 8, "stem_stride": 1}, (0.9, 0.99), 3, 1e-4)  # flags override key by key
     assert (config.model_config(3).width, config.model_config(3).stem_stride) == (8, 1)
-    stored = TrainConfig.from_dict({"model": "resnet_c_att", "width": 16, "stem_stride": None})  # before model_args
-    assert stored.model_args == {"width": 16}
+    path.write_text('model = "resnet_c_att"\nwidth = 16\n')  # as before model_args: said where it goes now
+    with pytest.raises(ConfigError, match=r"width is a model setting now: put it under \[model_args\] \(width = 16\)"):
+        TrainConfig.from_toml(path)
     path.write_text("widht = 16\n")
     with pytest.raises(ConfigError, match="unknown key.*widht"):
         TrainConfig.from_toml(path)

@@ -3,7 +3,8 @@ files of a run folder a choice like "best" means.
 
 A run folder holds `epoch_001.pt`, `epoch_002.pt`, ... . Each is a plain dict of tensors and
 Python data (so it loads with `weights_only=True`, never unpickling code); `Checkpoint` gives it
-types and names. Files written before the dataclass existed have the same keys and load as they are.
+types and names. Only this version's format (`CHECKPOINT_FORMAT`) is read; a checkpoint of an
+earlier, unreleased format is refused with a message that says so.
 
 >>> from audioscene.checkpoints import Checkpoint, resolve
 >>> path, = resolve("runs/b_att", "best")  # doctest: +SKIP
@@ -30,7 +31,7 @@ from .labels import LabelSet
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "audioscene-checkpoint/1"
+CHECKPOINT_FORMAT = "audioscene-checkpoint/2"
 CHECKPOINT_PATTERN = re.compile(r"^epoch_(\d{3,})\.pt$")
 CHOICES = ("best", "last", "avg")
 WEIGHTS = ("auto", "raw", "ema")
@@ -81,7 +82,11 @@ class Checkpoint:
         except Exception as exc:  # torch raises many types for truncated/garbled files
             raise CheckpointError(f"{path}: not a readable checkpoint, the file is truncated or corrupt "
                                   f"({type(exc).__name__}: {exc})") from None
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else None
+        if isinstance(found, str) and found.startswith("audioscene-checkpoint/") and found != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path}: written by an earlier audioscene (format {found}); this version reads "
+                                  f"{CHECKPOINT_FORMAT} only: train the run again")
+        if found != CHECKPOINT_FORMAT:
             raise CheckpointError(f"{path}: not an audioscene checkpoint (expected format {CHECKPOINT_FORMAT})")
         missing = [key for key in cls.REQUIRED if key not in state]
         if missing:
@@ -94,8 +99,6 @@ class Checkpoint:
         if broken:
             raise CheckpointError(f"{path}: {len(broken)} weight tensors hold NaN or Inf (e.g. {broken[0]}); the "
                                   "training diverged, use an earlier checkpoint")
-        if "recipe" not in state and (state.get("ema") or state.get("scheduler")):  # written before Recipe existed
-            state["recipe"] = {"steps_done": (state.get("scheduler") or {}).get("last_epoch", 0), "ema": state.get("ema")}
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in state.items() if key in known})
 
@@ -182,18 +185,14 @@ def resolve(run_dir: str | os.PathLike, choice: str | os.PathLike = "best") -> l
 
 
 def require_same_run(first_path: Path, first: Checkpoint, path: Path, state: Checkpoint) -> None:
-    """Refuse a checkpoint that another run left in a run folder: the labels, and the run id every
-    checkpoint records (or, for checkpoints written before run ids, the architecture) must match."""
+    """Refuse a checkpoint that another run left in a run folder: the labels and the run id every
+    checkpoint records must match."""
     if first.labels != state.labels:
         raise CheckpointError(f"{path}: its label set differs from {first_path.name}'s; the checkpoints of one run "
                               "share their labels (move the foreign checkpoints out of the folder)")
-    if first.run_id and state.run_id:
-        same = first.run_id == state.run_id
-    else:
-        same = first.model_config == state.model_config
-    if not same:
+    if first.run_id != state.run_id:
         raise CheckpointError(f"{path}: belongs to another run than {first_path.name} in the same folder (another run "
-                              "id, or other labels or model); move the foreign checkpoints out of the folder")
+                              "id); move the foreign checkpoints out of the folder")
 
 
 def load_run(run_dir: str | os.PathLike, choice: str | os.PathLike = "best") -> list[tuple[Path, Checkpoint]]:

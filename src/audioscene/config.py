@@ -19,7 +19,7 @@ from . import models
 from .devices import check_device
 from .errors import ConfigError, InputError, check_number
 from .features import FrontendConfig
-from .data.spec import FORMS, forms_help
+from .data.spec import DATA_FORMS, forms_help
 from .metrics import SCORES
 from .recipe import RECIPES, SCHEDULES
 from .typed import MISMATCH, conform, type_name
@@ -56,7 +56,7 @@ CONFIG_RANGES: dict[str, dict] = {
 class TrainConfig:
     """Everything a training run depends on; defaults are the paper's (batch size is ours)."""
 
-    train_data: str = _field("", f"training data: {forms_help(tuple(FORMS))}", "--train-data", "--data")
+    train_data: str = _field("", f"training data: {forms_help(tuple(DATA_FORMS))}", "--train-data", "--data")
     eval_data: str = _field("", f"evaluation data, scored after every epoch: {forms_help()}")
     labels_csv: str = _field("", "for folder: training data, its CSV filename,labels (labels ;-separated names or "
                                  "mids; default DIR/labels.csv)", "--labels")
@@ -189,12 +189,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
-        """A config from plain values (TOML, stored checkpoints; those written before `model_args`
-        kept `width` and `stem_stride` as fields of their own, and load with them moved there)."""
-        moved = {key: values[key] for key in ("width", "stem_stride") if values.get(key) is not None}
-        values = {key: value for key, value in values.items() if key not in ("width", "stem_stride")}
-        if moved:
-            values["model_args"] = {**moved, **values.get("model_args", {})}
+        """A config from plain values (TOML, stored checkpoints). A model setting given as a key
+        of its own (`width = 8`, as before `model_args`) is refused with where it goes now."""
+        retired = [key for key in ("width", "stem_stride") if key in values]
+        if retired:
+            raise ConfigError(f"{source}: {retired[0]} is a model setting now: put it under [model_args] "
+                              f"({retired[0]} = {values[retired[0]]!r})")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

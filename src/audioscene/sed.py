@@ -25,7 +25,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -120,20 +120,6 @@ def _timed_runs(active: np.ndarray, hop: float, durations: np.ndarray):
     offset = np.minimum(np.round(end * hop, 6), durations[clip])
     keep = offset > onset
     return clip[keep], cls[keep], onset[keep], offset[keep]
-
-
-def to_frames(events: Iterable[Event], hop: float, n_frames: int, labels: Sequence[str]) -> np.ndarray:
-    """Active frames `[n_frames, C]` of one file's events: frame i is active for a class when
-    [i·hop, (i+1)·hop) overlaps one of its events (the inverse of `to_events` at the same hop)."""
-    index = {label: k for k, label in enumerate(labels)}
-    active = np.zeros((n_frames, len(labels)), dtype=bool)
-    for event in events:
-        if event.label not in index:
-            raise InputError(f"event label {event.label!r} ({event.filename}) is not one of {list(labels)}")
-        first = int(np.floor(event.onset / hop + 1e-9))
-        last = int(np.ceil(event.offset / hop - 1e-9))
-        active[first:max(last, first + 1), index[event.label]] = True
-    return active
 
 
 def upsample(frames: np.ndarray, factor: int) -> np.ndarray:

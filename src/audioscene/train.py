@@ -240,10 +240,7 @@ def resume(run_dir: str | os.PathLike, progress: bool = True, **overrides) -> Pa
     state.require_resumable(checkpoints[-1])
     if len(checkpoints) > 1:
         require_same_run(checkpoints[0], Checkpoint.load(checkpoints[0]), checkpoints[-1], state)
-    stored = dict(state.train_config)
-    if str(stored.get("eval_data", "")).startswith("folder:"):  # older runs used one CSV for both
-        stored.setdefault("eval_labels_csv", stored.get("labels_csv", ""))
-    config = replace(TrainConfig.from_dict(stored), out_dir=str(run_dir), **overrides)
+    config = replace(TrainConfig.from_dict(dict(state.train_config)), out_dir=str(run_dir), **overrides)
     log.info("resuming %s after epoch %d of %d", run_dir, state.epoch, config.epochs)
     return _run(config, state, progress)
 

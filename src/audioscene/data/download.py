@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .._io import atomic_open, make_folder
+from .._io import make_folder
 from ..audio import SAMPLE_RATE
-from ..errors import DownloadSetupError, InputError, check_number
+from ..errors import DataSetError, DownloadSetupError, InputError, check_number
 from .audioset import Segment
 
 log = logging.getLogger(__name__)
@@ -83,27 +83,24 @@ def _check_tools() -> None:
 
 def _read_failures(path: Path) -> dict[str, str]:
     """key → reason of earlier permanent failures (transient ones are tried again; a line cut
-    short by a crash is ignored; files from before the `kind` column count as permanent)."""
+    short by a crash is ignored)."""
     if not path.is_file():
         return {}
+    _check_failures_file(path)
     with open(path, newline="", encoding="utf-8") as f:
         return {row["key"]: row["reason"] for row in csv.DictReader(f)
-                if row.get("reason") and row.get("kind", "permanent") == "permanent"}
+                if row.get("reason") and row.get("kind") == "permanent"}
 
 
-def _upgrade_failures_file(path: Path) -> None:
-    """Rewrite a failures.csv from before the `kind` column in today's format (all permanent)."""
+def _check_failures_file(path: Path) -> None:
+    """Refuse a failures.csv this version did not write (its rows would be misread)."""
     if not path.is_file():
         return
     with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if tuple(reader.fieldnames or ()) == FAILURES_HEADER:
-            return
-        rows = [row for row in reader if row.get("reason")]
-    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, FAILURES_HEADER, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows({**row, "kind": "permanent"} for row in rows)
+        header = tuple(next(csv.reader(f), ()))
+    if header and header != FAILURES_HEADER:  # empty: a run killed before its first failure was written
+        raise DataSetError(f"{path}: not a failures list of this version (header {','.join(header)!r}, expected "
+                           f"{','.join(FAILURES_HEADER)!r}); delete it to try every clip again")
 
 
 def check_url_template(url_template: str) -> str:
@@ -271,9 +268,7 @@ def download(segments: list[Segment], out_dir: str | os.PathLike, jobs: int = 8,
              len(done & {s.key for s in unique}), len(earlier_failures), len(todo))
     new_failures: list[tuple[str, str]] = []
     fetched_now = 0
-    if not retry_failed:
-        _upgrade_failures_file(failures_path)
-    write_header = not failures_path.is_file() or retry_failed
+    write_header = not failures_path.is_file() or failures_path.stat().st_size == 0 or retry_failed
     bar = tqdm(total=len(todo), desc="download", unit="clip", disable=not progress)
 
     def on_wait(note: str) -> None:  # in the log, and beside the bar until the next clip lands

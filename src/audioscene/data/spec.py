@@ -1,5 +1,5 @@
 """Data specs: the one string form that names a data set, parsed once, and the two kinds of data set
-they open.
+they open. Each form is a `DataForm` record in `DATA_FORMS` (`register_form` adds one).
 
 | spec                   | opens                                                              | protocol  |
 |------------------------|--------------------------------------------------------------------|-----------|
@@ -95,6 +95,63 @@ class OpenOptions:
     world_size: int = 1
 
 
+@dataclass(frozen=True)
+class DataForm:
+    """One way of naming a data set: `name:PATH` (the plain folder form has no prefix), how it
+    opens, whether it streams, what it holds, whether a labels CSV goes with it, whether its path
+    ends in `:SPLIT`, and, for audio a mean teacher may learn from without labels, its files. A new
+    form is one of these and one `register_form` line."""
+
+    name: str
+    syntax: str  # how it reads in a help text
+    open: Callable[["DataSpec", OpenOptions], ClipSet | ClipStream]
+    streamed: bool = False  # a `ClipStream` read in sequence, not a map-style `ClipSet`
+    holds: str = "audio"  # "audio", or "embeddings" (AudioSet's released features)
+    labels_file: bool = False  # labelled by a CSV given beside it (`--labels`)
+    split: str = ""  # the splits a `PATH:SPLIT` names (empty: the form has no split)
+    audio_files: Callable[["DataSpec"], list[Path]] | None = None  # its audio, for the mean teacher
+
+    def spell(self, path: str, split: str = "") -> str:
+        body = f"{path}:{split}" if self.split else path
+        return f"{self.name}:{body}" if self.name != PLAIN else body
+
+
+PLAIN = "dir"  # the form without a prefix: DIR with weak.csv and audio/
+DATA_FORMS: dict[str, DataForm] = {}
+
+
+def register_form(form: DataForm) -> DataForm:
+    """Add a data-spec form (then `FORM:PATH` works wherever a data spec is taken)."""
+    if form.name in DATA_FORMS or not form.name.isidentifier():
+        raise ConfigError(f"data form {form.name!r}: needs a new name of letters, digits and _")
+    DATA_FORMS[form.name] = form
+    return form
+
+
+def described(forms: list[DataForm]) -> str:
+    """Forms as a phrase for messages: "a folder, folder: or dcase2018: spec", "an embeddings: spec"."""
+    names = ["a folder" if form.name == PLAIN else f"{form.name}:" for form in forms]
+    if len(names) == 1:
+        article = "" if names[0] == "a folder" else ("an " if names[0][0] in "aeiou" else "a ")
+        return f"{article}{names[0]} spec"
+    return ", ".join(names[:-1]) + " or " + names[-1] + " spec"
+
+
+def forms_where(**properties) -> list[DataForm]:
+    """The registered forms whose attributes equal `properties` (e.g. `streamed=False, holds="audio"`)."""
+    return [form for form in DATA_FORMS.values() if all(getattr(form, k) == v for k, v in properties.items())]
+
+
+def _files_under(spec: "DataSpec") -> list[Path]:
+    from ..audio import expand_paths
+
+    root = Path(spec.path)
+    if not root.is_dir():
+        raise DataSetError(f"{spec}: no such data folder")
+    root = root / "audio" if spec.kind == PLAIN and (root / "audio").is_dir() else root
+    return [path for path, _ in expand_paths([root])]
+
+
 def _open_dir(spec: "DataSpec", options: OpenOptions) -> ClipSet:
     return ClipDataset.from_folder(spec.path, options.label_set, options.clip_seconds, options.sample_rate)
 
@@ -108,6 +165,12 @@ def _open_dcase2018(spec: "DataSpec", options: OpenOptions) -> ClipSet:
     from . import dcase2018
 
     return dcase2018.dataset(spec.path, spec.split, options.clip_seconds, options.sample_rate)
+
+
+def _dcase2018_files(spec: "DataSpec") -> list[Path]:
+    from . import dcase2018
+
+    return dcase2018.files(spec.path, spec.split)
 
 
 def _open_shards(spec: "DataSpec", options: OpenOptions) -> ClipStream:
@@ -124,25 +187,21 @@ def _open_embeddings(spec: "DataSpec", options: OpenOptions) -> ClipSet:
     return EmbeddingDataset.from_folder(spec.path, options.label_set, skip_bad=options.skip_corrupt)
 
 
-# kind → (opener, streamed); the kind is the spec's prefix ("dir" has none)
-OPENERS: dict[str, tuple[Callable[["DataSpec", OpenOptions], ClipSet | ClipStream], bool]] = {
-    "dir": (_open_dir, False),
-    "folder": (_open_folder, False),
-    "dcase2018": (_open_dcase2018, False),
-    "shards": (_open_shards, True),
-    "embeddings": (_open_embeddings, False),
-}
-WITH_LABELS_FILE = ("folder",)
-
-# how each form reads in a help text, in the table's order
-FORMS = {"dir": "DIR (weak.csv + audio/)", "folder": "folder:DIR (labelled by --labels)",
-         "dcase2018": "dcase2018:ROOT:SPLIT", "shards": "shards:DIR",
-         "embeddings": "embeddings:DIR (AudioSet's released features, for models on embeddings)"}
+for _form in (
+    DataForm(PLAIN, "DIR (weak.csv + audio/)", _open_dir, audio_files=_files_under),
+    DataForm("folder", "folder:DIR (labelled by --labels)", _open_folder, labels_file=True, audio_files=_files_under),
+    DataForm("dcase2018", "dcase2018:ROOT:SPLIT", _open_dcase2018, split="train_weak, test, eval",
+             audio_files=_dcase2018_files),
+    DataForm("shards", "shards:DIR", _open_shards, streamed=True),
+    DataForm("embeddings", "embeddings:DIR (AudioSet's released features, for models on embeddings)",
+             _open_embeddings, holds="embeddings"),
+):
+    register_form(_form)
 
 
 def forms_help(kinds: tuple[str, ...] | None = None) -> str:
     """The data-spec forms a command accepts, for its help text (default: the map-style ones)."""
-    names = [text for kind, text in FORMS.items() if (kind in kinds if kinds else not OPENERS[kind][1])]
+    names = [form.syntax for form in DATA_FORMS.values() if (form.name in kinds if kinds else not form.streamed)]
     return ", ".join(names[:-1]) + " or " + names[-1]
 
 
@@ -160,27 +219,31 @@ class DataSpec:
     def parse(cls, text: str | Path, labels: str | Path = "") -> "DataSpec":
         text, labels = str(text), str(labels or "")
         prefix, _, rest = text.partition(":")
-        kind, path = (prefix, rest) if prefix in OPENERS and prefix != "dir" and ":" in text else ("dir", text)
+        kind, path = (prefix, rest) if prefix in DATA_FORMS and prefix != PLAIN and ":" in text else (PLAIN, text)
         if not path:
             raise DataSetError(f"data spec {text!r}: empty path")
-        split = ""
-        if kind == "dcase2018":
+        form, split = DATA_FORMS[kind], ""
+        if form.split:
             path, _, split = path.rpartition(":")
             if not path:
-                raise DataSetError(f"{text!r}: expected dcase2018:ROOT:SPLIT with SPLIT one of train_weak, test, eval")
-        if labels and kind not in WITH_LABELS_FILE:
-            raise DataSetError(f"{text!r}: a labels CSV ({labels}) applies to folder: specs only; a {kind} spec "
-                               "carries its own labels")
+                raise DataSetError(f"{text!r}: expected {form.syntax} with SPLIT one of {form.split}")
+        if labels and not form.labels_file:
+            raise DataSetError(f"{text!r}: a labels CSV ({labels}) applies to "
+                               f"{' or '.join(f.name + ': specs' for f in DATA_FORMS.values() if f.labels_file)} only; "
+                               f"a {kind} spec carries its own labels")
         return cls(kind, path, split, labels)
 
     def __str__(self) -> str:
-        body = f"{self.path}:{self.split}" if self.kind == "dcase2018" else self.path
-        return body if self.kind == "dir" else f"{self.kind}:{body}"
+        return self.form.spell(self.path, self.split)
+
+    @property
+    def form(self) -> DataForm:
+        return DATA_FORMS[self.kind]
 
     @property
     def streamed(self) -> bool:
         """True for a `ClipStream` (shards), False for a map-style `ClipSet`."""
-        return OPENERS[self.kind][1]
+        return self.form.streamed
 
     @property
     def sources(self) -> tuple[Path, ...]:
@@ -190,46 +253,36 @@ class DataSpec:
 
     @property
     def name(self) -> str:
-        """A file-name-safe short name (the last path part, or the DCASE split)."""
+        """A file-name-safe short name (the last path part, or the split)."""
         return self.split or Path(self.path.rstrip("/")).name or "data"
 
     def require_input(self, takes_audio: bool, model: str) -> None:
         """Refuse data that does not hold what `model` takes (audio when it `takes_audio`, else
         AudioSet's released embeddings), naming both."""
-        holds_audio = self.kind != "embeddings"
+        holds_audio = self.form.holds == "audio"
         if holds_audio != takes_audio:
-            wants = "audio (a folder, folder:, dcase2018: or shards: spec)" if takes_audio else \
-                "AudioSet's released embeddings (an embeddings: spec)"
+            wants = f"audio ({described(forms_where(holds='audio'))})" if takes_audio else \
+                f"AudioSet's released embeddings ({described(forms_where(holds='embeddings'))})"
             has = "audio" if holds_audio else "AudioSet's released embeddings"
             raise ConfigError(f"{self}: holds {has}, but {model} takes {wants}")
 
     def open(self, options: OpenOptions = OpenOptions()) -> ClipSet | ClipStream:
-        return OPENERS[self.kind][0](self, options)
+        return self.form.open(self, options)
 
     def open_unlabelled(self, options: OpenOptions = OpenOptions()) -> ClipDataset:
         """The audio of this spec as clips without labels (for the mean teacher): every audio file
-        under `DIR` (its `audio/` when there is one) or `folder:DIR`, or a DCASE 2018 split's files
-        (`dcase2018:ROOT:unlabel_in_domain`)."""
-        from ..audio import expand_paths
-
-        if self.kind == "dcase2018":
-            from . import dcase2018
-
-            files = dcase2018.files(self.path, self.split)
-        elif self.kind in ("dir", "folder"):
-            root = Path(self.path)
-            if not root.is_dir():
-                raise DataSetError(f"{self}: no such data folder")
-            root = root / "audio" if self.kind == "dir" and (root / "audio").is_dir() else root
-            files = [path for path, _ in expand_paths([root])]
-        else:
-            raise ConfigError(f"{self}: unlabelled data must be audio files: a folder, folder: or dcase2018: spec")
-        return ClipDataset([Clip(path, ()) for path in files], options.label_set, options.clip_seconds,
-                           options.sample_rate)
+        of a form that lists them (`DataForm.audio_files`: under `DIR` (its `audio/` when there is
+        one) or `folder:DIR`, or a DCASE 2018 split's files, `dcase2018:ROOT:unlabel_in_domain`)."""
+        if self.form.audio_files is None:
+            listing = described([form for form in DATA_FORMS.values() if form.audio_files is not None])
+            raise ConfigError(f"{self}: unlabelled data must be audio files: {listing}")
+        return ClipDataset([Clip(path, ()) for path in self.form.audio_files(self)], options.label_set,
+                           options.clip_seconds, options.sample_rate)
 
     def open_clips(self, options: OpenOptions = OpenOptions(), purpose: str = "evaluation") -> ClipSet:
         """The map-style set this spec names; a stream is refused, naming `purpose`."""
         if self.streamed:
-            raise ConfigError(f"{self}: {purpose} needs a map-style data set (a folder, folder: or dcase2018: spec), "
+            raise ConfigError(f"{self}: {purpose} needs a map-style data set "
+                              f"({described(forms_where(streamed=False, holds='audio'))}), "
                                f"not {self.kind}")
         return self.open(options)

@@ -134,7 +134,7 @@ def create(name: str, n_classes: int = 527, **model_args) -> AudioModel:
 def family_of_config(config: dict) -> Family:
     """The family a stored config dict (as saved in checkpoints) belongs to, by its `family` key:
     ask it what the model can do without building the model."""
-    family = FAMILIES.get(config.get("family", "resnet"))  # checkpoints from before families were resnets
+    family = FAMILIES.get(config.get("family"))
     if family is None:
         raise InputError(f"unknown model family {config.get('family')!r}; known: {', '.join(FAMILIES)}")
     return family

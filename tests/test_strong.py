@@ -71,7 +71,7 @@ def test_the_strong_loss_with_weight_0_is_the_clip_loss_and_otherwise_adds_the_f
         learner = build_learner(TrainConfig(model="resnet_b_att", model_args={"width": 4}, device="cpu", amp=False,
                                             strong_weight=weight, clip_seconds=3.0), LABELS)
         learner.model.eval()  # BatchNorm with running statistics: the same outputs for the check below
-        batch = MicroBatch(waves, targets, 0.25, strong=strong, labelled=None if strong is None else labelled)
+        batch = MicroBatch(waves, targets, 0.25, strong=strong, strongly_labelled=None if strong is None else labelled)
         losses[name] = training.train_step(learner, batch)
     assert losses["zero"] == losses["plain"]  # the same forward in this process, the frame term left out: exact
     torch.manual_seed(0)
@@ -125,7 +125,7 @@ def test_packed_events_stream_with_their_clips_and_train_like_the_tsv(tiny_data,
     seen = 0
     for batch in plan:
         expected, labelled = strong.batch(batch.keys)
-        assert batch.labelled.tolist() == labelled.tolist()
+        assert batch.strongly_labelled.tolist() == labelled.tolist()
         width = expected.shape[1]  # the TSV lookup pads to the batch's widest clip, the stream to max_events
         # exact: the same onsets/offsets (a float's repr reads back as itself) through the same `strong.padded`
         assert torch.equal(batch.strong[:, :width], expected) and not batch.strong[:, width:, 3].any()

@@ -42,7 +42,7 @@ class MicroBatch:
     padding); `last` marks the micro-batch after which gradients are synchronised and the
     optimizer steps; `keys` name the clips (indices or shard keys) for the epoch's coverage record;
     `seed` seeds its augmentation (mixup, SpecAugment); `teacher` holds the teacher's targets for
-    knowledge distillation; `strong` the clips' events `[B, E, 4]` and `labelled` which clips have
+    knowledge distillation; `strong` the clips' events `[B, E, 4]` and `strongly_labelled` which clips have
     them (`strong.StrongLabels.batch`); `unlabelled` marks clips without labels (mean teacher only).
     """
 
@@ -54,7 +54,7 @@ class MicroBatch:
     seed: int = 0
     teacher: torch.Tensor | None = None
     strong: torch.Tensor | None = None
-    labelled: torch.Tensor | None = None
+    strongly_labelled: torch.Tensor | None = None
     unlabelled: torch.Tensor | None = None
 
     @classmethod
@@ -221,8 +221,9 @@ class EpochPlan:
             keys = tuple(rest[0]) if rest else tuple(indices)
             names = [self.keys[i] for i in keys] if self.keys is not None else keys
             teacher = None if self.teacher is None else self.teacher.targets(names)
-            strong, labelled = (None, None) if self.strong is None else self.strong.batch(names)
+            strong, strongly_labelled = (None, None) if self.strong is None else self.strong.batch(names)
             if len(rest) == 3:
-                strong, labelled = rest[1], rest[2]
+                strong, strongly_labelled = rest[1], rest[2]
             unlabelled = None if self.unlabelled is None else torch.from_numpy(self.unlabelled[list(keys)])
-            yield MicroBatch(waves, targets, weight, last, keys, int(seed), teacher, strong, labelled, unlabelled)
+            yield MicroBatch(waves, targets, weight, last, keys, int(seed), teacher, strong, strongly_labelled,
+                             unlabelled)

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from .audio import SAMPLE_RATE, load
 from .errors import InputError, check_number
+from .registries import register
 
 # Allowed values of each front-end setting on its own (n_fft and f_max also depend on the others).
 FRONTEND_RANGES: dict[str, dict] = {
@@ -247,10 +248,7 @@ FRONTEND_KINDS: dict[str, FrontendKind] = {}
 
 def register_kind(kind: FrontendKind) -> FrontendKind:
     """Add a front-end kind under `kind.name` (then `FrontendConfig(kind=name)`, `--frontend-kind`)."""
-    if not kind.name or kind.name in FRONTEND_KINDS:
-        raise InputError(f"front-end kind {kind.name!r}: needs a name not yet registered ({', '.join(FRONTEND_KINDS)})")
-    FRONTEND_KINDS[kind.name] = kind
-    return kind
+    return register(FRONTEND_KINDS, kind.name, kind, "front-end kind")
 
 
 register_kind(VGGishKind())

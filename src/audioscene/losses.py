@@ -19,12 +19,12 @@ def bce_loss(clipwise: torch.Tensor, target: torch.Tensor, eps: float = 1e-7, re
                                                     reduction=reduction)
 
 
-def frame_loss(framewise: torch.Tensor, events: torch.Tensor, labelled: torch.Tensor, hop: float, duration: float
-               ) -> torch.Tensor:
+def frame_loss(framewise: torch.Tensor, events: torch.Tensor, strongly_labelled: torch.Tensor, hop: float,
+               duration: float) -> torch.Tensor:
     """Per clip: BCE of the frame outputs `[B, T', K]` (one per `hop` seconds) against the events'
     frame targets on the same grid (`strong.frame_targets`), 0 for clips without strong labels."""
     targets = frame_targets(events, framewise.shape[1], hop, framewise.shape[2], duration)
-    return bce_loss(framewise.float(), targets, reduction="none").mean(dim=(1, 2)) * labelled
+    return bce_loss(framewise.float(), targets, reduction="none").mean(dim=(1, 2)) * strongly_labelled
 
 
 def consistency(out: dict, teacher: nn.Module, features: torch.Tensor) -> torch.Tensor:
@@ -47,7 +47,7 @@ class Targets:
     unlabelled: torch.Tensor | None = None
     teacher: torch.Tensor | None = None
     events: torch.Tensor | None = None
-    labelled: torch.Tensor | None = None
+    strongly_labelled: torch.Tensor | None = None
 
 
 def clip_losses(out: dict, targets: Targets, config, hop: float, mean_teacher: tuple | None = None) -> torch.Tensor:
@@ -65,7 +65,7 @@ def clip_losses(out: dict, targets: Targets, config, hop: float, mean_teacher: t
         distilled = bce_loss(out["clipwise"], targets.teacher, reduction="none").mean(dim=1)
         per_clip = (1 - config.kd_lambda) * per_clip + config.kd_lambda * distilled
     if targets.events is not None and config.strong_weight > 0:
-        per_clip = per_clip + config.strong_weight * frame_loss(out["framewise"], targets.events, targets.labelled,
+        per_clip = per_clip + config.strong_weight * frame_loss(out["framewise"], targets.events, targets.strongly_labelled,
                                                                 hop, config.clip_seconds)
     if targets.unlabelled is not None:  # clips without labels learn only from the mean teacher
         per_clip = per_clip * ~targets.unlabelled / (1 - config.unlabelled_share)

@@ -89,12 +89,12 @@ def _merged(events: list[tuple[float, float, int]]) -> np.ndarray:
     return np.asarray(rows, dtype=np.float32).reshape(-1, 3)
 
 
-def mix_events(events: torch.Tensor, labelled: torch.Tensor, lam: float, order: torch.Tensor
+def mix_events(events: torch.Tensor, strongly_labelled: torch.Tensor, lam: float, order: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """The events of mixup's clips `lam · a + (1 − lam) · a[order]`: both clips' events, weighted by
     their share; a mixed clip is strongly labelled when both of its clips are."""
     mixed = torch.cat([events * torch.tensor([1, 1, 1, lam]), events[order] * torch.tensor([1, 1, 1, 1 - lam])], dim=1)
-    return mixed, labelled & labelled[order]
+    return mixed, strongly_labelled & strongly_labelled[order]
 
 
 def frame_targets(events: torch.Tensor, n_frames: int, hop: float, n_classes: int, duration: float) -> torch.Tensor:

@@ -130,9 +130,9 @@ def train_step(learner: Learner, batch: MicroBatch) -> float:
     rng = np.random.default_rng(batch.seed)
     unlabelled = None if batch.unlabelled is None else batch.unlabelled.numpy()  # mixed only among themselves
     waves, (targets, teacher), mixing = learner.recipe.mix(waves, [targets, teacher], rng, groups=unlabelled)
-    events, labelled = on_device(batch.strong), on_device(batch.labelled)
+    events, strongly_labelled = on_device(batch.strong), on_device(batch.strongly_labelled)
     if events is not None and mixing is not None:
-        events, labelled = mix_events(events, labelled, *mixing)
+        events, strongly_labelled = mix_events(events, strongly_labelled, *mixing)
     with torch.no_grad():
         features = learner.frontend(waves)
     masking = None
@@ -144,7 +144,7 @@ def train_step(learner: Learner, batch: MicroBatch) -> float:
             out = learner.model(features, **({"augment": masking} if masking else {}))
             mean_teacher = None if config.consistency_weight == 0 else (
                 learner.recipe.ema.model, learner.recipe.consistency_factor(), features)
-            per_clip = clip_losses(out, Targets(targets, on_device(batch.unlabelled), teacher, events, labelled), config,
+            per_clip = clip_losses(out, Targets(targets, on_device(batch.unlabelled), teacher, events, strongly_labelled), config,
                                    learner.raw_model.frame_hop, mean_teacher)
         # DDP averages gradients over ranks; scaling by world_size turns that into the sum
         learner.scaler.scale((per_clip * batch.weight).sum() * context.world_size).backward()

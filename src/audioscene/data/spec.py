@@ -27,6 +27,7 @@ import torch
 from ..audio import SAMPLE_RATE
 from ..errors import ConfigError
 from ..labels import LabelSet
+from ..registries import register
 from .folder import Clip, ClipDataset, DataSetError
 
 
@@ -122,10 +123,9 @@ DATA_FORMS: dict[str, DataForm] = {}
 
 def register_form(form: DataForm) -> DataForm:
     """Add a data-spec form (then `FORM:PATH` works wherever a data spec is taken)."""
-    if form.name in DATA_FORMS or not form.name.isidentifier():
-        raise ConfigError(f"data form {form.name!r}: needs a new name of letters, digits and _")
-    DATA_FORMS[form.name] = form
-    return form
+    if not form.name.isidentifier():  # it is the spec's prefix, before a ':'
+        raise ConfigError(f"data form {form.name!r}: a name of letters, digits and _")
+    return register(DATA_FORMS, form.name, form, "data form")
 
 
 def described(forms: list[DataForm]) -> str:

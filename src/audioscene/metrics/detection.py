@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..events import Event
+from ..registries import register
 from .events import event_f1, segment_f1
 from .psds import PSDS1, PSDS2, psds
 
@@ -74,10 +75,7 @@ DETECTION_SCORES: dict[str, DetectionScore] = {}
 
 def register_detection_score(score: DetectionScore) -> DetectionScore:
     """Add a score to the table (a column of the detection summary, and of `sed-eval`'s output)."""
-    if score.name in DETECTION_SCORES:
-        raise InputError(f"detection score {score.name!r} is already registered")
-    DETECTION_SCORES[score.name] = score
-    return score
+    return register(DETECTION_SCORES, score.name, score, "detection score")
 
 
 def _psds(setting: dict) -> Callable[[Detections], float]:

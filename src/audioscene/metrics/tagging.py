@@ -27,6 +27,7 @@ import numpy as np
 from scipy.special import ndtri  # Φ⁻¹; scipy.stats would cost every command 0.5 s of import
 
 from ..errors import InputError
+from ..registries import register
 
 def _validate(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y_true, y_score = np.asarray(y_true), np.asarray(y_score)
@@ -152,10 +153,7 @@ SCORES: dict[str, Score] = {}
 
 def register_score(score: Score) -> Score:
     """Add `score` to `SCORES` (after the others); refuses a name already taken."""
-    if score.name in SCORES:
-        raise ValueError(f"a score named {score.name!r} is registered already")
-    SCORES[score.name] = score
-    return score
+    return register(SCORES, score.name, score, "score")
 
 
 register_score(Score("mAP", "mAP", lambda per_class: _nanmean(per_class["ap"])))

@@ -283,3 +283,33 @@ def test_a_data_form_registered_in_a_test_trains_and_evaluates_through_the_comma
     assert evaluated.returncode == 0 and "24 clips" in evaluated.stdout, evaluated.stderr[-2000:]
     with pytest.raises(Exception, match=r"needs a map-style data set \(a folder, folder:, dcase2018: or list: spec\)"):
         DataSpec.parse("shards:x").open_clips()
+
+
+def test_a_command_registered_in_a_test_parses_runs_and_reports_errors_like_the_others(monkeypatch):
+    """One module-like object with `arguments` and `run`, one entry in `COMMANDS`: it is in `--help`,
+    its flag parses through its type, and a user error from it is one line."""
+    from types import SimpleNamespace
+
+    from helpers import assert_one_line_error, run_cli
+
+    from audioscene.cli import commands
+    from audioscene.cli.arguments import positive_int
+    from audioscene.errors import InputError
+
+    def arguments(sub):
+        p = sub.add_parser("hello", help="greet", epilog="example: audioscene hello --times 2")
+        p.add_argument("--times", type=positive_int, default=1, help="how often (default 1)")
+        p.add_argument("--name", default="world")
+        p.set_defaults(func=run)
+
+    def run(args):
+        if args.name == "nobody":
+            raise InputError("--name nobody: there is nobody to greet")
+        print("\n".join(f"hello {args.name}" for _ in range(args.times)))
+
+    monkeypatch.setattr(commands, "COMMANDS", [*commands.COMMANDS, SimpleNamespace(arguments=arguments, run=run)])
+    assert "hello" in run_cli("--help").stdout
+    result = run_cli("hello", "--times", "3", "--name", "you")
+    assert result.returncode == 0 and result.stdout.splitlines() == ["hello you"] * 3
+    assert_one_line_error(run_cli("hello", "--times", "0"), "--times: expected an integer >= 1, got '0'")
+    assert_one_line_error(run_cli("hello", "--name", "nobody"), "audioscene hello: error: --name nobody")

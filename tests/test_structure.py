@@ -78,7 +78,7 @@ def test_the_cli_reports_user_errors_in_one_line_and_keeps_a_bugs_traceback(tmp_
     from helpers import assert_one_line_error, run_cli
 
     from audioscene import errors
-    from audioscene.cli import commands
+    from audioscene.cli.commands import synth
 
     (tmp_path / "a_file").write_text("")
     # a folder the user names that cannot be made: the user's to fix, one line naming it
@@ -89,7 +89,7 @@ def test_the_cli_reports_user_errors_in_one_line_and_keeps_a_bugs_traceback(tmp_
     def buggy(args):
         open(tmp_path / "missing" / "scratch.bin", "rb")  # an OSError no user input caused
 
-    monkeypatch.setattr(commands, "synth", buggy)
+    monkeypatch.setattr(synth, "run", buggy)
     with pytest.raises(FileNotFoundError):  # propagates with its traceback, not one polite line
         run_cli("synth", "--out", str(tmp_path / "s"))
 

@@ -1,6 +1,7 @@
-"""The `audioscene` command line: `parser` declares the subcommands and their options (argument
-types in `arguments`), `commands` calls the library for each one. Errors a user can cause and fix
-print one line on stderr; anything else is a bug and keeps its traceback."""
+"""The `audioscene` command line: `parser` builds it from `commands.COMMANDS` (one module per
+subcommand: its options and its run; argument types and shared option groups in `arguments`).
+Errors a user can cause and fix print one line on stderr; anything else is a bug and keeps its
+traceback."""
 
 from __future__ import annotations
 

@@ -1,0 +1,29 @@
+"""The `audioscene` subcommands, one module each: `arguments(sub)` declares the subcommand and its
+options (shared groups in `cli/arguments.py`) and `run(args)` calls the library and prints the
+result. `COMMANDS` is the one list `build_parser` reads, in `--help` order; a new command is a
+module with those two functions and one entry here (or `COMMANDS.append` from outside). Library
+modules are imported inside each `run`, so `audioscene tag` does not load the training code."""
+
+from . import (
+    demo,
+    detect,
+    download,
+    evaluate,
+    export_onnx,
+    import_panns,
+    pack,
+    plot,
+    predict,
+    report,
+    sed_eval,
+    sed_tune,
+    synth,
+    synth_embeddings,
+    tag,
+    train,
+    verify,
+    view,
+)
+
+COMMANDS = [synth, synth_embeddings, train, evaluate, predict, report, tag, export_onnx, view, detect, sed_eval,
+            sed_tune, plot, download, pack, verify, demo, import_panns]

@@ -1,0 +1,75 @@
+"""`audioscene evaluate`: Table-2 style scores of a run: peak epoch and checkpoint-averaged outputs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ...errors import InputError
+from ..arguments import (
+    add_compute_options,
+    add_data_option,
+)
+
+
+def arguments(sub) -> None:
+    p = sub.add_parser("evaluate", help="Table-2 style scores of a run: peak epoch and checkpoint-averaged outputs",
+                       description="Score every checkpoint of a run on a data folder; report the peak epoch and 'Avg' "
+                                   "(the mean of all checkpoints' outputs, scored).",
+                       epilog="examples:\n  audioscene evaluate --run runs/b_att --data data/eval\n"
+                              "  audioscene evaluate --run runs/b_att --data data/eval --sed-tune data/tune",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", type=Path, required=True, help="run folder with epoch_NNN.pt files")
+    add_data_option(p, "--data", "data to score")
+    p.add_argument("--select-data", help="pick the peak epoch on this split instead of --data itself")
+    p.add_argument("--select-labels", help="for a folder: --select-data, its CSV filename,labels")
+    p.add_argument("--amp", action="store_true", help="score in bf16 autocast (faster; float32 by default)")
+    add_compute_options(p)
+    p.add_argument("--per-class", type=Path, help="per-class CSV path (default RUN/per_class_DATA.csv)")
+    p.add_argument("--sed-tune", type=Path, metavar="DIR",
+                   help="also Tables 3-4 (event F1 at 0.2/0.4 s, segment F1, PSDS) of the best checkpoint: thresholds "
+                        "and median kernels tuned on DIR (audio/ and strong.tsv), events scored on --data (a folder "
+                        "with strong.tsv); files in RUN/sed_DATA/")
+    p.set_defaults(func=run)
+
+
+def run(args) -> None:
+    from ..._io import prepare_output
+    from ...checkpoints import list_epochs
+    from ...data import DataSpec
+    from ...evaluate import evaluate_run
+    from ...report import Table2Row, markdown_table, table2, write_per_class_csv
+    from ...report.paper import table2_row
+
+    list_epochs(args.run)  # a missing run folder is named before an output is prepared in it
+    spec = DataSpec.parse(args.data, args.labels)
+    if args.sed_tune:  # Tables 3-4 need strong labels on both splits: named before any work
+        for folder in (args.sed_tune, Path(spec.path)):
+            if spec.kind != "dir" or not (folder / "strong.tsv").is_file():
+                raise InputError(f"--sed-tune: {folder} has no strong.tsv (Tables 3-4 need data folders with audio/ "
+                                 "and the events of the tuning split and of --data)")
+    select = DataSpec.parse(args.select_data, args.select_labels).sources if args.select_data else ()
+    per_class = prepare_output(args.per_class or args.run / f"per_class_{spec.name}.csv", spec.sources + select)
+    result = evaluate_run(args.run, args.data, device=args.device, batch_size=args.batch_size, workers=args.workers,
+                          labels_csv=args.labels or "", select_data=args.select_data,
+                          select_labels_csv=args.select_labels or "", amp=args.amp)
+    model = result.run_config["model_config"]["name"]
+    rows = [Table2Row(args.run.name, variant, scored.epoch, scored.summary, result.n_clips,
+                      paper=table2_row(model, variant)) for variant, scored in result.variants.items()]
+    write_per_class_csv(per_class, result.labels.names, [(row.variant, row.summary) for row in rows])
+    print(f"{result.n_clips} clips from {args.data}{' (bf16 autocast)' if args.amp else ''}; Avg of "
+          f"{len(result.epochs)} checkpoints: the mean of their outputs, scored\n")
+    print(markdown_table(table2(rows)))
+    if args.select_data is None:
+        print(f"\nthe peak epoch is chosen by {result.selected_by} on {args.data} itself, as in the paper "
+              "(optimistic: the split that picks the epoch is also scored); --select-data picks it on another split")
+    else:
+        print(f"\nthe peak epoch is chosen by {result.selected_by} on {args.select_data}")
+    print(f"\nper-class AP/AUC: {per_class}")
+    if args.sed_tune:
+        from ...report import FigureChoice, folder_segmentation, to_markdown
+
+        out = args.run / f"sed_{spec.name}"
+        blocks, _ = folder_segmentation({args.run.name: args.run}, args.sed_tune, spec.path, out, device=args.device,
+                                        figures=FigureChoice(n=0))
+        print(f"\n{to_markdown(blocks, out)}\nevents, tunings and PSDS inputs: {out}")

@@ -1,0 +1,32 @@
+"""What several `audioscene` commands share: a warning line, the tagger of `--run`, reading many files."""
+
+from __future__ import annotations
+
+import sys
+
+from .arguments import PROG
+
+
+def warn(args, message: str) -> None:
+    print(f"{PROG} {args.command}: {message}", file=sys.stderr)
+
+
+def open_tagger(args):
+    from ..infer import Tagger
+
+    if args.run.suffix == ".onnx":
+        return Tagger.from_onnx(args.run, hop_s=args.hop_s, batch_size=args.batch_size)
+    return Tagger.from_run(args.run, args.checkpoint, device=args.device, weights=args.weights, hop_s=args.hop_s,
+                           batch_size=args.batch_size)
+
+
+def readable_analyses(args, tagger, paths, failed: list):
+    """(name, Analysis) of each audio input that could be read; the others are named on stderr and
+    appended to `failed`."""
+    for path, name, result in tagger.analyze_files(paths, classes=args.classes, progress=True,
+                                                   workers=getattr(args, "workers", 0)):
+        if isinstance(result, Exception):
+            warn(args, f"skipped {result}")
+            failed.append(path)
+        else:
+            yield name, result

@@ -177,3 +177,15 @@ def test_the_architecture_page_names_only_what_exists():
                 missing.append(reference)
                 break
     assert not missing, f"docs/architecture.md names what does not exist: {missing}"
+
+
+def test_no_function_is_longer_than_60_lines():
+    """Past 60 lines a function does several things; argparse declarations (a command's
+    `arguments`) are lists of options and may run longer."""
+    long = []
+    for path in sorted(ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                if not (path.parent.name == "commands" and node.name == "arguments"):
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})")
+    assert not long, long

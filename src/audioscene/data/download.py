@@ -232,6 +232,16 @@ def _run_with_deadline(command: list[str], timeout_s: float) -> dict:
         return {"ok": False, "reason": "the fetch process failed: " + " ".join(err.decode(errors="replace").split())[-300:]}
 
 
+def _check_settings(jobs: int, retries: int, backoff_s: float, clip_timeout_s: float, url_template: str) -> None:
+    """Each setting of `download` in its range, the URL template usable and the tools there, before any work."""
+    check_number("jobs", jobs, integer=True, low=1)
+    check_number("retries", retries, integer=True, low=0)
+    check_number("backoff_s", backoff_s, low=0)
+    check_number("clip_timeout_s", clip_timeout_s, low=0, low_open=True)
+    check_url_template(url_template)
+    _check_tools()
+
+
 def download(segments: list[Segment], out_dir: str | os.PathLike, jobs: int = 8,
              url_template: str = DEFAULT_URL_TEMPLATE, retries: int = 3, backoff_s: float = 2.0,
              retry_failed: bool = False, progress: bool = True,
@@ -249,12 +259,7 @@ def download(segments: list[Segment], out_dir: str | os.PathLike, jobs: int = 8,
     from tqdm.auto import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    check_number("jobs", jobs, integer=True, low=1)
-    check_number("retries", retries, integer=True, low=0)
-    check_number("backoff_s", backoff_s, low=0)
-    check_number("clip_timeout_s", clip_timeout_s, low=0, low_open=True)
-    check_url_template(url_template)
-    _check_tools()
+    _check_settings(jobs, retries, backoff_s, clip_timeout_s, url_template)
     out_dir = Path(out_dir)
     audio_dir, work_dir = out_dir / "audio", out_dir / ".partial"
     make_folder(audio_dir)

@@ -261,9 +261,7 @@ def download(segments: list[Segment], out_dir: str | os.PathLike, jobs: int = 8,
 
     _check_settings(jobs, retries, backoff_s, clip_timeout_s, url_template)
     out_dir = Path(out_dir)
-    audio_dir, work_dir = out_dir / "audio", out_dir / ".partial"
-    make_folder(audio_dir)
-    make_folder(work_dir)
+    audio_dir, work_dir = make_folder(out_dir / "audio"), make_folder(out_dir / ".partial")
     unique = list({s.key: s for s in segments}.values())
     failures_path = out_dir / "failures.csv"
     earlier_failures = {} if retry_failed else _read_failures(failures_path)

@@ -75,7 +75,7 @@ class RunEvaluation:
         return len(self.targets)
 
 
-class _Opened:
+class _RunAndData:
     """The run's first checkpoint and the data sets it is scored (and its epoch selected) on."""
 
     def __init__(self, checkpoints: list[Path], data, labels_csv: str, select_data, select_labels_csv: str):
@@ -120,7 +120,7 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
     if not checkpoints:
         raise CheckpointError(f"{run_dir}: no epoch_NNN.pt checkpoints to evaluate")
     torch_device = resolve_device(device)
-    opened = _Opened(checkpoints, data, labels_csv, select_data, select_labels_csv)
+    opened = _RunAndData(checkpoints, data, labels_csv, select_data, select_labels_csv)
     dataset = opened.dataset
     epochs: dict[str, dict[int, Summary]] = {"raw": {}, "ema": {}}
     best: dict[str, tuple[float, Scored]] = {}  # weights → (selection score, the best epoch so far)

@@ -123,7 +123,8 @@ def _sizes(splits: dict[str, Split]) -> dict:
     return {"n_clips": {name: len(expand_paths([split.audio])) for name, split in splits.items()}}
 
 
-def detect(tagger, splits: dict[str, Split], tune_split: str, out_dir: Path, classes: str | dict = "all") -> Detection:
+def detect_on_splits(tagger, splits: dict[str, Split], tune_split: str, out_dir: Path, classes: str | dict = "all"
+                     ) -> Detection:
     """A tagger's frame outputs on every split, thresholds (and median kernels) tuned on
     `tune_split`, every split scored. Writes the tuning JSONs, each split's events
     (`events_SPLIT_SETTING.tsv`) and the PSDS inputs to `out_dir`."""
@@ -154,14 +155,14 @@ def detect(tagger, splits: dict[str, Split], tune_split: str, out_dir: Path, cla
 def segmentation(taggers: Mapping[str, object], splits: dict[str, Split], tune_split: str,
                  out_dir: str | os.PathLike, classes: str | dict = "all", figures: FigureChoice = FigureChoice(),
                  shown_split: str = "", title: str = "") -> list[Block]:
-    """Tables 3 and 4 and Figure 2 for the named taggers side by side (`detect` for each, its files
+    """Tables 3 and 4 and Figure 2 for the named taggers side by side (`detect_on_splits` for each, its files
     in `out_dir`, or in `out_dir/NAME` when there are several): Table 3 with each run's rows, a
     summary of event F1 at both collars, segment F1 and PSDS per run and split, Table 4 with one
     column per run, and Figure 2 of the first run (none when `figures.n` is 0). Table 4 and Figure 2
     are on `shown_split` (default the last split)."""
     out_dir = Path(out_dir)
     several = len(taggers) > 1
-    runs = {name: detect(tagger, splits, tune_split, out_dir / name if several else out_dir, classes)
+    runs = {name: detect_on_splits(tagger, splits, tune_split, out_dir / name if several else out_dir, classes)
             for name, tagger in taggers.items()}
     in_sample = " (tuned in-sample, like the paper's test column)"
     rows = [(f"{name}: " * several + f"{setting} — {split} split{in_sample if split == tune_split else ''}",
@@ -220,7 +221,8 @@ def _settings_events(analyses: dict, reference: list[Event], labels, swept, medi
         found[setting] = Detections(reference, events(thresholds, median_swept if filtered else 1), labels, durations,
                                     sweep=lambda threshold: events(threshold, median_swept))
         if collar == 0.2:
-            write_events_tsv(out_dir / f"events_{name}_{setting.split()[0].replace('.', '')}.tsv", found[setting].events)
+            tag = setting.split()[0].replace(".", "")
+            write_events_tsv(out_dir / f"events_{name}_{tag}.tsv", found[setting].events)
     return found
 
 
@@ -230,7 +232,8 @@ def _write_psds_inputs(found: Detections, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     write_events_tsv(folder / "ground_truth.tsv", [e for e in found.reference if e.filename in found.durations])
     with atomic_open(folder / "metadata.tsv", "w", encoding="utf-8") as f:
-        f.write("filename\tduration\n" + "".join(f"{file}\t{seconds:.3f}\n" for file, seconds in found.durations.items()))
+        f.write("filename\tduration\n"
+                + "".join(f"{file}\t{seconds:.3f}\n" for file, seconds in found.durations.items()))
     for threshold, points in zip(PSDS_THRESHOLDS, found.operating_points):
         write_events_tsv(folder / f"detections_{threshold:.2f}.tsv", points)
 

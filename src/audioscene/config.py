@@ -39,6 +39,10 @@ SAMPLERS = ("shuffle", "balanced")
 
 
 # Allowed ranges of the numeric TrainConfig fields (types come from the annotations).
+# Fields of earlier versions that are model settings now (`model_args`): TOML keys and flags that
+# name them are refused with where they go (`from_dict`, `cli.arguments.RETIRED_FLAGS`).
+MOVED_TO_MODEL_ARGS = ("width", "stem_stride")
+
 CONFIG_RANGES: dict[str, dict] = {
     "epochs": dict(integer=True, low=1),
     "batch_size": dict(integer=True, low=1), "eval_batch_size": dict(integer=True, low=1),
@@ -191,7 +195,7 @@ class TrainConfig:
     def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
         """A config from plain values (TOML, stored checkpoints). A model setting given as a key
         of its own (`width = 8`, as before `model_args`) is refused with where it goes now."""
-        retired = [key for key in ("width", "stem_stride") if key in values]
+        retired = [key for key in MOVED_TO_MODEL_ARGS if key in values]
         if retired:
             raise ConfigError(f"{source}: {retired[0]} is a model setting now: put it under [model_args] "
                               f"({retired[0]} = {values[retired[0]]!r})")

@@ -122,7 +122,6 @@ class FrontendConfig:
         return 1 + max(n_samples - self.window_samples, 0) // self.hop_samples
 
 
-
 def default_f_max(sample_rate: int) -> float:
     """The highest band edge when none is given: VGGish's 7500 Hz at 16 kHz, `15/32` of a higher
     rate (15 kHz at 32 kHz, EfficientAT's; PANNs take 14 kHz), half of a lower one. A fixed 7500 Hz

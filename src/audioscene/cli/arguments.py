@@ -9,6 +9,7 @@ import tomllib
 import typing
 from pathlib import Path
 
+from ..config import CONFIG_RANGES, MOVED_TO_MODEL_ARGS, choices_of
 from ..errors import AudioSceneError, InputError, check_number, describe_range
 from ..events import UNSTORABLE
 from ..labels import CLASS_GROUPS
@@ -19,8 +20,7 @@ PROG = "audioscene"
 # Flags that were documented once and are gone, with what replaces each ({value}: what was typed
 # after the flag). Old command lines get one line saying what to type instead.
 RETIRED_FLAGS = {
-    "--width": "was replaced: use --model-arg width={value}",
-    "--stem-stride": "was replaced: use --model-arg stem_stride={value}",
+    **{f"--{key.replace('_', '-')}": f"was replaced: use --model-arg {key}={{value}}" for key in MOVED_TO_MODEL_ARGS},
     "--channels-last": "is gone: channels_last is on by default (--no-channels-last turns it off)",
 }
 
@@ -94,7 +94,6 @@ def add_config_flags(parser, config_class, prefix: str = "") -> None:
     `CONFIG_RANGES` / `FRONTEND_RANGES`), default, choices, help text and flag names (field metadata).
     Booleans that default to on get `--no-NAME`; booleans a recipe sets (`bool | None`) get both
     `--NAME` and `--no-NAME`. A nested config gets an argument group of its own."""
-    from ..config import CONFIG_RANGES, choices_of
     from ..features import FRONTEND_RANGES
     from ..recipe import RECIPES
 

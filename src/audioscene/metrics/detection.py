@@ -51,8 +51,8 @@ class Detections:
 
 @dataclass(frozen=True)
 class DetectionScore:
-    """One detection score: `of(detections)` → a float (a share in [0, 1] shown as % when
-    `percent`); `per_class(detections)` → one value per label, for a Table-4 column; `needs_sweep`:
+    """One detection score: `of(detections)` → a float (a share in [0, 1], shown as % when
+    `percent`; tables print it with `report.tables.score_cell`); `per_class(detections)` → one value per label, for a Table-4 column; `needs_sweep`:
     it reads `operating_points` (so `sed-eval`, which has one event list, leaves it out);
     `in_table3`: a Table-3 column, one value per post-processing setting."""
 
@@ -63,11 +63,6 @@ class DetectionScore:
     percent: bool = True
     needs_sweep: bool = False
     in_table3: bool = False
-
-    def text(self, value: float) -> str:
-        if value is None or np.isnan(value):
-            return "–"
-        return f"{100 * value:.2f}" if self.percent else f"{value:.3f}"
 
 
 DETECTION_SCORES: dict[str, DetectionScore] = {}

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-
 from .._io import atomic_open
 from ..errors import InputError
 from ..events import Event, write_events_tsv
@@ -23,7 +22,7 @@ from ..metrics.detection import DETECTION_SCORES, PSDS_THRESHOLDS, Detections
 from . import paper
 from .document import Block, Figure, Heading, Paragraph, Table
 from .figures import figure2
-from .tables import table3, table4
+from .tables import score_cell, table3, table4
 
 if TYPE_CHECKING:
     from ..sed import Tuning
@@ -199,7 +198,7 @@ def segmentation(taggers: Mapping[str, object], splits: dict[str, Split], tune_s
 
 def detection_summary(runs: Mapping[str, Detection]) -> Table:
     """Per run and split: every score of `metrics.DETECTION_SCORES` of the best setting."""
-    rows = [(name, split, *(score.text(run.summary[split][score.name]) for score in DETECTION_SCORES.values()))
+    rows = [(name, split, *(score_cell(score, run.summary[split][score.name]) for score in DETECTION_SCORES.values()))
             for name, run in runs.items() for split in run.summary]
     return Table(("run", "split", *(score.header for score in DETECTION_SCORES.values())), rows,
                  align="ll" + "r" * len(DETECTION_SCORES))

@@ -14,7 +14,7 @@ import numpy as np
 from .._io import atomic_open
 from ..events import Event
 from ..metrics import SCORES, EventScores
-from ..metrics.detection import DETECTION_SCORES, Detections
+from ..metrics.detection import DETECTION_SCORES, DetectionScore, Detections
 from ..metrics.tagging import Summary
 from . import paper
 from .document import Table
@@ -49,6 +49,13 @@ def _percent(value: float | None) -> str:
     return "–" if value is None or np.isnan(value) else f"{100 * value:.2f}"
 
 
+def score_cell(score: DetectionScore, value: float | None) -> str:
+    """A detection score's value as a table prints it: % with 2 decimals, or 3 decimals (PSDS)."""
+    if score.percent or value is None or np.isnan(value):
+        return _percent(value)
+    return f"{value:.3f}"
+
+
 def table2(rows: Sequence[Table2Row]) -> Table:
     """Table 2: every score of `metrics.SCORES` (with its interval, where computed), the clips and
     classes scored, then the paper's row for the model and its value of each score ("–" where the
@@ -73,7 +80,7 @@ def table3(results: Sequence[tuple[str, EventScores] | tuple[str, EventScores, D
     the paper's rows with both of its columns: DCASE 2018 test and eval sets (macro F1)."""
     extra = [score for score in DETECTION_SCORES.values() if score.in_table3]
     rows = [(name, _percent(r.macro_f1), _percent(r.micro_f1),
-             *(score.text(score.of(found[0])) if found else "–" for score in extra), "", "")
+             *(score_cell(score, score.of(found[0])) if found else "–" for score in extra), "", "")
             for name, r, *found in results]
     if with_paper:
         published = lambda value: "–" if value is None else f"{value:.2f}"  # noqa: E731
@@ -109,12 +116,12 @@ def table4(results: Sequence[tuple[str, EventScores] | tuple[str, EventScores, D
     for k, label in enumerate(first.labels):
         row = [label, *(_percent(r.f1[k]) for _, r, *_ in results), _percent(first.precision[k]),
                _percent(first.recall[k]), int(first.n_ref[k]), int(first.n_sys[k]),
-               *(score.text(values[k]) for score, values in zip(extra, per_class))]
+               *(score_cell(score, values[k]) for score, values in zip(extra, per_class))]
         rows.append(row + ([f"{v:.1f}" for v in paper.TABLE4[label]] if beside else []))
     macro = [f"{paper.TABLE3[name][0]:.2f}" for name in (paper.BEST_SETTING, paper.DCASE_BASELINE)]
     rows.append(["macro", *(_percent(r.macro_f1) for _, r, *_ in results), _percent(first.macro_precision),
                  _percent(first.macro_recall), int(first.n_ref.sum()), int(first.n_sys.sum()),
-                 *(score.text(score.of(found)) for score in extra)] + (macro if beside else []))
+                 *(score_cell(score, score.of(found)) for score in extra)] + (macro if beside else []))
     return Table(header, rows, legend=legend)
 
 

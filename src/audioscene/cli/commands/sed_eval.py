@@ -31,6 +31,7 @@ def run(args) -> None:
     from ...metrics import event_f1
     from ...metrics.detection import DETECTION_SCORES, Detections
     from ...report import markdown_table, table4
+    from ...report.tables import score_cell
 
     reference, estimated = read_events_tsv(args.ref), read_events_tsv(args.est)
     scores = event_f1(reference, estimated, t_collar=args.collar, percentage_of_length=args.percentage_of_length,
@@ -40,5 +41,5 @@ def run(args) -> None:
     print(f"\nmacro F1 {100 * scores.macro_f1:.2f} %   micro F1 {100 * scores.micro_f1:.2f} %   "
           f"({int(scores.n_ref.sum())} reference, {int(scores.n_sys.sum())} estimated events)")
     # the detection scores one event list gives (PSDS needs frame outputs at many thresholds)
-    print("   ".join(f"{score.header} {score.text(score.of(found))}" for score in DETECTION_SCORES.values()
+    print("   ".join(f"{score.header} {score_cell(score, score.of(found))}" for score in DETECTION_SCORES.values()
                      if not score.needs_sweep))

@@ -51,15 +51,18 @@ def test_every_command_has_help_with_example(capsys):
 
 
 def test_train_flags_are_the_config_fields():
-    """Every TrainConfig field (and front-end setting) has a flag; a field without one fails here."""
+    """Every TrainConfig field, recipe setting and front-end setting has a flag; a field without one
+    fails here."""
     import dataclasses
 
     from audioscene.features import FrontendConfig
+    from audioscene.recipe import ingredient_settings
     from audioscene.train import TrainConfig
 
     train = build_parser()._subparsers._group_actions[0].choices["train"]
     dests = {action.dest for action in train._actions} - {"help", "config", "resume"}
-    fields = {f.name for f in dataclasses.fields(TrainConfig) if f.name != "frontend"}
+    fields = {f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("frontend", "recipe_settings")}
+    fields |= set(ingredient_settings())
     fields |= {f"frontend.{f.name}" for f in dataclasses.fields(FrontendConfig)}
     assert dests == fields
 
@@ -148,9 +151,11 @@ def test_a_value_typed_through_every_train_flag_gives_the_config_built_in_python
 
     from audioscene import cli, train
     from audioscene.features import FrontendConfig
+    from audioscene.recipe import ingredient_settings
     from audioscene.train import TrainConfig
 
-    assert set(FIELD_VALUES) == {f.name for f in dataclasses.fields(TrainConfig)} - {"frontend"}
+    assert set(FIELD_VALUES) == {f.name for f in dataclasses.fields(TrainConfig)} - {"frontend", "recipe_settings"} | set(
+        ingredient_settings())
     assert set(FRONTEND_VALUES) == {f.name for f in dataclasses.fields(FrontendConfig)}
     seen = {}
     monkeypatch.setattr(train, "train", lambda config: seen.setdefault("config", config) and tmp_path)

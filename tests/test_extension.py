@@ -1,6 +1,6 @@
-"""The extension points: a score, a model family, a front-end kind, a detection score and a data
-form, each registered in one place (here, in a test) and picked up by training, evaluation, the
-report, tagging and export without touching any module."""
+"""The extension points: a score, a model family, a front-end kind, a detection score, a data form,
+a command and a recipe ingredient, each registered in one place (here, in a test) and picked up by
+training, evaluation, the report, tagging and export without touching any module."""
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,6 +15,7 @@ from audioscene import models
 from audioscene import train as training
 from audioscene.features import FrontendKind
 from audioscene.metrics.tagging import SCORES, Score, register_score
+from audioscene.recipe import Ingredient, Setting
 
 
 @pytest.fixture
@@ -313,3 +314,106 @@ def test_a_command_registered_in_a_test_parses_runs_and_reports_errors_like_the_
     assert result.returncode == 0 and result.stdout.splitlines() == ["hello you"] * 3
     assert_one_line_error(run_cli("hello", "--times", "0"), "--times: expected an integer >= 1, got '0'")
     assert_one_line_error(run_cli("hello", "--name", "nobody"), "audioscene hello: error: --name nobody")
+
+
+class RandomGain(Ingredient):
+    """A toy waveform-stage ingredient: each clip scaled by a gain drawn uniformly within
+    ±`random_gain_db` dB; its state counts the clips it scaled."""
+
+    name, stage = "random_gain", "waveform"
+    settings = (Setting("random_gain_db", 0.0, "random gain of each clip, up to this many dB either way; 0: off",
+                        range=dict(low=0, high=40)),)
+
+    def __init__(self, config, model, optimizer, clock):
+        super().__init__(config, model, optimizer, clock)
+        self.clips = 0
+
+    @classmethod
+    def enabled(cls, config) -> bool:
+        return config.random_gain_db > 0
+
+    def waveform(self, inputs, rng):
+        gains = 10 ** (rng.uniform(-self.config.random_gain_db, self.config.random_gain_db, len(inputs.waves)) / 20)
+        inputs.waves = inputs.waves * torch.from_numpy(gains).float().reshape(-1, *[1] * (inputs.waves.dim() - 1))
+        self.clips += len(gains)
+
+    def state_dict(self):
+        return {"clips": self.clips}
+
+    def load_state_dict(self, state):
+        self.clips = state["clips"] if state else 0
+
+
+@pytest.fixture
+def random_gain():
+    from audioscene.recipe import INGREDIENTS, register_ingredient
+
+    register_ingredient(RandomGain)
+    yield
+    del INGREDIENTS["random_gain"]
+
+
+def test_a_recipe_ingredient_registered_in_a_test_gets_a_flag_and_a_toml_key_trains_and_resumes(random_gain, tiny_data,
+                                                                                                tmp_path):
+    from helpers import assert_one_line_error, run_cli
+
+    from audioscene.checkpoints import Checkpoint
+
+    assert "--random-gain-db RANDOM_GAIN_DB" in run_cli("train", "--help").stdout
+    common = ["--data", str(tiny_data / "train"), "--eval-data", str(tiny_data / "eval"), "--model-arg", "width=4",
+              "--batch-size", "16", "--seed", "3"]
+    assert_one_line_error(run_cli("train", *common, "--random-gain-db", "-1"),
+                          "--random-gain-db: expected a finite number >= 0 and <= 40, got '-1'")
+    result = run_cli("train", *common, "--random-gain-db", "6", "--epochs", "2", "--out", str(tmp_path / "whole"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    whole = Checkpoint.load(tmp_path / "whole" / "epoch_002.pt")
+    assert whole.train_config["random_gain_db"] == 6.0
+    assert whole.recipe["random_gain"] == {"clips": 2 * 64}  # every clip of both epochs, the count checkpointed
+
+    (tmp_path / "gain.toml").write_text("random_gain_db = 6.0\nepochs = 1\n")
+    assert run_cli("train", *common, "--config", str(tmp_path / "gain.toml"), "--out",
+                   str(tmp_path / "split")).returncode == 0
+    assert Checkpoint.load(tmp_path / "split" / "epoch_001.pt").recipe["random_gain"] == {"clips": 64}
+    assert run_cli("train", "--resume", str(tmp_path / "split"), "--epochs", "2").returncode == 0
+    resumed = Checkpoint.load(tmp_path / "split" / "epoch_002.pt")
+    # the count went on from the checkpoint; same machine, same thread count, the same seeded draws
+    # and a constant learning rate: the extended run is bit-identical to the whole one
+    assert resumed.recipe["random_gain"] == whole.recipe["random_gain"]
+    assert all(torch.equal(resumed.model[key], value) for key, value in whole.model.items())
+
+    assert run_cli("train", *common, "--epochs", "1", "--out", str(tmp_path / "plain")).returncode == 0
+    plain = Checkpoint.load(tmp_path / "plain" / "epoch_001.pt")
+    first = Checkpoint.load(tmp_path / "split" / "epoch_001.pt")
+    assert "random_gain" not in plain.recipe  # off: not built, no state
+    assert any(not torch.equal(plain.model[key], value) for key, value in first.model.items())  # on, it changed training
+
+
+class SmoothLabels(Ingredient):
+    """A toy targets-stage ingredient: label smoothing by `smooth_labels`."""
+
+    name, stage = "smooth_labels", "targets"
+    settings = (Setting("smooth_labels", 0.0, "label smoothing; 0: off", range=dict(low=0, high=0.5)),)
+
+    def targets(self, inputs, rng):
+        inputs.targets = inputs.targets * (1 - self.config.smooth_labels) + self.config.smooth_labels / 2
+
+
+def test_the_recipe_runs_its_stages_in_order_after_the_ones_registered_before():
+    from audioscene.config import TrainConfig
+    from audioscene.recipe import INGREDIENTS, Recipe, StepInputs, register_ingredient
+
+    register_ingredient(SmoothLabels)
+    try:
+        config = TrainConfig(recipe="modern", smooth_labels=0.2, mixup_alpha=0.5)
+        model = models.create("resnet_b_att", n_classes=2, width=4)
+        recipe = Recipe(config, model, torch.optim.Adam(model.parameters()), total_steps=10)
+        assert [i.name for i in recipe.ingredients] == ["mixup", "spec_augment", "schedule", "ema", "smooth_labels"]
+        targets = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+        inputs = recipe.prepare(StepInputs(torch.zeros(2, 100), targets), np.random.default_rng(0), model)
+        rng = np.random.default_rng(0)  # mixup's draws come first (waveform stage): λ, then the partners
+        lam, order = float(rng.beta(0.5, 0.5)), torch.from_numpy(rng.permutation(2))
+        expected = (lam * targets + (1 - lam) * targets[order]) * 0.8 + 0.1
+        torch.testing.assert_close(inputs.targets, expected)
+        assert len(inputs.augment) == 1  # SpecAugment's transform, for the model's forward
+    finally:
+        del INGREDIENTS["smooth_labels"]

@@ -19,7 +19,7 @@ from audioscene.distill import Teacher, write_teacher
 from audioscene.errors import ConfigError, InputError
 from audioscene.evaluate import evaluate_run
 from audioscene.labels import LabelSet
-from audioscene.recipe import RECIPES, Recipe, WeightAverage, lr_factor, mixup, spec_augment
+from audioscene.recipe import RECIPES, Recipe, StepInputs, WeightAverage, lr_factor, mixup, spec_augment
 from audioscene.losses import bce_loss
 from audioscene.train import build_learner, train_step
 
@@ -211,9 +211,10 @@ def test_with_input_normalisation_the_trunk_sees_stripes_at_zero_the_band_mean()
     seen = {}
     model.trunk.register_forward_pre_hook(lambda module, args: seen.update(x=args[0][:, 0]))
     logmel = torch.randn(3, 400, 64) * 1.4 - 0.7  # the proxy's log-mel scale: mean -0.7, std 1.4
-    masking = Recipe(TrainConfig(recipe="modern", device="cpu"), model, torch.optim.Adam(model.parameters()),
-                     10).masking(np.random.default_rng(0), normalised=True)
-    model(logmel, augment=masking)
+    recipe = Recipe(TrainConfig(recipe="modern", device="cpu"), model, torch.optim.Adam(model.parameters()), 10)
+    inputs = recipe.prepare(StepInputs(torch.zeros(3, 16000), torch.zeros(3, 3)), np.random.default_rng(0), model)
+    assert len(inputs.augment) == 1  # SpecAugment, the one feature-stage ingredient of the modern recipe
+    model(logmel, augment=inputs.augment)
     x = seen["x"]
     assert bool((x == 0).all(dim=2).any()) and bool((x == 0).all(dim=1).any())  # whole frames and bands at 0
     normalised = torch.nn.functional.batch_norm(logmel.transpose(1, 2), None, None, training=True).transpose(1, 2)
@@ -283,7 +284,7 @@ def test_an_extended_cosine_run_continues_at_its_floor_without_a_jump(tiny_data,
     config = tiny_config(tiny_data, tmp_path / "cos", lr_schedule="cosine", lr_floor=0.1, epochs=2)
     run = training.train(config, progress=False)
     state = Checkpoint.load(run / "epoch_002.pt")
-    assert state.recipe == {"steps_done": 8, "total_steps": 8, "ema": None}
+    assert state.recipe == {"steps_done": 8, "total_steps": 8}  # no ingredient of the run keeps a state
     with caplog.at_level("WARNING"):
         learner = build_learner(config, state.label_set, state=state, total_steps=12)  # resume --epochs 3
     assert "continue at its floor" in caplog.text

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tomllib
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Callable
 
 from . import models
@@ -21,7 +21,7 @@ from .errors import ConfigError, InputError, check_number
 from .features import FrontendConfig
 from .data.spec import DATA_FORMS, forms_help
 from .metrics import SCORES
-from .recipe import RECIPES, SCHEDULES
+from .recipe import RECIPES, ingredient_settings, preset_value, resolve_settings
 from .typed import MISMATCH, conform, type_name
 
 
@@ -48,17 +48,20 @@ CONFIG_RANGES: dict[str, dict] = {
     "batch_size": dict(integer=True, low=1), "eval_batch_size": dict(integer=True, low=1),
     "micro_batch_size": dict(integer=True, low=1), "lr": dict(low=0, low_open=True), "weight_decay": dict(low=0),
     "seed": dict(integer=True, low=0), "clip_seconds": dict(low=0, low_open=True), "workers": dict(integer=True, low=0),
-    "timeout_s": dict(low=0, low_open=True), "mixup_alpha": dict(low=0), "spec_time_masks": dict(integer=True, low=0, high=100),
-    "spec_time_width": dict(integer=True, low=0), "spec_freq_masks": dict(integer=True, low=0, high=100),
-    "spec_freq_width": dict(integer=True, low=0), "warmup_fraction": dict(low=0, high=1),
-    "lr_floor": dict(low=0, high=1), "ema_decay": dict(low=0, high=1), "kd_lambda": dict(low=0, high=1),
+    "timeout_s": dict(low=0, low_open=True), "kd_lambda": dict(low=0, high=1),
     "kd_temperature": dict(low=0, low_open=True), "balance_buffer": dict(integer=True, low=1),
     "strong_weight": dict(low=0), "consistency_weight": dict(low=0), "consistency_rampup": dict(low=0, high=1),
     "unlabelled_share": dict(low=0, high=0.9),
 }
-@dataclass(frozen=True)
+
+
+@dataclass(frozen=True, init=False)
 class TrainConfig:
-    """Everything a training run depends on; defaults are the paper's (batch size is ours)."""
+    """Everything a training run depends on; defaults are the paper's (batch size is ours).
+
+    The settings of the recipe's ingredients (`recipe.INGREDIENTS`: `mixup_alpha`, `ema_decay`, ...)
+    are keyword arguments and attributes like the fields, stored together in `recipe_settings`,
+    each resolved from the arguments, the recipe and the ingredient's default."""
 
     train_data: str = _field("", f"training data: {forms_help(tuple(DATA_FORMS))}", "--train-data", "--data")
     eval_data: str = _field("", f"evaluation data, scored after every epoch: {forms_help()}")
@@ -105,24 +108,15 @@ class TrainConfig:
     sync_batchnorm: bool = _field(False, "BatchNorm statistics over all processes (torchrun; CUDA only)")
     timeout_s: float = _field(600.0, "seconds a process waits for the others before failing")
     best_metric: str = _field("mAP", "the eval score that picks the best epoch", choices=lambda: tuple(SCORES))
-    # --- the recipe (recipe.py): each ingredient off in the paper recipe --------------------------------
+    # --- the recipe (recipe/): each ingredient off in the paper recipe ---------------------------------
     recipe: str = _field("paper", "paper (the paper's recipe) or modern (input normalisation, balanced sampling, "
                                   "mixup, SpecAugment, cosine schedule with warm-up, EMA of the weights): the values "
                                   "of the recipe flags below that are not given (default: the recipe's)",
                          choices=tuple(RECIPES))
     input_norm: bool | None = _field(None, "log-mel models: a BatchNorm over the mel bands at the model's input "
                                            "(PANNs' bn0); embedding models keep their paper's own")
-    mixup_alpha: float | None = _field(None, "mixup of the input (waveforms, or embeddings) with Beta(a, a); 0: off")
-    spec_time_masks: int | None = _field(None, "SpecAugment: time stripes per clip (0: off)")
-    spec_time_width: int | None = _field(None, "SpecAugment: widest time stripe, in log-mel frames")
-    spec_freq_masks: int | None = _field(None, "SpecAugment: mel-band stripes per clip (0: off)")
-    spec_freq_width: int | None = _field(None, "SpecAugment: widest band stripe, in mel bands")
-    lr_schedule: str | None = _field(None, "learning rate per optimizer step after the warm-up", choices=SCHEDULES)
-    warmup_fraction: float | None = _field(None, "share of all optimizer steps with a linear warm-up of the learning rate")
-    lr_floor: float | None = _field(None, "cosine/linear decay ends at this share of --lr")
-    ema_decay: float | None = _field(None, "keep an exponential moving average of the weights with this decay (e.g. "
-                                           "0.999); it becomes the run's weights (scored every epoch, picks the best "
-                                           "epoch, used by every command); 0: off")
+    # one key (and flag) per setting of a registered ingredient (recipe.ingredient_settings())
+    recipe_settings: dict[str, int | float | str | bool] = _field({}, "the recipe ingredients' settings")
     teacher: str = _field("", "knowledge distillation: a teacher file from `audioscene predict` (.npz of clip keys "
                               "and probabilities)")
     kd_lambda: float = _field(0.0, "weight of the teacher's targets in the loss: (1 - l) BCE(labels) + l BCE(teacher)")
@@ -143,12 +137,34 @@ class TrainConfig:
                                           "over the labelled clips, and their loss is the mean over the labelled "
                                           "clips of a batch")
 
+    def __init__(self, **values):
+        settings = dict(values.pop("recipe_settings", None) or {})
+        known = {item.name for item in fields(self)}
+        unknown = sorted(set(values) - known - set(ingredient_settings()))
+        if unknown:
+            raise ConfigError(f"unknown key(s) {', '.join(unknown)}; known keys: "
+                              f"{', '.join(sorted(known - {'recipe_settings'} | set(ingredient_settings())))}")
+        settings.update({name: values.pop(name) for name in list(values) if name not in known})
+        for item in fields(self):
+            default = item.default_factory() if item.default is MISSING else item.default
+            object.__setattr__(self, item.name, values.get(item.name, default))
+        object.__setattr__(self, "recipe_settings", settings)
+        self.__post_init__()
+
+    def __getattr__(self, name: str):
+        """An ingredient's setting (called only for names that are not fields)."""
+        settings = self.__dict__.get("recipe_settings", {})
+        if name in settings:
+            return settings[name]
+        raise AttributeError(f"TrainConfig has no field or recipe setting {name!r}")
+
     def __post_init__(self):
         if self.recipe not in RECIPES:
             raise ConfigError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}")
-        for name, value in RECIPES[self.recipe].items():  # unset recipe fields take the recipe's value
+        for name in ("sampler", "input_norm"):  # unset, they take the recipe's value
             if getattr(self, name) is None:
-                object.__setattr__(self, name, value)
+                object.__setattr__(self, name, preset_value(self.recipe, name))
+        object.__setattr__(self, "recipe_settings", resolve_settings(self.recipe_settings, self.recipe))
         hints = typing.get_type_hints(type(self))
         for item in fields(self):
             value = getattr(self, item.name)
@@ -169,8 +185,6 @@ class TrainConfig:
                 raise ConfigError(f"unknown {item.name} {converted!r}; choose one of {', '.join(choices)}")
         if not all(0 <= beta < 1 for beta in self.betas):
             raise ConfigError(f"betas = {self.betas}: expected two numbers in [0, 1)")
-        if self.ema_decay >= 1:
-            raise ConfigError(f"ema_decay = {self.ema_decay}: expected a number in [0, 1)")
         if not models.family_of(self.model).takes_audio and self.frontend != FrontendConfig():
             raise ConfigError(f"front-end settings do not apply to {self.model}: it does not take audio (leave out "
                               "the front-end flags and the [frontend] table)")
@@ -199,10 +213,6 @@ class TrainConfig:
         if retired:
             raise ConfigError(f"{source}: {retired[0]} is a model setting now: put it under [model_args] "
                               f"({retired[0]} = {values[retired[0]]!r})")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
         try:
             return cls(**values)
         except ConfigError as exc:
@@ -235,6 +245,11 @@ class TrainConfig:
         if not (config.train_data and config.eval_data):
             raise ConfigError("need --train-data and --eval-data (or a --config that sets train_data and eval_data)")
         return config
+
+    def to_dict(self) -> dict:
+        """Plain values, the recipe's settings among the fields (TOML's and checkpoints' form)."""
+        values = asdict(self)
+        return {**values, **values.pop("recipe_settings")}
 
     def model_config(self, n_classes: int):
         """The model's configuration (its family's config class): the variant's settings, those that

@@ -23,9 +23,10 @@ class InputError(AudioSceneError, ValueError):
 
 
 def check_number(name: str, value, *, integer: bool = False, low: float | None = None, high: float | None = None,
-                 low_open: bool = False):
+                 low_open: bool = False, high_open: bool = False):
     """Return `value` if it is a finite number (an integer if `integer`) in the range, else raise
-    `InputError` naming `name`, the value and the allowed range. `low_open` excludes `low` itself.
+    `InputError` naming `name`, the value and the allowed range. `low_open` excludes `low` itself,
+    `high_open` `high`.
 
     >>> check_number("hop_s", 0.5, low=0, low_open=True)
     0.5
@@ -39,18 +40,18 @@ def check_number(name: str, value, *, integer: bool = False, low: float | None =
     if ok and low is not None:
         ok = value > low if low_open else value >= low
     if ok and high is not None:
-        ok = value <= high
+        ok = value < high if high_open else value <= high
     if not ok:
-        raise InputError(f"{name} must be {describe_range(integer, low, high, low_open)}, got {value!r}")
+        raise InputError(f"{name} must be {describe_range(integer, low, high, low_open, high_open)}, got {value!r}")
     return value
 
 
-def describe_range(integer: bool, low, high, low_open: bool) -> str:
+def describe_range(integer: bool, low, high, low_open: bool, high_open: bool = False) -> str:
     parts = ["an integer" if integer else "a finite number"]
     if low is not None:
         parts.append(f"{'>' if low_open else '>='} {low:g}")
     if high is not None:
-        parts.append(f"{'and ' if low is not None else ''}<= {high:g}")
+        parts.append(f"{'and ' if low is not None else ''}{'<' if high_open else '<='} {high:g}")
     return " ".join(parts)
 
 

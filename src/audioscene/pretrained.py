@@ -152,6 +152,6 @@ def import_panns(path: str | os.PathLike, arch: str, out_dir: str | os.PathLike)
               "published": release.published, "released_as": release.file_name}
     out = checkpoint_path(make_folder(out_dir), 1)
     Checkpoint(epoch=1, model=model.state_dict(), model_config=model_config.to_dict(),
-               frontend_config=asdict(release.frontend), labels=list(labels), train_config=asdict(train_config),
+               frontend_config=asdict(release.frontend), labels=list(labels), train_config=train_config.to_dict(),
                history=[{"epoch": 1, **release.published}], run_id=uuid.uuid4().hex, source=source).save(out)
     return out

@@ -49,9 +49,9 @@ from .labels import LabelSet
 from .losses import Targets, clip_losses
 from .metrics import SCORES, summarize
 from .predictor import Predictor
-from .recipe import Recipe
+from .recipe import Recipe, StepInputs
 from .run_log import record_epoch
-from .strong import StrongLabels, mix_events
+from .strong import StrongLabels
 
 __all__ = ["TrainConfig", "train", "resume", "train_step", "train_epoch", "evaluate_epoch", "build_learner",
            "Learner", "EpochStats"]
@@ -72,8 +72,8 @@ class Learner:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     amp: object  # the autocast context (a no-op one in float32)
-    config: TrainConfig  # the recipe: augmentation and distillation settings
-    recipe: Recipe  # the learning-rate schedule and weight average, stepped with the optimizer
+    config: TrainConfig  # the recipe's settings, distillation's and the losses'
+    recipe: Recipe  # the recipe's ingredients at their stages, stepped with the optimizer
     context: Context = field(default_factory=Context)
 
     @property
@@ -120,32 +120,27 @@ def build_learner(config: TrainConfig, label_set: LabelSet, context: Context = C
 
 
 def train_step(learner: Learner, batch: MicroBatch) -> float:
-    """Forward and backward of one micro-batch (with the recipe's mixup, SpecAugment and
-    distillation), then the optimizer step if it is the last of its step; returns its weighted loss
-    (the step's loss is the sum over its micro-batches and ranks)."""
+    """Forward and backward of one micro-batch (through the recipe's stages: `recipe.Recipe.prepare`),
+    then the optimizer step if it is the last of its step; returns its weighted loss (the step's
+    loss is the sum over its micro-batches and ranks)."""
     context, device, config = learner.context, learner.context.device, learner.config
     on_device = lambda tensor: None if tensor is None else tensor.to(device, non_blocking=True)  # noqa: E731
-    waves, targets = on_device(batch.waves), on_device(batch.targets)
-    teacher = None if config.kd_lambda == 0 else on_device(batch.teacher)
-    rng = np.random.default_rng(batch.seed)
-    unlabelled = None if batch.unlabelled is None else batch.unlabelled.numpy()  # mixed only among themselves
-    waves, (targets, teacher), mixing = learner.recipe.mix(waves, [targets, teacher], rng, groups=unlabelled)
-    events, strongly_labelled = on_device(batch.strong), on_device(batch.strongly_labelled)
-    if events is not None and mixing is not None:
-        events, strongly_labelled = mix_events(events, strongly_labelled, *mixing)
+    inputs = StepInputs(on_device(batch.waves), on_device(batch.targets),
+                        None if config.kd_lambda == 0 else on_device(batch.teacher), on_device(batch.strong),
+                        on_device(batch.strongly_labelled),
+                        groups=None if batch.unlabelled is None else batch.unlabelled.numpy())  # mixed among themselves
+    learner.recipe.prepare(inputs, np.random.default_rng(batch.seed), learner.raw_model)
     with torch.no_grad():
-        features = learner.frontend(waves)
-    masking = None
-    if learner.raw_model.takes_audio:
-        masking = learner.recipe.masking(rng, normalised=learner.raw_model.normalises_input)
+        features = learner.frontend(inputs.waves)
     # gradients are all-reduced only on the last micro-batch of an optimizer step
     with nullcontext() if batch.last or not context.distributed else learner.model.no_sync():
         with learner.amp:
-            out = learner.model(features, **({"augment": masking} if masking else {}))
+            out = learner.model(features, **({"augment": inputs.augment} if inputs.augment else {}))
             mean_teacher = None if config.consistency_weight == 0 else (
                 learner.recipe.ema.model, learner.recipe.consistency_factor(), features)
-            per_clip = clip_losses(out, Targets(targets, on_device(batch.unlabelled), teacher, events, strongly_labelled), config,
-                                   learner.raw_model.frame_hop, mean_teacher)
+            targets = Targets(inputs.targets, on_device(batch.unlabelled), inputs.teacher, inputs.events,
+                              inputs.strongly_labelled)
+            per_clip = clip_losses(out, targets, config, learner.raw_model.frame_hop, mean_teacher)
         # DDP averages gradients over ranks; scaling by world_size turns that into the sum
         learner.scaler.scale((per_clip * batch.weight).sum() * context.world_size).backward()
     if batch.last:
@@ -352,7 +347,7 @@ def _checkpoint(learner: Learner, epoch: int, label_set: LabelSet, history: list
     raw, config = learner.raw_model, learner.config
     return Checkpoint(epoch=epoch, model=raw.state_dict(), model_config=raw.config.to_dict(),
                       frontend_config=asdict(config.frontend), labels=list(label_set.names),
-                      train_config=asdict(config), history=history, metrics=history[-1],
+                      train_config=config.to_dict(), history=history, metrics=history[-1],
                       optimizer=learner.optimizer.state_dict(), scaler=learner.scaler.state_dict(),
                       rng={"torch": torch.get_rng_state()}, world_size=learner.context.world_size,
                       coverage=coverage, run_id=run_id, recipe=learner.recipe.state_dict())

@@ -62,14 +62,15 @@ def snr_range(text: str) -> tuple[float, float]:
     return (values[0], values[-1])
 
 
-def number(integer: bool = False, low: float | None = None, high: float | None = None, low_open: bool = False):
+def number(integer: bool = False, low: float | None = None, high: float | None = None, low_open: bool = False,
+           high_open: bool = False):
     """An argparse type: a finite number in a range, checked as the API checks it."""
-    wanted = describe_range(integer, low, high, low_open)
+    wanted = describe_range(integer, low, high, low_open, high_open)
 
     def parse(text: str):
         try:
             return check_number("value", (int if integer else float)(text), integer=integer, low=low, high=high,
-                                low_open=low_open)
+                                low_open=low_open, high_open=high_open)
         except (ValueError, InputError):
             raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
     return parse
@@ -93,7 +94,8 @@ def add_config_flags(parser, config_class, prefix: str = "") -> None:
     """One flag per field of a config dataclass, generated from the field: its type (and range, in
     `CONFIG_RANGES` / `FRONTEND_RANGES`), default, choices, help text and flag names (field metadata).
     Booleans that default to on get `--no-NAME`; booleans a recipe sets (`bool | None`) get both
-    `--NAME` and `--no-NAME`. A nested config gets an argument group of its own."""
+    `--NAME` and `--no-NAME`. A nested config gets an argument group of its own; the recipe's
+    settings (`recipe_settings`) one flag per setting of a registered ingredient."""
     from ..features import FRONTEND_RANGES
     from ..recipe import RECIPES
 
@@ -107,13 +109,15 @@ def add_config_flags(parser, config_class, prefix: str = "") -> None:
             group = parser.add_argument_group(f"{item.name}: {meta.get('help', '')}")
             add_config_flags(group, kind, prefix=f"{item.name}.")
             continue
+        if item.name == "recipe_settings":
+            _add_ingredient_flags(parser)
+            continue
         name = item.name.replace("_", "-")
         flags = list(meta.get("flags") or (f"--{name}",))
         options = {"dest": prefix + item.name, "help": meta.get("help", "")}
         if types_ == {bool} and default is None:
-            options.update(action=argparse.BooleanOptionalAction, default=None)
-            options["help"] += " (default: the recipe's, " + ", ".join(
-                f"{name} {'on' if values[item.name] else 'off'}" for name, values in RECIPES.items()) + ")"
+            options.update(action=argparse.BooleanOptionalAction, default=None, help=options["help"] + _by_recipe(
+                item.name, lambda value: "on" if value else "off"))
         elif typing.get_origin(kind) is dict:
             options.update(action=KeyValues, default=None, metavar="KEY=VALUE")
             options["help"] += " (repeat for several)"
@@ -128,8 +132,7 @@ def add_config_flags(parser, config_class, prefix: str = "") -> None:
                 shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
                 options["help"] += f" (default {shown})"
             elif item.name in RECIPES["paper"]:
-                options["help"] += " (default: the recipe's, " + ", ".join(
-                    f"{name} {values[item.name]}" for name, values in RECIPES.items()) + ")"
+                options["help"] += _by_recipe(item.name)
             if meta.get("choices"):
                 options["choices"] = choices_of(item)
             elif item.name == "device":
@@ -139,6 +142,32 @@ def add_config_flags(parser, config_class, prefix: str = "") -> None:
             elif types_ & {int, float}:
                 options["type"] = number(**{"integer": float not in types_, **ranges.get(item.name, {})})
         parser.add_argument(*flags, **options)
+
+
+def _by_recipe(name: str, shown=str) -> str:
+    """" (default: the recipe's, paper off, modern on)" for a field or setting a recipe sets."""
+    from ..recipe import RECIPES, preset_value
+
+    return " (default: the recipe's, " + ", ".join(f"{recipe} {shown(preset_value(recipe, name))}"
+                                                  for recipe in RECIPES) + ")"
+
+
+def _add_ingredient_flags(parser) -> None:
+    """`--setting-name VALUE` for each setting of each registered recipe ingredient."""
+    from ..recipe import INGREDIENTS
+
+    for ingredient in INGREDIENTS.values():
+        for setting in ingredient.settings:
+            options = {"dest": setting.name, "default": None, "help": setting.help + _by_recipe(setting.name)}
+            if setting.kind is bool:
+                options["action"] = argparse.BooleanOptionalAction
+            elif setting.choices:
+                options["choices"] = setting.choices
+            elif setting.kind in (int, float):
+                options.update(metavar=setting.name.upper(), type=number(integer=setting.kind is int, **setting.range))
+            else:
+                options["metavar"] = setting.name.upper()
+            parser.add_argument(f"--{setting.name.replace('_', '-')}", **options)
 
 
 class KeyValues(argparse.Action):
@@ -166,6 +195,11 @@ def config_values(args, config_class) -> dict:
             nested = {key: value for key, value in nested.items() if value is not None}
             if nested:
                 values[item.name] = nested
+        elif item.name == "recipe_settings":
+            from ..recipe import ingredient_settings
+
+            values.update({name: getattr(args, name) for name in ingredient_settings()
+                           if getattr(args, name, None) is not None})
         elif getattr(args, item.name, None) is not None:
             values[item.name] = getattr(args, item.name)
     return values

@@ -21,7 +21,7 @@ after every block; then the mean over frequency, giving one 2048-d feature per 3
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -108,15 +108,15 @@ class Cnn14(nn.Module):
         """`fc1`, ReLU, `fc_audioset`, sigmoid on `[..., 2048]` features."""
         return torch.sigmoid(self.fc_audioset(torch.relu(self.fc1(features))))
 
-    def forward(self, logmel: Tensor, augment: Callable[[Tensor], Tensor] | None = None) -> dict[str, Tensor | float]:
+    def forward(self, logmel: Tensor, augment: Sequence[Callable[[Tensor], Tensor]] = ()) -> dict[str, Tensor | float]:
         if logmel.dim() != 3 or logmel.shape[2] != self.config.n_mels:
             raise InputError(f"expected log-mel of shape [batch, frames, {self.config.n_mels}], "
                              f"got {tuple(logmel.shape)}")
         short = self.min_frames - logmel.shape[1]
         x = nn.functional.pad(logmel, (0, 0, 0, short), value=self.config.pad_value) if short > 0 else logmel
         x = self.bn0(x.transpose(1, 2)).transpose(1, 2)  # over the mel bands, as PANNs' bn0
-        if augment is not None:
-            x = augment(x)
+        for transform in augment:
+            x = transform(x)
         x = x[:, None]  # (batch, 1, time, mel)
         for i in range(1, len(CHANNELS) + 1):
             x = getattr(self, f"conv_block{i}")(x, pool=i < len(CHANNELS))

@@ -38,7 +38,8 @@ class AudioModel(Protocol):
     hop of its frame outputs `frame_hop`, the fewest input frames it takes `min_frames`, whether it
     normalises its input `normalises_input`, the prefix of its classifier's state-dict keys
     `head_prefix` (replaced when fine-tuning onto new labels). Its forward takes `[B, T, features]`
-    (and, when it takes audio, `augment`: a training-time transform of its normalised log-mel) and
+    (and, when it takes audio, `augment`: the training-time transforms of its normalised log-mel, applied
+    in order: the recipe's feature stage) and
     returns `{"clipwise": [B, K], "framewise": [B, T', K], "frame_hop": s}`."""
 
     config: object

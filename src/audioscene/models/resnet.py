@@ -12,7 +12,7 @@ residual blocks (`blocks.py`) and a pooling head (`heads.py`); each variant is a
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from torch import Tensor, nn
 
@@ -88,7 +88,7 @@ class AudioResNet(nn.Module):
 
     Attention models also return `"attention"` `[B, T', K]` (weights summing to 1 over time).
     With `input_norm`, each mel band is normalised by a BatchNorm first (PANNs' `bn0`); `augment`
-    (training only, e.g. SpecAugment from `recipe.Recipe.masking`) transforms the log-mel after that
+    (training only, e.g. SpecAugment: the recipe's feature stage) transform the log-mel after that
     normalisation, before the trunk.
     With `example_frames` set (ResNet A), the input is cut into examples of that many frames (the
     last one padded: a 10 s clip gives 11 examples, as docs/protocol.md §2 has it, rather than dropping the
@@ -122,7 +122,7 @@ class AudioResNet(nn.Module):
     def normalises_input(self) -> bool:
         return self.input_norm is not None
 
-    def forward(self, logmel: Tensor, augment: Callable[[Tensor], Tensor] | None = None) -> dict[str, Tensor | float]:
+    def forward(self, logmel: Tensor, augment: Sequence[Callable[[Tensor], Tensor]] = ()) -> dict[str, Tensor | float]:
         if logmel.dim() != 3 or logmel.shape[2] != self.config.n_mels:
             raise InputError(f"expected log-mel of shape [batch, frames, {self.config.n_mels}], "
                              f"got {tuple(logmel.shape)}")
@@ -132,8 +132,8 @@ class AudioResNet(nn.Module):
         x = nn.functional.pad(logmel, (0, 0, 0, padded - n_frames), value=self.config.pad_value)  # (batch, time, mel)
         if self.input_norm is not None:
             x = self.input_norm(x.transpose(1, 2)).transpose(1, 2)
-        if augment is not None:
-            x = augment(x)
+        for transform in augment:
+            x = transform(x)
         if self.config.example_frames:
             x = x.reshape(-1, unit, n_mels)  # (batch · examples, example_frames, mel)
         out = self.head(self.trunk(x[:, None]))  # trunk input (batch, 1, time, mel)

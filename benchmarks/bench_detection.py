@@ -74,7 +74,7 @@ def arm_options(supervision: str, data: dict[str, Path], parts: dict[str, Path])
 
 
 def evaluate(run: Path, data: dict[str, Path]) -> dict:
-    from audioscene.checkpoints import Checkpoint, list_epochs, resolve
+    from audioscene.checkpoints import Checkpoint, Run, list_epochs
     from audioscene.data.folder import ClipDataset
     from audioscene.infer import events_from_analysis
     from audioscene.metrics import event_f1, summarize
@@ -82,7 +82,7 @@ def evaluate(run: Path, data: dict[str, Path]) -> dict:
     from audioscene.predictor import Predictor
     from audioscene.metrics.detection import PSDS_THRESHOLDS
 
-    best_path, = resolve(run, "best")
+    (best_path, _), = Run(run).best()
     model, frontend, _ = Checkpoint.load(best_path).build(best_path)
     eval_set = ClipDataset.from_folder(data["eval"])
     history = Checkpoint.load(list_epochs(run)[-1]).history

@@ -60,7 +60,7 @@ def proxy_data(root: Path, n_clips: int) -> dict[str, Path]:
 
 def evaluate(run: Path, data: dict[str, Path]) -> dict:
     """Eval-split scores of a finished run (see the module docstring) and its tune-mAP curve."""
-    from audioscene.checkpoints import Checkpoint, list_epochs, resolve
+    from audioscene.checkpoints import Checkpoint, Run, list_epochs
     from audioscene.data.folder import ClipDataset
     from audioscene.metrics import event_f1, summarize
     from audioscene.predictor import Predictor
@@ -74,7 +74,7 @@ def evaluate(run: Path, data: dict[str, Path]) -> dict:
         return float(summarize(eval_set.targets, Predictor([model], frontend, "cpu").predict(
             eval_set, progress=False)["clipwise"])["mAP"])
 
-    best_path, = resolve(run, "best")
+    (best_path, _), = Run(run).best()
     result = {"curve": [row["mAP"] for row in last.history],
               "curve_raw": [row.get("raw_mAP", row["mAP"]) for row in last.history],
               "train_loss": [row["train_loss"] for row in last.history],

@@ -3,10 +3,12 @@
 import subprocess
 import sys
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from audioscene.checkpoints import CHECKPOINT_FORMAT, Checkpoint, best_epoch, list_epochs, resolve
+from audioscene.checkpoints import CHECKPOINT_FORMAT, Checkpoint, Run, best_epoch, list_epochs
 
 
 def test_round_trip_keeps_every_field(tiny_run, tmp_path):
@@ -44,12 +46,26 @@ def test_a_checkpoint_of_an_earlier_format_is_refused_saying_so(tiny_run, tmp_pa
         Checkpoint.load(tmp_path / "foreign.pt")
 
 
-def test_resolve_the_choices_of_a_run(tiny_run):
+def chosen(run: Run, choice) -> list[Path]:
+    return [path for path, _ in run.select(choice)]
+
+
+def test_the_choices_of_a_run_and_each_checkpoint_loaded_once(tiny_run, monkeypatch):
+    loads = []
+    real_load = Checkpoint.load.__func__
+    monkeypatch.setattr(Checkpoint, "load", classmethod(lambda cls, path, **kw: loads.append(Path(path).name) or
+                                                        real_load(cls, path, **kw)))
+    run = Run(tiny_run)
     paths = list_epochs(tiny_run)
-    assert resolve(tiny_run, "avg") == paths and resolve(tiny_run, "last") == paths[-1:]
+    assert run.paths == paths and loads == []  # listed once, nothing loaded yet
+    assert chosen(run, "avg") == paths and chosen(run, "last") == paths[-1:]
     history = Checkpoint.load(paths[-1]).history
-    assert resolve(tiny_run, "best") == [tiny_run / f"epoch_{best_epoch(history):03d}.pt"]
-    assert resolve(tiny_run, tiny_run / "epoch_001.pt") == [tiny_run / "epoch_001.pt"]
+    loads.clear()
+    assert chosen(run, "best") == [tiny_run / f"epoch_{best_epoch(history):03d}.pt"]
+    assert chosen(run, tiny_run / "epoch_001.pt") == [tiny_run / "epoch_001.pt"]
+    assert run.config.model == "resnet_b_att" and [p for p, _ in run.each()] == paths
+    assert loads == []  # best, last, the first and the config: all kept from the calls before
+    assert Run.open(run) is run
     assert best_epoch([{"epoch": 1, "mAP": float("nan")}, {"epoch": 2, "mAP": 0.1}]) == 2
 
 

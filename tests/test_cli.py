@@ -71,7 +71,7 @@ def test_flags_reach_the_config(tmp_path, monkeypatch):
     from audioscene import cli, train
 
     seen = {}
-    monkeypatch.setattr(train, "train", lambda config: seen.setdefault("config", config) and tmp_path)
+    monkeypatch.setattr(train, "train", lambda config, **_: seen.setdefault("config", config) and tmp_path)
     assert cli.main(["train", "--data", "a", "--eval-data", "b", "--out", str(tmp_path / "r"), "--no-amp",
                      "--betas", "0.9,0.98", "--compile", "--sample-rate", "32000", "--n-fft", "1024",
                      "--f-max", "14000", "--labels", "l.csv", "--micro-batch-size", "4"]) == 0
@@ -158,7 +158,7 @@ def test_a_value_typed_through_every_train_flag_gives_the_config_built_in_python
         ingredient_settings())
     assert set(FRONTEND_VALUES) == {f.name for f in dataclasses.fields(FrontendConfig)}
     seen = {}
-    monkeypatch.setattr(train, "train", lambda config: seen.setdefault("config", config) and tmp_path)
+    monkeypatch.setattr(train, "train", lambda config, **_: seen.setdefault("config", config) and tmp_path)
     argv = [arg for table in (FIELD_VALUES, FRONTEND_VALUES) for args, _ in table.values() for arg in args]
     assert cli.main(["train", *argv]) == 0
     expected = TrainConfig(**{name: value for name, (_, value) in FIELD_VALUES.items()},

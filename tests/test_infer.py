@@ -9,7 +9,7 @@ import torch
 from helpers import assert_one_line_error, run_cli
 
 from audioscene.audio import AudioError, load, stream
-from audioscene.checkpoints import Checkpoint, CheckpointError, resolve
+from audioscene.checkpoints import Checkpoint, CheckpointError, Run
 from audioscene.data.folder import ClipDataset
 from audioscene.events import read_events_tsv
 from audioscene.infer import Tagger, events_from_analysis, to_classes
@@ -99,10 +99,10 @@ def test_detect_follows_the_thresholds_and_tuning(tagger, tiny_data):
 
 
 def test_checkpoint_choice_and_errors(tiny_run, tmp_path):
-    assert [p.name for p in resolve(tiny_run, "avg")] == ["epoch_001.pt", "epoch_002.pt"]
+    assert [p.name for p, _ in Run(tiny_run).average()] == ["epoch_001.pt", "epoch_002.pt"]
     history = Checkpoint.load(tiny_run / "epoch_002.pt").history
     best = max(history, key=lambda row: row["mAP"])["epoch"]
-    assert resolve(tiny_run, "best") == [tiny_run / f"epoch_{best:03d}.pt"]
+    assert [p for p, _ in Run(tiny_run).best()] == [tiny_run / f"epoch_{best:03d}.pt"]
     assert len(Tagger.from_run(tiny_run, "avg", device="cpu").models) == 2
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.pt"):

@@ -203,7 +203,7 @@ def test_an_imported_run_goes_through_every_command(theirs, clips, tiny_data, tm
     """import-panns and report through the command line; tag, detect, predict, export and fine-tuning
     through the functions those commands call (the command glue is tested on our own runs)."""
     from audioscene import train as training
-    from audioscene.config import TrainConfig
+    from audioscene.data import DataSpec
     from audioscene.distill import predict_to_file, read_teacher
     from audioscene.export import export_onnx
     from audioscene.infer import Tagger
@@ -228,17 +228,17 @@ def test_an_imported_run_goes_through_every_command(theirs, clips, tiny_data, tm
     assert reported.returncode == 0, reported.stderr[-2000:]
     row = next(line for line in reported.stdout.splitlines() if line.startswith("| cnn14 (peak"))
     assert "PANNs Cnn14 (Kong et al. 2020)" in row and "0.431" in row  # the published row beside ours
-    predict_to_file([run], data, tmp_path / "t.npz", labels_csv=labels, progress=False)
+    predict_to_file([run], DataSpec.parse(data, labels), tmp_path / "t.npz", progress=False)
     assert read_teacher(tmp_path / "t.npz")[1].shape == (6, 527)
     # 80 M float32 weights: ONNX Runtime and PyTorch differ by ~5e-5 here; other CPUs round differently
     parity = export_onnx(run, tmp_path / "m.onnx", with_frontend=True, tolerance=1e-3)
     assert parity.clipwise < 1e-3 and parity.frontend < 1e-3
     # fine-tuning onto the data's own labels: trunk kept, a new classifier, PANNs' front end taken along
-    config = TrainConfig.for_new_run(dict(train_data=data, labels_csv=labels, eval_data=data, eval_labels_csv=labels,
-                                          init=str(run / "epoch_001.pt"), epochs=1, batch_size=6, lr=1e-12,
-                                          out_dir=str(tmp_path / "tuned"), device="cpu"))
+    config, init = training.configure(dict(train_data=data, labels_csv=labels, eval_data=data, eval_labels_csv=labels,
+                                           init=str(run / "epoch_001.pt"), epochs=1, batch_size=6, lr=1e-12,
+                                           out_dir=str(tmp_path / "tuned"), device="cpu"))
     assert (config.model, config.frontend) == ("cnn14", RELEASES["Cnn14"].frontend)
-    tuned = Checkpoint.load(training.train(config, progress=False) / "epoch_001.pt")
+    tuned = Checkpoint.load(training.train(config, progress=False, init=init) / "epoch_001.pt")
     assert tuned.model["fc_audioset.weight"].shape[0] == len(tuned.labels) < 527
     assert tuned.frontend_config["kind"] == "panns"
     torch.testing.assert_close(tuned.model["conv_block1.conv1.weight"], state.model["conv_block1.conv1.weight"])

@@ -230,7 +230,7 @@ def test_input_normalisation_is_stored_carried_into_fine_tuning_and_onnx_metadat
     assert state.model_config["input_norm"] and "input_norm.running_mean" in state.model
     model, _, _ = state.build(run / "epoch_001.pt")
     assert not torch.equal(model.input_norm.running_mean, torch.zeros(64))  # statistics learnt from the data
-    fine = TrainConfig.for_new_run(dict(train_data="a", eval_data="b", init=str(run / "epoch_001.pt")))
+    fine, _ = training.configure(dict(train_data="a", eval_data="b", init=str(run / "epoch_001.pt")))
     assert fine.input_norm and fine.model_config(3).input_norm  # the checkpoint's, not the paper recipe's off
     captured = {}
     monkeypatch.setattr(export, "check_parity", lambda data, *args: captured.setdefault("onnx", data) and
@@ -450,13 +450,14 @@ def test_a_teacher_written_from_other_data_is_named_in_a_warning(tiny_run, tiny_
     assert run_cli("predict", "--run", str(tiny_run), "--data", str(tiny_data / "eval"), "-o",
                    str(teacher)).returncode == 0
     labels = ClipDataset.from_folder(tiny_data / "eval").label_set
+    from audioscene.data import DataSpec
     from audioscene.distill import data_identity
 
     with caplog.at_level("WARNING"):
-        Teacher(teacher, labels).check_data(data_identity(str(tiny_data / "train")))
+        Teacher(teacher, labels).check_data(data_identity(DataSpec.parse(tiny_data / "train")))
     assert f"was written from {(tiny_data / 'eval').resolve()}" in caplog.text
     caplog.clear()
-    Teacher(teacher, labels).check_data(data_identity(str(tiny_data / "eval")))
+    Teacher(teacher, labels).check_data(data_identity(DataSpec.parse(tiny_data / "eval")))
     assert not caplog.text
 
 

@@ -198,7 +198,7 @@ def test_the_selection_split_is_named_and_its_labels_flag_checked(tiny_run, tiny
                                   "--select-data", str(unlabelled)),
                           f"{unlabelled} (the selection split, --select-data): no class has both")
     assert_one_line_error(run_cli("evaluate", "--run", str(tiny_run), "--data", str(tiny_data / "eval"),
-                                  "--select-labels", "x.csv"), "give select_data (--select-data) too")
+                                  "--select-labels", "x.csv"), "--select-labels labels the --select-data data; give --select-data too")
     assert_one_line_error(run_cli("report", "--runs", str(tiny_run), "--eval-data", str(tiny_data / "eval"),
                                   "--select-labels", "x.csv", "-o", str(tmp_path / "r")), "give --select-data too")
     labels = tmp_path / "select.csv"

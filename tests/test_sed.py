@@ -13,7 +13,7 @@ from audioscene.sed import (
     TuneGrid,
     Tuning,
     binarize,
-    detect_events,
+    events_from_frames,
     median_filter,
     to_events,
     tune,
@@ -265,9 +265,9 @@ def synthetic_detection_task(seed=3, n_files=60):
 def test_tuning_never_lowers_a_class_f1_and_reports_what_it_found():
     framewise, reference, labels = synthetic_detection_task()
     durations = dict.fromkeys(framewise, 10.0)
-    untuned = event_f1(reference, detect_events(framewise, 0.32, labels, durations=durations), labels=labels)
+    untuned = event_f1(reference, events_from_frames(framewise, 0.32, labels, durations=durations), labels=labels)
     tuning = tune(framewise, reference, 0.32, labels, durations=durations)
-    tuned = event_f1(reference, detect_events(framewise, 0.32, labels, *tuning.for_labels(labels), durations),
+    tuned = event_f1(reference, events_from_frames(framewise, 0.32, labels, *tuning.for_labels(labels), durations),
                      labels=labels)
     np.testing.assert_allclose(tuning.f1, tuned.f1)  # the F1 it reports is the one event_f1 measures
     np.testing.assert_allclose(tuning.f1_untuned, untuned.f1)
@@ -319,7 +319,7 @@ def test_tsv_without_header_or_file(tmp_path):
 
 
 def test_upsampled_frames_place_boundaries_on_a_finer_grid(tmp_path):
-    from audioscene.sed import Tuning, detect_events, upsample
+    from audioscene.sed import Tuning, events_from_frames, upsample
 
     scores = np.array([[0.0], [0.0], [1.0], [1.0], [0.0]])
     assert upsample(scores, 1) is scores
@@ -327,8 +327,8 @@ def test_upsampled_frames_place_boundaries_on_a_finer_grid(tmp_path):
     assert fine.shape == (15, 1)
     np.testing.assert_allclose(fine[1::3], scores)  # the old frames' centres keep their values
     np.testing.assert_allclose(fine[[5, 6]], [[1 / 3], [2 / 3]])  # linear between centres
-    coarse = detect_events({"a": scores}, 0.32, ["x"], 0.3)
-    finer = detect_events({"a": scores}, 0.32, ["x"], 0.3, factor=4)
+    coarse = events_from_frames({"a": scores}, 0.32, ["x"], 0.3)
+    finer = events_from_frames({"a": scores}, 0.32, ["x"], 0.3, factor=4)
     assert (coarse[0].onset, coarse[0].offset) == pytest.approx((0.64, 1.28))
     # the 0.3 crossings lie 0.096 s before / after the centres of frames 2 and 3: 0.576 s and 1.344 s
     assert (finer[0].onset, finer[0].offset) == pytest.approx((0.56, 1.36))

@@ -12,7 +12,7 @@ import torch
 from helpers import assert_one_line_error, run_cli, tiny_config
 
 from audioscene import train as training
-from audioscene.checkpoints import Checkpoint, CheckpointError, list_epochs, resolve
+from audioscene.checkpoints import Checkpoint, CheckpointError, Run, list_epochs
 from audioscene.data.folder import ClipDataset
 from audioscene.evaluate import evaluate_run
 from audioscene.metrics import summarize
@@ -324,6 +324,6 @@ def test_the_scores_of_summarize_drive_metrics_csv_and_the_best_epoch(tiny_run, 
     history = Checkpoint.load(run / "epoch_002.pt").history
     by_auc = max(history, key=lambda row: row["mAUC"])["epoch"]
     assert by_auc != max(history, key=lambda row: row["mAP"])["epoch"]
-    assert resolve(run, "best") == [run / f"epoch_{by_auc:03d}.pt"]
+    assert [path for path, _ in Run(run).best()] == [run / f"epoch_{by_auc:03d}.pt"]
     with pytest.raises(ConfigError, match="best_metric"):
         TrainConfig(best_metric="accuracy")

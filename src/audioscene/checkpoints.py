@@ -6,9 +6,11 @@ Python data (so it loads with `weights_only=True`, never unpickling code); `Chec
 types and names. Only this version's format (`CHECKPOINT_FORMAT`) is read; a checkpoint of an
 earlier, unreleased format is refused with a message that says so.
 
->>> from audioscene.checkpoints import Checkpoint, resolve
->>> path, = resolve("runs/b_att", "best")  # doctest: +SKIP
->>> model, frontend, labels = Checkpoint.load(path).build(path)  # doctest: +SKIP
+A `Run` is a folder of them opened once (`Run.best()`, `Run.last()`, `Run.average()`).
+
+>>> from audioscene.checkpoints import Checkpoint
+>>> state = Checkpoint.load("runs/b_att/epoch_003.pt")  # doctest: +SKIP
+>>> model, frontend, labels = state.build("runs/b_att/epoch_003.pt")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
 
 from . import models
 from ._io import atomic_open
+from .config import TrainConfig
 from .errors import CheckpointError
 from .features import FrontendConfig
 from .labels import LabelSet
@@ -166,56 +170,99 @@ def best_epoch(history: list[dict], metric: str = "mAP") -> int:
     return max(history, key=lambda row: score(row) if not math.isnan(score(row)) else -math.inf)["epoch"]
 
 
-def resolve(run_dir: str | os.PathLike, choice: str | os.PathLike = "best") -> list[Path]:
-    """The checkpoint files a choice means: "best" (the epoch with the best eval score in the run's
-    history: its `best_metric`, mAP by default), "last", "avg" (every epoch, for output averaging),
-    or a path to one file."""
-    if choice not in CHOICES:
-        return [Path(choice)]
-    paths = list_epochs(run_dir)
-    if not paths:
-        raise CheckpointError(f"{run_dir}: no epoch_NNN.pt checkpoints")
-    if choice == "avg":
-        return paths
-    if choice == "last":
-        return paths[-1:]
-    last = Checkpoint.load(paths[-1])
-    best = best_epoch(last.history, last.train_config.get("best_metric", "mAP"))
-    return [p for p in paths if p.name == f"epoch_{best:03d}.pt"] or paths[-1:]
+class Run:
+    """A run folder opened once: its checkpoints listed once, each loaded when first used and at
+    most once (the first, the last and those a choice names are kept; `each` and `average` keep no
+    other), and each
+    checked once, when loaded, to belong to the run of the folder's first checkpoint (the same
+    labels and run id). Every command and library entry point that reads a run takes one (or a
+    folder, which it opens as one).
+
+    >>> run = Run("runs/b_att")  # doctest: +SKIP
+    >>> (path, state), = run.best()  # doctest: +SKIP
+    >>> model, frontend, labels = state.build(path)  # doctest: +SKIP
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.paths = list_epochs(self.folder)
+        if not self.paths:
+            raise CheckpointError(f"{self.folder}: no epoch_NNN.pt checkpoints")
+        self._kept: dict[Path, Checkpoint] = {}
+
+    @classmethod
+    def open(cls, run: "str | os.PathLike | Run") -> "Run":
+        return run if isinstance(run, Run) else cls(run)
+
+    def __str__(self) -> str:
+        return str(self.folder)
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    def load(self, path: Path, keep: bool = True) -> Checkpoint:
+        """The checkpoint at `path` (one of `paths`), loaded and checked the first time it is asked for."""
+        if path in self._kept:
+            return self._kept[path]
+        state = Checkpoint.load(path)
+        if path != self.paths[0]:
+            first = self.first
+            if first.labels != state.labels:
+                raise CheckpointError(f"{path}: its label set differs from {self.paths[0].name}'s; the checkpoints of "
+                                      "one run share their labels (move the foreign checkpoints out of the folder)")
+            if first.run_id != state.run_id:
+                raise CheckpointError(f"{path}: belongs to another run than {self.paths[0].name} in the same folder "
+                                      "(another run id); move the foreign checkpoints out of the folder")
+        if keep or path in (self.paths[0], self.paths[-1]):  # the first checks the others, the last picks "best"
+            self._kept[path] = state
+        return state
+
+    @property
+    def first(self) -> Checkpoint:
+        return self.load(self.paths[0])
+
+    @property
+    def config(self):
+        """The run's training configuration (`config.TrainConfig`), as its last checkpoint stored it."""
+        return TrainConfig.from_dict(dict(self.last()[0][1].train_config), source=str(self.paths[-1]))
+
+    def last(self) -> list[tuple[Path, Checkpoint]]:
+        return [(self.paths[-1], self.load(self.paths[-1]))]
+
+    def best(self) -> list[tuple[Path, Checkpoint]]:
+        """The epoch with the best eval score in the run's history (its `best_metric`, mAP by default)."""
+        (_, last), = self.last()
+        epoch = best_epoch(last.history, last.train_config.get("best_metric", "mAP"))
+        path = next((p for p in self.paths if p.name == f"epoch_{epoch:03d}.pt"), self.paths[-1])
+        return [(path, self.load(path))]
+
+    def average(self) -> list[tuple[Path, Checkpoint]]:
+        """Every epoch (whose outputs are averaged: "avg")."""
+        return [(path, self.load(path, keep=False)) for path in self.paths]
+
+    def each(self) -> Iterator[tuple[Path, Checkpoint]]:
+        """Every epoch in order, one loaded at a time."""
+        return ((path, self.load(path, keep=False)) for path in self.paths)
+
+    def select(self, choice: str | os.PathLike = "best") -> list[tuple[Path, Checkpoint]]:
+        """The checkpoints a choice means: "best", "last", "avg" (`average`) or the path of one file
+        (taken as it is)."""
+        if choice == "avg":
+            return self.average()
+        if choice in ("best", "last"):
+            return self.best() if choice == "best" else self.last()
+        path = Path(choice)
+        if path not in self._kept:
+            self._kept[path] = Checkpoint.load(path)
+        return [(path, self._kept[path])]
 
 
-def require_same_run(first_path: Path, first: Checkpoint, path: Path, state: Checkpoint) -> None:
-    """Refuse a checkpoint that another run left in a run folder: the labels and the run id every
-    checkpoint records must match."""
-    if first.labels != state.labels:
-        raise CheckpointError(f"{path}: its label set differs from {first_path.name}'s; the checkpoints of one run "
-                              "share their labels (move the foreign checkpoints out of the folder)")
-    if first.run_id != state.run_id:
-        raise CheckpointError(f"{path}: belongs to another run than {first_path.name} in the same folder (another run "
-                              "id); move the foreign checkpoints out of the folder")
-
-
-def load_run(run_dir: str | os.PathLike, choice: str | os.PathLike = "best") -> list[tuple[Path, Checkpoint]]:
-    """The checkpoints a choice means (see `resolve`), loaded, each checked to belong to the run of
-    the folder's first checkpoint, as its last (whose history picks "best") must (a path is taken
-    as it is)."""
-    paths = resolve(run_dir, choice)
-    loaded = [(path, Checkpoint.load(path)) for path in paths]
-    if choice in CHOICES:
-        epochs = list_epochs(run_dir)
-        first, last = epochs[0], epochs[-1]
-        states = dict(loaded)
-        reference = states.get(first) or Checkpoint.load(first)
-        for path, state in [*loaded, *([] if last in states else [(last, Checkpoint.load(last))])]:
-            require_same_run(first, reference, path, state)
-    return loaded
-
-
-def initialise_from(model: models.AudioModel, path: str, label_set: LabelSet) -> None:
-    """Start from a trained checkpoint of the same architecture: all its weights (the moving average
-    when it keeps one), except the classifier's (the model's `head_prefix`) when the labels differ."""
-    state = Checkpoint.load(path)
-    source = models.typed_config(state.model_config).to_dict()
+def initialise_from(model: models.AudioModel, state: Checkpoint, path: str, label_set: LabelSet) -> None:
+    """Start from a trained checkpoint (`state`, read from `path`) of the same architecture: all its
+    weights (the moving average when it keeps one), except the classifier's (the model's
+    `head_prefix`) when the labels differ."""
+    source = models.stored_config(state.model_config).to_dict()
     target = model.config.to_dict()
     differing = [key for key in target if key != "n_classes" and source.get(key) != target[key]]
     if differing:

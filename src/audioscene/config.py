@@ -19,7 +19,7 @@ from . import models
 from .devices import check_device
 from .errors import ConfigError, InputError, check_number
 from .features import FrontendConfig
-from .data.spec import DATA_FORMS, forms_help
+from .data.spec import DATA_FORMS, DataSpec, forms_help
 from .metrics import SCORES
 from .recipe import RECIPES, ingredient_settings, preset_value, resolve_settings
 from .typed import MISMATCH, conform, type_name
@@ -192,6 +192,9 @@ class TrainConfig:
             self.model_config(1)  # model_args named and typed as the family's settings
         except (InputError, ConfigError) as exc:
             raise ConfigError(str(exc) if str(exc).startswith("model_args") else f"model_args: {exc}") from None
+        specs = (("train_data", self.labels_csv), ("eval_data", self.eval_labels_csv), ("unlabelled_data", ""))
+        object.__setattr__(self, "_specs", {key: DataSpec.parse(getattr(self, key), labels) for key, labels in specs
+                                            if getattr(self, key)})  # parsed once, here
         if self.kd_lambda > 0 and not self.teacher:
             raise ConfigError("kd_lambda > 0 needs a teacher file (--teacher, from `audioscene predict`)")
         if self.consistency_weight > 0 and self.ema_decay == 0:
@@ -225,18 +228,16 @@ class TrainConfig:
         return cls.from_dict(_merge(_read_toml(path), overrides), source=str(path))
 
     @classmethod
-    def for_new_run(cls, values: dict, toml: str | os.PathLike | None = None) -> "TrainConfig":
+    def for_new_run(cls, values: dict, toml: str | os.PathLike | None = None, init=None) -> "TrainConfig":
         """The configuration `audioscene train` starts: `values` (its flags) over the TOML file, if
-        any. Fine-tuning (`init`) without a model takes the checkpoint's model and settings, its front
-        end (each setting given overriding it) and its input normalisation unless `input_norm` is
-        given. Training and evaluation data are required."""
-        merged = _merge(_read_toml(toml), values) if toml else dict(values)
-        if merged.get("init") and not all(key in merged for key in ("model", "input_norm", "frontend")):
-            from .checkpoints import Checkpoint
-
-            state = Checkpoint.load(merged["init"])
-            source = state.model_config
-            merged["frontend"] = {**state.frontend_config, **merged.get("frontend", {})}
+        any (`train.configure` reads both and the checkpoint `init` names). Fine-tuning from `init`
+        (a `checkpoints.Checkpoint`) without a model takes its model and settings, its front end
+        (each setting given overriding it) and its input normalisation unless `input_norm` is given.
+        Training and evaluation data are required."""
+        merged = cls.merged(values, toml)
+        if init is not None and not all(key in merged for key in ("model", "input_norm", "frontend")):
+            source = init.model_config
+            merged["frontend"] = {**init.frontend_config, **merged.get("frontend", {})}
             merged.setdefault("input_norm", source.get("input_norm", False))
             if "model" not in merged:
                 merged["model"] = source["name"]
@@ -246,6 +247,24 @@ class TrainConfig:
             raise ConfigError("need --train-data and --eval-data (or a --config that sets train_data and eval_data)")
         return config
 
+    @staticmethod
+    def merged(values: dict, toml: str | os.PathLike | None = None) -> dict:
+        """`values` over the TOML file's, key by key also inside its tables."""
+        return _merge(_read_toml(toml), values) if toml else dict(values)
+
+    @property
+    def train_spec(self) -> DataSpec | None:
+        """`train_data` with its labels CSV, parsed (None when not set)."""
+        return self._specs.get("train_data")
+
+    @property
+    def eval_spec(self) -> DataSpec | None:
+        return self._specs.get("eval_data")
+
+    @property
+    def unlabelled_spec(self) -> DataSpec | None:
+        return self._specs.get("unlabelled_data")
+
     def to_dict(self) -> dict:
         """Plain values, the recipe's settings among the fields (TOML's and checkpoints' form)."""
         values = asdict(self)
@@ -254,7 +273,7 @@ class TrainConfig:
     def model_config(self, n_classes: int):
         """The model's configuration (its family's config class): the variant's settings, those that
         follow `frontend` (input bands, frame hop, padding), `input_norm`, then `model_args`."""
-        return models.config_for(self.model, n_classes=n_classes, frontend=self.frontend, input_norm=self.input_norm,
+        return models.variant_config(self.model, n_classes=n_classes, frontend=self.frontend, input_norm=self.input_norm,
                                  **self.model_args)
 
 

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 
 from ._io import atomic_open
+from .checkpoints import Run
+from .data import DataSpec, OpenOptions
 from .errors import InputError
 from .labels import LabelSet
 
@@ -153,14 +155,13 @@ class Teacher:
         return self.targets_array[[self.row[key] for key in keys]]
 
 
-def predict_to_file(runs: Sequence[str | os.PathLike], data: str, output: str | os.PathLike,
-                    checkpoint: str = "best", labels_csv: str = "", device: str = "auto", batch_size: int = 64,
-                    workers: int = 0, progress: bool = True, weights: str = "auto") -> Path:
+def predict_to_file(runs: Sequence[str | os.PathLike | Run], data: DataSpec | str, output: str | os.PathLike,
+                    checkpoint: str = "best", device: str = "auto", batch_size: int = 64, workers: int = 0,
+                    progress: bool = True, weights: str = "auto") -> Path:
     """Write a teacher file: the clip probabilities of `runs` (each its `checkpoint`: best, last,
     avg or a path, with its `weights`: see `Checkpoint.weights`; all runs averaged) on the
     map-style data `data`, keyed by clip key."""
-    from .checkpoints import CheckpointError, load_run
-    from .data import DataSpec, OpenOptions
+    from .checkpoints import CheckpointError
     from .features import FrontendConfig
     from .predictor import Predictor
 
@@ -168,7 +169,7 @@ def predict_to_file(runs: Sequence[str | os.PathLike], data: str, output: str | 
         raise InputError("need at least one teacher run")
     members, labels, frontend, clip_seconds = [], None, None, 10.0
     for run in runs:
-        for path, state in load_run(run, checkpoint):
+        for path, state in Run.open(run).select(checkpoint):
             model, model_frontend, model_labels = state.build(path, weights)
             if labels is None:
                 labels, frontend = model_labels, model_frontend
@@ -178,18 +179,15 @@ def predict_to_file(runs: Sequence[str | os.PathLike], data: str, output: str | 
                                       "of one teacher must share both")
             members.append((model, state.frontend_config, path))
     sample_rate = FrontendConfig(**members[0][1]).sample_rate
-    spec = DataSpec.parse(data, labels_csv)
+    spec = DataSpec.of(data)
     for model, _, _ in members:
         spec.require_input(model.takes_audio, model.config.name)
     dataset = spec.open_clips(OpenOptions(labels, clip_seconds, sample_rate), "predict")
     probs = Predictor([m for m, _, _ in members], frontend, device).predict(
         dataset, batch_size, workers, desc="predict", progress=progress)["clipwise"]
-    return write_teacher(output, dataset.keys, probs, labels, data=data_identity(data, labels_csv))
+    return write_teacher(output, dataset.keys, probs, labels, data=data_identity(spec))
 
 
-def data_identity(data: str, labels_csv: str = "") -> str:
+def data_identity(spec: DataSpec) -> str:
     """How a teacher file names the data it was written from: the spec with absolute paths."""
-    from .data import DataSpec
-
-    spec = DataSpec.parse(data, labels_csv)
     return "|".join(str(source.resolve()) for source in spec.sources) + (f"|{spec.split}" if spec.split else "")

@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from . import models
-from .checkpoints import Checkpoint, CheckpointError, list_epochs, require_same_run
-from .config import TrainConfig
+from .checkpoints import Run
 from .data import DataSpec, OpenOptions
 from .devices import resolve_device
-from .errors import ConfigError
 from .features import FrontendConfig
 from .labels import LabelSet
 from .metrics import summarize
@@ -76,59 +73,49 @@ class RunEvaluation:
 
 
 class _RunAndData:
-    """The run's first checkpoint and the data sets it is scored (and its epoch selected) on."""
+    """The run and the data sets it is scored (and its epoch selected) on, opened and checked before
+    the work starts."""
 
-    def __init__(self, checkpoints: list[Path], data, labels_csv: str, select_data, select_labels_csv: str):
-        self.first = Checkpoint.load(checkpoints[0])  # the data is opened (and checked) before the work starts
-        stored = TrainConfig.from_dict(self.first.train_config)
+    def __init__(self, run: Run, data: DataSpec, select_data: DataSpec | None):
+        self.run, self.first = run, run.first
+        stored = run.config
         self.metric = stored.best_metric
         options = OpenOptions(self.first.label_set, stored.clip_seconds,
                               FrontendConfig(**self.first.frontend_config).sample_rate)
-        specs = [DataSpec.parse(data, labels_csv)] + ([] if select_data is None else
-                                                      [DataSpec.parse(select_data, select_labels_csv)])
-        takes_audio = models.family_of_config(self.first.model_config).takes_audio
-        for spec in specs:
+        takes_audio = models.family_of(self.first.model_config).takes_audio
+        for spec in (data, select_data) if select_data is not None else (data,):
             spec.require_input(takes_audio, self.first.model_config["name"])
-        self.dataset = specs[0].open_clips(options)
-        self.select_set = None if select_data is None else specs[1].open_clips(options)
+        self.dataset = data.open_clips(options)
+        self.select_set = None if select_data is None else select_data.open_clips(options)
         require_scorable(self.dataset.targets, str(data))
         if self.select_set is not None:
             require_scorable(self.select_set.targets, f"{select_data} (the selection split, --select-data)")
-        for path in checkpoints[1:]:  # every checkpoint is of this run, before any work
-            require_same_run(checkpoints[0], self.first, path, Checkpoint.load(path))
 
 
-def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: str = "auto",
-                 batch_size: int = 64, workers: int = 0, progress: bool = True, labels_csv: str = "",
-                 select_data: str | os.PathLike | None = None, select_labels_csv: str = "",
+def evaluate_run(run: str | os.PathLike | Run, data: DataSpec | str, device: str = "auto", batch_size: int = 64,
+                 workers: int = 0, progress: bool = True, select_data: DataSpec | str | None = None,
                  amp: bool = False) -> RunEvaluation:
     """Score every epoch checkpoint of a run on a data set, plus "Avg": the mean of all
     checkpoints' clip outputs, scored (output averaging, not weight averaging; docs/protocol.md §3).
 
     The peak epoch is the one with the best `best_metric` (the run's, mAP by default) on
     `select_data`, or, without it, on `data` itself (what the paper did; optimistic, since the split
-    that picks the epoch is also scored). `labels_csv` / `select_labels_csv` label `folder:` specs
-    (default `DIR/labels.csv`). Scores are computed in float32 unless `amp`. A run trained with a
-    moving average of its weights (`ema_decay`) also gets "ema": the averaged weights of each
-    checkpoint scored the same way, at their best epoch. Only one checkpoint's model and the running
-    sum of outputs are held at a time.
+    that picks the epoch is also scored). Scores are computed in float32 unless `amp`. A run trained
+    with a moving average of its weights (`ema_decay`) also gets "ema": the averaged weights of each
+    checkpoint scored the same way, at their best epoch. Each checkpoint is loaded once, and only one
+    checkpoint's model and the running sum of outputs are held at a time; one of another run in the
+    folder stops the evaluation when it is reached.
     """
-    if select_labels_csv and select_data is None:
-        raise ConfigError("select_labels_csv (--select-labels) labels the selection split; give select_data "
-                          "(--select-data) too")
-    checkpoints = list_epochs(run_dir)
-    if not checkpoints:
-        raise CheckpointError(f"{run_dir}: no epoch_NNN.pt checkpoints to evaluate")
+    run, data = Run.open(run), DataSpec.of(data)
     torch_device = resolve_device(device)
-    opened = _RunAndData(checkpoints, data, labels_csv, select_data, select_labels_csv)
+    opened = _RunAndData(run, data, None if select_data is None else DataSpec.of(select_data))
     dataset = opened.dataset
     epochs: dict[str, dict[int, Summary]] = {"raw": {}, "ema": {}}
     best: dict[str, tuple[float, Scored]] = {}  # weights → (selection score, the best epoch so far)
     total = None  # sum of every checkpoint's outputs, for Avg (one checkpoint in memory at a time)
-    for path in tqdm(checkpoints, desc="checkpoints", unit="ckpt", disable=not progress):
-        state = opened.first if path == checkpoints[0] else Checkpoint.load(path)
+    for path, state in tqdm(run.each(), total=len(run.paths), desc="checkpoints", unit="ckpt", disable=not progress):
         for weights in ("raw", "ema") if state.ema else ("raw",):
-            model, frontend, _ = state.build(path, weights)  # labels checked with the run ids above
+            model, frontend, _ = state.build(path, weights)  # labels checked with the run ids as loaded
             predictor = Predictor([model], frontend, torch_device, amp=amp)
             desc = path.name if weights == "raw" else f"{path.name} (EMA)"
             clipwise = predictor.predict(dataset, batch_size, workers, desc=desc, progress=progress)["clipwise"]
@@ -142,10 +129,11 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, device: st
                 selection = summarize(opened.select_set.targets, selected)[opened.metric]
             if weights not in best or selection > best[weights][0]:  # ties keep the earlier epoch
                 best[weights] = (selection, Scored(summary, clipwise, state.epoch))
-    average = (total / len(checkpoints)).astype(np.float32)
+    average = (total / len(run.paths)).astype(np.float32)
     variants = {"peak": best["raw"][1], "avg": Scored(summarize(dataset.targets, average), average, None)}
     if "ema" in best:
         variants["ema"] = best["ema"][1]
+    (_, last), = run.last()
     return RunEvaluation(opened.first.label_set, epochs["raw"], variants, dataset.targets, list(dataset.keys),
-                         {key: getattr(state, key) for key in ("model_config", "frontend_config", "train_config")},
+                         {key: getattr(last, key) for key in ("model_config", "frontend_config", "train_config")},
                          str(select_data if select_data is not None else data), opened.metric)

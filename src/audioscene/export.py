@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ._io import atomic_open
-from .checkpoints import load_run
+from .checkpoints import Run
 from .errors import ExportError, InputError
 from .features import FrontendConfig, LogMel
 from .labels import LabelSet
@@ -201,14 +201,14 @@ def check_parity(onnx_model: bytes | str | os.PathLike, graph: nn.Module, input_
     return Parity(worst[0], worst[1], tolerance, worst[2])
 
 
-def export_onnx(run_dir: str | os.PathLike, path: str | os.PathLike, checkpoint: str | os.PathLike = "best",
+def export_onnx(run: str | os.PathLike | Run, path: str | os.PathLike, checkpoint: str | os.PathLike = "best",
                 with_frontend: bool = False, tolerance: float = 1e-4, frontend_precision: str = "float64",
                 weights: str = "auto") -> Parity:
-    """Export one checkpoint of a run ("best", "last" or a path; see `checkpoints.resolve`): its
+    """Export one checkpoint of a run ("best", "last" or a path; `checkpoints.Run.select`): its
     `weights` ("auto": the run's, i.e. the moving average when it keeps one; "raw"; "ema")."""
     if checkpoint == "avg":
         raise ExportError("export one checkpoint ('best', 'last' or a path); 'avg' is several models")
-    (source, state), = load_run(run_dir, checkpoint)
+    (source, state), = Run.open(run).select(checkpoint)
     model, frontend, labels = state.build(source, weights)
     return export_model(model, frontend, labels, path, with_frontend, tolerance, frontend_precision)
 

@@ -32,7 +32,7 @@ import soundfile as sf
 import torch
 
 from . import audio, sed
-from .checkpoints import load_run
+from .checkpoints import Run
 from .errors import InputError, check_number
 from .events import Event
 from .features import LogMel
@@ -116,13 +116,14 @@ class Tagger:
         self.batch_size = batch_size
 
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike, checkpoint: str | os.PathLike = "best", device: str = "auto",
+    def from_run(cls, run: str | os.PathLike | Run, checkpoint: str | os.PathLike = "best", device: str = "auto",
                  weights: str = "auto", **options) -> "Tagger":
-        """Load a run's model: `checkpoint` is "best", "last", "avg" or a checkpoint path (see
-        `checkpoints.resolve`); `weights` "auto" (the run's: the moving average when it keeps one),
-        "raw" or "ema"; the architecture, front end and labels come from the checkpoint."""
+        """Load a run's model (a run folder or an opened `checkpoints.Run`): `checkpoint` is "best",
+        "last", "avg" or a checkpoint path (`Run.select`); `weights` "auto" (the run's: the moving
+        average when it keeps one), "raw" or "ema"; the architecture, front end and labels come from
+        the checkpoint."""
         models, frontend, labels = [], None, None
-        for path, state in load_run(run_dir, checkpoint):
+        for path, state in Run.open(run).select(checkpoint):
             model, frontend, labels = state.build(path, weights)
             models.append(model)
         return cls(models, frontend, labels, device=device, **options)
@@ -306,8 +307,8 @@ def events_from_analysis(result: Analysis, filename: str, thresholds: float | Se
         thresholds = thresholds.for_labels(result.labels)[0]
     if isinstance(median, sed.Tuning):
         median = median.for_labels(result.labels)[1]
-    return sed.detect_events({filename: result.framewise}, result.frame_hop, result.labels, thresholds, median,
-                             {filename: result.duration}, upsample)
+    return sed.events_from_frames({filename: result.framewise}, result.frame_hop, result.labels, thresholds, median,
+                                  {filename: result.duration}, upsample)
 
 
 def _seconds(path: str | os.PathLike) -> float:

@@ -144,7 +144,7 @@ def import_panns(path: str | os.PathLike, arch: str, out_dir: str | os.PathLike)
         raise CheckpointError(f"{out_dir}: holds checkpoints already; import into a new run folder")
     release = RELEASES[arch]
     labels = audioset().names
-    model_config = models.config_for(release.model, n_classes=len(labels), frontend=release.frontend)
+    model_config = models.variant_config(release.model, n_classes=len(labels), frontend=release.frontend)
     model = models.from_config(model_config)
     model.load_state_dict(check_release(path, read_release(path), arch, model))
     train_config = TrainConfig(model=release.model, frontend=release.frontend, epochs=1)

@@ -144,9 +144,9 @@ def _finer_kernels(kernels, factor: int):
     return np.where(np.asarray(kernels) == 1, 1, scaled + (scaled % 2 == 0))
 
 
-def detect_events(framewise: Mapping[str, np.ndarray], hop: float, labels: Sequence[str],
-                  thresholds: float | Sequence[float] = 0.5, kernels: int | Sequence[int] = 1,
-                  durations: Mapping[str, float] | None = None, factor: int = 1) -> list[Event]:
+def events_from_frames(framewise: Mapping[str, np.ndarray], hop: float, labels: Sequence[str],
+                       thresholds: float | Sequence[float] = 0.5, kernels: int | Sequence[int] = 1,
+                       durations: Mapping[str, float] | None = None, factor: int = 1) -> list[Event]:
     """The whole chain for many files: `framewise` maps filename → scores `[T, C]`; each file is
     upsampled `factor` times (kernels stay in the original frames), median-filtered, thresholded and
     turned into events clipped to its duration (if given)."""
@@ -221,7 +221,7 @@ def _float_or_nan(value) -> float:
 class TuneGrid:
     """What `tune` sweeps and how it scores: the thresholds and odd median kernels tried (the untuned
     setting, threshold 0.5 and kernel 1, is always added), the event-F1 collars, and the factor the
-    frame scores are first interpolated by (`upsample`, as `detect_events` then does)."""
+    frame scores are first interpolated by (`upsample`, as `events_from_frames` then does)."""
 
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS
     kernels: Sequence[int] = DEFAULT_KERNELS

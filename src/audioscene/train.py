@@ -36,8 +36,7 @@ from tqdm.auto import tqdm
 from . import models
 from ._io import make_folder
 from .batches import EpochPlan, MicroBatch, clips_per_epoch, micro_batch_size
-from .checkpoints import (Checkpoint, CheckpointError, checkpoint_path, initialise_from, list_epochs,
-                          require_same_run)
+from .checkpoints import Checkpoint, CheckpointError, Run, checkpoint_path, initialise_from, list_epochs
 from .config import TrainConfig
 from .data import ClipSet, ClipStream, DataSpec, OpenOptions
 from .data.spec import WithUnlabelled
@@ -53,7 +52,7 @@ from .recipe import Recipe, StepInputs
 from .run_log import record_epoch
 from .strong import StrongLabels
 
-__all__ = ["TrainConfig", "train", "resume", "train_step", "train_epoch", "evaluate_epoch", "build_learner",
+__all__ = ["TrainConfig", "configure", "train", "resume", "train_step", "train_epoch", "evaluate_epoch", "build_learner",
            "Learner", "EpochStats"]
 
 log = logging.getLogger(__name__)
@@ -83,15 +82,15 @@ class Learner:
 
 
 def build_learner(config: TrainConfig, label_set: LabelSet, context: Context = Context(),
-                  state: Checkpoint | None = None, total_steps: int = 1) -> Learner:
-    """Model (seeded by `config.seed`; from `state` when resuming, else `config.init` if set), front
-    end, Adam, loss scaler, learning-rate schedule over `total_steps` optimizer steps and weight
-    average on `context.device`, wrapped as the config asks (sync BN, DDP, compile)."""
+                  state: Checkpoint | None = None, total_steps: int = 1, init: Checkpoint | None = None) -> Learner:
+    """Model (seeded by `config.seed`; from `state` when resuming, else from `config.init` if set:
+    `init` when it was loaded already), front end, Adam, loss scaler, the recipe over `total_steps`
+    optimizer steps on `context.device`, wrapped as the config asks (sync BN, DDP, compile)."""
     device = context.device
     torch.manual_seed(config.seed)
     model = models.from_config(config.model_config(len(label_set)))
     if config.init and not state:
-        initialise_from(model, config.init, label_set)
+        initialise_from(model, init or Checkpoint.load(config.init), config.init, label_set)
     if state:
         model.load_state_dict(state.model)
     if config.sync_batchnorm and context.distributed:
@@ -207,43 +206,48 @@ def evaluate_epoch(learner: Learner, eval_set: ClipSet, batch_size: int = 64, wo
 
 # --- a run ---------------------------------------------------------------------------------------
 
-def train(config: TrainConfig, progress: bool = True) -> Path:
-    """Train `config.model` on `config.train_data` into a new run folder `config.out_dir`; return it."""
+def configure(values: dict, toml: str | os.PathLike | None = None) -> tuple[TrainConfig, Checkpoint | None]:
+    """What `audioscene train` starts: the configuration from its flags (`values`) over the TOML
+    file, if any, and the checkpoint it fine-tunes from (`init`, loaded once: its model, front end
+    and input normalisation fill what the flags leave out, and its weights start the run)."""
+    init_path = TrainConfig.merged(values, toml).get("init")
+    init = Checkpoint.load(init_path) if init_path else None
+    return TrainConfig.for_new_run(values, toml, init), init
+
+
+def train(config: TrainConfig, progress: bool = True, init: Checkpoint | None = None) -> Path:
+    """Train `config.model` on `config.train_data` into a new run folder `config.out_dir`; return it.
+    `init`: the checkpoint `config.init` names, when it was loaded already (`configure`)."""
     run_dir = Path(config.out_dir)
     if run_dir.is_dir() and list_epochs(run_dir):
         raise CheckpointError(f"{run_dir}: already holds checkpoints; resume it with --resume or choose another --out")
-    return _run(config, None, progress)
+    return _run(config, None, progress, init)
 
 
 RESUME_OVERRIDES = ("epochs", "device", "workers", "eval_batch_size", "micro_batch_size")
 
 
-def resume(run_dir: str | os.PathLike, progress: bool = True, **overrides) -> Path:
+def resume(run: str | os.PathLike | Run, progress: bool = True, **overrides) -> Path:
     """Continue a run from its last checkpoint with its stored configuration.
 
     Only `epochs` (to extend a run), `device`, `workers`, `eval_batch_size` and `micro_batch_size`
     may be overridden; the number of processes (torchrun) may differ from the original run's.
     """
-    run_dir = Path(run_dir)
-    checkpoints = list_epochs(run_dir)
-    if not checkpoints:
-        raise CheckpointError(f"{run_dir}: nothing to resume, no epoch_NNN.pt checkpoint")
     bad = sorted(set(overrides) - set(RESUME_OVERRIDES))
     if bad:
         raise ConfigError(f"cannot change {', '.join(bad)} when resuming; only {', '.join(RESUME_OVERRIDES)}")
-    state = Checkpoint.load(checkpoints[-1])
-    state.require_resumable(checkpoints[-1])
-    if len(checkpoints) > 1:
-        require_same_run(checkpoints[0], Checkpoint.load(checkpoints[0]), checkpoints[-1], state)
-    config = replace(TrainConfig.from_dict(dict(state.train_config)), out_dir=str(run_dir), **overrides)
-    log.info("resuming %s after epoch %d of %d", run_dir, state.epoch, config.epochs)
+    run = Run.open(run)
+    (path, state), = run.last()
+    state.require_resumable(path)
+    config = replace(run.config, out_dir=str(run.folder), **overrides)
+    log.info("resuming %s after epoch %d of %d", run, state.epoch, config.epochs)
     return _run(config, state, progress)
 
 
-def _run(config: TrainConfig, state: Checkpoint | None, progress: bool) -> Path:
+def _run(config: TrainConfig, state: Checkpoint | None, progress: bool, init: Checkpoint | None = None) -> Path:
     context = setup(resolve_device(config.device), config.timeout_s)
     try:
-        run_dir = _train_loop(config, state, progress and context.is_main, context)
+        run_dir = _train_loop(config, state, progress and context.is_main, context, init)
         # leave together: a rank that destroys the process group while rank 0 still writes its
         # TensorBoard file and checkpoint was seen to abort under gloo ("terminate called ...")
         barrier(context)
@@ -255,25 +259,25 @@ def _run(config: TrainConfig, state: Checkpoint | None, progress: bool) -> Path:
 def _datasets(config: TrainConfig, label_set: LabelSet | None, context: Context
               ) -> tuple[DataSpec, ClipSet | ClipStream, ClipSet]:
     """The training data (its spec, a set or a stream of this rank's share) and the eval set."""
-    train_spec = DataSpec.parse(config.train_data, config.labels_csv)
-    eval_spec = DataSpec.parse(config.eval_data, config.eval_labels_csv)
+    train_spec, eval_spec = config.train_spec, config.eval_spec
     for spec in (train_spec, eval_spec):
         spec.require_input(models.family_of(config.model).takes_audio, config.model)
     options = OpenOptions(label_set, config.clip_seconds, config.frontend.sample_rate, config.seed,
                           config.skip_corrupt, context.rank, context.world_size)
     train_set = train_spec.open(options)
-    if config.unlabelled_data:
+    if config.unlabelled_spec:
         if train_spec.streamed:
             raise ConfigError("unlabelled data joins map-style training data (a folder, folder: or dcase2018: spec), "
                               "not shards")
-        train_set = WithUnlabelled(train_set, DataSpec.parse(config.unlabelled_data).open_unlabelled(
+        train_set = WithUnlabelled(train_set, config.unlabelled_spec.open_unlabelled(
             replace(options, label_set=train_set.label_set)))
     eval_set = eval_spec.open_clips(
         replace(options, label_set=train_set.label_set), "evaluation (--eval-data)")
     return train_spec, train_set, eval_set
 
 
-def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, context: Context) -> Path:
+def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, context: Context,
+                init: Checkpoint | None) -> Path:
     run_dir = Path(config.out_dir)
     micro = micro_batch_size(config, context)
     train_spec, train_set, eval_set = _datasets(config, state.label_set if state else None, context)
@@ -282,7 +286,7 @@ def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, c
     if teacher is not None:
         if not train_spec.streamed:
             teacher.require(train_set.keys)  # shards' keys are checked as they stream
-        teacher.check_data(data_identity(config.train_data, config.labels_csv))
+        teacher.check_data(data_identity(train_spec))
     strong = None
     if config.strong_labels:  # clip keys are checked here for map-style data, as they stream for shards
         strong = StrongLabels.read(config.strong_labels, label_set, None if train_spec.streamed else train_set.keys)
@@ -292,7 +296,7 @@ def _train_loop(config: TrainConfig, state: Checkpoint | None, progress: bool, c
                  config.train_data)
     plan = partial(EpochPlan, config, train_set, train_spec.streamed, context=context, micro_batch_size=micro,
                    teacher=teacher, strong=strong)
-    learner = build_learner(config, label_set, context, state, total_steps=plan(epoch=1).n_steps * config.epochs)
+    learner = build_learner(config, label_set, context, state, plan(epoch=1).n_steps * config.epochs, init)
     history = list(state.history) if state else []
     start_epoch, run_id = (state.epoch + 1, state.run_id or uuid.uuid4().hex) if state else (1, uuid.uuid4().hex)
     n_epoch_clips = clips_per_epoch(train_set, train_spec.streamed, config.unlabelled_share)

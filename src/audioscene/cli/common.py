@@ -1,4 +1,5 @@
-"""What several `audioscene` commands share: a warning line, the tagger of `--run`, reading many files."""
+"""What several `audioscene` commands share: a warning line, a data flag parsed once, the tagger of
+`--run`, reading many files."""
 
 from __future__ import annotations
 
@@ -9,6 +10,19 @@ from .arguments import PROG
 
 def warn(args, message: str) -> None:
     print(f"{PROG} {args.command}: {message}", file=sys.stderr)
+
+
+def data_spec(text: str | None, labels: str | None, data_flag: str, labels_flag: str):
+    """The data set a flag names (`--data`) with its labels CSV (`--labels`), parsed once here; None
+    when the flag is not given (a labels CSV without it is refused)."""
+    from ..data import DataSpec
+    from ..errors import InputError
+
+    if text is None:
+        if labels:
+            raise InputError(f"{labels_flag} labels the {data_flag} data; give {data_flag} too")
+        return None
+    return DataSpec.parse(text, labels or "")
 
 
 def open_tagger(args):

@@ -207,8 +207,10 @@ def forms_help(kinds: tuple[str, ...] | None = None) -> str:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """A parsed data spec: `kind`, `path`, the DCASE `split`, and `labels`, the labels CSV of a
-    `folder:` spec (each spec carries its own)."""
+    """A data set named once: `kind`, `path`, the DCASE `split`, and `labels`, the labels CSV of a
+    `folder:` spec (each spec carries its own). Parsed where the text comes in (a flag, a TOML key,
+    a Python argument) and passed on as it is: library functions take one (or parse a plain text
+    with `of`)."""
 
     kind: str
     path: str
@@ -232,6 +234,11 @@ class DataSpec:
                                f"{' or '.join(f.name + ': specs' for f in DATA_FORMS.values() if f.labels_file)} only; "
                                f"a {kind} spec carries its own labels")
         return cls(kind, path, split, labels)
+
+    @classmethod
+    def of(cls, data: "DataSpec | str | Path") -> "DataSpec":
+        """`data` itself, or its text parsed (a spec that needs no labels CSV beside it)."""
+        return data if isinstance(data, DataSpec) else cls.parse(data)
 
     def __str__(self) -> str:
         return self.form.spell(self.path, self.split)

@@ -11,17 +11,16 @@ from .registry import (
     AudioModel,
     Family,
     available,
-    config_for,
     create,
     family_of,
-    family_of_config,
     from_config,
     frontend_for,
     register_family,
     run_settings,
-    typed_config,
+    stored_config,
+    variant_config,
 )
 
 __all__ = ["FAMILIES", "AudioModel", "AudioResNet", "Cnn14", "EmbeddingModel", "EmbeddingModelConfig", "Family",
-           "ModelConfig", "PannsConfig", "available", "config_for", "create", "family_of", "family_of_config",
-           "from_config", "frontend_for", "register_family", "run_settings", "typed_config"]
+           "ModelConfig", "PannsConfig", "available", "create", "family_of", "from_config", "frontend_for",
+           "register_family", "run_settings", "stored_config", "variant_config"]

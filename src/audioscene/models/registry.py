@@ -91,8 +91,15 @@ def available(family: str | None = None) -> list[str]:
     return [name for entry in FAMILIES.values() if family in (None, entry.name) for name in entry.variants]
 
 
-def family_of(name: str) -> Family:
-    """The family of a model name (or of a stored config's `family`)."""
+def family_of(model: str | dict) -> Family:
+    """The family of a model name, or of a stored config dict (as saved in checkpoints, by its
+    `family` key): ask it what the model can do without building the model."""
+    if isinstance(model, dict):
+        family = FAMILIES.get(model.get("family"))
+        if family is None:
+            raise InputError(f"unknown model family {model.get('family')!r}; known: {', '.join(FAMILIES)}")
+        return family
+    name = model
     for family in FAMILIES.values():
         if name in family.variants:
             return family
@@ -104,7 +111,7 @@ def settings(family: Family) -> list[str]:
     return [f.name for f in fields(family.config_class) if f.name not in FIXED_SETTINGS]
 
 
-def config_for(name: str, n_classes: int = 527, frontend: FrontendConfig | None = None,
+def variant_config(name: str, n_classes: int = 527, frontend: FrontendConfig | None = None,
                input_norm: bool | None = None, **model_args):
     """The config of a named model: its variant's settings, those that follow `frontend` (when it
     takes audio), its input normalisation `input_norm` if given and the family has one (models on
@@ -129,28 +136,19 @@ def config_for(name: str, n_classes: int = 527, frontend: FrontendConfig | None 
 def create(name: str, n_classes: int = 527, **model_args) -> AudioModel:
     """Build a named model, e.g. a Table-1 ResNet (`resnet_b_att`, …) or an embedding baseline
     (`yu_multilevel_att`, `kong_att`); `model_args` override the variant's settings."""
-    return from_config(config_for(name, n_classes, **model_args))
+    return from_config(variant_config(name, n_classes, **model_args))
 
 
-def family_of_config(config: dict) -> Family:
-    """The family a stored config dict (as saved in checkpoints) belongs to, by its `family` key:
-    ask it what the model can do without building the model."""
-    family = FAMILIES.get(config.get("family"))
-    if family is None:
-        raise InputError(f"unknown model family {config.get('family')!r}; known: {', '.join(FAMILIES)}")
-    return family
-
-
-def typed_config(config: dict):
+def stored_config(config: dict):
     """A stored config dict (as saved in checkpoints) as its family's config dataclass, each value
     checked, without building the model."""
-    family = family_of_config(config)
+    family = family_of(config)
     return from_values(family.config_class, {"family": family.name, **config})
 
 
 def from_config(config) -> AudioModel:
-    """Rebuild a model from its config or a stored config dict (as saved in checkpoints)."""
-    config = typed_config(config) if isinstance(config, dict) else config
+    """Build a model from its config (`variant_config`) or a stored config dict (`stored_config`)."""
+    config = stored_config(config) if isinstance(config, dict) else config
     return FAMILIES[config.family].model_class(config)
 
 
@@ -160,7 +158,7 @@ def run_settings(config) -> dict:
     (a run sets those itself)."""
     values = config if isinstance(config, dict) else config.to_dict()
     family = family_of(values["name"])
-    default = config_for(values["name"], values.get("n_classes", 527)).to_dict()
+    default = variant_config(values["name"], values.get("n_classes", 527)).to_dict()
     follow = set(family.config_class.frontend_settings(FrontendConfig())) | {"input_norm"}
     return {key: value for key, value in values.items()
             if key in settings(family) and key not in follow and value != default.get(key)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._io import atomic_open, make_folder, staged_folder
-from ..checkpoints import CheckpointError, list_epochs
+from ..checkpoints import Run
+from ..data import DataSpec
 from ..errors import ConfigError, InputError
 from ..metrics import SCORES
 from .document import Block, Heading, Paragraph, Table, to_html, to_markdown
@@ -24,13 +25,11 @@ from .tagging import table2_rows, takes_audio
 class ReportRequest:
     """What `audioscene report` was asked for (its flags)."""
 
-    runs: dict[str, Path]
-    eval_data: str
+    runs: dict[str, Path | Run]
+    eval_data: DataSpec
     out: Path
-    labels_csv: str = ""
-    select_data: str | None = None
-    select_labels_csv: str = ""
-    embeddings_data: str | None = None
+    select_data: DataSpec | None = None
+    embeddings_data: DataSpec | None = None
     n_resamples: int = 1000
     seed: int = 0
     device: str = "auto"
@@ -42,43 +41,37 @@ class ReportRequest:
     mapping: str = "paper"
     figure_clips: tuple[str, ...] = ()
 
-    @property
-    def sed_run_dirs(self) -> dict[str, Path]:
-        """The runs whose frame outputs Tables 3–4 show, side by side, by name."""
+    def sed_run_names(self) -> list[str]:
+        """The runs whose frame outputs Tables 3–4 show, side by side."""
         unknown = [name for name in self.sed_runs if name not in self.runs]
         if unknown:
             raise InputError(f"--sed-run {unknown[0]!r} is none of the --runs names ({', '.join(self.runs)})")
-        names = self.sed_runs or tuple(self.runs)[:1]
-        return {name: self.runs[name] for name in dict.fromkeys(names)}
+        return list(dict.fromkeys(self.sed_runs or tuple(self.runs)[:1]))
 
 
-def check_inputs(request: ReportRequest) -> None:
-    """Name a missing run, data folder, DCASE split, mapping file or figure clip, or a run that
-    cannot do what it is asked (a model that does not take audio for Tables 3–4), before any work
-    starts (one error)."""
-    from ..data import DataSpec, dcase2018
+def check_inputs(request: ReportRequest) -> dict[str, Run]:
+    """Open the runs (each once, for the whole report) and name a missing run, data folder, DCASE
+    split, mapping file or figure clip, or a run that cannot do what it is asked (a model that does
+    not take audio for Tables 3–4), before any work starts (one error)."""
+    from ..data import dcase2018
     from ..data.folder import DataSetError
     from ..labels import class_mapping
 
-    for run in request.runs.values():
-        if not list_epochs(run):
-            raise CheckpointError(f"{run}: no epoch_NNN.pt checkpoints")
-        if request.embeddings_data is None and not takes_audio(str(run)):
+    runs = {name: Run.open(run) for name, run in request.runs.items()}
+    for run in runs.values():
+        if request.embeddings_data is None and not takes_audio(run):
             raise ConfigError(f"{run}: a model on AudioSet's released embeddings; give --embeddings-data "
                               "embeddings:DIR to score it")
-    if request.select_labels_csv and request.select_data is None:
-        raise ConfigError("--select-labels labels the --select-data split; give --select-data too")
-    for data, labels in ((request.eval_data, request.labels_csv), (request.select_data, request.select_labels_csv),
-                         (request.embeddings_data, "")):
-        if data is not None and not Path(DataSpec.parse(data, labels).path).exists():
+    for data in (request.eval_data, request.select_data, request.embeddings_data):
+        if data is not None and not Path(data.path).exists():
             raise DataSetError(f"{data}: no such data folder")
-    sed_runs = request.sed_run_dirs
+    sed_runs = {name: runs[name] for name in request.sed_run_names()}
     if request.dcase is not None and request.sed_splits is not None:
         raise ConfigError("Tables 3-4 come from --dcase or from --sed-splits, not both")
     segmentation = request.dcase is not None or request.sed_splits is not None  # Tables 3-4 asked for
     if segmentation:
         for run in sed_runs.values():
-            if not takes_audio(str(run)):
+            if not takes_audio(run):
                 raise ConfigError(f"{run}: a model on AudioSet's released embeddings has no audio front end; "
                                   "Tables 3-4 need a model that takes audio (choose others with --sed-run)")
     for folder in request.sed_splits or ():
@@ -95,6 +88,7 @@ def check_inputs(request: ReportRequest) -> None:
         missing = [clip for clip in request.figure_clips if not (audio_dir / clip).is_file()]
         if missing:
             raise DataSetError(f"--figure-clips: {missing[0]} is not a file of {audio_dir}")
+    return runs
 
 
 def is_report_folder(folder: Path) -> bool:
@@ -106,21 +100,20 @@ def build(request: ReportRequest, progress: bool = True) -> Path:
     """Check the inputs, then build the whole report in a staging folder and swap it in for
     `request.out` (no figure or table of an earlier report lingers, and a report that fails leaves
     the earlier one as it was). Returns the path of report.md."""
-    check_inputs(request)
+    runs = check_inputs(request)
+    sed_runs = {name: runs[name] for name in request.sed_run_names()}
     with staged_folder(request.out, is_report_folder, "report folder") as staging:
-        rows, provenance = table2_rows(request.runs, request.eval_data, labels_csv=request.labels_csv,
-                                       select_data=request.select_data, device=request.device,
-                                       n_resamples=request.n_resamples, seed=request.seed, progress=progress,
-                                       embeddings_data=request.embeddings_data,
-                                       select_labels_csv=request.select_labels_csv)
+        rows, provenance = table2_rows(runs, request.eval_data, select_data=request.select_data,
+                                       device=request.device, n_resamples=request.n_resamples, seed=request.seed,
+                                       progress=progress, embeddings_data=request.embeddings_data)
         sections: list[Block] = []
         if request.dcase:
             sections, provenance["segmentation"] = dcase_segmentation(
-                request.sed_run_dirs, request.dcase, staging, mapping=request.mapping, checkpoint=request.checkpoint,
+                sed_runs, request.dcase, staging, mapping=request.mapping, checkpoint=request.checkpoint,
                 weights=request.weights, device=request.device, figure_clips=request.figure_clips)
         elif request.sed_splits:
             sections, provenance["segmentation"] = folder_segmentation(
-                request.sed_run_dirs, *request.sed_splits, staging / "sed", checkpoint=request.checkpoint,
+                sed_runs, *request.sed_splits, staging / "sed", checkpoint=request.checkpoint,
                 weights=request.weights, device=request.device, figures=FigureChoice(clips=request.figure_clips))
         write(rows, provenance, staging, sections)
     return request.out / "report.md"

@@ -25,6 +25,7 @@ from .figures import figure2
 from .tables import score_cell, table3, table4
 
 if TYPE_CHECKING:
+    from ..checkpoints import Run
     from ..sed import Tuning
 
 # Table 3's settings: (name, tuned thresholds?, tuned kernels?, collar s)
@@ -65,7 +66,7 @@ class Detection:
     summary: dict[str, dict[str, float]]
 
 
-def dcase_segmentation(runs: Mapping[str, str | os.PathLike], root: str | os.PathLike, out_dir: str | os.PathLike,
+def dcase_segmentation(runs: Mapping[str, str | os.PathLike | Run], root: str | os.PathLike, out_dir: str | os.PathLike,
                        mapping: str = "paper", checkpoint: str = "best", device: str = "auto", weights: str = "auto",
                        figure_clips: tuple[str, ...] = (), data_name: str = "DCASE 2018 task 4"
                        ) -> tuple[list[Block], dict]:
@@ -90,7 +91,7 @@ def dcase_segmentation(runs: Mapping[str, str | os.PathLike], root: str | os.Pat
                     "mapping": mapping, "mapping_file": "mapping.json", **_sizes(splits)}
 
 
-def folder_segmentation(runs: Mapping[str, str | os.PathLike], tune: str | os.PathLike, scored: str | os.PathLike,
+def folder_segmentation(runs: Mapping[str, str | os.PathLike | Run], tune: str | os.PathLike, scored: str | os.PathLike,
                         out_dir: str | os.PathLike, checkpoint: str = "best", device: str = "auto",
                         weights: str = "auto", figures: FigureChoice = FigureChoice()) -> tuple[list[Block], dict]:
     """Tables 3–4 (and Figure 2 unless `figures.n` is 0) for the named runs on two data folders
@@ -110,7 +111,7 @@ def folder_segmentation(runs: Mapping[str, str | os.PathLike], tune: str | os.Pa
                     "sed_runs": {name: str(run) for name, run in runs.items()}, **_sizes(splits)}
 
 
-def _taggers(runs: Mapping[str, str | os.PathLike], checkpoint: str, device: str, weights: str) -> dict:
+def _taggers(runs: Mapping[str, str | os.PathLike | Run], checkpoint: str, device: str, weights: str) -> dict:
     from ..infer import Tagger
 
     return {name: Tagger.from_run(run, checkpoint, device=device, weights=weights) for name, run in runs.items()}

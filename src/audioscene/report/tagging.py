@@ -9,11 +9,11 @@ import importlib.metadata
 import os
 import subprocess
 from datetime import datetime, timezone
-from functools import cache
 from pathlib import Path
 
 from .. import models
-from ..checkpoints import Checkpoint, list_epochs
+from ..checkpoints import Run
+from ..data import DataSpec
 from ..errors import ConfigError, check_number
 from ..evaluate import evaluate_run
 from ..metrics.bootstrap import MAX_RESAMPLES, MIN_RESAMPLES, confidence_intervals
@@ -21,10 +21,9 @@ from . import paper
 from .tables import Table2Row
 
 
-@cache
-def takes_audio(run: str) -> bool:
-    """Whether a run's model takes audio (read once per process)."""
-    return models.family_of_config(Checkpoint.load(list_epochs(run)[0]).model_config).takes_audio
+def takes_audio(run: Run) -> bool:
+    """Whether a run's model takes audio."""
+    return models.family_of(run.first.model_config).takes_audio
 
 
 def _git_commit() -> str:
@@ -36,10 +35,9 @@ def _git_commit() -> str:
         return "unknown (git not available)"
 
 
-def table2_rows(runs: dict[str, str | os.PathLike], eval_data: str, labels_csv: str = "",
-                select_data: str | None = None, device: str = "auto", n_resamples: int = 1000, seed: int = 0,
-                progress: bool = True, embeddings_data: str | None = None, select_labels_csv: str = ""
-                ) -> tuple[list[Table2Row], dict]:
+def table2_rows(runs: dict[str, str | os.PathLike | Run], eval_data: DataSpec | str,
+                select_data: DataSpec | str | None = None, device: str = "auto", n_resamples: int = 1000, seed: int = 0,
+                progress: bool = True, embeddings_data: DataSpec | str | None = None) -> tuple[list[Table2Row], dict]:
     """The rows of Table 2 for each named run, and the provenance record. Runs of models that do not
     take audio are scored on `embeddings_data` (the same clips as AudioSet's released features), the
     others on `eval_data`; `select_data` picks the peak epochs of the latter."""
@@ -50,13 +48,13 @@ def table2_rows(runs: dict[str, str | os.PathLike], eval_data: str, labels_csv: 
         "embeddings_data": embeddings_data, "selected_on": str(select_data or eval_data),
         "bootstrap": {"resamples": n_resamples, "seed": seed, "interval": "percentile, 95 %"}, "runs": {}}
     for name, run in runs.items():
-        audio = takes_audio(str(run))
+        run = Run.open(run)
+        audio = takes_audio(run)
         if not audio and embeddings_data is None:
             raise ConfigError(f"{run}: a model on AudioSet's released embeddings; give --embeddings-data "
                               "embeddings:DIR to score it")
         result = evaluate_run(run, eval_data if audio else embeddings_data, device=device, progress=progress,
-                              labels_csv=labels_csv if audio else "", select_data=select_data if audio else None,
-                              select_labels_csv=select_labels_csv if audio else "")
+                              select_data=select_data if audio else None)
         model = result.run_config["model_config"]["name"]
         provenance["runs"][name] = {
             "run": str(run), "model": model, **result.run_config, "epochs": len(result.epochs),

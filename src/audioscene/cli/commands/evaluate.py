@@ -35,26 +35,26 @@ def arguments(sub) -> None:
 
 def run(args) -> None:
     from ..._io import prepare_output
-    from ...checkpoints import list_epochs
-    from ...data import DataSpec
+    from ...checkpoints import Run
     from ...evaluate import evaluate_run
     from ...report import Table2Row, markdown_table, table2, write_per_class_csv
     from ...report.paper import table2_row
+    from ..common import data_spec
 
-    list_epochs(args.run)  # a missing run folder is named before an output is prepared in it
-    spec = DataSpec.parse(args.data, args.labels)
+    run = Run.open(args.run)  # a missing run folder is named before an output is prepared in it
+    spec = data_spec(args.data, args.labels, "--data", "--labels")
+    select = data_spec(args.select_data, args.select_labels, "--select-data", "--select-labels")
     if args.sed_tune:  # Tables 3-4 need strong labels on both splits: named before any work
         for folder in (args.sed_tune, Path(spec.path)):
             if spec.kind != "dir" or not (folder / "strong.tsv").is_file():
                 raise InputError(f"--sed-tune: {folder} has no strong.tsv (Tables 3-4 need data folders with audio/ "
                                  "and the events of the tuning split and of --data)")
-    select = DataSpec.parse(args.select_data, args.select_labels).sources if args.select_data else ()
-    per_class = prepare_output(args.per_class or args.run / f"per_class_{spec.name}.csv", spec.sources + select)
-    result = evaluate_run(args.run, args.data, device=args.device, batch_size=args.batch_size, workers=args.workers,
-                          labels_csv=args.labels or "", select_data=args.select_data,
-                          select_labels_csv=args.select_labels or "", amp=args.amp)
+    per_class = prepare_output(args.per_class or run.folder / f"per_class_{spec.name}.csv",
+                               spec.sources + (select.sources if select else ()))
+    result = evaluate_run(run, spec, device=args.device, batch_size=args.batch_size, workers=args.workers,
+                          select_data=select, amp=args.amp)
     model = result.run_config["model_config"]["name"]
-    rows = [Table2Row(args.run.name, variant, scored.epoch, scored.summary, result.n_clips,
+    rows = [Table2Row(run.name, variant, scored.epoch, scored.summary, result.n_clips,
                       paper=table2_row(model, variant)) for variant, scored in result.variants.items()]
     write_per_class_csv(per_class, result.labels.names, [(row.variant, row.summary) for row in rows])
     print(f"{result.n_clips} clips from {args.data}{' (bf16 autocast)' if args.amp else ''}; Avg of "
@@ -69,7 +69,7 @@ def run(args) -> None:
     if args.sed_tune:
         from ...report import FigureChoice, folder_segmentation, to_markdown
 
-        out = args.run / f"sed_{spec.name}"
-        blocks, _ = folder_segmentation({args.run.name: args.run}, args.sed_tune, spec.path, out, device=args.device,
+        out = run.folder / f"sed_{spec.name}"
+        blocks, _ = folder_segmentation({run.name: run}, args.sed_tune, spec.path, out, device=args.device,
                                         figures=FigureChoice(n=0))
         print(f"\n{to_markdown(blocks, out)}\nevents, tunings and PSDS inputs: {out}")

@@ -31,10 +31,13 @@ def arguments(sub) -> None:
 
 def run(args) -> None:
     from ..._io import prepare_output
-    from ...data import DataSpec
+    from ...checkpoints import Run
     from ...distill import predict_to_file
+    from ..common import data_spec
 
-    prepare_output(args.output, DataSpec.parse(args.data, args.labels).sources)
-    path = predict_to_file(args.run, args.data, args.output, checkpoint=args.checkpoint, labels_csv=args.labels or "",
-                           device=args.device, batch_size=args.batch_size, workers=args.workers, weights=args.weights)
+    data = data_spec(args.data, args.labels, "--data", "--labels")
+    runs = [Run.open(run) for run in args.run]
+    prepare_output(args.output, data.sources)
+    path = predict_to_file(runs, data, args.output, checkpoint=args.checkpoint, device=args.device,
+                           batch_size=args.batch_size, workers=args.workers, weights=args.weights)
     print(f"clip probabilities of {len(args.run)} run(s) on {args.data} -> {path} (a teacher file for --teacher)")

@@ -64,13 +64,15 @@ def arguments(sub) -> None:
 
 def run(args) -> None:
     from ...report import ReportRequest, build
+    from ..common import data_spec
 
     names = [name for name, _ in args.runs]
     if len(set(names)) != len(names):
         raise InputError(f"run names must be unique, got {', '.join(names)}")
     path = build(ReportRequest(
-        dict(args.runs), args.eval_data, args.out, labels_csv=args.labels or "", select_data=args.select_data,
-        select_labels_csv=args.select_labels or "", embeddings_data=args.embeddings_data, n_resamples=args.bootstrap,
+        dict(args.runs), data_spec(args.eval_data, args.labels, "--eval-data", "--labels"), args.out,
+        select_data=data_spec(args.select_data, args.select_labels, "--select-data", "--select-labels"),
+        embeddings_data=data_spec(args.embeddings_data, None, "--embeddings-data", ""), n_resamples=args.bootstrap,
         seed=args.seed, device=args.device, dcase=args.dcase, sed_splits=tuple(args.sed_splits) if args.sed_splits else None,
         sed_runs=tuple(args.sed_run or ()), checkpoint=args.checkpoint,
         weights=args.weights, mapping=args.mapping, figure_clips=tuple(args.figure_clips or ())))

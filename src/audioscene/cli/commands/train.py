@@ -36,13 +36,14 @@ def arguments(sub) -> None:
 
 def run(args) -> None:
     from ...config import TrainConfig
-    from ...train import resume, train
+    from ...train import configure, resume, train
     from ..arguments import config_values
 
     overrides = config_values(args, TrainConfig)
     if args.resume:
         run_dir = resume(args.resume, **overrides)
     else:
-        run_dir = train(TrainConfig.for_new_run(overrides, args.config))
+        config, init = configure(overrides, args.config)
+        run_dir = train(config, init=init)
     if launch_rank() == 0:
         print(f"run finished: checkpoints and metrics.csv in {run_dir}")

@@ -72,11 +72,11 @@ def test_flags_reach_the_config(tmp_path, monkeypatch):
 
     seen = {}
     monkeypatch.setattr(train, "train", lambda config, **_: seen.setdefault("config", config) and tmp_path)
-    assert cli.main(["train", "--data", "a", "--eval-data", "b", "--out", str(tmp_path / "r"), "--no-amp",
+    assert cli.main(["train", "--data", "folder:a", "--eval-data", "b", "--out", str(tmp_path / "r"), "--no-amp",
                      "--betas", "0.9,0.98", "--compile", "--sample-rate", "32000", "--n-fft", "1024",
                      "--f-max", "14000", "--labels", "l.csv", "--micro-batch-size", "4"]) == 0
     config = seen["config"]
-    assert (config.train_data, config.eval_data, config.labels_csv, config.out_dir) == ("a", "b", "l.csv",
+    assert (config.train_data, config.eval_data, config.labels_csv, config.out_dir) == ("folder:a", "b", "l.csv",
                                                                                           str(tmp_path / "r"))
     assert (config.amp, config.compile, config.betas, config.micro_batch_size) == (False, True, (0.9, 0.98), 4)
     assert (config.frontend.sample_rate, config.frontend.n_fft, config.frontend.f_max) == (32000, 1024, 14000.0)
@@ -86,13 +86,13 @@ def test_flags_reach_the_config(tmp_path, monkeypatch):
 # A representative value (not the default) for every TrainConfig field and front-end setting, as
 # typed on the command line and as Python: a field added without an entry here fails the test.
 FIELD_VALUES = {
-    "train_data": (["--train-data", "data/train"], "data/train"),
-    "eval_data": (["--eval-data", "data/eval"], "data/eval"),
+    "train_data": (["--train-data", "folder:data/train"], "folder:data/train"),
+    "eval_data": (["--eval-data", "folder:data/eval"], "folder:data/eval"),
     "labels_csv": (["--labels", "l.csv"], "l.csv"),
     "eval_labels_csv": (["--eval-labels", "e.csv"], "e.csv"),
     "sampler": (["--sampler", "shuffle"], "shuffle"),
     "balance_buffer": (["--balance-buffer", "200"], 200),
-    "init": (["--init", "runs/x/epoch_001.pt"], "runs/x/epoch_001.pt"),
+    "init": (["--init", "INIT"], "INIT"),  # the tiny run's first checkpoint (loaded when the config is made)
     "skip_corrupt": (["--skip-corrupt"], True),
     "out_dir": (["--out", "runs/y"], "runs/y"),
     "model": (["--model", "resnet_c_att"], "resnet_c_att"),
@@ -146,7 +146,7 @@ FRONTEND_VALUES = {
 }
 
 
-def test_a_value_typed_through_every_train_flag_gives_the_config_built_in_python(tmp_path, monkeypatch):
+def test_a_value_typed_through_every_train_flag_gives_the_config_built_in_python(tmp_path, monkeypatch, tiny_run):
     import dataclasses
 
     from audioscene import cli, train
@@ -159,9 +159,11 @@ def test_a_value_typed_through_every_train_flag_gives_the_config_built_in_python
     assert set(FRONTEND_VALUES) == {f.name for f in dataclasses.fields(FrontendConfig)}
     seen = {}
     monkeypatch.setattr(train, "train", lambda config, **_: seen.setdefault("config", config) and tmp_path)
-    argv = [arg for table in (FIELD_VALUES, FRONTEND_VALUES) for args, _ in table.values() for arg in args]
+    init = str(tiny_run / "epoch_001.pt")
+    argv = [arg.replace("INIT", init) for table in (FIELD_VALUES, FRONTEND_VALUES) for args, _ in table.values()
+            for arg in args]
     assert cli.main(["train", *argv]) == 0
-    expected = TrainConfig(**{name: value for name, (_, value) in FIELD_VALUES.items()},
+    expected = TrainConfig(**{**{name: value for name, (_, value) in FIELD_VALUES.items()}, "init": init},
                            frontend=FrontendConfig(**{name: value for name, (_, value) in FRONTEND_VALUES.items()}))
     assert seen["config"] == expected
     defaults = TrainConfig(recipe="modern")

@@ -32,13 +32,13 @@ def build(name: str):
     """(model, front end) of a case, in eval mode, seeded."""
     from audioscene import models
     from audioscene.features import LogMel
-    from audioscene.pretrained import RELEASES
+    from audioscene.pretrained import CATALOGUE
 
     torch.manual_seed(0)
     if name == "cnn14":
         model = models.create("cnn14", n_classes=527).eval()
         assert sum(p.numel() for p in model.parameters()) == CNN14_PARAMETERS
-        return model, LogMel(RELEASES["Cnn14"].frontend)
+        return model, LogMel(CATALOGUE["panns_cnn14"].frontend)
     return models.create("resnet_b_att", n_classes=527, width=64).eval(), LogMel()
 
 

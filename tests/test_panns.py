@@ -15,7 +15,7 @@ from helpers import assert_one_line_error, run_cli
 
 from audioscene.audio import load
 from audioscene.checkpoints import Checkpoint, CheckpointError
-from audioscene.pretrained import RELEASES, import_panns
+from audioscene.pretrained import CATALOGUE, PANNS_ARCHS, import_panns
 
 ARCHS = ("Cnn14", "Cnn14_DecisionLevelMax")
 
@@ -108,7 +108,7 @@ def test_an_imported_checkpoint_gives_the_authors_outputs(theirs, clips, tmp_pat
     _save_released(model, tmp_path / "released.pth")
     run = import_panns(tmp_path / "released.pth", arch, tmp_path / "run").parent
     ours, frontend, labels = Checkpoint.load(run / "epoch_001.pt").build()
-    assert len(labels) == 527 and frontend.config == RELEASES[arch].frontend
+    assert len(labels) == 527 and frontend.config == CATALOGUE[PANNS_ARCHS[arch]].frontend
     features = {}
     model.conv_block6.register_forward_hook(lambda module, args, out: features.update(block6=out))
     with torch.no_grad():
@@ -237,7 +237,7 @@ def test_an_imported_run_goes_through_every_command(theirs, clips, tiny_data, tm
     config, init = training.configure(dict(train_data=data, labels_csv=labels, eval_data=data, eval_labels_csv=labels,
                                            init=str(run / "epoch_001.pt"), epochs=1, batch_size=6, lr=1e-12,
                                            out_dir=str(tmp_path / "tuned"), device="cpu"))
-    assert (config.model, config.frontend) == ("cnn14", RELEASES["Cnn14"].frontend)
+    assert (config.model, config.frontend) == ("cnn14", CATALOGUE["panns_cnn14"].frontend)
     tuned = Checkpoint.load(training.train(config, progress=False, init=init) / "epoch_001.pt")
     assert tuned.model["fc_audioset.weight"].shape[0] == len(tuned.labels) < 527
     assert tuned.frontend_config["kind"] == "panns"

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "audioscene-checkpoint/2"
 CHECKPOINT_PATTERN = re.compile(r"^epoch_(\d{3,})\.pt$")
 CHOICES = ("best", "last", "avg")
+PRETRAINED = "pretrained:"  # `--run pretrained:NAME`: a model of the zoo
 WEIGHTS = ("auto", "raw", "ema")
 
 
@@ -192,7 +193,15 @@ class Run:
 
     @classmethod
     def open(cls, run: "str | os.PathLike | Run") -> "Run":
-        return run if isinstance(run, Run) else cls(run)
+        """`run` itself, a run folder, or `pretrained:NAME`: a model of the zoo (`pretrained.CATALOGUE`),
+        fetched and converted into the cache on first use."""
+        if isinstance(run, Run):
+            return run
+        if str(run).startswith(PRETRAINED):
+            from .pretrained import run_folder
+
+            return cls(run_folder(str(run)[len(PRETRAINED):]))
+        return cls(run)
 
     def __str__(self) -> str:
         return str(self.folder)

@@ -122,3 +122,8 @@ class EmbeddingError(AudioSceneError, ValueError):
 
 class DownloadSetupError(AudioSceneError, ValueError):
     """A tool the download needs is missing; the message says how to install it."""
+
+
+class FetchError(AudioSceneError, OSError):
+    """A file of the model zoo could not be fetched or failed its checks; the message names the URL
+    and how to fetch it by hand."""

@@ -68,6 +68,7 @@ class OnnxLogMel(nn.Module):
 
     def forward(self, waveform: Tensor) -> Tensor:
         cfg = self.config
+        waveform = self.kind.prepare(waveform)
         n_samples = waveform.shape[1]
         if cfg.centred:  # the graph takes at least a second of audio: always long enough to reflect
             half = cfg.n_fft // 2

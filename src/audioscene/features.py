@@ -12,8 +12,12 @@ normalisation (librosa's default filterbank), then `10 · log10(max(mel, 1e-10))
 at 32 kHz with hop 320 gives `1 + 320000 // 320 = 1001` frames. PANNs' `bn0` (a BatchNorm over the
 bands) belongs to the model (`input_norm`), as for our ResNets.
 
+`efficientat` (the front end of EfficientAT's MobileNets, Schmid et al. 2023): pre-emphasis, centred
+frames, a symmetric Hann window, power spectrum, Kaldi's mel filterbank, `(log(mel + 1e-5) + 4.5) / 5`
+(`EfficientATKind`). A 10 s clip at 32 kHz with hop 320 gives `1 + 319999 // 320 = 1000` frames.
+
 A kind is a `FrontendKind`: its filterbank, which spectrum the bands weigh, its log scale, whether
-frames are centred and the value of silence. `LogMel` and the exported graph (`export.OnnxLogMel`)
+frames are centred, its window, what it does to the waveform first and the value of silence. `LogMel` and the exported graph (`export.OnnxLogMel`)
 both call those methods, so a new kind is one subclass and one `register_kind` line.
 
 >>> import torch
@@ -66,7 +70,8 @@ class FrontendConfig:
     log_offset: float = field(default=0.01, metadata={"help": "vggish: log(mel + log_offset)"})
     kind: str = field(default="vggish", metadata={
         "help": "the front end's kind (features.FRONTEND_KINDS): vggish: magnitude, HTK mel, log(mel + offset), "
-                "no centring; panns: PANNs' front end (centred frames, power, Slaney mel, dB)",
+                "no centring; panns: PANNs' front end (centred frames, power, Slaney mel, dB); efficientat: "
+                "EfficientAT's (pre-emphasis, centred frames, power, Kaldi mel, (log(mel + 1e-5) + 4.5) / 5)",
         "flags": ("--frontend-kind",), "choices": lambda: tuple(FRONTEND_KINDS)})
 
     def __post_init__(self):
@@ -117,6 +122,7 @@ class FrontendConfig:
 
     def n_frames(self, n_samples: int) -> int:
         """Frames produced for `n_samples` samples (inputs shorter than a window give one frame)."""
+        n_samples = self.frontend_kind.prepared_length(n_samples)
         if self.centred:
             return 1 + n_samples // self.hop_samples
         return 1 + max(n_samples - self.window_samples, 0) // self.hop_samples
@@ -170,7 +176,16 @@ class FrontendKind:
 
     name: str = ""
     centred: bool = False  # frames centred on their hop: the signal reflected by half an FFT at both ends
+    periodic_window: bool = True  # a periodic Hann window (False: symmetric, as torch.hann_window(periodic=False))
     mel_precision: torch.dtype = torch.float32  # of the filterbank (float64 where the energies span decades)
+
+    def prepare(self, waveform: Tensor) -> Tensor:
+        """The waveform `[B, samples]` before framing (e.g. a pre-emphasis filter); as it is by default."""
+        return waveform
+
+    def prepared_length(self, n_samples: int) -> int:
+        """How many samples `prepare` leaves of `n_samples`."""
+        return n_samples
 
     def filterbank(self, config: FrontendConfig) -> np.ndarray:
         """`[n_fft // 2 + 1, n_mels]` weights (`config.f_min` < `config.f_max` <= Nyquist checked)."""
@@ -242,6 +257,59 @@ class PannsKind(FrontendKind):
         return 10 * math.log10(PANNS_AMIN)
 
 
+class EfficientATKind(FrontendKind):
+    """EfficientAT's front end (Schmid et al. 2023; `models/preprocess.py` of fschmid56/EfficientAT,
+    evaluation mode): pre-emphasis `y[n] = x[n+1] − 0.97 x[n]` (one sample shorter), centred frames
+    (reflected), a symmetric Hann window of `window_samples` centred in `n_fft`, power spectrum, Kaldi's
+    mel filterbank (`kaldi_mel`, no VTLN warping, the Nyquist bin unweighted), `log(mel + 1e-5)`,
+    then their fixed normalisation `(x + 4.5) / 5`."""
+
+    name = "efficientat"
+    centred = True
+    periodic_window = False
+    offset = 1e-5
+
+    def prepare(self, waveform: Tensor) -> Tensor:
+        if waveform.shape[1] < 2:
+            waveform = nn.functional.pad(waveform, (0, 2 - waveform.shape[1]))
+        return waveform[:, 1:] - 0.97 * waveform[:, :-1]
+
+    def prepared_length(self, n_samples: int) -> int:
+        return max(n_samples, 2) - 1
+
+    def filterbank(self, config: FrontendConfig) -> np.ndarray:
+        return kaldi_mel(config)
+
+    def mel_energies(self, magnitude: Tensor, mel: Tensor) -> Tensor:
+        return magnitude.square().float() @ mel
+
+    def compress(self, config: FrontendConfig, energies: Tensor) -> Tensor:
+        return (torch.log(energies + self.offset) + 4.5) / 5
+
+    def silence(self, config: FrontendConfig) -> float:
+        return (math.log(self.offset) + 4.5) / 5
+
+
+def kaldi_mel(config: FrontendConfig) -> np.ndarray:
+    """Kaldi's mel filterbank (`mel-computations.cc`, as torchaudio's `compliance.kaldi.get_mel_banks`
+    with `vtln_warp_factor` 1): bands evenly spaced on the mel scale `1127 ln(1 + f / 700)` between
+    `f_min` and `f_max`, each triangle rising from its lower to its centre edge and falling to its
+    upper edge (compared in mel), over the bins `0 .. n_fft/2 − 1`; the Nyquist bin gets no weight.
+
+    Computed in float32 in torchaudio's order, as EfficientAT's models were trained with it: the
+    triangles are differences of mel values near 4000, where float32 rounds to 2e-4, so exact
+    arithmetic would move weights by up to 1.3e-5 and a loud tone at a band's edge by 1e-3 in log."""
+    low = 1127.0 * math.log(1.0 + config.f_min / 700.0)
+    delta = (1127.0 * math.log(1.0 + config.f_max / 700.0) - low) / (config.n_mels + 1)
+    index = torch.arange(config.n_mels)[:, None]
+    lower, centre, upper = low + index * delta, low + (index + 1.0) * delta, low + (index + 2.0) * delta
+    bins = config.sample_rate / config.n_fft * torch.arange(config.n_fft // 2, dtype=torch.float32)
+    bins_mel = (1127.0 * (1.0 + bins / 700.0).log())[None]
+    weights = torch.clamp(torch.minimum((bins_mel - lower) / (centre - lower), (upper - bins_mel) / (upper - centre)),
+                          min=0.0)
+    return np.concatenate([weights.T.double().numpy(), np.zeros((1, config.n_mels))])
+
+
 FRONTEND_KINDS: dict[str, FrontendKind] = {}
 
 
@@ -252,6 +320,7 @@ def register_kind(kind: FrontendKind) -> FrontendKind:
 
 register_kind(VGGishKind())
 register_kind(PannsKind())
+register_kind(EfficientATKind())
 
 
 class LogMel(nn.Module):
@@ -272,14 +341,15 @@ class LogMel(nn.Module):
         self.config = config
         n = config.window_samples
         window = np.zeros(config.n_fft)
-        hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)  # periodic Hann
+        kind = config.frontend_kind
+        hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / (n if kind.periodic_window else n - 1))
         if config.centred:  # centred in the FFT frame, as librosa pads a shorter window
             start = (config.n_fft - n) // 2
             window[start:start + n] = hann
         else:  # at the frame's start, zero-padded to n_fft (VGGish)
             window[:n] = hann
         self.register_buffer("window", torch.tensor(window, dtype=torch.float64), persistent=False)
-        self.kind = config.frontend_kind
+        self.kind = kind
         self.register_buffer("mel", torch.tensor(mel_matrix(config), dtype=self.kind.mel_precision), persistent=False)
 
     def forward(self, waveform: Tensor) -> Tensor:
@@ -289,7 +359,7 @@ class LogMel(nn.Module):
             raise InputError(f"LogMel expects [batch, samples] or [samples], got shape {tuple(waveform.shape)}")
         cfg = self.config
         n_frames = cfg.n_frames(batch.shape[1])
-        batch = frame_padding(batch.float(), cfg)
+        batch = frame_padding(self.kind.prepare(batch.float()), cfg)
         frames = batch.unfold(1, cfg.n_fft, cfg.hop_samples)[:, :n_frames]  # (batch, frames, n_fft), a view
         out = torch.empty(batch.shape[0], n_frames, cfg.n_mels, device=batch.device)
         if batch.device.type == "cpu":
@@ -311,14 +381,14 @@ def frame_padding(batch: Tensor, config: FrontendConfig) -> Tensor:
     """`[B, samples]` padded so that every frame of `n_fft` samples exists: centred kinds reflect half
     an FFT at both ends (zeros where the signal is too short to reflect), the others pad zeros at
     the end (the window is zero beyond `window_samples`)."""
-    n_samples = batch.shape[1]
+    n_samples = batch.shape[1]  # after the kind's `prepare`
     if config.centred:
         half = config.n_fft // 2
         reflect = min(half, n_samples - 1)
         if reflect > 0:
             batch = nn.functional.pad(batch[:, None], (reflect, reflect), mode="reflect")[:, 0]
         return nn.functional.pad(batch, (half - reflect, half - reflect))
-    padded_length = (config.n_frames(n_samples) - 1) * config.hop_samples + config.n_fft
+    padded_length = max(n_samples - config.window_samples, 0) // config.hop_samples * config.hop_samples + config.n_fft
     return nn.functional.pad(batch, (0, padded_length - n_samples))
 
 

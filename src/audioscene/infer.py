@@ -129,6 +129,12 @@ class Tagger:
         return cls(models, frontend, labels, device=device, **options)
 
     @classmethod
+    def from_pretrained(cls, name: str, device: str = "auto", **options) -> "Tagger":
+        """A model of the zoo by its catalogue name (`audioscene pretrained list`), e.g.
+        `Tagger.from_pretrained("efficientat_mn10_as")`: fetched into the cache on first use."""
+        return cls.from_run(f"pretrained:{name}", device=device, **options)
+
+    @classmethod
     def from_onnx(cls, path: str | os.PathLike, threads: int | None = None, **options) -> "Tagger":
         """Run an `audioscene export-onnx` file with ONNX Runtime (CPU); labels, frame hop and front
         end come from the file's metadata."""

@@ -1,25 +1,30 @@
-"""Pretrained checkpoints from elsewhere, turned into runs: PANNs' released AudioSet models
-(`import_panns`, `audioscene import-panns`).
+"""The model zoo: released AudioSet models by name (`CATALOGUE`), their files checked and turned into
+runs that every command takes (`--run pretrained:NAME`, `Tagger.from_pretrained(NAME)`).
 
-    audioscene import-panns Cnn14_mAP=0.431.pth --arch Cnn14 --out runs/cnn14
+    audioscene pretrained list
+    audioscene tag street.wav --run pretrained:efficientat_mn10_as
 
-writes `runs/cnn14/epoch_001.pt` in our checkpoint format (the weights, the `panns` model config,
-the front end of kind "panns" with the architecture's published settings, the 527 AudioSet labels
-of our resources, and where it came from: file name, SHA-256, published mAP), usable wherever
-`--run RUN` is: tag, detect, sed-tune, view, evaluate, report, predict, export-onnx and
-`train --init RUN` (fine-tuning onto new labels).
+A name is fetched on first use into the cache (`cache.py`: `$AUDIOSCENE_HOME`, else the platform's
+user cache folder), checked, converted once into a run folder there (`epoch_001.pt` in our
+checkpoint format: the weights, the family's model config, the release's front end, the 527
+AudioSet labels of our resources, and where it came from: URL, file name, SHA-256, published
+scores) and reused. `import_release` does the conversion for a file downloaded by hand
+(`audioscene pretrained import NAME FILE`; `import-panns` is its older spelling for PANNs).
 
-The released files are `torch.save({"iteration", "model", "sampler"})`; the sampler holds numpy
-arrays, pickled under numpy 1's module names in the 2019–20 files (`numpy.core.multiarray`) and
-numpy 2's in re-saved copies (`numpy._core.multiarray`). They load with `weights_only=True`,
-allowing numpy's array reconstruction under either name and nothing else: a pickle naming any other
-global is refused, and nothing in the file is ever executed.
+Files load with `weights_only=True`. PANNs' released files are `torch.save({"iteration", "model",
+"sampler"})`; the sampler holds numpy arrays, pickled under numpy 1's module names in the 2019–20
+files (`numpy.core.multiarray`) and numpy 2's in re-saved copies (`numpy._core.multiarray`):
+numpy's array reconstruction is allowed under either name and nothing else, so a pickle naming any
+other global is refused and nothing in a file is ever executed. EfficientAT's files are bare state
+dicts. Every weight is checked by name and shape against our model of the release.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import shutil
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,24 +32,43 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import models
-from ._io import make_folder, sha256_of
+from . import cache, models
+from ._io import sha256_of, staged_folder
 from .checkpoints import Checkpoint, CheckpointError, checkpoint_path
 from .config import TrainConfig
 from .features import FrontendConfig, mel_matrix
 from .labels import audioset
 
+log = logging.getLogger(__name__)
+
+PANNS_RECORD = "https://zenodo.org/records/3987831/files/"
+EFFICIENTAT_RELEASE = "https://github.com/fschmid56/EfficientAT/releases/download/v0.0.1/"
+PANNS_SOURCE = "Kong et al. 2020 (PANNs), Table 3 and their released file names"
+EFFICIENTAT_SOURCE = "Schmid et al. 2023, EfficientAT's README at commit a425fdc (single-model mAP)"
+
 
 @dataclass(frozen=True)
 class Release:
-    """A released PANNs architecture: our model name, its front end, the file's name and the
-    scores Kong et al. 2020 report for it on AudioSet's evaluation set (the report's row for it,
-    `report.paper`, reads them from here)."""
+    """One released model file: its catalogue `name`, the publisher's name for it (`title`), our
+    registered model variant, the front end it was trained with, where the file is (`url`,
+    `file_name`), the scores the authors publish for it on AudioSet's evaluation set and where,
+    its parameters (millions, as published), its licence, and the file's SHA-256 and size in bytes
+    where the publisher gives them (None: not published; the file is then checked by the names and
+    shapes of every weight, and its SHA-256 is recorded in the run)."""
 
+    name: str
+    title: str
     model: str
     frontend: FrontendConfig
-    file_name: str  # the file's name on the Zenodo record (10.5281/zenodo.3987831)
+    url: str
+    file_name: str
     published: dict[str, float]  # score name of `metrics.SCORES` → value; a score not published has none
+    source: str
+    parameters_m: float
+    licence: str
+    row: str  # its row in the report's Table 2, beside the paper's
+    sha256: str | None = None
+    size: int | None = None
 
 
 def _panns_frontend(sample_rate: int, window: int, hop: int, f_max: float) -> FrontendConfig:
@@ -53,16 +77,56 @@ def _panns_frontend(sample_rate: int, window: int, hop: int, f_max: float) -> Fr
                           kind="panns")
 
 
-RELEASES: dict[str, Release] = {
-    "Cnn14": Release("cnn14", _panns_frontend(32000, 1024, 320, 14000.0), "Cnn14_mAP=0.431.pth",
-                     {"mAP": 0.431, "mAUC": 0.973, "d_prime": 2.732}),
-    "Cnn14_16k": Release("cnn14_16k", _panns_frontend(16000, 512, 160, 8000.0), "Cnn14_16k_mAP=0.438.pth",
-                         {"mAP": 0.438}),
-    "Cnn14_DecisionLevelMax": Release("cnn14_decision_level_max", _panns_frontend(32000, 1024, 320, 14000.0),
-                                      "Cnn14_DecisionLevelMax_mAP=0.385.pth", {"mAP": 0.385}),
-}
+def _efficientat_frontend(hop_ms: float = 10.0) -> FrontendConfig:
+    """Their `AugmentMelSTFT` as their inference script builds it: 32 kHz, 800-sample window, 1024-point
+    FFT, 128 bands from 0 to 15 kHz (their default f_max: half the rate less 1 kHz)."""
+    return FrontendConfig(sample_rate=32000, window_ms=25.0, hop_ms=hop_ms, n_fft=1024, n_mels=128, f_min=0.0,
+                          f_max=15000.0, kind="efficientat")
+
+
+def _panns(name: str, title: str, model: str, frontend: FrontendConfig, file_name: str, published: dict) -> Release:
+    return Release(name, title, model, frontend, PANNS_RECORD + file_name.replace("=", "%3D") + "?download=1",
+                   file_name, published, PANNS_SOURCE, 80.8, "CC BY 4.0 (weights), MIT (code)",
+                   f"PANNs {title} (Kong et al. 2020)")
+
+
+def _efficientat(title: str, width: str, m_ap: float, parameters_m: float, hop_ms: float = 10.0) -> Release:
+    file_name = f"{title}_mAP_{round(m_ap * 1000)}.pt"
+    return Release(f"efficientat_{title}", title, f"efficientat_mn{width}", _efficientat_frontend(hop_ms),
+                   EFFICIENTAT_RELEASE + file_name, file_name, {"mAP": m_ap}, EFFICIENTAT_SOURCE, parameters_m, "MIT",
+                   f"EfficientAT {title} (Schmid et al. 2023)")
+
+
+CATALOGUE: dict[str, Release] = {release.name: release for release in (
+    _panns("panns_cnn14", "Cnn14", "cnn14", _panns_frontend(32000, 1024, 320, 14000.0), "Cnn14_mAP=0.431.pth",
+           {"mAP": 0.431, "mAUC": 0.973, "d_prime": 2.732}),
+    _panns("panns_cnn14_16k", "Cnn14_16k", "cnn14_16k", _panns_frontend(16000, 512, 160, 8000.0),
+           "Cnn14_16k_mAP=0.438.pth", {"mAP": 0.438}),
+    _panns("panns_cnn14_decision_level_max", "Cnn14_DecisionLevelMax", "cnn14_decision_level_max",
+           _panns_frontend(32000, 1024, 320, 14000.0), "Cnn14_DecisionLevelMax_mAP=0.385.pth", {"mAP": 0.385}),
+    _efficientat("mn04_as", "04", 0.432, 0.983),
+    _efficientat("mn05_as", "05", 0.443, 1.43),
+    _efficientat("mn10_as", "10", 0.471, 4.88),
+    _efficientat("mn20_as", "20", 0.478, 17.91),
+    _efficientat("mn30_as", "30", 0.482, 39.09),
+    _efficientat("mn40_as", "40", 0.484, 68.43),
+    _efficientat("mn40_as_ext", "40", 0.487, 68.43),
+    _efficientat("mn40_as_no_im_pre", "40", 0.483, 68.43),
+    _efficientat("mn10_as_hop_15", "10", 0.463, 4.88, hop_ms=15.0),
+    _efficientat("mn10_as_hop_20", "10", 0.456, 4.88, hop_ms=20.0),
+    _efficientat("mn10_as_hop_25", "10", 0.447, 4.88, hop_ms=25.0),
+)}
+# `import-panns --arch`: PANNs' own architecture names
+PANNS_ARCHS = {release.title: release.name for release in CATALOGUE.values() if release.name.startswith("panns_")}
 FRONTEND_KEYS = ("spectrogram_extractor.stft.conv_real.weight", "spectrogram_extractor.stft.conv_imag.weight",
                  "logmel_extractor.melW")
+
+
+def release_named(name: str) -> Release:
+    if name not in CATALOGUE:
+        raise CheckpointError(f"unknown pretrained model {name!r}; the catalogue (`audioscene pretrained list`): "
+                              f"{', '.join(CATALOGUE)}")
+    return CATALOGUE[name]
 
 
 def _numpy_globals() -> list:
@@ -84,8 +148,8 @@ def _numpy_globals() -> list:
 
 
 def read_release(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The state dict of a released PANNs checkpoint (`torch.save({"model": ..., ...})`, or a bare
-    state dict), loaded with `weights_only=True` and numpy's array reconstruction allowed."""
+    """The state dict of a released file (`torch.save({"model": ...})`, or a bare state dict), loaded
+    with `weights_only=True` and numpy's array reconstruction allowed."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
@@ -97,7 +161,7 @@ def read_release(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         named = re.search(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>", reason)
         if named:
             raise CheckpointError(f"{path}: refused: the file's pickle names a global that is not numpy's array "
-                                  f"reconstruction ({named.group(1) or named.group(2)}); it is not a released PANNs "
+                                  f"reconstruction ({named.group(1) or named.group(2)}); it is not a released "
                                   "checkpoint and nothing of it was run") from None
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: "
                               f"{reason[:200]})") from None
@@ -107,51 +171,99 @@ def read_release(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return weights
 
 
-def check_release(path: Path, weights: dict[str, torch.Tensor], arch: str, model: torch.nn.Module
+def check_release(path: Path, weights: dict[str, torch.Tensor], release: Release, model: torch.nn.Module
                   ) -> dict[str, torch.Tensor]:
-    """The model's weights of a released checkpoint of `arch`, checked against the keys and shapes of
-    our `model` of it (the first mismatches named: a wrong class count shows as `fc_audioset`'s
-    shape) and its front-end weights against the architecture's front end (a different mel
+    """The model's weights of a released file, checked against the keys and shapes of our `model` of
+    it (the first mismatches named: a wrong class count shows as the classifier's shape) and, for
+    PANNs' files, their front-end weights against the release's front end (a different mel
     filterbank or FFT size means another front end)."""
-    release = RELEASES[arch]
     expected = {key: value.shape for key, value in model.state_dict().items()}
     frontend = {key: weights[key] for key in FRONTEND_KEYS if key in weights}
     own = {key: value for key, value in weights.items() if key not in FRONTEND_KEYS}
     problems = [f"missing {key}" for key in expected if key not in own]
     problems += [f"unexpected {key}" for key in own if key not in expected]
-    problems += [f"{key} has shape {tuple(own[key].shape)}, {arch} has {tuple(shape)}"
+    problems += [f"{key} has shape {tuple(own[key].shape)}, {release.title} has {tuple(shape)}"
                  for key, shape in expected.items() if key in own and own[key].shape != shape]
     if problems:
-        raise CheckpointError(f"{path}: not a {arch} checkpoint ({len(problems)} mismatches: "
+        raise CheckpointError(f"{path}: not a {release.title} checkpoint ({len(problems)} mismatches: "
                               f"{'; '.join(problems[:3])})")
     melW = frontend.get("logmel_extractor.melW")
     ours = mel_matrix(release.frontend)
     if melW is not None and (tuple(melW.shape) != ours.shape
                              or not np.allclose(melW.double().numpy(), ours, rtol=1e-4, atol=1e-6)):
-        raise CheckpointError(f"{path}: its mel filterbank ({tuple(melW.shape)}) is not {arch}'s published front "
-                              f"end ({release.frontend.sample_rate} Hz, n_fft {release.frontend.n_fft}, 64 bands "
-                              f"{release.frontend.f_min:g}-{release.frontend.f_max:g} Hz)")
+        raise CheckpointError(f"{path}: its mel filterbank ({tuple(melW.shape)}) is not {release.title}'s published "
+                              f"front end ({release.frontend.sample_rate} Hz, n_fft {release.frontend.n_fft}, "
+                              f"{release.frontend.n_mels} bands {release.frontend.f_min:g}-{release.frontend.f_max:g} "
+                              "Hz)")
     return own
 
 
-def import_panns(path: str | os.PathLike, arch: str, out_dir: str | os.PathLike) -> Path:
-    """Write a released PANNs checkpoint of `arch` (a key of `RELEASES`) as the run `out_dir`
-    (`epoch_001.pt`); returns the checkpoint's path. `out_dir` must not hold checkpoints yet."""
-    if arch not in RELEASES:
-        raise CheckpointError(f"unknown architecture {arch!r}; choose one of {', '.join(RELEASES)}")
+def import_release(path: str | os.PathLike, name: str, out_dir: str | os.PathLike) -> Path:
+    """Write the released file `path` of the catalogue's `name` as the run `out_dir`
+    (`epoch_001.pt`); returns the checkpoint's path. `out_dir` must not hold checkpoints yet; a file
+    that is refused leaves nothing there."""
+    release = release_named(name)
     path, out_dir = Path(path), Path(out_dir)
     if out_dir.is_dir() and any(out_dir.glob("epoch_*.pt")):
         raise CheckpointError(f"{out_dir}: holds checkpoints already; import into a new run folder")
-    release = RELEASES[arch]
     labels = audioset().names
     model_config = models.variant_config(release.model, n_classes=len(labels), frontend=release.frontend)
     model = models.from_config(model_config)
-    model.load_state_dict(check_release(path, read_release(path), arch, model))
+    model.load_state_dict(check_release(path, read_release(path), release, model))
     train_config = TrainConfig(model=release.model, frontend=release.frontend, epochs=1)
-    source = {"imported_from": path.name, "sha256": sha256_of(path), "architecture": arch,
-              "published": release.published, "released_as": release.file_name}
-    out = checkpoint_path(make_folder(out_dir), 1)
-    Checkpoint(epoch=1, model=model.state_dict(), model_config=model_config.to_dict(),
-               frontend_config=asdict(release.frontend), labels=list(labels), train_config=train_config.to_dict(),
-               history=[{"epoch": 1, **release.published}], run_id=uuid.uuid4().hex, source=source).save(out)
-    return out
+    source = {"imported_from": path.name, "sha256": sha256_of(path), "architecture": release.title,
+              "catalogue": release.name, "url": release.url, "published": release.published,
+              "published_in": release.source, "released_as": release.file_name, "licence": release.licence}
+    state = Checkpoint(epoch=1, model=model.state_dict(), model_config=model_config.to_dict(),
+                       frontend_config=asdict(release.frontend), labels=list(labels),
+                       train_config=train_config.to_dict(), history=[{"epoch": 1, **release.published}],
+                       run_id=uuid.uuid4().hex, source=source)
+    with staged_folder(out_dir, lambda folder: False, "run folder") as staging:
+        state.save(checkpoint_path(staging, 1))
+    return checkpoint_path(out_dir, 1)
+
+
+def import_panns(path: str | os.PathLike, arch: str, out_dir: str | os.PathLike) -> Path:
+    """`import_release` for a PANNs file by its architecture name (`Cnn14`, ...: `PANNS_ARCHS`)."""
+    if arch not in PANNS_ARCHS:
+        raise CheckpointError(f"unknown architecture {arch!r}; choose one of {', '.join(PANNS_ARCHS)}")
+    return import_release(path, PANNS_ARCHS[arch], out_dir)
+
+
+def run_folder(name: str) -> Path:
+    """The cached run of the catalogue's `name`, made on first use: its file fetched into the cache
+    (`cache.fetch`, under the name's lock, so two processes leave one good copy), checked and
+    imported; a cached run that no longer loads is detected and fetched again."""
+    release = release_named(name)
+    root = cache.home()
+    run_dir, download = root / "runs" / name, root / "downloads" / release.file_name
+    by_hand = f"fetch it by hand and run `audioscene pretrained import {name} FILE`"
+    with cache.locked(name):
+        if (run_dir / "epoch_001.pt").is_file():
+            try:
+                Checkpoint.load(run_dir / "epoch_001.pt")
+                return run_dir
+            except CheckpointError as exc:
+                log.warning("the cached run of %s does not load (%s); fetching it again", name, exc)
+                shutil.rmtree(run_dir, ignore_errors=True)
+                download.unlink(missing_ok=True)
+        if not download.is_file():
+            size = f"{release.size / 1e6:.0f} MB" if release.size else f"about {release.parameters_m * 4:.0f} MB"
+            log.info("fetching %s (%s, %s) from %s into %s", name, release.title, size, release.url, root)
+            cache.fetch(release.url, download, release.sha256, release.size, by_hand=f"{by_hand} "
+                        f"(the file: {release.url})")
+        try:
+            import_release(download, name, run_dir)
+        except CheckpointError:
+            download.unlink(missing_ok=True)  # a file that fails its checks is not kept
+            raise
+    return run_dir
+
+
+def import_into_cache(path: str | os.PathLike, name: str) -> Path:
+    """A file of the catalogue's `name` fetched by hand, imported as its cached run (what
+    `pretrained:NAME` then uses, offline too)."""
+    run_dir = cache.home() / "runs" / release_named(name).name
+    with cache.locked(name):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return import_release(path, name, run_dir)

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from . import models
 from ._io import make_folder
 from .batches import EpochPlan, MicroBatch, clips_per_epoch, micro_batch_size
-from .checkpoints import Checkpoint, CheckpointError, Run, checkpoint_path, initialise_from, list_epochs
+from .checkpoints import PRETRAINED, Checkpoint, CheckpointError, Run, checkpoint_path, initialise_from, list_epochs
 from .config import TrainConfig
 from .data import ClipSet, ClipStream, DataSpec, OpenOptions
 from .data.spec import WithUnlabelled
@@ -90,7 +90,7 @@ def build_learner(config: TrainConfig, label_set: LabelSet, context: Context = C
     torch.manual_seed(config.seed)
     model = models.from_config(config.model_config(len(label_set)))
     if config.init and not state:
-        initialise_from(model, init or Checkpoint.load(config.init), config.init, label_set)
+        initialise_from(model, init or load_init(config.init), config.init, label_set)
     if state:
         model.load_state_dict(state.model)
     if config.sync_batchnorm and context.distributed:
@@ -211,8 +211,15 @@ def configure(values: dict, toml: str | os.PathLike | None = None) -> tuple[Trai
     file, if any, and the checkpoint it fine-tunes from (`init`, loaded once: its model, front end
     and input normalisation fill what the flags leave out, and its weights start the run)."""
     init_path = TrainConfig.merged(values, toml).get("init")
-    init = Checkpoint.load(init_path) if init_path else None
+    init = load_init(init_path) if init_path else None
     return TrainConfig.for_new_run(values, toml, init), init
+
+
+def load_init(init: str) -> Checkpoint:
+    """The checkpoint `--init` names: a checkpoint file, or `pretrained:NAME` (a model of the zoo)."""
+    if init.startswith(PRETRAINED):
+        return Run.open(init).last()[0][1]
+    return Checkpoint.load(init)
 
 
 def train(config: TrainConfig, progress: bool = True, init: Checkpoint | None = None) -> Path:

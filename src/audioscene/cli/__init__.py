@@ -6,8 +6,10 @@ traceback."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
+from ..cache import OFFLINE_VARIABLE
 from ..distributed import launch_rank
 from ..errors import AudioSceneError
 from .arguments import PROG
@@ -19,6 +21,8 @@ __all__ = ["main", "build_parser"]
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.offline:
+        os.environ[OFFLINE_VARIABLE] = "1"
     secondary_rank = launch_rank() != 0  # under torchrun, rank 0 speaks for all
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if secondary_rank else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")

@@ -1,11 +1,12 @@
 """Models: every family registers itself in `registry` (the Table-1 ResNets in `resnet`, Table 2's
-embedding baselines in `embedding`, PANNs' CNN14 in `panns`); build one with `create(name)` or,
+embedding baselines in `embedding`, PANNs' CNN14 in `panns`, EfficientAT's MobileNets in `efficientat`); build one with `create(name)` or,
 from a stored config, `from_config`, and ask what it can do through the `AudioModel` capabilities."""
 
 # registration order is the order of `available()`: the Table-1 ResNets first
 from .resnet import AudioResNet, ModelConfig  # isort: skip
 from .embedding import EmbeddingModel, EmbeddingModelConfig  # isort: skip
 from .panns import Cnn14, PannsConfig  # isort: skip
+from .efficientat import MobileNet, MobileNetConfig  # isort: skip
 from .registry import (
     FAMILIES,
     AudioModel,
@@ -22,5 +23,5 @@ from .registry import (
 )
 
 __all__ = ["FAMILIES", "AudioModel", "AudioResNet", "Cnn14", "EmbeddingModel", "EmbeddingModelConfig", "Family",
-           "ModelConfig", "PannsConfig", "available", "create", "family_of", "from_config", "frontend_for",
-           "register_family", "run_settings", "stored_config", "variant_config"]
+           "MobileNet", "MobileNetConfig", "ModelConfig", "PannsConfig", "available", "create", "family_of",
+           "from_config", "frontend_for", "register_family", "run_settings", "stored_config", "variant_config"]

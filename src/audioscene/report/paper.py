@@ -1,11 +1,11 @@
 """The paper's published numbers, typed once: Table 2 (AudioSet eval set), Table 3 and Table 4
 (DCASE 2018 task 4), and which of our models each Table-2 row describes. Table 2 also carries the
-published scores of the PANNs checkpoints `import-panns` brings in (Kong et al. 2020, recorded with
-each release in `pretrained.RELEASES`), so an imported run is reported beside its authors' number."""
+published scores of every release of the model zoo (`pretrained.CATALOGUE`: PANNs, EfficientAT),
+so an imported run is reported beside its authors' number."""
 
 from __future__ import annotations
 
-from ..pretrained import RELEASES
+from ..pretrained import CATALOGUE
 
 # Table 2: row → {score name in metrics.SCORES: value}; a score the paper does not report has no entry.
 TABLE2: dict[str, dict[str, float]] = {
@@ -20,13 +20,13 @@ TABLE2: dict[str, dict[str, float]] = {
         ("ResNet C + att", 0.360, 0.966, 2.587),
         ("ResNet D + att", 0.380, 0.970, 2.655),
     )}
-TABLE2.update({f"PANNs {name} (Kong et al. 2020)": release.published for name, release in RELEASES.items()})
+TABLE2.update({release.row: release.published for release in CATALOGUE.values()})
 
 # model name → its Table-2 row (the peak epoch; the "(Avg)" row follows by name)
 MODEL_ROWS: dict[str, str] = {
     "resnet_a": "ResNet A", "resnet_b": "ResNet B", "resnet_b_att": "ResNet B + att", "resnet_c_att": "ResNet C + att",
     "resnet_d_att": "ResNet D + att", "yu_multilevel_att": "Yu et al.", "kong_att": "Kong et al.",
-    **{release.model: f"PANNs {name} (Kong et al. 2020)" for name, release in RELEASES.items()}}
+    **{release.model: release.row for release in CATALOGUE.values() if release.name.startswith("panns_")}}
 
 # Table 3: macro event F1 %, 200 ms collar unless noted, on DCASE 2018 task 4's (test, eval) sets.
 TABLE3: dict[str, tuple[float | None, float | None]] = {
@@ -50,9 +50,10 @@ TABLE4: dict[str, tuple[float, float]] = {
 FIGURE_LABELS = ("Alarm_bell_ringing", "Frying", "Cat", "Electric_shaver_toothbrush")  # Figure 2's classes
 
 
-def table2_row(model: str, variant: str) -> str | None:
-    """The name of the paper's Table-2 row for `model`'s `variant` ("peak", "avg", "ema"), if any."""
-    name = MODEL_ROWS.get(model)
+def table2_row(model: str, variant: str, release: str | None = None) -> str | None:
+    """The name of the paper's Table-2 row for `model`'s `variant` ("peak", "avg", "ema"), if any; a
+    run imported from the zoo (`release`: its catalogue name) is reported beside its release's row."""
+    name = CATALOGUE[release].row if release in CATALOGUE else MODEL_ROWS.get(model)
     if name is None:
         return None
     wanted = f"{name} (Avg)" if variant == "avg" else name

@@ -63,5 +63,6 @@ def table2_rows(runs: dict[str, str | os.PathLike | Run], eval_data: DataSpec | 
         for variant, scored in result.variants.items():
             rows.append(Table2Row(name, variant, scored.epoch, scored.summary, result.n_clips,
                                   confidence_intervals(result.targets, scored.outputs, n_resamples, seed=seed),
-                                  paper.table2_row(model, variant), result.labels.names))
+                                  paper.table2_row(model, variant, (run.first.source or {}).get("catalogue")),
+                                  result.labels.names))
     return rows, provenance

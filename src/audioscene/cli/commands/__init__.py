@@ -14,6 +14,7 @@ from . import (
     pack,
     plot,
     predict,
+    pretrained,
     report,
     sed_eval,
     sed_tune,
@@ -26,4 +27,4 @@ from . import (
 )
 
 COMMANDS = [synth, synth_embeddings, train, evaluate, predict, report, tag, export_onnx, view, detect, sed_eval,
-            sed_tune, plot, download, pack, verify, demo, import_panns]
+            sed_tune, plot, download, pack, verify, demo, pretrained, import_panns]

@@ -55,7 +55,8 @@ def run(args) -> None:
                           select_data=select, amp=args.amp)
     model = result.run_config["model_config"]["name"]
     rows = [Table2Row(run.name, variant, scored.epoch, scored.summary, result.n_clips,
-                      paper=table2_row(model, variant)) for variant, scored in result.variants.items()]
+                      paper=table2_row(model, variant, (run.first.source or {}).get("catalogue")))
+            for variant, scored in result.variants.items()]
     write_per_class_csv(per_class, result.labels.names, [(row.variant, row.summary) for row in rows])
     print(f"{result.n_clips} clips from {args.data}{' (bf16 autocast)' if args.amp else ''}; Avg of "
           f"{len(result.epochs)} checkpoints: the mean of their outputs, scored\n")

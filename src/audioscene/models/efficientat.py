@@ -1,0 +1,183 @@
+"""EfficientAT's MobileNets (Schmid, Koutini & Widmer, ICASSP 2023: "Efficient large-scale audio
+tagging via transformer-to-CNN knowledge distillation"): MobileNetV3's inverted residual blocks
+(Howard et al. 2019) on one-channel log-mel images, scaled by a width multiplier, with
+squeeze-and-excitation over channels and an MLP head. Written after their `models/mn/` (public
+repository fschmid56/EfficientAT, MIT licence, commit a425fdc); the module and parameter names
+follow their files', so their released weights load as they are (`pretrained.py`).
+
+The input is the front end of kind "efficientat" (`features.EfficientATKind`: 128 bands, 10 ms hop
+at 32 kHz), laid out as their `[B, 1, bands, frames]`. A stride-2 stem and four stride-2 stages
+shrink both axes 32 times. Their clip output is the head on the feature map's mean over bands and
+time; our `framewise` output applies the same head to each time step of the map's mean over bands,
+one frame per 32 input frames (0.32 s at their hop), so the clip output is the head on the mean of
+the vectors the frame outputs come from. Probabilities are the sigmoid of the head's logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import InputError, check_number
+from .registry import register_family
+
+# MobileNetV3-Large's blocks: (input, kernel, expanded, output channels, squeeze-excitation, hard
+# swish (else ReLU), which of the config's four strides applies (None: stride 1)), before the width
+# multiplier (MobileNetV3 Table 1; their `_mobilenet_v3_conf`).
+BLOCKS = (
+    (16, 3, 16, 16, False, False, None),
+    (16, 3, 64, 24, False, False, 0),
+    (24, 3, 72, 24, False, False, None),
+    (24, 5, 72, 40, True, False, 1),
+    (40, 5, 120, 40, True, False, None),
+    (40, 5, 120, 40, True, False, None),
+    (40, 3, 240, 80, False, True, 2),
+    (80, 3, 200, 80, False, True, None),
+    (80, 3, 184, 80, False, True, None),
+    (80, 3, 184, 80, False, True, None),
+    (80, 3, 480, 112, True, True, None),
+    (112, 3, 672, 112, True, True, None),
+    (112, 5, 672, 160, True, True, 3),
+    (160, 5, 960, 160, True, True, None),
+    (160, 5, 960, 160, True, True, None),
+)
+HEAD_CHANNELS = 1280
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """`value` rounded to a multiple of `divisor` (at least `divisor`, never more than 10 % below),
+    as MobileNets size their channels."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+@dataclass(frozen=True)
+class MobileNetConfig:
+    """Everything needed to rebuild one of EfficientAT's MobileNets (stored in every checkpoint)."""
+
+    name: str
+    family: str = "efficientat"
+    n_classes: int = 527
+    width: float = 1.0  # their width_mult: mn10 is 1.0, mn40 4.0
+    strides: tuple[int, int, int, int] = (2, 2, 2, 2)  # of the four stages that downsample
+    dropout: float = 0.2  # in the head, training only
+    n_mels: int = 128
+    input_hop_s: float = 0.01
+
+    def __post_init__(self):
+        check_number("width", self.width, low=0, low_open=True)
+        check_number("dropout", self.dropout, low=0, high=1)
+        if not all(stride in (1, 2) for stride in self.strides):
+            raise InputError(f"strides {self.strides}: each stage's stride is 1 or 2")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def frontend_settings(frontend) -> dict:
+        return dict(n_mels=frontend.n_mels, input_hop_s=frontend.hop_ms / 1000)
+
+
+VARIANTS: dict[str, dict] = {f"efficientat_mn{tag}": dict(width=width) for tag, width in (
+    ("04", 0.4), ("05", 0.5), ("10", 1.0), ("20", 2.0), ("30", 3.0), ("40", 4.0))}
+
+
+class ConvBNAct(nn.Sequential):
+    """Convolution (no bias), BatchNorm (their eps 1e-3) and an optional activation, as
+    torchvision's `ConvNormActivation` that their model is built of (so the keys are `0.`, `1.`)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1, groups: int = 1,
+                 activation: type[nn.Module] | None = None):
+        layers = [nn.Conv2d(in_channels, out_channels, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+                  nn.BatchNorm2d(out_channels, eps=0.001, momentum=0.01)]
+        super().__init__(*layers, *([activation()] if activation else []))
+
+
+class ChannelExcitation(nn.Module):
+    """Squeeze-and-excitation over channels (Hu et al. 2018): the map's mean per channel → a
+    bottleneck of a quarter of the channels (ReLU) → a sigmoid gate per channel. Kept in a list of
+    one (`conc_se_layers`), as their concurrent block holds it."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conc_se_layers = nn.ModuleList([_Excitation(channels, make_divisible(channels // 4))])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conc_se_layers[0](x)
+
+
+class _Excitation(nn.Module):
+    def __init__(self, channels: int, squeezed: int):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(channels, squeezed), nn.Linear(squeezed, channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate = torch.sigmoid(self.fc2(torch.relu(self.fc1(x.mean(dim=(2, 3))))))
+        return x * gate[:, :, None, None]
+
+
+class InvertedResidual(nn.Module):
+    """1×1 expansion (when it widens), a depthwise k×k convolution (strided), squeeze-excitation,
+    1×1 projection; the input added back when the shape is kept."""
+
+    def __init__(self, in_channels: int, kernel: int, expanded: int, out_channels: int, excite: bool,
+                 activation: type[nn.Module], stride: int):
+        super().__init__()
+        layers = [ConvBNAct(in_channels, expanded, 1, activation=activation)] if expanded != in_channels else []
+        layers.append(ConvBNAct(expanded, expanded, kernel, stride, groups=expanded, activation=activation))
+        if excite:
+            layers.append(ChannelExcitation(expanded))
+        layers.append(ConvBNAct(expanded, out_channels, 1))
+        self.block = nn.Sequential(*layers)
+        self.residual = stride == 1 and in_channels == out_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.block(x)
+        return out + x if self.residual else out
+
+
+@register_family("efficientat", MobileNetConfig, VARIANTS)
+class MobileNet(nn.Module):
+    """Log-mel `[B, T, n_mels]` (front end of kind "efficientat") → `{"clipwise": [B, K],
+    "framewise": [B, ceil(T / 32), K], "frame_hop": s}` (see the module docstring)."""
+
+    takes_audio = exportable = True
+    normalises_input = False  # their front end normalises with fixed constants
+    head_prefix = "classifier.5."
+    min_frames = 1
+
+    def __init__(self, config: MobileNetConfig):
+        super().__init__()
+        self.config = config
+        channels = lambda c: make_divisible(c * config.width)  # noqa: E731
+        layers: list[nn.Module] = [ConvBNAct(1, channels(BLOCKS[0][0]), 3, 2, activation=nn.Hardswish)]
+        for c_in, kernel, expanded, c_out, excite, hard_swish, stage in BLOCKS:
+            layers.append(InvertedResidual(channels(c_in), kernel, channels(expanded), channels(c_out), excite,
+                                           nn.Hardswish if hard_swish else nn.ReLU,
+                                           1 if stage is None else config.strides[stage]))
+        last = channels(BLOCKS[-1][3])
+        layers.append(ConvBNAct(last, 6 * last, 1, activation=nn.Hardswish))
+        self.features = nn.Sequential(*layers)
+        # their head's indices (0: pooling, 1: flatten) kept so that the weights' names match
+        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(6 * last, channels(HEAD_CHANNELS)),
+                                        nn.Hardswish(), nn.Dropout(config.dropout),
+                                        nn.Linear(channels(HEAD_CHANNELS), config.n_classes))
+
+    @property
+    def frame_hop(self) -> float:
+        downsampling = 2 * int(torch.tensor(self.config.strides).prod())
+        return round(downsampling * self.config.input_hop_s, 6)
+
+    def forward(self, logmel: Tensor, augment=()) -> dict[str, Tensor | float]:
+        if logmel.dim() != 3 or logmel.shape[2] != self.config.n_mels:
+            raise InputError(f"expected log-mel of shape [batch, frames, {self.config.n_mels}], "
+                             f"got {tuple(logmel.shape)}")
+        for transform in augment:
+            logmel = transform(logmel)
+        x = self.features(logmel.transpose(1, 2)[:, None])  # (batch, channels, bands', frames')
+        head = self.classifier[2:]
+        clipwise = torch.sigmoid(head(x.mean(dim=(2, 3))))
+        framewise = torch.sigmoid(head(x.mean(dim=2).transpose(1, 2)))
+        return {"clipwise": clipwise, "framewise": framewise, "frame_hop": self.frame_hop}

@@ -69,3 +69,22 @@ def browser_path() -> str:
             pytest.fail("Chromium is required (AUDIOSCENE_REQUIRE_SYSTEM_TOOLS is set) but not installed")
         pytest.skip("no Chromium on this machine: apt-get install chromium (.ci/run does) to run the browser test")
     return path
+
+
+def audioset_folder(split, names, out):
+    """`folder:` data of the clips `names` of a synthetic split, labelled with AudioSet names (each
+    DCASE class as its first AudioSet label), as a 527-label model is scored."""
+    import csv
+
+    from audioscene.data.folder import ClipDataset
+    from audioscene.labels import DCASE2018_AUDIOSET_NAMES
+
+    (out / "audio").mkdir(parents=True)
+    labels = {clip.source.name: clip.labels for clip in ClipDataset.from_folder(split).clips}
+    with open(out / "labels.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["filename", "labels"])
+        for name in names:
+            shutil.copy(split / "audio" / name, out / "audio" / name)
+            writer.writerow([name, ";".join(DCASE2018_AUDIOSET_NAMES[label][0] for label in labels[name])])
+    return f"folder:{out / 'audio'}", str(out / "labels.csv")

@@ -11,7 +11,7 @@ from importlib import resources
 import numpy as np
 import pytest
 import torch
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, audioset_folder, run_cli
 
 from audioscene.audio import load
 from audioscene.checkpoints import Checkpoint, CheckpointError
@@ -180,25 +180,6 @@ def test_numpy_1_pickles_load_and_anything_else_is_refused(theirs, clips, tmp_pa
                                   str(tmp_path / "run6")), "mel filterbank", "not Cnn14_16k's published front end")
 
 
-def _audioset_folder(split, names, out):
-    """`folder:` data of the clips `names` of a synthetic split, labelled with AudioSet names (each
-    DCASE class as its first AudioSet label), as a 527-label model is scored."""
-    import csv
-
-    from audioscene.data.folder import ClipDataset
-    from audioscene.labels import DCASE2018_AUDIOSET_NAMES
-
-    (out / "audio").mkdir(parents=True)
-    labels = {clip.source.name: clip.labels for clip in ClipDataset.from_folder(split).clips}
-    with open(out / "labels.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["filename", "labels"])
-        for name in names:
-            shutil.copy(split / "audio" / name, out / "audio" / name)
-            writer.writerow([name, ";".join(DCASE2018_AUDIOSET_NAMES[label][0] for label in labels[name])])
-    return f"folder:{out / 'audio'}", str(out / "labels.csv")
-
-
 def test_an_imported_run_goes_through_every_command(theirs, clips, tiny_data, tmp_path):
     """import-panns and report through the command line; tag, detect, predict, export and fine-tuning
     through the functions those commands call (the command glue is tested on our own runs)."""
@@ -217,7 +198,7 @@ def test_an_imported_run_goes_through_every_command(theirs, clips, tiny_data, tm
     state = Checkpoint.load(run / "epoch_001.pt")
     assert state.source["published"]["mAP"] == 0.431 and len(state.source["sha256"]) == 64
     names = sorted(p.name for p in (tiny_data / "eval" / "audio").glob("*.flac"))
-    data, labels = _audioset_folder(tiny_data / "eval", names[:6], tmp_path / "eval6")
+    data, labels = audioset_folder(tiny_data / "eval", names[:6], tmp_path / "eval6")
     tagger = Tagger.from_run(run, device="cpu")
     clip = tiny_data / "eval" / "audio" / names[0]
     assert len(tagger.tag(clip, top_k=3)) == 3 and tagger.frame_hop == pytest.approx(0.32)

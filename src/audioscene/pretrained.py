@@ -35,6 +35,7 @@ import torch
 from . import cache, models
 from ._io import sha256_of, staged_folder
 from .checkpoints import Checkpoint, CheckpointError, checkpoint_path
+from .errors import FetchError
 from .config import TrainConfig
 from .features import FrontendConfig, mel_matrix
 from .labels import audioset
@@ -248,6 +249,9 @@ def run_folder(name: str) -> Path:
                 shutil.rmtree(run_dir, ignore_errors=True)
                 download.unlink(missing_ok=True)
         if not download.is_file():
+            if cache.offline():
+                raise FetchError(f"{name}: not in the cache ({root}) and offline ({cache.OFFLINE_VARIABLE} or "
+                                 f"--offline); {by_hand} (the file: {release.url})")
             size = f"{release.size / 1e6:.0f} MB" if release.size else f"about {release.parameters_m * 4:.0f} MB"
             log.info("fetching %s (%s, %s) from %s into %s", name, release.title, size, release.url, root)
             cache.fetch(release.url, download, release.sha256, release.size, by_hand=f"{by_hand} "

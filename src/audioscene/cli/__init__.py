@@ -18,11 +18,22 @@ from .parser import build_parser
 __all__ = ["main", "build_parser"]
 
 
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.offline:
-        os.environ[OFFLINE_VARIABLE] = "1"
+    if not args.offline:
+        return _run(args)
+    saved = os.environ.get(OFFLINE_VARIABLE)
+    os.environ[OFFLINE_VARIABLE] = "1"  # for this command only (main also runs in-process, e.g. in tests)
+    try:
+        return _run(args)
+    finally:
+        if saved is None:
+            del os.environ[OFFLINE_VARIABLE]
+        else:
+            os.environ[OFFLINE_VARIABLE] = saved
+
+
+def _run(args) -> int:
     secondary_rank = launch_rank() != 0  # under torchrun, rank 0 speaks for all
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if secondary_rank else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")

@@ -1,0 +1,193 @@
+"""The model zoo: `pretrained:NAME` fetched from a server on 127.0.0.1 into the cache (resumed,
+checked, locked, refetched when corrupt), refused in one line when it cannot be, and a catalogue
+model (EfficientAT's smallest, on seeded weights) through every command on the tiny data."""
+
+import hashlib
+import json
+import re
+import threading
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+import torch
+from helpers import assert_one_line_error, audioset_folder, run_cli
+
+from audioscene import models
+from audioscene.checkpoints import Checkpoint, Run
+from audioscene.errors import FetchError
+from audioscene.pretrained import CATALOGUE, run_folder
+
+NAME = "efficientat_mn04_as"
+
+
+def assert_error_line(result, *fragments: str) -> None:
+    """One error line (after the log line that says what is fetched from where), no traceback."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert all(" INFO " in line for line in lines[:-1]) and lines[-1].startswith("audioscene "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[-1], lines[-1]
+
+
+class Files(BaseHTTPRequestHandler):
+    """Serves `files` (path → bytes) with Range support; `cut` (path → bytes) ends the next
+    transfer of that path after so many bytes; every GET is counted in `gets`."""
+
+    files: dict[str, bytes] = {}
+    cut: dict[str, int] = {}
+    gets: list[tuple[str, str | None]] = []
+
+    def do_GET(self):
+        type(self).gets.append((self.path, self.headers.get("Range")))
+        body = self.files.get(self.path)
+        if body is None:
+            self.send_error(404, "Not Found")
+            return
+        start = int(self.headers["Range"].split("=")[1].rstrip("-")) if self.headers.get("Range") else 0
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        end = start + self.cut.pop(self.path) if self.path in self.cut else len(body)
+        self.wfile.write(body[start:end])
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def release_bytes(tmp_path_factory):
+    """A release file of mn04_as's shape with seeded weights (their format: a bare state dict)."""
+    torch.manual_seed(4)
+    model = models.create("efficientat_mn04")
+    with torch.no_grad():
+        for module in model.modules():  # BatchNorm statistics of an audio-like scale
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_var.uniform_(0.5, 2.0)
+    path = tmp_path_factory.mktemp("release") / "mn04_as.pt"
+    torch.save(model.state_dict(), path)
+    return path.read_bytes()
+
+
+@pytest.fixture
+def zoo(release_bytes, tmp_path, monkeypatch):
+    """A server holding the release, the catalogue entry pointing at it (with its size and
+    SHA-256), and an empty cache."""
+    Files.files, Files.cut, Files.gets = {"/mn04.pt": release_bytes}, {}, []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Files)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/mn04.pt"
+    monkeypatch.setitem(CATALOGUE, NAME, replace(CATALOGUE[NAME], url=url, size=len(release_bytes),
+                                                  sha256=hashlib.sha256(release_bytes).hexdigest()))
+    monkeypatch.setenv("AUDIOSCENE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("AUDIOSCENE_OFFLINE", raising=False)
+    yield url
+    httpd.shutdown()
+
+
+def test_first_use_fetches_checks_converts_and_reuses(zoo, tmp_path):
+    run = Run.open(f"pretrained:{NAME}")
+    assert run.folder == tmp_path / "cache" / "runs" / NAME and len(Files.gets) == 1
+    (path, state), = run.last()
+    assert state.source["catalogue"] == NAME and state.source["sha256"] == CATALOGUE[NAME].sha256
+    assert state.frontend_config["kind"] == "efficientat" and len(state.labels) == 527
+    assert Run.open(f"pretrained:{NAME}").folder == run.folder and len(Files.gets) == 1  # reused, not fetched
+    (tmp_path / "cache" / "runs" / NAME / "epoch_001.pt").write_bytes(b"garbage")  # a corrupt cached run
+    assert Checkpoint.load(run_folder(NAME) / "epoch_001.pt").source["catalogue"] == NAME
+    assert len(Files.gets) == 2  # detected and fetched again
+
+
+def test_a_cut_transfer_resumes_where_it_stopped(zoo, tmp_path, release_bytes):
+    Files.cut["/mn04.pt"] = 1_000_000
+    with pytest.raises(FetchError, match="the transfer stopped after 1,000,000 of"):
+        run_folder(NAME)
+    part = tmp_path / "cache" / "downloads" / f"{CATALOGUE[NAME].file_name}.part"
+    assert part.stat().st_size == 1_000_000
+    run_folder(NAME)
+    assert Files.gets[-1] == ("/mn04.pt", "bytes=1000000-") and not part.exists()
+    downloaded = tmp_path / "cache" / "downloads" / CATALOGUE[NAME].file_name
+    assert downloaded.read_bytes() == release_bytes
+
+
+def test_a_wrong_checksum_or_size_is_refused_and_nothing_is_kept(zoo, tmp_path, monkeypatch):
+    monkeypatch.setitem(CATALOGUE, NAME, replace(CATALOGUE[NAME], sha256="0" * 64))
+    assert_error_line(run_cli("pretrained", "get", NAME), f"{zoo}: SHA-256", "expected 000000000000...",
+                          "the file was removed", f"pretrained import {NAME} FILE")
+    monkeypatch.setitem(CATALOGUE, NAME, replace(CATALOGUE[NAME], size=12345))
+    with pytest.raises(FetchError, match="bytes, expected 12,345; the partial file was removed"):
+        run_folder(NAME)
+    assert not list((tmp_path / "cache" / "downloads").iterdir()) and not (tmp_path / "cache" / "runs").exists()
+
+
+def test_404_no_network_offline_and_an_unwritable_cache_are_one_line_each(zoo, tmp_path, monkeypatch):
+    monkeypatch.setitem(CATALOGUE, NAME, replace(CATALOGUE[NAME], url=zoo.replace("mn04", "gone")))
+    assert_error_line(run_cli("pretrained", "get", NAME), "gone.pt: HTTP 404", f"pretrained import {NAME} FILE")
+    monkeypatch.setitem(CATALOGUE, NAME, replace(CATALOGUE[NAME], url="http://127.0.0.1:9/mn04.pt"))  # nothing listens
+    assert_error_line(run_cli("tag", str(tmp_path), "--run", f"pretrained:{NAME}"),
+                          "http://127.0.0.1:9/mn04.pt: cannot be reached", f"pretrained import {NAME} FILE")
+    assert_one_line_error(run_cli("--offline", "pretrained", "get", NAME), "not in the cache", "and offline",
+                          f"pretrained import {NAME} FILE")
+    (tmp_path / "file").write_text("in the way")
+    monkeypatch.setenv("AUDIOSCENE_HOME", str(tmp_path / "file" / "cache"))
+    assert_one_line_error(run_cli("pretrained", "get", NAME), "cannot create this folder")
+    assert_one_line_error(run_cli("pretrained", "get", "nope"), "unknown pretrained model 'nope'", NAME)
+
+
+def test_two_fetching_at_once_leave_one_good_copy(zoo):
+    folders, errors = [], []
+
+    def fetch():
+        try:
+            folders.append(run_folder(NAME))
+        except Exception as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and folders[0] == folders[1] and len(Files.gets) == 1
+    Checkpoint.load(folders[0] / "epoch_001.pt")
+
+
+def test_a_file_fetched_by_hand_is_imported_and_used_offline(zoo, tmp_path, release_bytes, monkeypatch):
+    (tmp_path / "by_hand.pt").write_bytes(release_bytes)
+    result = run_cli("pretrained", "import", NAME, str(tmp_path / "by_hand.pt"))
+    assert result.returncode == 0, result.stderr
+    monkeypatch.setenv("AUDIOSCENE_OFFLINE", "1")
+    assert Run.open(f"pretrained:{NAME}").first.source["imported_from"] == "by_hand.pt" and not Files.gets
+    listing = json.loads(run_cli("pretrained", "list", "--format", "json").stdout)
+    assert {row["name"] for row in listing} == set(CATALOGUE) and all(row["published"]["mAP"] > 0.3 for row in listing)
+
+
+def test_a_zoo_model_goes_through_every_command(zoo, tiny_data, tmp_path):
+    """tag, detect (DCASE classes), predict, export-onnx (ONNX Runtime parity), evaluate, report (its
+    published row beside ours) and fine-tuning onto the tiny data's labels, all by name."""
+    run = f"pretrained:{NAME}"
+    clip = sorted((tiny_data / "eval" / "audio").glob("*.flac"))[0]
+    tagged = run_cli("tag", str(clip), "--run", run, "--top-k", "3")
+    assert tagged.returncode == 0, tagged.stderr
+    assert tagged.stdout.startswith(f"{clip.name}\t") and len(re.findall(r" [01]\.\d{3}", tagged.stdout)) == 3
+    detected = run_cli("detect", str(clip), "--run", run, "--classes", "dcase2018", "-o", str(tmp_path / "e.tsv"))
+    assert detected.returncode == 0, detected.stderr
+    names = sorted(p.name for p in (tiny_data / "eval" / "audio").glob("*.flac"))[:8]
+    data, labels = audioset_folder(tiny_data / "eval", names, tmp_path / "eval8")  # scored on AudioSet's labels
+    assert run_cli("predict", "--run", run, "--data", data, "--labels", labels, "-o",
+                   str(tmp_path / "t.npz")).returncode == 0
+    with np.load(tmp_path / "t.npz") as teacher:
+        assert teacher["probs"].shape == (8, 527)
+    exported = run_cli("export-onnx", "--run", run, "-o", str(tmp_path / "m.onnx"), "--with-frontend")
+    assert exported.returncode == 0, exported.stderr
+    evaluated = run_cli("evaluate", "--run", run, "--data", data, "--labels", labels)
+    assert evaluated.returncode == 0 and "EfficientAT mn04_as (Schmid et al. 2023)" in evaluated.stdout
+    assert "0.432" in evaluated.stdout  # the published mAP beside ours
+    tuned = run_cli("train", "--data", str(tiny_data / "train"), "--eval-data", str(tiny_data / "eval"), "--init", run,
+                    "--epochs", "1", "--batch-size", "16", "--lr", "1e-12", "--out", str(tmp_path / "tuned"))
+    assert tuned.returncode == 0, tuned.stderr[-2000:]
+    state = Checkpoint.load(tmp_path / "tuned" / "epoch_001.pt")
+    assert state.model_config["name"] == "efficientat_mn04" and state.frontend_config["kind"] == "efficientat"
+    assert state.model["classifier.5.weight"].shape[0] == len(state.labels) == 10  # a new head for its labels
+    source = Checkpoint.load(Run.open(run).paths[0]).model  # the trunk starts from the release (lr 1e-12: kept)
+    torch.testing.assert_close(state.model["features.0.0.weight"], source["features.0.0.weight"])

@@ -191,3 +191,33 @@ def test_a_zoo_model_goes_through_every_command(zoo, tiny_data, tmp_path):
     assert state.model["classifier.5.weight"].shape[0] == len(state.labels) == 10  # a new head for its labels
     source = Checkpoint.load(Run.open(run).paths[0]).model  # the trunk starts from the release (lr 1e-12: kept)
     torch.testing.assert_close(state.model["features.0.0.weight"], source["features.0.0.weight"])
+
+
+def test_an_ensemble_averages_its_members_each_through_its_own_front_end(zoo, tiny_data, tmp_path):
+    from audioscene.audio import load
+    from audioscene.features import FrontendConfig, LogMel
+    from audioscene.predictor import Predictor
+    from audioscene.pretrained import import_release
+
+    clip = sorted((tiny_data / "eval" / "audio").glob("*.flac"))[0]
+    wave = torch.from_numpy(load(clip, sr=32000))[None]
+    efficientat = LogMel(CATALOGUE[NAME].frontend)
+    vggish_32k = LogMel(FrontendConfig(sample_rate=32000, n_mels=64))  # another kind and band count, same rate
+    torch.manual_seed(2)
+    members = [models.create("efficientat_mn04").eval(),
+               models.from_config(models.variant_config("efficientat_mn04", frontend=vggish_32k.config)).eval()]
+    clipwise, framewise = Predictor(members, [efficientat, vggish_32k], "cpu")(wave)
+    with torch.no_grad():
+        outs = [model(frontend(wave)) for model, frontend in zip(members, (efficientat, vggish_32k))]
+    frames = min(out["framewise"].shape[1] for out in outs)
+    torch.testing.assert_close(clipwise, (outs[0]["clipwise"] + outs[1]["clipwise"]) / 2)
+    torch.testing.assert_close(framewise, (outs[0]["framewise"][:, :frames] + outs[1]["framewise"][:, :frames]) / 2)
+
+    torch.manual_seed(1)
+    torch.save({"model": models.create("cnn14_16k").state_dict()}, tmp_path / "cnn14_16k.pth")
+    import_release(tmp_path / "cnn14_16k.pth", "panns_cnn14_16k", tmp_path / "cnn")
+    run = f"pretrained:{NAME}"
+    assert_error_line(run_cli("tag", str(clip), "--run", run, "--run", str(tmp_path / "cnn")),
+                          "different sample rates cannot be averaged: [16000, 32000] Hz")
+    single, double = (run_cli("tag", str(clip), *["--run", run] * n, "--top-k", "2") for n in (1, 2))
+    assert double.returncode == 0 and double.stdout == single.stdout, double.stderr  # two equal members: the same

@@ -159,32 +159,31 @@ def predict_to_file(runs: Sequence[str | os.PathLike | Run], data: DataSpec | st
                     checkpoint: str = "best", device: str = "auto", batch_size: int = 64, workers: int = 0,
                     progress: bool = True, weights: str = "auto") -> Path:
     """Write a teacher file: the clip probabilities of `runs` (each its `checkpoint`: best, last,
-    avg or a path, with its `weights`: see `Checkpoint.weights`; all runs averaged) on the
-    map-style data `data`, keyed by clip key."""
+    avg or a path, with its `weights`: see `Checkpoint.weights`; all runs averaged, each through its
+    own front end, at one sample rate) on the map-style data `data`, keyed by clip key."""
     from .checkpoints import CheckpointError
-    from .features import FrontendConfig
     from .predictor import Predictor
 
     if not runs:
         raise InputError("need at least one teacher run")
-    members, labels, frontend, clip_seconds = [], None, None, 10.0
+    members, frontends, labels, clip_seconds, first = [], [], None, 10.0, None
     for run in runs:
         for path, state in Run.open(run).select(checkpoint):
-            model, model_frontend, model_labels = state.build(path, weights)
+            model, frontend, model_labels = state.build(path, weights)
             if labels is None:
-                labels, frontend = model_labels, model_frontend
+                labels, first = model_labels, path
                 clip_seconds = state.train_config.get("clip_seconds", clip_seconds)
-            elif model_labels != labels or state.frontend_config != members[0][1]:
-                raise CheckpointError(f"{path}: its labels or front end differ from {members[0][2]}'s; the runs "
-                                      "of one teacher must share both")
-            members.append((model, state.frontend_config, path))
-    sample_rate = FrontendConfig(**members[0][1]).sample_rate
+            elif model_labels != labels:
+                raise CheckpointError(f"{path}: its labels differ from {first}'s; the runs of one teacher must share "
+                                      "them")
+            members.append(model)
+            frontends.append(frontend)
     spec = DataSpec.of(data)
-    for model, _, _ in members:
+    for model in members:
         spec.require_input(model.takes_audio, model.config.name)
-    dataset = spec.open_clips(OpenOptions(labels, clip_seconds, sample_rate), "predict")
-    probs = Predictor([m for m, _, _ in members], frontend, device).predict(
-        dataset, batch_size, workers, desc="predict", progress=progress)["clipwise"]
+    predictor = Predictor(members, frontends, device)  # each member its own front end, at one sample rate
+    dataset = spec.open_clips(OpenOptions(labels, clip_seconds, predictor.frontend.config.sample_rate), "predict")
+    probs = predictor.predict(dataset, batch_size, workers, desc="predict", progress=progress)["clipwise"]
     return write_teacher(output, dataset.keys, probs, labels, data=data_identity(spec))
 
 

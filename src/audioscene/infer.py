@@ -32,7 +32,7 @@ import soundfile as sf
 import torch
 
 from . import audio, sed
-from .checkpoints import Run
+from .checkpoints import CheckpointError, Run
 from .errors import InputError, check_number
 from .events import Event
 from .features import LogMel
@@ -80,8 +80,9 @@ class Tagger:
     """A trained model (or several, whose outputs are averaged) ready to use on recordings.
 
     Args:
-        models: models with the same label set and frame hop (e.g. every checkpoint of a run).
-        frontend: the log-mel front end they were trained with.
+        models: models with the same label set and frame hop (e.g. every checkpoint of a run, or the
+            members of an ensemble).
+        frontend: the log-mel front end they were trained with, or one per model (at one sample rate).
         labels: their output classes.
         device: "auto", "cpu", "cuda", ...
         window_s, hop_s: window length and step in seconds (hop defaults to the window).
@@ -89,7 +90,8 @@ class Tagger:
         amp: run the models in bf16 (see `predictor`; float32 by default).
     """
 
-    def __init__(self, models: Sequence[AudioModel | OnnxModel], frontend: LogMel, labels: LabelSet, device: str = "auto",
+    def __init__(self, models: Sequence[AudioModel | OnnxModel], frontend: LogMel | Sequence[LogMel], labels: LabelSet,
+                 device: str = "auto",
                  window_s: float = 10.0, hop_s: float | None = None, batch_size: int = 8, amp: bool = False):
         if not models:
             raise InputError("need at least one model")
@@ -107,7 +109,7 @@ class Tagger:
         self.device, self.models, self.frontend = self.predictor.device, self.predictor.models, self.predictor.frontend
         self.labels = labels
         self.frame_hop = hops.pop()
-        self.sample_rate = frontend.config.sample_rate
+        self.sample_rate = self.frontend.config.sample_rate
         self.frame_samples = int(round(self.frame_hop * self.sample_rate))
         self.window_frames = max(1, math.ceil(window_s / self.frame_hop - 1e-9))
         self.hop_frames = self.window_frames if hop_s is None else max(1, round(hop_s / self.frame_hop))
@@ -122,11 +124,25 @@ class Tagger:
         "last", "avg" or a checkpoint path (`Run.select`); `weights` "auto" (the run's: the moving
         average when it keeps one), "raw" or "ema"; the architecture, front end and labels come from
         the checkpoint."""
-        models, frontend, labels = [], None, None
-        for path, state in Run.open(run).select(checkpoint):
-            model, frontend, labels = state.build(path, weights)
-            models.append(model)
-        return cls(models, frontend, labels, device=device, **options)
+        return cls.from_runs([run], checkpoint, device, weights, **options)
+
+    @classmethod
+    def from_runs(cls, runs: Sequence[str | os.PathLike | Run], checkpoint: str | os.PathLike = "best",
+                  device: str = "auto", weights: str = "auto", **options) -> "Tagger":
+        """An ensemble: the outputs of several runs (each its `checkpoint`, with its own front end,
+        computed from the same audio) averaged, as the paper's "Avg" across runs and EfficientAT's
+        ensembles. The members share their labels, sample rate and frame hop."""
+        models, frontends, labels, first = [], [], None, None
+        for run in runs:
+            for path, state in Run.open(run).select(checkpoint):
+                model, frontend, member_labels = state.build(path, weights)
+                if labels is not None and member_labels != labels:
+                    raise CheckpointError(f"{path}: its labels differ from {first}'s; the members of an ensemble "
+                                          "share their labels")
+                labels, first = member_labels, first or path
+                models.append(model)
+                frontends.append(frontend)
+        return cls(models, frontends, labels, device=device, **options)
 
     @classmethod
     def from_pretrained(cls, name: str, device: str = "auto", **options) -> "Tagger":

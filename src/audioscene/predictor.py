@@ -25,15 +25,27 @@ if TYPE_CHECKING:
 
 
 class Predictor:
-    """`predictor(waves [B, samples])` → mean over the models of `(clipwise [B, K], framewise [B, T', K])`."""
+    """`predictor(waves [B, samples])` → mean over the models of `(clipwise [B, K], framewise [B, T', K])`.
 
-    def __init__(self, models: Sequence[AudioModel | OnnxModel], frontend: LogMel,
+    `frontend` is the models' shared front end, or one per model (an ensemble of families, e.g.
+    EfficientAT's and PANNs' at 32 kHz): each distinct front end runs once on the same audio. Frame
+    outputs of members whose front ends give a frame more or less (centred or not) are averaged
+    over the frames they all have."""
+
+    def __init__(self, models: Sequence[AudioModel | OnnxModel], frontend: LogMel | Sequence[LogMel],
                  device: str | torch.device = "auto", amp: bool = False):
         if not models:
             raise InputError("need at least one model")
+        frontends = [frontend] * len(models) if isinstance(frontend, LogMel) else list(frontend)
+        if len(frontends) != len(models):
+            raise InputError(f"{len(frontends)} front ends for {len(models)} models: give one, or one per model")
+        rates = {f.config.sample_rate for f in frontends}
+        if len(rates) != 1:
+            raise InputError(f"models at different sample rates cannot be averaged: {sorted(rates)} Hz")
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.models = [m.eval().to(self.device) for m in models]
-        self.frontend = frontend.to(self.device)
+        self.frontends = [f.to(self.device) for f in frontends]
+        self.frontend = self.frontends[0]
         self.amp = amp
 
     @torch.inference_mode()
@@ -41,18 +53,20 @@ class Predictor:
         """Float32 outputs on the CPU; an ONNX export with the front end inside takes the waveform."""
         waves = waves.to(self.device)
         amp_context, _ = autocast(self.device, amp=self.amp, cpu_bf16=self.amp)
-        logmel, clipwise, framewise = None, 0.0, 0.0
-        for model in self.models:
+        logmels, clipwise, framewise = {}, 0.0, []
+        for model, frontend in zip(self.models, self.frontends):
             if getattr(model, "takes_waveform", False):
                 out = model(waves)
             else:
-                logmel = self.frontend(waves) if logmel is None else logmel
+                if frontend.config not in logmels:
+                    logmels[frontend.config] = frontend(waves)
                 with amp_context:
-                    out = model(logmel)
+                    out = model(logmels[frontend.config])
             clipwise = clipwise + out["clipwise"].float()
-            framewise = framewise + out["framewise"].float()
+            framewise.append(out["framewise"].float())
+        frames = min(f.shape[1] for f in framewise)
         n = len(self.models)
-        return (clipwise / n).cpu(), (framewise / n).cpu()
+        return (clipwise / n).cpu(), (sum(f[:, :frames] for f in framewise) / n).cpu()
 
     def predict(self, dataset: Dataset, batch_size: int = 64, workers: int = 0, framewise: bool = False,
                 desc: str = "predict", progress: bool = True) -> dict[str, np.ndarray]:

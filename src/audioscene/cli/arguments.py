@@ -278,8 +278,10 @@ def add_weights_option(p) -> None:
 
 def add_model_options(p) -> None:
     add_weights_option(p)
-    p.add_argument("--run", type=Path, required=True,
-                   help="run folder with epoch_NNN.pt checkpoints, or a model.onnx from export-onnx")
+    p.add_argument("--run", type=Path, action="append", required=True,
+                   help="run folder with epoch_NNN.pt checkpoints, pretrained:NAME (a model of the zoo: `audioscene "
+                        "pretrained list`), or a model.onnx from export-onnx; repeat for an ensemble (outputs "
+                        "averaged)")
     p.add_argument("--checkpoint", default="best",
                    help="best (the run's best eval score, mAP by default), last, avg (mean of all epochs' outputs) "
                         "or a .pt path (default best)")

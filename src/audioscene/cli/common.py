@@ -26,12 +26,16 @@ def data_spec(text: str | None, labels: str | None, data_flag: str, labels_flag:
 
 
 def open_tagger(args):
+    """The tagger of `--run` (repeated: an ensemble of the runs)."""
+    from ..errors import InputError
     from ..infer import Tagger
 
-    if args.run.suffix == ".onnx":
-        return Tagger.from_onnx(args.run, hop_s=args.hop_s, batch_size=args.batch_size)
-    return Tagger.from_run(args.run, args.checkpoint, device=args.device, weights=args.weights, hop_s=args.hop_s,
-                           batch_size=args.batch_size)
+    if any(run.suffix == ".onnx" for run in args.run):
+        if len(args.run) > 1:
+            raise InputError("an ONNX file runs alone; give run folders (or pretrained:NAME) for an ensemble")
+        return Tagger.from_onnx(args.run[0], hop_s=args.hop_s, batch_size=args.batch_size)
+    return Tagger.from_runs(args.run, args.checkpoint, device=args.device, weights=args.weights, hop_s=args.hop_s,
+                            batch_size=args.batch_size)
 
 
 def readable_analyses(args, tagger, paths, failed: list):

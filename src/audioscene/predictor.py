@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .devices import autocast, resolve_device
@@ -27,20 +28,21 @@ if TYPE_CHECKING:
 class Predictor:
     """`predictor(waves [B, samples])` → mean over the models of `(clipwise [B, K], framewise [B, T', K])`.
 
-    `frontend` is the models' shared front end, or one per model (an ensemble of families, e.g.
+    `frontend` is the models' shared front end (a `LogMel`, or `nn.Identity` for models on
+    embeddings), or one per model (an ensemble of families, e.g.
     EfficientAT's and PANNs' at 32 kHz): each distinct front end runs once on the same audio. Frame
     outputs of members whose front ends give a frame more or less (centred or not) are averaged
     over the frames they all have."""
 
-    def __init__(self, models: Sequence[AudioModel | OnnxModel], frontend: LogMel | Sequence[LogMel],
+    def __init__(self, models: Sequence[AudioModel | OnnxModel], frontend: nn.Module | Sequence[nn.Module],
                  device: str | torch.device = "auto", amp: bool = False):
         if not models:
             raise InputError("need at least one model")
-        frontends = [frontend] * len(models) if isinstance(frontend, LogMel) else list(frontend)
+        frontends = list(frontend) if isinstance(frontend, (list, tuple)) else [frontend] * len(models)
         if len(frontends) != len(models):
             raise InputError(f"{len(frontends)} front ends for {len(models)} models: give one, or one per model")
-        rates = {f.config.sample_rate for f in frontends}
-        if len(rates) != 1:
+        rates = {f.config.sample_rate for f in frontends if isinstance(f, LogMel)}
+        if len(rates) > 1:
             raise InputError(f"models at different sample rates cannot be averaged: {sorted(rates)} Hz")
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.models = [m.eval().to(self.device) for m in models]
@@ -53,15 +55,16 @@ class Predictor:
         """Float32 outputs on the CPU; an ONNX export with the front end inside takes the waveform."""
         waves = waves.to(self.device)
         amp_context, _ = autocast(self.device, amp=self.amp, cpu_bf16=self.amp)
-        logmels, clipwise, framewise = {}, 0.0, []
+        inputs, clipwise, framewise = {}, 0.0, []
         for model, frontend in zip(self.models, self.frontends):
             if getattr(model, "takes_waveform", False):
                 out = model(waves)
             else:
-                if frontend.config not in logmels:
-                    logmels[frontend.config] = frontend(waves)
+                key = getattr(frontend, "config", id(frontend))  # each distinct front end once
+                if key not in inputs:
+                    inputs[key] = frontend(waves)
                 with amp_context:
-                    out = model(logmels[frontend.config])
+                    out = model(inputs[key])
             clipwise = clipwise + out["clipwise"].float()
             framewise.append(out["framewise"].float())
         frames = min(f.shape[1] for f in framewise)

@@ -1,4 +1,4 @@
-"""EfficientAT's MobileNets against the authors' code: the front end and the model each on the same
+"""EfficientAT's MobileNets and DyMNs against the authors' code: the front end and the model each on the same
 input, and the whole chain, on seeded weights in their release format (the reference outputs were
 made by tests/data/make_efficientat_reference.py with their code at a named commit); the release
 files' checks; the catalogue's published shapes."""
@@ -42,7 +42,7 @@ def _release_file(reference: dict, name: str, path: Path) -> Path:
     EfficientAT saves a release (`torch.save` of the state dict)."""
     offset = list(SCRIPT.SHAPES).index(name)
     model = models.create(CATALOGUE[f"efficientat_{name}"].model)
-    weights = SCRIPT.seeded_weights({key: tuple(v.shape) for key, v in model.state_dict().items()}, SCRIPT.SEED + offset)
+    weights = SCRIPT.seeded_weights(model.state_dict(), SCRIPT.SEED + offset)
     for key in weights:
         if f"{name}/{key}" in reference:
             weights[key] = torch.from_numpy(reference[f"{name}/{key}"])
@@ -66,7 +66,9 @@ def test_an_imported_release_gives_their_clip_and_frame_outputs(reference, tmp_p
     state = Checkpoint.load(path)
     model, frontend, labels = state.build(path)
     assert len(labels) == 527 and state.source["catalogue"] == f"efficientat_{name}"
-    for i, wave in enumerate(SCRIPT.clips()):
+    # a random DyMN is chaotic away from the statistics it was measured with (see the script): it is
+    # compared on the clip they were measured on, where its outputs are in range
+    for i, wave in enumerate(SCRIPT.clips()[:1] if name.startswith("dymn") else SCRIPT.clips()):
         clipwise, framewise = reference[f"{name}/clipwise_{i}"], reference[f"{name}/framewise_{i}"]
         assert np.mean((clipwise > 0.01) & (clipwise < 0.99)) > 0.5  # mostly unsaturated: a comparison that means something
         with torch.no_grad():

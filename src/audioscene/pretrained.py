@@ -91,9 +91,11 @@ def _panns(name: str, title: str, model: str, frontend: FrontendConfig, file_nam
                    f"PANNs {title} (Kong et al. 2020)")
 
 
-def _efficientat(title: str, width: str, m_ap: float, parameters_m: float, hop_ms: float = 10.0) -> Release:
-    file_name = f"{title}_mAP_{round(m_ap * 1000)}.pt"
-    return Release(f"efficientat_{title}", title, f"efficientat_mn{width}", _efficientat_frontend(hop_ms),
+def _efficientat(title: str, width: str, m_ap: float, parameters_m: float, hop_ms: float = 10.0,
+                 file_name: str | None = None) -> Release:
+    file_name = file_name or f"{title}_mAP_{round(m_ap * 1000)}.pt"
+    model = f"efficientat_{title.split('_')[0][:-2]}{width}"  # efficientat_mn10, efficientat_dymn10
+    return Release(f"efficientat_{title}", title, model, _efficientat_frontend(hop_ms),
                    EFFICIENTAT_RELEASE + file_name, file_name, {"mAP": m_ap}, EFFICIENTAT_SOURCE, parameters_m, "MIT",
                    f"EfficientAT {title} (Schmid et al. 2023)")
 
@@ -116,6 +118,9 @@ CATALOGUE: dict[str, Release] = {release.name: release for release in (
     _efficientat("mn10_as_hop_15", "10", 0.463, 4.88, hop_ms=15.0),
     _efficientat("mn10_as_hop_20", "10", 0.456, 4.88, hop_ms=20.0),
     _efficientat("mn10_as_hop_25", "10", 0.447, 4.88, hop_ms=25.0),
+    _efficientat("dymn04_as", "04", 0.450, 1.97, file_name="dymn04_as.pt"),
+    _efficientat("dymn10_as", "10", 0.477, 10.57, file_name="dymn10_as.pt"),
+    _efficientat("dymn20_as", "20", 0.491, 40.02, file_name="dymn20_as_mAP_493.pt"),
 )}
 # `import-panns --arch`: PANNs' own architecture names
 PANNS_ARCHS = {release.title: release.name for release in CATALOGUE.values() if release.name.startswith("panns_")}

@@ -4,7 +4,7 @@ Runs the authors' model and front end (public repository fschmid56/EfficientAT a
 a425fdce92572e602a1d5634799bd9f1f2efa806, MIT licence) on seeded random weights in their release
 format, and stores what the test compares ours with in `efficientat_reference.npz`: their log-mel,
 clip and frame outputs, and the BatchNorm statistics (measured on audio by their model in training
-mode, then perturbed), for the shapes of `mn10_as` and `mn40_as`. The outputs are of their model
+mode, then perturbed for the MobileNets), for the shapes of `mn10_as`, `mn40_as` and `dymn10_as`. The outputs are of their model
 on their log-mel, which is stored, so the test compares the two front ends and the two models each
 on the same input (and, more loosely, the whole chain).
 
@@ -40,26 +40,27 @@ import numpy as np
 import torch
 
 COMMIT = "a425fdce92572e602a1d5634799bd9f1f2efa806"
-SHAPES = {"mn10_as": 1.0, "mn40_as": 4.0}  # release name → width_mult
+SHAPES = {"mn10_as": ("mn", 1.0), "mn40_as": ("mn", 4.0), "dymn10_as": ("dymn", 1.0)}  # release → (kind, width)
 SEED = 20240
 OUT = Path(__file__).with_name("efficientat_reference.npz")
 
 
-def seeded_weights(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
-    """Weights for every float tensor of a state dict (name → shape), drawn key by key in sorted
-    order from one seeded generator: He-scaled normals for convolutions, LeCun-scaled ones for linear
-    layers (logits of a few units, not saturated probabilities), BatchNorm scales around 1 and shifts
-    around 0; running statistics 0 and 1 (set from audio afterwards)."""
+def seeded_weights(state: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+    """A copy of a model's state dict with every weight and bias drawn, key by key in sorted order,
+    from one seeded generator: He-scaled normals for convolutions, LeCun-scaled ones for linear
+    layers (logits of a few units, not saturated probabilities), He-scaled DyMN dynamic kernels too
+    (`[1, 1, kernels, out · fan-in]`, the outputs read from the BatchNorm after), BatchNorm scales around 1 and
+    shifts around 0. Buffers (running statistics, set from audio afterwards; DyMN's constants) are
+    kept as given."""
     generator = torch.Generator().manual_seed(seed)
     weights = {}
-    for name in sorted(shapes):
-        shape = shapes[name]
-        if name.endswith("num_batches_tracked"):
-            weights[name] = torch.tensor(0)
-        elif name.endswith("running_mean"):
-            weights[name] = torch.zeros(shape)
-        elif name.endswith("running_var"):
-            weights[name] = torch.ones(shape)
+    for name in sorted(state):
+        shape = tuple(state[name].shape)
+        if not name.endswith((".weight", ".bias")):
+            weights[name] = state[name].clone()
+        elif len(shape) == 4 and shape[:2] == (1, 1):  # a dynamic kernel: its BatchNorm says its outputs
+            fan_in = shape[3] // state[name.replace("_conv.weight", "_norm.weight")].shape[0]
+            weights[name] = torch.randn(shape, generator=generator) * math.sqrt(2.0 / fan_in)
         elif len(shape) > 1:
             fan_in = math.prod(shape[1:])
             weights[name] = torch.randn(shape, generator=generator) * math.sqrt((2.0 if len(shape) == 4 else 1.0) / fan_in)
@@ -135,23 +136,27 @@ def _install_stand_ins() -> None:
     sys.modules.update(modules)
 
 
-def _measure_and_perturb(model: torch.nn.Module, spectrograms: list[torch.Tensor], seed: int) -> None:
-    """BatchNorm running statistics measured on the clips (training mode, cumulative averages),
-    then each mean moved by 0.1 of its std and each variance scaled by exp(0.2 · N(0, 1))."""
+def _measure_and_perturb(model: torch.nn.Module, spectrograms: list[torch.Tensor], seed: int, perturb: bool) -> None:
+    """BatchNorm running statistics measured on the clips (one batch of them, cut to the shortest,
+    in training mode), then, with `perturb`, each mean moved by 0.1 of its std and each variance
+    scaled by exp(0.2 · N(0, 1)). A random DyMN is not perturbed: it amplifies any mismatch between
+    its statistics and its activations about 30-fold per block (measured: even 0.1 % on the
+    variances saturates every output), while the measured statistics keep it in range."""
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.momentum = None
             module.reset_running_stats()
     model.train()
+    frames = min(spectrogram.shape[1] for spectrogram in spectrograms)
     with torch.no_grad():
-        for spectrogram in spectrograms:
-            model(spectrogram[None, None])
+        model(torch.stack([spectrogram[:, :frames] for spectrogram in spectrograms])[:, None])
     generator = torch.Generator().manual_seed(seed + 1)
     for name, module in sorted(model.named_modules()):
         if isinstance(module, torch.nn.BatchNorm2d):
-            std = module.running_var.sqrt()
-            module.running_mean += 0.1 * std * torch.randn(std.shape, generator=generator)
-            module.running_var *= torch.exp(0.2 * torch.randn(std.shape, generator=generator))
+            if perturb:
+                std = module.running_var.sqrt()
+                module.running_mean += 0.1 * std * torch.randn(std.shape, generator=generator)
+                module.running_var *= torch.exp(0.2 * torch.randn(std.shape, generator=generator))
             module.momentum = 0.01
     model.eval()
 
@@ -168,6 +173,7 @@ def main() -> None:
     out = args.out.resolve()
     os.chdir(args.repo)  # their helpers read metadata/ relative to the working folder
     sys.path.insert(0, str(args.repo.resolve()))
+    from models.dymn.model import get_model as get_dymn
     from models.mn.model import get_model
     from models.preprocess import AugmentMelSTFT
 
@@ -179,20 +185,20 @@ def main() -> None:
     stored = {"commit": np.array(COMMIT)}
     for i, spectrogram in enumerate(spectrograms):
         stored[f"logmel_{i}"] = spectrogram.numpy()
-    for offset, (name, width) in enumerate(SHAPES.items()):
-        model = get_model(width_mult=width, pretrained_name=None)
-        shapes = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    for offset, (name, (kind, width)) in enumerate(SHAPES.items()):
+        # a DyMN at the temperature their released ones run at (`pretrain_final_temp`, 1)
+        model = get_model(width_mult=width) if kind == "mn" else get_dymn(width_mult=width, T_max=1.0)
         with tempfile.TemporaryDirectory() as folder:  # their release format: torch.save of the state dict
-            torch.save(seeded_weights(shapes, SEED + offset), Path(folder) / f"{name}.pt")
+            torch.save(seeded_weights(model.state_dict(), SEED + offset), Path(folder) / f"{name}.pt")
             model.load_state_dict(torch.load(Path(folder) / f"{name}.pt", weights_only=True))
-        _measure_and_perturb(model, spectrograms, SEED + offset)
+        _measure_and_perturb(model, spectrograms, SEED + offset, perturb=kind == "mn")
         for key, value in model.state_dict().items():
             if key.endswith(("running_mean", "running_var")):
                 stored[f"{name}/{key}"] = value.numpy()
         with torch.no_grad():
             for i, spectrogram in enumerate(spectrograms):
                 logits, fmaps = model._forward_impl(spectrogram[None, None], return_fmaps=True)
-                frames = model.classifier[2:](fmaps[-1].mean(dim=2).transpose(1, 2))
+                frames = model.classifier[2:](fmaps[-1].mean(dim=2).transpose(1, 2))  # dymn: fmaps[-1] is out_c's
                 stored[f"{name}/clipwise_{i}"] = torch.sigmoid(logits).reshape(1, -1).numpy()
                 stored[f"{name}/framewise_{i}"] = torch.sigmoid(frames).numpy()
     np.savez_compressed(out, **stored)

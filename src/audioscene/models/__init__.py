@@ -6,7 +6,7 @@ from a stored config, `from_config`, and ask what it can do through the `AudioMo
 from .resnet import AudioResNet, ModelConfig  # isort: skip
 from .embedding import EmbeddingModel, EmbeddingModelConfig  # isort: skip
 from .panns import Cnn14, PannsConfig  # isort: skip
-from .efficientat import MobileNet, MobileNetConfig  # isort: skip
+from .efficientat import DynamicMobileNet, DynamicMobileNetConfig, MobileNet, MobileNetConfig  # isort: skip
 from .registry import (
     FAMILIES,
     AudioModel,
@@ -22,6 +22,6 @@ from .registry import (
     variant_config,
 )
 
-__all__ = ["FAMILIES", "AudioModel", "AudioResNet", "Cnn14", "EmbeddingModel", "EmbeddingModelConfig", "Family",
+__all__ = ["FAMILIES", "AudioModel", "AudioResNet", "Cnn14", "DynamicMobileNet", "DynamicMobileNetConfig", "EmbeddingModel", "EmbeddingModelConfig", "Family",
            "MobileNet", "MobileNetConfig", "ModelConfig", "PannsConfig", "available", "create", "family_of",
            "from_config", "frontend_for", "register_family", "run_settings", "stored_config", "variant_config"]

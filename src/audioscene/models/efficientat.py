@@ -1,9 +1,11 @@
 """EfficientAT's MobileNets (Schmid, Koutini & Widmer, ICASSP 2023: "Efficient large-scale audio
-tagging via transformer-to-CNN knowledge distillation"): MobileNetV3's inverted residual blocks
+tagging via transformer-to-CNN knowledge distillation") and dynamic MobileNets (DyMN, family
+`efficientat_dymn`, below): MobileNetV3's inverted residual blocks
 (Howard et al. 2019) on one-channel log-mel images, scaled by a width multiplier, with
 squeeze-and-excitation over channels and an MLP head. Written after their `models/mn/` (public
-repository fschmid56/EfficientAT, MIT licence, commit a425fdc); the module and parameter names
-follow their files', so their released weights load as they are (`pretrained.py`).
+repository fschmid56/EfficientAT, MIT licence, commit a425fdc: `models/mn/`, `models/dymn/`); the
+module and parameter names follow their files', so their released weights load as they are
+(`pretrained.py`).
 
 The input is the front end of kind "efficientat" (`features.EfficientATKind`: 128 bands, 10 ms hop
 at 32 kHz), laid out as their `[B, 1, bands, frames]`. A stride-2 stem and four stride-2 stages
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -138,6 +141,13 @@ class InvertedResidual(nn.Module):
         return out + x if self.residual else out
 
 
+def _head(channels: int, hidden: int, config) -> nn.Sequential:
+    """Their MLP head; the indices of its pooling (0) and flattening (1) kept so that the weights'
+    names match theirs."""
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(channels, hidden), nn.Hardswish(),
+                         nn.Dropout(config.dropout), nn.Linear(hidden, config.n_classes))
+
+
 @register_family("efficientat", MobileNetConfig, VARIANTS)
 class MobileNet(nn.Module):
     """Log-mel `[B, T, n_mels]` (front end of kind "efficientat") → `{"clipwise": [B, K],
@@ -160,10 +170,11 @@ class MobileNet(nn.Module):
         last = channels(BLOCKS[-1][3])
         layers.append(ConvBNAct(last, 6 * last, 1, activation=nn.Hardswish))
         self.features = nn.Sequential(*layers)
-        # their head's indices (0: pooling, 1: flatten) kept so that the weights' names match
-        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(6 * last, channels(HEAD_CHANNELS)),
-                                        nn.Hardswish(), nn.Dropout(config.dropout),
-                                        nn.Linear(channels(HEAD_CHANNELS), config.n_classes))
+        self.classifier = _head(6 * last, channels(HEAD_CHANNELS), config)
+
+    def feature_map(self, x: Tensor) -> Tensor:
+        """`[B, 1, bands, frames]` → the last feature map `[B, C, bands / 32, frames / 32]`."""
+        return self.features(x)
 
     @property
     def frame_hop(self) -> float:
@@ -176,8 +187,167 @@ class MobileNet(nn.Module):
                              f"got {tuple(logmel.shape)}")
         for transform in augment:
             logmel = transform(logmel)
-        x = self.features(logmel.transpose(1, 2)[:, None])  # (batch, channels, bands', frames')
+        x = self.feature_map(logmel.transpose(1, 2)[:, None])  # (batch, channels, bands', frames')
         head = self.classifier[2:]
         clipwise = torch.sigmoid(head(x.mean(dim=(2, 3))))
         framewise = torch.sigmoid(head(x.mean(dim=2).transpose(1, 2)))
         return {"clipwise": clipwise, "framewise": framewise, "frame_hop": self.frame_hop}
+
+
+# --- the dynamic MobileNets (DyMN) ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DynamicMobileNetConfig:
+    """Everything needed to rebuild one of EfficientAT's dynamic MobileNets (Schmid et al. 2024,
+    "Dynamic convolutional neural networks as efficient pre-trained audio models")."""
+
+    name: str
+    family: str = "efficientat_dymn"
+    n_classes: int = 527
+    width: float = 1.0
+    strides: tuple[int, int, int, int] = (2, 2, 2, 2)
+    dropout: float = 0.2
+    kernels: int = 4  # their dyconv_k: kernels a dynamic convolution mixes
+    relu_pieces: int = 2  # their dyrelu_k: linear pieces of a dynamic ReLU
+    temperature: float = 1.0  # of the softmax over kernels; their released models run at 1
+    n_mels: int = 128
+    input_hop_s: float = 0.01
+
+    def __post_init__(self):
+        MobileNetConfig.__post_init__(self)
+        check_number("kernels", self.kernels, integer=True, low=1)
+        check_number("relu_pieces", self.relu_pieces, integer=True, low=1)
+        check_number("temperature", self.temperature, low=0, low_open=True)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    frontend_settings = MobileNetConfig.frontend_settings
+
+
+class DynamicConv(nn.Module):
+    """A convolution whose kernel is, per clip, a softmax-weighted mix of `kernels` kernels, the
+    weights computed from the block's context vector. `weight` keeps their layout
+    `[1, 1, kernels, out · in/groups · k · k]`."""
+
+    def __init__(self, in_channels: int, out_channels: int, context: int, kernel: int, kernels: int, temperature: float,
+                 stride: int = 1, groups: int = 1):
+        super().__init__()
+        self.shape = (out_channels, in_channels // groups, kernel, kernel)
+        self.stride, self.groups, self.temperature = stride, groups, temperature
+        self.residuals = nn.Sequential(nn.Linear(context, kernels))
+        weight = torch.empty(kernels, *self.shape)
+        for k in range(kernels):
+            nn.init.kaiming_normal_(weight[k], mode="fan_out")
+        self.weight = nn.Parameter(weight.reshape(1, 1, kernels, -1))
+
+    def forward(self, x: Tensor, context: Tensor) -> Tensor:
+        batch = x.shape[0]
+        attention = torch.softmax(self.residuals(context) / self.temperature, dim=-1)  # (batch, kernels)
+        kernel = (attention[:, None, None] @ self.weight).reshape(batch * self.shape[0], *self.shape[1:])
+        # each clip its own kernel: the batch folded into the channels, one group per clip
+        out = nn.functional.conv2d(x.reshape(1, -1, *x.shape[2:]), kernel, stride=self.stride,
+                                   padding=(self.shape[2] - 1) // 2, groups=self.groups * batch)
+        return out.reshape(batch, self.shape[0], *out.shape[2:])
+
+
+class DynamicReLU(nn.Module):
+    """Dy-ReLU-B (Chen et al. 2020): per clip and channel, the maximum of `pieces` linear maps
+    whose slopes and offsets come from the context vector."""
+
+    def __init__(self, channels: int, context: int, pieces: int):
+        super().__init__()
+        self.channels, self.pieces = channels, pieces
+        self.coef_net = nn.Sequential(nn.Linear(context, 2 * pieces * channels))
+        self.register_buffer("lambdas", torch.tensor([1.0] * pieces + [0.5] * pieces))
+        self.register_buffer("init_v", torch.tensor([1.0] + [0.0] * (2 * pieces - 1)))
+
+    def forward(self, x: Tensor, context: Tensor) -> Tensor:
+        theta = 2 * torch.sigmoid(self.coef_net(context)) - 1
+        coefs = theta.reshape(-1, self.channels, 1, 1, 2 * self.pieces) * self.lambdas + self.init_v
+        return (x[..., None] * coefs[..., :self.pieces] + coefs[..., self.pieces:]).max(dim=-1).values
+
+
+class ContextGenerator(nn.Module):
+    """The block's context: its input's means over time and over frequency, through one shared
+    1×1 convolution (BatchNorm, hard swish); their mean is the context vector of the dynamic
+    convolutions and ReLU, and each sequence, pooled to the block's stride, gives a coordinate
+    attention over frequency and over time."""
+
+    def __init__(self, context: int, in_channels: int, expanded: int, stride: int):
+        super().__init__()
+        self.joint_conv = nn.Conv2d(in_channels, context, 1, bias=False)
+        self.joint_norm = nn.BatchNorm2d(context, eps=0.001, momentum=0.01)
+        self.conv_f, self.conv_t = nn.Conv2d(context, expanded, 1), nn.Conv2d(context, expanded, 1)
+        self.stride = stride
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        over_time, over_freq = x.mean(dim=3, keepdim=True), x.mean(dim=2, keepdim=True).transpose(2, 3)
+        joint = nn.functional.hardswish(self.joint_norm(self.joint_conv(torch.cat([over_time, over_freq], dim=2))))
+        freq, time = joint.split([over_time.shape[2], over_freq.shape[2]], dim=2)
+        if self.stride > 1:
+            freq = nn.functional.avg_pool2d(freq, (3, 1), (self.stride, 1), (1, 0))
+            time = nn.functional.avg_pool2d(time, (3, 1), (self.stride, 1), (1, 0))
+        return joint.mean(dim=2).flatten(1), self.conv_f(freq), self.conv_t(time).transpose(2, 3)
+
+
+class DynamicBlock(nn.Module):
+    """An inverted residual block with dynamic convolutions (expansion, depthwise, projection), a
+    dynamic ReLU after the depthwise convolution and coordinate attention, all steered by the
+    context of the block's input."""
+
+    def __init__(self, c_in: int, kernel: int, expanded: int, c_out: int, hard_swish: bool, stride: int,
+                 config: DynamicMobileNetConfig):
+        super().__init__()
+        context = int(np.clip(make_divisible(expanded // 4), make_divisible(32 * config.width),
+                              make_divisible(128 * config.width)))
+        dynamic = dict(kernels=config.kernels, temperature=config.temperature)
+        self.expands = expanded != c_in
+        if self.expands:
+            self.exp_conv = DynamicConv(c_in, expanded, context, 1, **dynamic)
+            self.exp_norm = nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01)
+        self.activation = nn.functional.hardswish if hard_swish else nn.functional.relu
+        self.depth_conv = DynamicConv(expanded, expanded, context, kernel, stride=stride, groups=expanded, **dynamic)
+        self.depth_norm = nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01)
+        self.depth_act = DynamicReLU(expanded, context, config.relu_pieces)
+        self.proj_conv = DynamicConv(expanded, c_out, context, 1, **dynamic)
+        self.proj_norm = nn.BatchNorm2d(c_out, eps=0.001, momentum=0.01)
+        self.context_gen = ContextGenerator(context, c_in, expanded, stride)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: Tensor) -> Tensor:
+        context, freq, time = self.context_gen(x)
+        out = self.activation(self.exp_norm(self.exp_conv(x, context))) if self.expands else x
+        out = self.depth_act(self.depth_norm(self.depth_conv(out, context)), context)
+        out = out * torch.sigmoid(freq) * torch.sigmoid(time)  # coordinate attention
+        out = self.proj_norm(self.proj_conv(out, context))
+        return out + x if self.residual else out
+
+
+DYNAMIC_VARIANTS = {f"efficientat_dymn{tag}": dict(width=width) for tag, width in (("04", 0.4), ("10", 1.0),
+                                                                                    ("20", 2.0))}
+
+
+@register_family("efficientat_dymn", DynamicMobileNetConfig, DYNAMIC_VARIANTS)
+class DynamicMobileNet(MobileNet):
+    """EfficientAT's DyMN: the MobileNet's stem, stages and head with every block dynamic (their
+    `use_dy_blocks="all"`); inputs and outputs as `MobileNet`'s."""
+
+    def __init__(self, config: DynamicMobileNetConfig):
+        nn.Module.__init__(self)
+        self.config = config
+        channels = lambda c: make_divisible(c * config.width)  # noqa: E731
+        self.in_c = ConvBNAct(1, channels(BLOCKS[0][0]), 3, 2, activation=nn.Hardswish)
+        self.layers = nn.ModuleList(
+            DynamicBlock(channels(c_in), kernel, channels(expanded), channels(c_out), hard_swish,
+                         1 if stage is None else config.strides[stage], config)
+            for c_in, kernel, expanded, c_out, _, hard_swish, stage in BLOCKS)
+        last = channels(BLOCKS[-1][3])
+        self.out_c = ConvBNAct(last, 6 * last, 1, activation=nn.Hardswish)
+        self.classifier = _head(6 * last, channels(HEAD_CHANNELS), config)
+
+    def feature_map(self, x: Tensor) -> Tensor:
+        x = self.in_c(x)
+        for layer in self.layers:
+            x = layer(x)
+        return self.out_c(x)

@@ -221,3 +221,26 @@ def test_an_ensemble_averages_its_members_each_through_its_own_front_end(zoo, ti
                           "different sample rates cannot be averaged: [16000, 32000] Hz")
     single, double = (run_cli("tag", str(clip), *["--run", run] * n, "--top-k", "2") for n in (1, 2))
     assert double.returncode == 0 and double.stdout == single.stdout, double.stderr  # two equal members: the same
+
+
+def test_a_dynamic_mobilenet_tags_detects_and_fine_tunes_and_says_why_it_does_not_export(tiny_data, tmp_path):
+    torch.manual_seed(5)
+    model = models.create("efficientat_dymn04")
+    torch.save(model.state_dict(), tmp_path / "dymn04_as.pt")  # their release format
+    run = tmp_path / "dymn04"
+    assert run_cli("pretrained", "import", "efficientat_dymn04_as", str(tmp_path / "dymn04_as.pt"), "--out",
+                   str(run)).returncode == 0
+    clip = sorted((tiny_data / "eval" / "audio").glob("*.flac"))[0]
+    tagged = run_cli("tag", str(clip), "--run", str(run), "--top-k", "2")
+    assert tagged.returncode == 0 and len(re.findall(r" [01]\.\d{3}", tagged.stdout)) == 2, tagged.stderr
+    assert run_cli("detect", str(clip), "--run", str(run), "--classes", "dcase2018", "-o",
+                   str(tmp_path / "e.tsv")).returncode == 0
+    assert_one_line_error(run_cli("export-onnx", "--run", str(run), "-o", str(tmp_path / "d.onnx")),
+                          "efficientat_dymn04 does not export to ONNX", "its own mix of kernels")
+    tuned = run_cli("train", "--data", str(tiny_data / "train"), "--eval-data", str(tiny_data / "eval"), "--init",
+                    str(run / "epoch_001.pt"), "--epochs", "1", "--batch-size", "16", "--lr", "1e-12", "--out",
+                    str(tmp_path / "tuned"))
+    assert tuned.returncode == 0, tuned.stderr[-2000:]
+    state = Checkpoint.load(tmp_path / "tuned" / "epoch_001.pt")
+    assert state.model_config["family"] == "efficientat_dymn" and state.model["classifier.5.weight"].shape[0] == 10
+    torch.testing.assert_close(state.model["layers.3.depth_conv.weight"], model.state_dict()["layers.3.depth_conv.weight"])

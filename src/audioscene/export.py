@@ -142,7 +142,7 @@ def export_model(model: AudioModel, frontend: LogMel, labels: LabelSet, path: st
     if not model.exportable:
         raise InputError(f"{model.config.name} does not export to ONNX (only models that take audio do; it reads "
                          "AudioSet's released embeddings)" if not model.takes_audio else
-                         f"{model.config.name} does not export to ONNX")
+                         f"{model.config.name} does not export to ONNX ({getattr(model, 'onnx_blocker', '')})")
     graph = _Outputs(model.eval().cpu(), frontend.cpu() if with_frontend else None, frontend_precision).eval()
     cfg = frontend.config
     if with_frontend:

@@ -333,6 +333,10 @@ class DynamicMobileNet(MobileNet):
     """EfficientAT's DyMN: the MobileNet's stem, stages and head with every block dynamic (their
     `use_dy_blocks="all"`); inputs and outputs as `MobileNet`'s."""
 
+    exportable = False
+    onnx_blocker = ("each clip convolves with its own mix of kernels, a convolution whose groups grow with the "
+                    "batch, which ONNX's fixed groups cannot express")
+
     def __init__(self, config: DynamicMobileNetConfig):
         nn.Module.__init__(self)
         self.config = config

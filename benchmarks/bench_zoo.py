@@ -95,7 +95,7 @@ def theirs_mn10(repo: Path, n_clips: int) -> dict:
     from models.preprocess import AugmentMelSTFT
 
     ours = seeded("efficientat_mn10", CATALOGUE["efficientat_mn10_as"].frontend)
-    weights = reference.seeded_weights({k: tuple(v.shape) for k, v in ours.state_dict().items()}, reference.SEED)
+    weights = reference.seeded_weights(ours.state_dict(), reference.SEED)
     with np.load(script.with_name("efficientat_reference.npz")) as stored:  # the parity test's weights
         weights.update({key: torch.from_numpy(stored[f"mn10_as/{key}"]) for key in weights
                         if f"mn10_as/{key}" in stored.files})

@@ -244,3 +244,28 @@ def test_a_dynamic_mobilenet_tags_detects_and_fine_tunes_and_says_why_it_does_no
     state = Checkpoint.load(tmp_path / "tuned" / "epoch_001.pt")
     assert state.model_config["family"] == "efficientat_dymn" and state.model["classifier.5.weight"].shape[0] == 10
     torch.testing.assert_close(state.model["layers.3.depth_conv.weight"], model.state_dict()["layers.3.depth_conv.weight"])
+
+
+def test_an_ensemble_is_scored_member_by_member_and_as_their_mean(tiny_run, tiny_data, tmp_path):
+    from audioscene.evaluate import evaluate_ensemble
+    from audioscene.metrics import summarize
+
+    second = tmp_path / "second"  # another run: the tiny run's first epoch with every weight moved
+    state = Checkpoint.load(tiny_run / "epoch_001.pt")
+    torch.manual_seed(9)
+    state.model = {k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v for k, v in state.model.items()}
+    second.mkdir()
+    state.save(second / "epoch_001.pt")
+    found = evaluate_ensemble([tiny_run, second], tiny_data / "eval", checkpoint="last", device="cpu", progress=False)
+    members = [found.variants[tiny_run.name], found.variants["second"]]
+    mean = (members[0].outputs + members[1].outputs) / 2
+    np.testing.assert_allclose(found.variants["ensemble"].outputs, mean, atol=1e-6)
+    assert found.variants["ensemble"].summary["mAP"] == pytest.approx(summarize(found.targets, mean)["mAP"], abs=1e-9)
+    assert (members[0].epoch, members[1].epoch) == (2, 1)  # each member's last checkpoint
+    printed = run_cli("evaluate", "--run", str(tiny_run), "--run", str(second), "--data", str(tiny_data / "eval"),
+                      "--checkpoint", "last", "--per-class", str(tmp_path / "per_class.csv"))
+    assert printed.returncode == 0, printed.stderr
+    assert "| ensemble (mean of the members)" in printed.stdout and f"| {tiny_run.name} (ensemble member, epoch 2)" \
+        in printed.stdout
+    assert_one_line_error(run_cli("evaluate", "--run", str(tiny_run), "--run", str(second), "--data",
+                                  str(tiny_data / "eval")), "give --per-class FILE")

@@ -1,4 +1,5 @@
-"""Scores of a finished run (Table 2): every epoch checkpoint, the peak epoch and "Avg".
+"""Scores of a finished run (Table 2): every epoch checkpoint, the peak epoch and "Avg"; and of an
+ensemble of runs (`evaluate_ensemble`).
 
 Example::
 
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from . import models
-from .checkpoints import Run
+from .checkpoints import CheckpointError, Run
 from .data import DataSpec, OpenOptions
 from .devices import resolve_device
 from .features import FrontendConfig
@@ -39,7 +41,8 @@ class Scored:
 @dataclass(frozen=True)
 class RunEvaluation:
     """What `evaluate_run` found. `variants` holds "peak", "avg" and, for a run with a moving
-    average of its weights, "ema" (its best epoch), in that order; `epochs` every epoch's summary
+    average of its weights, "ema" (its best epoch), in that order (for `evaluate_ensemble`: each
+    member by its run's name, then "ensemble"); `epochs` every epoch's summary
     (raw weights). `run_config` holds the last checkpoint's model, front-end and training configs."""
 
     labels: LabelSet
@@ -137,3 +140,42 @@ def evaluate_run(run: str | os.PathLike | Run, data: DataSpec | str, device: str
     return RunEvaluation(opened.first.label_set, epochs["raw"], variants, dataset.targets, list(dataset.keys),
                          {key: getattr(last, key) for key in ("model_config", "frontend_config", "train_config")},
                          str(select_data if select_data is not None else data), opened.metric)
+
+
+def evaluate_ensemble(runs: Sequence[str | os.PathLike | Run], data: DataSpec | str, checkpoint: str = "best",
+                      weights: str = "auto", device: str = "auto", batch_size: int = 64, workers: int = 0,
+                      progress: bool = True, amp: bool = False) -> RunEvaluation:
+    """Score an ensemble of runs on a data set: each member (its `checkpoint`: best, last, avg or a
+    path, with its `weights`), then the mean of the members' clip outputs (the paper's "Avg" across
+    runs, as EfficientAT's ensembles). Each member runs through its own front end on the same audio;
+    the members share their labels and sample rate. `variants` holds each member by its run's name
+    (its chosen epoch) and "ensemble"."""
+    runs, data = [Run.open(run) for run in runs], DataSpec.of(data)
+    torch_device = resolve_device(device)
+    members = []
+    for run in runs:
+        for path, state in run.select(checkpoint):
+            model, frontend, labels = state.build(path, weights)
+            if members and labels != members[0][3]:
+                raise CheckpointError(f"{path}: its labels differ from {members[0][0]}'s; the members of an ensemble "
+                                      "share their labels")
+            data.require_input(model.takes_audio, model.config.name)
+            members.append((path, state, model, labels, frontend, run.name))
+    first = members[0][1]
+    rates = {FrontendConfig(**state.frontend_config).sample_rate for _, state, *_ in members}
+    if len(rates) > 1:
+        raise CheckpointError(f"models at different sample rates cannot be averaged: {sorted(rates)} Hz")
+    dataset = data.open_clips(OpenOptions(members[0][3], first.train_config.get("clip_seconds", 10.0), rates.pop()))
+    require_scorable(dataset.targets, str(data))
+    variants, total = {}, 0.0
+    for path, state, model, _, frontend, name in members:
+        clipwise = Predictor([model], frontend, torch_device, amp=amp).predict(
+            dataset, batch_size, workers, desc=f"{name}/{path.name}", progress=progress)["clipwise"]
+        total = total + clipwise.astype(np.float64)
+        variants[name if name not in variants else f"{name}/{path.name}"] = Scored(
+            summarize(dataset.targets, clipwise), clipwise, state.epoch)
+    average = (total / len(members)).astype(np.float32)
+    variants["ensemble"] = Scored(summarize(dataset.targets, average), average, None)
+    return RunEvaluation(members[0][3], {}, variants, dataset.targets, list(dataset.keys),
+                         {key: getattr(first, key) for key in ("model_config", "frontend_config", "train_config")},
+                         str(data), "")

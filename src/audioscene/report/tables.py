@@ -22,13 +22,14 @@ from .document import Table
 if TYPE_CHECKING:
     from ..sed import Tuning
 
-VARIANTS = {"peak": "peak", "avg": "Avg", "ema": "EMA weights"}
+VARIANTS = {"peak": "peak", "avg": "Avg", "ema": "EMA weights", "member": "ensemble member",
+            "ensemble": "mean of the members"}
 
 
 @dataclass(frozen=True)
 class Table2Row:
-    """One row of Table 2: a run's `variant` (peak epoch, Avg of its checkpoints, or its EMA
-    weights) scored on `n_clips` clips, with bootstrap `intervals` per score if computed and the
+    """One row of Table 2: a run's `variant` (peak epoch, Avg of its checkpoints, its EMA weights,
+    or a member of an ensemble and the ensemble: `evaluate.evaluate_ensemble`) scored on `n_clips` clips, with bootstrap `intervals` per score if computed and the
     name of the paper's row for the same model, if the paper has one."""
 
     run: str

@@ -17,9 +17,15 @@ def arguments(sub) -> None:
                        description="Score every checkpoint of a run on a data folder; report the peak epoch and 'Avg' "
                                    "(the mean of all checkpoints' outputs, scored).",
                        epilog="examples:\n  audioscene evaluate --run runs/b_att --data data/eval\n"
-                              "  audioscene evaluate --run runs/b_att --data data/eval --sed-tune data/tune",
+                              "  audioscene evaluate --run runs/b_att --data data/eval --sed-tune data/tune\n"
+                              "  audioscene evaluate --run pretrained:efficientat_mn40_as --run "
+                              "pretrained:efficientat_dymn20_as --data folder:eval/audio --labels eval/labels.csv",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", type=Path, required=True, help="run folder with epoch_NNN.pt files")
+    p.add_argument("--run", type=Path, action="append", required=True,
+                   help="run folder with epoch_NNN.pt files, or pretrained:NAME; repeat for an ensemble: each run's "
+                        "--checkpoint and the mean of their outputs, scored")
+    p.add_argument("--checkpoint", default="best", help="an ensemble's members: best, last, avg or a .pt path "
+                                                        "(default best; one run is scored at every epoch)")
     add_data_option(p, "--data", "data to score")
     p.add_argument("--select-data", help="pick the peak epoch on this split instead of --data itself")
     p.add_argument("--select-labels", help="for a folder: --select-data, its CSV filename,labels")
@@ -34,6 +40,8 @@ def arguments(sub) -> None:
 
 
 def run(args) -> None:
+    if len(args.run) > 1:
+        return _ensemble(args)
     from ..._io import prepare_output
     from ...checkpoints import Run
     from ...evaluate import evaluate_run
@@ -41,7 +49,7 @@ def run(args) -> None:
     from ...report.paper import table2_row
     from ..common import data_spec
 
-    run = Run.open(args.run)  # a missing run folder is named before an output is prepared in it
+    run = Run.open(args.run[0])  # a missing run folder is named before an output is prepared in it
     spec = data_spec(args.data, args.labels, "--data", "--labels")
     select = data_spec(args.select_data, args.select_labels, "--select-data", "--select-labels")
     if args.sed_tune:  # Tables 3-4 need strong labels on both splits: named before any work
@@ -74,3 +82,28 @@ def run(args) -> None:
         blocks, _ = folder_segmentation({run.name: run}, args.sed_tune, spec.path, out, device=args.device,
                                         figures=FigureChoice(n=0))
         print(f"\n{to_markdown(blocks, out)}\nevents, tunings and PSDS inputs: {out}")
+
+
+def _ensemble(args) -> None:
+    """Several --run: each member and their mean, scored as rows of Table 2."""
+    from ..._io import prepare_output
+    from ...evaluate import evaluate_ensemble
+    from ...report import Table2Row, markdown_table, table2, write_per_class_csv
+    from ..common import data_spec
+
+    if args.sed_tune or args.select_data:
+        raise InputError("an ensemble (several --run) is scored on --data alone; --sed-tune and --select-data take "
+                         "one run")
+    if not args.per_class:
+        raise InputError("an ensemble has no run folder of its own: give --per-class FILE for its per-class scores")
+    spec = data_spec(args.data, args.labels, "--data", "--labels")
+    per_class = prepare_output(args.per_class, spec.sources)
+    result = evaluate_ensemble(args.run, spec, args.checkpoint, "auto", args.device, args.batch_size,
+                               args.workers, amp=args.amp)
+    rows = [Table2Row(name, "ensemble" if name == "ensemble" else "member", scored.epoch, scored.summary,
+                      result.n_clips) for name, scored in result.variants.items()]
+    write_per_class_csv(per_class, result.labels.names, [(row.run, row.summary) for row in rows])
+    print(f"{result.n_clips} clips from {args.data}; the ensemble is the mean of its {len(rows) - 1} members' "
+          f"outputs ({args.checkpoint} checkpoint of each), scored\n")
+    print(markdown_table(table2(rows)))
+    print(f"\nper-class AP/AUC: {per_class}")

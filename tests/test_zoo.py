@@ -183,6 +183,11 @@ def test_a_zoo_model_goes_through_every_command(zoo, tiny_data, tmp_path):
     evaluated = run_cli("evaluate", "--run", run, "--data", data, "--labels", labels)
     assert evaluated.returncode == 0 and "EfficientAT mn04_as (Schmid et al. 2023)" in evaluated.stdout
     assert "0.432" in evaluated.stdout  # the published mAP beside ours
+    reported = run_cli("report", "--runs", f"mn04={run}", "--eval-data", data, "--labels", labels, "--bootstrap", "100",
+                       "-o", str(tmp_path / "report"))
+    assert reported.returncode == 0, reported.stderr[-2000:]
+    row = next(line for line in reported.stdout.splitlines() if line.startswith("| mn04 (peak"))
+    assert "EfficientAT mn04_as (Schmid et al. 2023)" in row and "0.432" in row
     tuned = run_cli("train", "--data", str(tiny_data / "train"), "--eval-data", str(tiny_data / "eval"), "--init", run,
                     "--epochs", "1", "--batch-size", "16", "--lr", "1e-12", "--out", str(tmp_path / "tuned"))
     assert tuned.returncode == 0, tuned.stderr[-2000:]
@@ -269,3 +274,12 @@ def test_an_ensemble_is_scored_member_by_member_and_as_their_mean(tiny_run, tiny
         in printed.stdout
     assert_one_line_error(run_cli("evaluate", "--run", str(tiny_run), "--run", str(second), "--data",
                                   str(tiny_data / "eval")), "give --per-class FILE")
+    reported = run_cli("report", "--runs", str(tiny_run), "--eval-data", str(tiny_data / "eval"), "--ensemble",
+                       f"both={tiny_run},{second}", "--checkpoint", "last", "--bootstrap", "100", "-o",
+                       str(tmp_path / "report"))
+    assert reported.returncode == 0, reported.stderr[-2000:]
+    row = next(line for line in reported.stdout.splitlines() if line.startswith("| both (mean of the members)"))
+    assert f"| {found.variants['ensemble'].summary['mAP']:.3f} [" in row  # the ensemble's mAP, with its interval
+    assert_one_line_error(run_cli("report", "--runs", str(tiny_run), "--eval-data", str(tiny_data / "eval"),
+                                  "--ensemble", f"both={tiny_run}", "-o", str(tmp_path / "r2")),
+                          "expected NAME=RUN,RUN (two runs or more)")

@@ -293,6 +293,15 @@ def add_model_options(p) -> None:
     p.add_argument("--batch-size", type=positive_int, default=8, help="windows per forward pass (default 8)")
 
 
+def named_ensemble(text: str) -> tuple[str, tuple[Path, ...]]:
+    """`NAME=RUN,RUN[,...]`: an ensemble of at least two runs (folders or pretrained:NAME), named."""
+    name, sep, members = text.partition("=")
+    runs = tuple(Path(member) for member in members.split(",") if member)
+    if not sep or len(runs) < 2:
+        raise argparse.ArgumentTypeError(f"expected NAME=RUN,RUN (two runs or more), got {text!r}")
+    return named_run(f"{name}={runs[0]}")[0], runs
+
+
 def named_run(text: str) -> tuple[str, Path]:
     """`NAME=RUN_DIR`, or `RUN_DIR` (named after its folder; a `/` before the first `=` makes the
     whole text a folder, e.g. `runs/a=b`). Names are one line of text without `/` (they become

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._io import atomic_open, make_folder, staged_folder
@@ -18,7 +18,7 @@ from ..metrics import SCORES
 from .document import Block, Heading, Paragraph, Table, to_html, to_markdown
 from .segmentation import FigureChoice, dcase_segmentation, folder_segmentation
 from .tables import Table2Row, table2, write_per_class_csv
-from .tagging import table2_rows, takes_audio
+from .tagging import ensemble_row, table2_rows, takes_audio
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class ReportRequest:
     weights: str = "auto"
     mapping: str = "paper"
     figure_clips: tuple[str, ...] = ()
+    ensembles: dict[str, tuple[Path, ...]] = field(default_factory=dict)  # name → its runs: a row of their mean
 
     def sed_run_names(self) -> list[str]:
         """The runs whose frame outputs Tables 3–4 show, side by side."""
@@ -58,6 +59,9 @@ def check_inputs(request: ReportRequest) -> dict[str, Run]:
     from ..labels import class_mapping
 
     runs = {name: Run.open(run) for name, run in request.runs.items()}
+    for members in request.ensembles.values():
+        for member in members:
+            Run.open(member)
     for run in runs.values():
         if request.embeddings_data is None and not takes_audio(run):
             raise ConfigError(f"{run}: a model on AudioSet's released embeddings; give --embeddings-data "
@@ -106,6 +110,10 @@ def build(request: ReportRequest, progress: bool = True) -> Path:
         rows, provenance = table2_rows(runs, request.eval_data, select_data=request.select_data,
                                        device=request.device, n_resamples=request.n_resamples, seed=request.seed,
                                        progress=progress, embeddings_data=request.embeddings_data)
+        for name, members in request.ensembles.items():
+            row, provenance["ensembles"][name] = ensemble_row(name, members, request.eval_data, request.checkpoint,
+                                                              request.device, request.n_resamples, request.seed)
+            rows.append(row)
         sections: list[Block] = []
         if request.dcase:
             sections, provenance["segmentation"] = dcase_segmentation(

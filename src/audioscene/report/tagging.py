@@ -10,12 +10,13 @@ import os
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 from .. import models
 from ..checkpoints import Run
 from ..data import DataSpec
 from ..errors import ConfigError, check_number
-from ..evaluate import evaluate_run
+from ..evaluate import evaluate_ensemble, evaluate_run
 from ..metrics.bootstrap import MAX_RESAMPLES, MIN_RESAMPLES, confidence_intervals
 from . import paper
 from .tables import Table2Row
@@ -46,7 +47,8 @@ def table2_rows(runs: dict[str, str | os.PathLike | Run], eval_data: DataSpec | 
         "package": f"audioscene {importlib.metadata.version('audioscene')}", "git_commit": _git_commit(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "eval_data": str(eval_data),
         "embeddings_data": embeddings_data, "selected_on": str(select_data or eval_data),
-        "bootstrap": {"resamples": n_resamples, "seed": seed, "interval": "percentile, 95 %"}, "runs": {}}
+        "bootstrap": {"resamples": n_resamples, "seed": seed, "interval": "percentile, 95 %"}, "runs": {},
+        "ensembles": {}}
     for name, run in runs.items():
         run = Run.open(run)
         audio = takes_audio(run)
@@ -66,3 +68,18 @@ def table2_rows(runs: dict[str, str | os.PathLike | Run], eval_data: DataSpec | 
                                   paper.table2_row(model, variant, (run.first.source or {}).get("catalogue")),
                                   result.labels.names))
     return rows, provenance
+
+
+def ensemble_row(name: str, members: Sequence[str | os.PathLike | Run], eval_data: DataSpec | str,
+                 checkpoint: str = "best", device: str = "auto", n_resamples: int = 1000, seed: int = 0
+                 ) -> tuple[Table2Row, dict]:
+    """Table 2's row for an ensemble (`evaluate.evaluate_ensemble`: the mean of its members'
+    outputs, each its `checkpoint`), with bootstrap intervals, and its provenance entry."""
+    result = evaluate_ensemble(members, eval_data, checkpoint, device=device, progress=False)
+    scored = result.variants["ensemble"]
+    row = Table2Row(name, "ensemble", None, scored.summary, result.n_clips,
+                    confidence_intervals(result.targets, scored.outputs, n_resamples, seed=seed), None,
+                    result.labels.names)
+    return row, {"members": [str(member) for member in members], "checkpoint": checkpoint, "n_clips": result.n_clips,
+                 "members_mAP": {key: value.summary["mAP"] for key, value in result.variants.items()
+                                 if key != "ensemble"}}

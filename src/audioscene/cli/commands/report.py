@@ -13,6 +13,7 @@ from ..arguments import (
     add_data_option,
     add_weights_option,
     count,
+    named_ensemble,
     named_run,
     number,
 )
@@ -47,6 +48,9 @@ def arguments(sub) -> None:
     p.add_argument("--sed-splits", type=Path, nargs=2, metavar=("TUNE", "EVAL"),
                    help="instead of --dcase: two folders with audio/ and strong.tsv (as synth writes them): Tables 3-4 "
                         "tuned on TUNE, scored on TUNE and EVAL, the runs' own labels")
+    p.add_argument("--ensemble", type=named_ensemble, action="append", metavar="NAME=RUN,RUN",
+                   help="a row for an ensemble: the mean of its runs' outputs (each its --checkpoint), scored with "
+                        "intervals; repeat for several")
     p.add_argument("--sed-run", metavar="NAME", action="append",
                    help="a run whose frame outputs Tables 3-4 show; repeat to show several side by side (e.g. a "
                         "weak-only run and one trained with --strong-labels; default the first run)")
@@ -66,13 +70,14 @@ def run(args) -> None:
     from ...report import ReportRequest, build
     from ..common import data_spec
 
-    names = [name for name, _ in args.runs]
+    names = [name for name, _ in args.runs] + [name for name, _ in args.ensemble or ()]
     if len(set(names)) != len(names):
         raise InputError(f"run names must be unique, got {', '.join(names)}")
     path = build(ReportRequest(
         dict(args.runs), data_spec(args.eval_data, args.labels, "--eval-data", "--labels"), args.out,
         select_data=data_spec(args.select_data, args.select_labels, "--select-data", "--select-labels"),
         embeddings_data=data_spec(args.embeddings_data, None, "--embeddings-data", ""), n_resamples=args.bootstrap,
+        ensembles=dict(args.ensemble or ()),
         seed=args.seed, device=args.device, dcase=args.dcase, sed_splits=tuple(args.sed_splits) if args.sed_splits else None,
         sed_runs=tuple(args.sed_run or ()), checkpoint=args.checkpoint,
         weights=args.weights, mapping=args.mapping, figure_clips=tuple(args.figure_clips or ())))

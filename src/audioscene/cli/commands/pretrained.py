@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -14,7 +15,7 @@ def arguments(sub) -> None:
                        epilog="examples:\n  audioscene pretrained list\n  audioscene pretrained get efficientat_mn10_as\n"
                               "  audioscene pretrained import efficientat_mn10_as mn10_as_mAP_471.pt\n"
                               "  audioscene tag street.wav --run pretrained:efficientat_mn10_as",
-                       formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=type(p))
     listing = actions.add_parser("list", help="the catalogue: name, published mAP, parameters, rate, licence")
     listing.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")

@@ -162,3 +162,31 @@ def test_config_round_trip_rebuilds_the_same_model():
 def test_an_unknown_family_in_a_stored_config_is_named():
     with pytest.raises(InputError, match="unknown model family 'nope'"):
         models.from_config({"family": "nope"})
+
+
+# one small variant of every family of the package, with the width of its embedding
+EMBEDDING_CASES = [("resnet_b", dict(width=8), 64, 256), ("resnet_b_att", dict(width=8), 64, 256),  # 8 · 8 · 4
+                   ("resnet_a", dict(width=8), 64, 256), ("cnn14_16k", {}, 64, 2048),
+                   ("cnn14_decision_level_max", {}, 64, 2048), ("efficientat_mn04", {}, 128, 960 * 4 // 10),
+                   ("efficientat_dymn04", {}, 128, 960 * 4 // 10), ("kong_att", dict(width=32), 128, 32),
+                   ("yu_multilevel_att", dict(width=32), 128, 32)]
+
+
+@pytest.mark.parametrize("name, settings, n_inputs, width", EMBEDDING_CASES)
+def test_every_family_gives_the_embeddings_its_outputs_are_read_from(name, settings, n_inputs, width):
+    torch.manual_seed(0)
+    model = models.create(name, n_classes=5, **settings).eval()
+    frames = 10 if not model.takes_audio else 998
+    with torch.no_grad():
+        out = model(torch.randn(2, frames, n_inputs))
+    assert out["embedding"].shape == (2, width)
+    assert out["frame_embedding"].shape == (2, out["framewise"].shape[1], width)  # one per output frame, same hop
+    if name.startswith("efficientat"):  # the head reads them: the outputs follow from the embeddings
+        head = model.classifier[2:]
+        torch.testing.assert_close(out["clipwise"], torch.sigmoid(head(out["embedding"])))
+        torch.testing.assert_close(out["framewise"], torch.sigmoid(head(out["frame_embedding"])))
+    elif name == "cnn14_16k":
+        torch.testing.assert_close(out["framewise"], torch.sigmoid(model.fc_audioset(out["frame_embedding"])))
+    elif name == "resnet_b":  # global pooling: the clip embedding is the frames' mean, read by the classifier
+        torch.testing.assert_close(out["embedding"], out["frame_embedding"].mean(dim=1))
+        torch.testing.assert_close(out["clipwise"], torch.sigmoid(model.head.fc(out["embedding"])))

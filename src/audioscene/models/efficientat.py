@@ -189,9 +189,9 @@ class MobileNet(nn.Module):
             logmel = transform(logmel)
         x = self.feature_map(logmel.transpose(1, 2)[:, None])  # (batch, channels, bands', frames')
         head = self.classifier[2:]
-        clipwise = torch.sigmoid(head(x.mean(dim=(2, 3))))
-        framewise = torch.sigmoid(head(x.mean(dim=2).transpose(1, 2)))
-        return {"clipwise": clipwise, "framewise": framewise, "frame_hop": self.frame_hop}
+        embedding, frame_embedding = x.mean(dim=(2, 3)), x.mean(dim=2).transpose(1, 2)  # their "features", per frame
+        return {"clipwise": torch.sigmoid(head(embedding)), "framewise": torch.sigmoid(head(frame_embedding)),
+                "embedding": embedding, "frame_embedding": frame_embedding, "frame_hop": self.frame_hop}
 
 
 # --- the dynamic MobileNets (DyMN) ---------------------------------------------------------------------

@@ -117,7 +117,8 @@ class LevelAttention(nn.Module):
 
 @register_family("embedding", EmbeddingModelConfig, VARIANTS)
 class EmbeddingModel(nn.Module):
-    """Embedding sequence `[B, T, 128]` → `{"clipwise": [B, K], "framewise": [B, T, K], "frame_hop": s}`."""
+    """Embedding sequence `[B, T, 128]` → `{"clipwise": [B, K], "framewise": [B, T, K], "embedding": [B, width],
+    "frame_embedding": [B, T, width], "frame_hop": s}`."""
 
     head_prefix = "head."  # the classifier's state-dict keys: replaced when fine-tuning onto new labels
     takes_audio = exportable = False
@@ -144,7 +145,9 @@ class EmbeddingModel(nn.Module):
         if embeddings.dim() != 3 or embeddings.shape[2] != self.config.n_features:
             raise InputError(f"expected embeddings of shape [batch, frames, {self.config.n_features}], "
                              f"got {tuple(embeddings.shape)}")
-        return {**self.head(self.mapping(embeddings)), "frame_hop": self.frame_hop}
+        hidden = self.mapping(embeddings)  # the last hidden layer per frame: the model's own embedding
+        return {**self.head(hidden), "embedding": hidden[-1].mean(dim=1), "frame_embedding": hidden[-1],
+                "frame_hop": self.frame_hop}
 
 
 def _per_frame(layers: nn.Sequential, x: Tensor) -> Tensor:

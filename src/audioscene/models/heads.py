@@ -27,9 +27,10 @@ class GlobalPoolHead(nn.Module):
 
     def forward(self, features: Tensor) -> dict[str, Tensor]:
         frames = channel_pool(features)  # (batch, time', channels)
-        clipwise = torch.sigmoid(self.fc(frames.mean(dim=1)))  # (batch, classes)
+        embedding = frames.mean(dim=1)  # (batch, channels): what the classifier reads
+        clipwise = torch.sigmoid(self.fc(embedding))  # (batch, classes)
         framewise = torch.sigmoid(self.fc(frames))  # (batch, time', classes)
-        return {"clipwise": clipwise, "framewise": framewise}
+        return {"clipwise": clipwise, "framewise": framewise, "embedding": embedding, "frame_embedding": frames}
 
 
 class AttentionHead(nn.Module):
@@ -44,7 +45,9 @@ class AttentionHead(nn.Module):
         attention = torch.softmax(self.attention(frames).float(), dim=1)  # sums to 1 over time'
         # a convex combination of probabilities, but its float sum can round past 1 (by ~1e-7)
         clipwise = (attention * framewise.float()).sum(dim=1).clamp(0.0, 1.0)  # (batch, classes)
-        return {"clipwise": clipwise, "framewise": framewise, "attention": attention}
+        # the attention is per class: the clip embedding is the frames' plain mean
+        return {"clipwise": clipwise, "framewise": framewise, "attention": attention, "embedding": frames.mean(dim=1),
+                "frame_embedding": frames}
 
 
 HEADS: dict[str, type[GlobalPoolHead] | type[AttentionHead]] = {"global": GlobalPoolHead, "attention": AttentionHead}

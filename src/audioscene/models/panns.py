@@ -104,10 +104,6 @@ class Cnn14(nn.Module):
     def frame_hop(self) -> float:
         return round(self.min_frames * self.config.input_hop_s, 6)
 
-    def _classify(self, features: Tensor) -> Tensor:
-        """`fc1`, ReLU, `fc_audioset`, sigmoid on `[..., 2048]` features."""
-        return torch.sigmoid(self.fc_audioset(torch.relu(self.fc1(features))))
-
     def forward(self, logmel: Tensor, augment: Sequence[Callable[[Tensor], Tensor]] = ()) -> dict[str, Tensor | float]:
         if logmel.dim() != 3 or logmel.shape[2] != self.config.n_mels:
             raise InputError(f"expected log-mel of shape [batch, frames, {self.config.n_mels}], "
@@ -127,7 +123,11 @@ class Cnn14(nn.Module):
             x = nn.functional.max_pool1d(x, 3, stride=1, padding=1) + nn.functional.avg_pool1d(x, 3, stride=1, padding=1)
             hidden = torch.relu(self.fc1(nn.functional.dropout(x.transpose(1, 2), p=drop)))
             framewise = torch.sigmoid(self.fc_audioset(nn.functional.dropout(hidden, p=drop)))
-            return {"clipwise": framewise.max(dim=1).values, "framewise": framewise, "frame_hop": self.frame_hop}
+            return {"clipwise": framewise.max(dim=1).values, "framewise": framewise, "frame_hop": self.frame_hop,
+                    "embedding": hidden.max(dim=1).values, "frame_embedding": hidden}  # pooled as its outputs are
         pooled = x.max(dim=2).values + x.mean(dim=2)
-        clipwise = self._classify(nn.functional.dropout(pooled, p=drop))
-        return {"clipwise": clipwise, "framewise": self._classify(x.transpose(1, 2)), "frame_hop": self.frame_hop}
+        embedding = torch.relu(self.fc1(nn.functional.dropout(pooled, p=drop)))  # PANNs' own "embedding"
+        frame_embedding = torch.relu(self.fc1(x.transpose(1, 2)))
+        return {"clipwise": torch.sigmoid(self.fc_audioset(embedding)), "embedding": embedding,
+                "framewise": torch.sigmoid(self.fc_audioset(frame_embedding)), "frame_embedding": frame_embedding,
+                "frame_hop": self.frame_hop}

@@ -40,7 +40,9 @@ class AudioModel(Protocol):
     `head_prefix` (replaced when fine-tuning onto new labels). Its forward takes `[B, T, features]`
     (and, when it takes audio, `augment`: the training-time transforms of its normalised log-mel, applied
     in order: the recipe's feature stage) and
-    returns `{"clipwise": [B, K], "framewise": [B, T', K], "frame_hop": s}`."""
+    returns `{"clipwise": [B, K], "framewise": [B, T', K], "frame_hop": s}` and, for the families of the
+    package, `"embedding"` `[B, D]` and `"frame_embedding"` `[B, T', D]`: the vectors its clip and frame
+    outputs are read from (before the classifier), one per output frame."""
 
     config: object
     head_prefix: str

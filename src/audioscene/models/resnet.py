@@ -139,5 +139,7 @@ class AudioResNet(nn.Module):
         out = self.head(self.trunk(x[:, None]))  # trunk input (batch, 1, time, mel)
         if self.config.example_frames:
             examples = out["clipwise"].reshape(batch, -1, self.config.n_classes)  # (batch, examples, classes)
-            out = {"clipwise": examples.mean(dim=1), "framewise": examples}
+            vectors = out["embedding"].reshape(batch, examples.shape[1], -1)  # (batch, examples, channels)
+            out = {"clipwise": examples.mean(dim=1), "framewise": examples, "embedding": vectors.mean(dim=1),
+                   "frame_embedding": vectors}
         return {**out, "frame_hop": self.frame_hop}

@@ -76,6 +76,64 @@ class Analysis:
         return [(self.labels[i], float(self.clipwise[i])) for i in order]
 
 
+@dataclass(frozen=True)
+class Embeddings:
+    """The vectors one model reads its outputs from, for one recording: `clip` `[D]` (the mean over
+    its windows of each window's embedding) and `frames` `[T', D]` on one grid of `frame_hop`
+    seconds (overlapping windows averaged, as frame scores are)."""
+
+    clip: np.ndarray
+    frames: np.ndarray
+    frame_hop: float
+    duration: float  # seconds of audio
+
+    @property
+    def times(self) -> np.ndarray:
+        """Each frame's start in seconds (its centre is half a hop later)."""
+        return np.arange(len(self.frames)) * self.frame_hop
+
+
+def write_embeddings(path: str | os.PathLike, named: Iterable[tuple[str, Embeddings]]) -> tuple[Path, int]:
+    """One `.npz` of many recordings' embeddings (`np.load` reads it, no pickle): `files` `[N]`,
+    `clip` `[N, D]`, `frames` `[F, D]` (every recording's frames, one after another; recording i's
+    are `frames[offsets[i]:offsets[i + 1]]`), `offsets` `[N + 1]`, `times` `[F]` (each frame's start
+    in its recording, s), `duration` `[N]` and `frame_hop`. Frames go to a temporary file beside
+    `path` as they come, so memory holds one recording's; the `.npz` is written atomically. Returns
+    the path and the number of recordings."""
+    import tempfile
+    import zipfile
+
+    from ._io import atomic_open
+
+    path = Path(path)
+    names, clips, offsets, durations, hop = [], [], [0], [], 0.0
+    with tempfile.TemporaryFile(dir=path.parent) as frames, tempfile.TemporaryFile(dir=path.parent) as times:
+        for name, result in named:
+            names.append(name)
+            clips.append(result.clip)
+            durations.append(result.duration)
+            hop = result.frame_hop
+            frames.write(np.ascontiguousarray(result.frames, dtype="<f4").tobytes())
+            times.write(result.times.astype("<f8").tobytes())
+            offsets.append(offsets[-1] + len(result.frames))
+        width = len(clips[0]) if clips else 0
+        small = {"files": np.array(names, dtype=str), "clip": np.array(clips, np.float32).reshape(-1, width),
+                 "offsets": np.array(offsets, np.int64), "duration": np.array(durations), "frame_hop": np.array(hop)}
+        with atomic_open(path, "wb") as f, zipfile.ZipFile(f, "w") as archive:
+            for key, value in small.items():
+                with archive.open(f"{key}.npy", "w") as member:
+                    np.lib.format.write_array(member, value, allow_pickle=False)
+            for key, raw, descr, shape in (("frames", frames, "<f4", (offsets[-1], width)),
+                                           ("times", times, "<f8", (offsets[-1],))):
+                raw.seek(0)
+                with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array_header_2_0(member, {"descr": descr, "fortran_order": False,
+                                                                  "shape": shape})
+                    for block in iter(lambda: raw.read(1 << 20), b""):
+                        member.write(block)
+    return path, len(names)
+
+
 class Tagger:
     """A trained model (or several, whose outputs are averaged) ready to use on recordings.
 
@@ -194,12 +252,21 @@ class Tagger:
             raise result
         return result
 
+    def embed(self, source: Source) -> Embeddings:
+        """The clip and frame embeddings of a file or waveform (one model; see `Embeddings`)."""
+        _, result = next(self.analyze_many([source], embeddings=True))
+        if isinstance(result, Exception):
+            raise result
+        return result
+
     def analyze_many(self, sources: Iterable[Source], progress: bool = False, workers: int = 0,
-                     ) -> Iterator[tuple[Source, Analysis | audio.AudioError | ValueError]]:
-        """`(source, Analysis)` for each source in order, with windows of consecutive files batched
-        together. A source that cannot be decoded yields `(source, error)` and the others go on.
-        With `workers` > 0, that many threads decode the next files while the model runs (files
-        longer than `PREFETCH_MAX_S` are still streamed block by block, to keep memory flat)."""
+                     embeddings: bool = False,
+                     ) -> Iterator[tuple[Source, Analysis | Embeddings | audio.AudioError | ValueError]]:
+        """`(source, Analysis)` (with `embeddings`: `Embeddings`) for each source in order, with
+        windows of consecutive files batched together. A source that cannot be decoded yields
+        `(source, error)` and the others go on. With `workers` > 0, that many threads decode the next
+        files while the model runs (files longer than `PREFETCH_MAX_S` are still streamed block by
+        block, to keep memory flat)."""
         from tqdm.auto import tqdm
 
         sources = list(sources)
@@ -208,12 +275,12 @@ class Tagger:
         bar = tqdm(total=len(sources), desc="analyse", unit="file", disable=not progress or len(sources) < 2)
         for source, windows in self._read_ahead(sources, workers):
             bar.update()
-            stitcher = _Stitcher(len(self.labels), self.frame_samples, self.sample_rate)
+            stitcher = _Stitcher(self.frame_samples, self.sample_rate, embeddings)
             queue.append((source, stitcher))
             try:
                 for first, wave in windows:
                     if batch and (len(batch) == self.batch_size or len(wave) != len(batch[0][2])):
-                        self._run_batch(batch)
+                        self._run_batch(batch, embeddings)
                     batch.append((stitcher, first, wave))
             except (audio.AudioError, ValueError) as exc:
                 stitcher.error = exc
@@ -223,18 +290,18 @@ class Tagger:
                 yield done_source, done.result(self.labels.names, self.frame_hop)
         bar.close()
         if batch:
-            self._run_batch(batch)
+            self._run_batch(batch, embeddings)
         for done_source, done in queue:
             yield done_source, done.result(self.labels.names, self.frame_hop)
 
     def analyze_files(self, paths: Iterable[str | os.PathLike], classes: str | Mapping[str, Sequence[str]] = "all",
-                      progress: bool = False, workers: int = 0,
-                      ) -> Iterator[tuple[Path, str, Analysis | audio.AudioError | InputError | ValueError]]:
+                      progress: bool = False, workers: int = 0, embeddings: bool = False,
+                      ) -> Iterator[tuple[Path, str, Analysis | Embeddings | audio.AudioError | InputError | ValueError]]:
         """`(path, name, Analysis or error)` for each audio file named (folders expand to the audio
         files below them, named relative to the folder). A name with a tab, line break or other
         control character is refused (it would break line-based outputs such as DCASE TSVs).
         `classes`: "all" (the model's labels), a name in `labels.CLASS_GROUPS`, or a mapping for
-        `to_classes`."""
+        `to_classes`; with `embeddings`, `Embeddings` instead of `Analysis` (classes do not apply)."""
         from .events import UNSTORABLE
         from .labels import CLASS_GROUPS
 
@@ -250,8 +317,8 @@ class Tagger:
             else:
                 readable.append(path)
                 names[path] = name
-        for path, result in self.analyze_many(readable, progress=progress, workers=workers):
-            if groups is not None and not isinstance(result, Exception):
+        for path, result in self.analyze_many(readable, progress=progress, workers=workers, embeddings=embeddings):
+            if groups is not None and not embeddings and not isinstance(result, Exception):
                 result = to_classes(result, groups)
             yield path, names[path], result
 
@@ -277,9 +344,9 @@ class Tagger:
         except (audio.AudioError, ValueError) as exc:
             return _Failing(exc)
 
-    def _run_batch(self, batch: list[tuple["_Stitcher", int, np.ndarray]]) -> None:
+    def _run_batch(self, batch: list[tuple["_Stitcher", int, np.ndarray]], embeddings: bool = False) -> None:
         waves = torch.from_numpy(np.stack([wave for _, _, wave in batch]))
-        clipwise, framewise = (out.numpy() for out in self.predictor(waves))
+        clipwise, framewise = (out.numpy() for out in (self.predictor.embed if embeddings else self.predictor)(waves))
         for (stitcher, first, wave), clip, frames in zip(batch, clipwise, framewise):
             stitcher.add(first, wave, clip, frames)
         batch.clear()
@@ -355,29 +422,39 @@ class _Failing:
 
 
 class _Stitcher:
-    """Collects one recording's window outputs and puts them on one timeline."""
+    """Collects one recording's window outputs and puts them on one timeline: frame vectors averaged
+    where windows overlap; clip vectors the max over windows (scores) or their mean (`mean_clip`:
+    embeddings)."""
 
-    def __init__(self, n_labels: int, frame_samples: int, sample_rate: int):
-        self.clip_max = np.full(n_labels, -np.inf, dtype=np.float32)
+    def __init__(self, frame_samples: int, sample_rate: int, mean_clip: bool = False):
+        self.clip: np.ndarray | None = None
+        self.windows, self.mean_clip = 0, mean_clip
         self.pieces: list[tuple[int, np.ndarray]] = []
         self.frame_samples, self.sample_rate = frame_samples, sample_rate
         self.n_samples = 0
         self.error: Exception | None = None
 
-    def add(self, first: int, wave: np.ndarray, clipwise: np.ndarray, framewise: np.ndarray) -> None:
-        self.clip_max = np.maximum(self.clip_max, clipwise)
+    def add(self, first: int, wave: np.ndarray, clip: np.ndarray, frames: np.ndarray) -> None:
+        if self.clip is None:
+            self.clip = clip.astype(np.float64) if self.mean_clip else clip.copy()
+        else:
+            self.clip = self.clip + clip if self.mean_clip else np.maximum(self.clip, clip)
+        self.windows += 1
         # keep the frames that start inside the window's audio (the model pads the rest)
-        self.pieces.append((first, framewise[:math.ceil(len(wave) / self.frame_samples)]))
+        self.pieces.append((first, frames[:math.ceil(len(wave) / self.frame_samples)]))
         self.n_samples = max(self.n_samples, first * self.frame_samples + len(wave))
 
-    def result(self, labels: tuple[str, ...], frame_hop: float) -> Analysis | Exception:
+    def result(self, labels: tuple[str, ...], frame_hop: float) -> Analysis | Embeddings | Exception:
         if self.error is not None:
             return self.error
         n_frames = max(first + len(frames) for first, frames in self.pieces)
-        total = np.zeros((n_frames, len(labels)), np.float64)
+        total = np.zeros((n_frames, self.pieces[0][1].shape[1]), np.float64)
         count = np.zeros(n_frames, np.int64)
         for first, frames in self.pieces:
             total[first:first + len(frames)] += frames
             count[first:first + len(frames)] += 1
-        return Analysis(labels, self.clip_max, (total / count[:, None]).astype(np.float32), frame_hop,
-                        self.n_samples / self.sample_rate)
+        frames = (total / count[:, None]).astype(np.float32)
+        if self.mean_clip:
+            return Embeddings((self.clip / self.windows).astype(np.float32), frames, frame_hop,
+                              self.n_samples / self.sample_rate)
+        return Analysis(labels, self.clip, frames, frame_hop, self.n_samples / self.sample_rate)

@@ -71,6 +71,23 @@ class Predictor:
         n = len(self.models)
         return (clipwise / n).cpu(), (sum(f[:, :frames] for f in framewise) / n).cpu()
 
+    @torch.inference_mode()
+    def embed(self, waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's `(embedding [B, D], frame_embedding [B, T', D])`, float32 on the CPU: the
+        vectors its outputs are read from (`models.AudioModel`). One model: an ensemble's members
+        embed into different spaces."""
+        if len(self.models) != 1:
+            raise InputError("embeddings come from one model: give one run (and one checkpoint, not avg)")
+        model, frontend = self.models[0], self.frontends[0]
+        if getattr(model, "takes_waveform", False):
+            raise InputError("an ONNX export gives scores only; embed with the run it was exported from")
+        amp_context, _ = autocast(self.device, amp=self.amp, cpu_bf16=self.amp)
+        with amp_context:
+            out = model(frontend(waves.to(self.device)))
+        if "frame_embedding" not in out:
+            raise InputError(f"{model.config.name}: its family gives no embeddings")
+        return out["embedding"].float().cpu(), out["frame_embedding"].float().cpu()
+
     def predict(self, dataset: Dataset, batch_size: int = 64, workers: int = 0, framewise: bool = False,
                 desc: str = "predict", progress: bool = True) -> dict[str, np.ndarray]:
         """Outputs over a data set of `(waveform, target)` items, in its order: `clipwise` `[N, K]`

@@ -38,11 +38,11 @@ def open_tagger(args):
                             batch_size=args.batch_size)
 
 
-def readable_analyses(args, tagger, paths, failed: list):
-    """(name, Analysis) of each audio input that could be read; the others are named on stderr and
-    appended to `failed`."""
-    for path, name, result in tagger.analyze_files(paths, classes=args.classes, progress=True,
-                                                   workers=getattr(args, "workers", 0)):
+def readable_analyses(args, tagger, paths, failed: list, embeddings: bool = False):
+    """(name, Analysis) (with `embeddings`: `Embeddings`) of each audio input that could be read;
+    the others are named on stderr and appended to `failed`."""
+    for path, name, result in tagger.analyze_files(paths, classes=getattr(args, "classes", "all"), progress=True,
+                                                   workers=getattr(args, "workers", 0), embeddings=embeddings):
         if isinstance(result, Exception):
             warn(args, f"skipped {result}")
             failed.append(path)

@@ -8,6 +8,7 @@ from . import (
     demo,
     detect,
     download,
+    embed,
     evaluate,
     export_onnx,
     import_panns,
@@ -26,5 +27,5 @@ from . import (
     view,
 )
 
-COMMANDS = [synth, synth_embeddings, train, evaluate, predict, report, tag, export_onnx, view, detect, sed_eval,
+COMMANDS = [synth, synth_embeddings, train, evaluate, predict, report, tag, embed, export_onnx, view, detect, sed_eval,
             sed_tune, plot, download, pack, verify, demo, pretrained, import_panns]

@@ -53,3 +53,13 @@ def test_the_embed_command_writes_every_readable_file_into_one_npz(tiny_run, tin
             np.testing.assert_allclose(data["clip"][i], expected.clip, rtol=1e-4, atol=1e-5)
             np.testing.assert_allclose(data["times"][data["offsets"][i]:data["offsets"][i + 1]], expected.times)
         assert float(data["frame_hop"]) == tagger.frame_hop and data["duration"].shape == (3,)
+
+
+def test_every_embed_flag_reaches_the_tagger(tiny_run, tiny_data, tmp_path):
+    clip = sorted((tiny_data / "eval" / "audio").glob("*.flac"))[0]
+    result = run_cli("embed", str(clip), "--run", str(tiny_run), "--checkpoint", "last", "--weights", "raw", "--hop-s",
+                     "5", "--batch-size", "2", "--device", "cpu", "--workers", "1", "-o", str(tmp_path / "e.npz"))
+    assert result.returncode == 0, result.stderr
+    expected = Tagger.from_run(tiny_run, "last", device="cpu", weights="raw", hop_s=5.0, batch_size=2).embed(clip)
+    with np.load(tmp_path / "e.npz", allow_pickle=False) as data:
+        np.testing.assert_allclose(data["frames"], expected.frames, rtol=1e-4, atol=1e-5)  # overlapping windows

@@ -45,3 +45,22 @@ def test_a_zoo_family_at_32_khz_gets_a_40_ms_hop_too():
     assert (model.sample_rate, model.shifts, model.step, model.scene_embedding_size) == (32000, 8, 1280, 384)
     frames, times = hear.get_timestamp_embeddings(torch.randn(1, 3 * 32000) * 0.1, model)
     assert frames.shape == (1, len(times[0]), 384) and np.allclose(np.diff(times[0].numpy()), 40.0)
+
+
+def test_hears_own_validator_passes_a_run(tiny_run, tmp_path):
+    """`hearvalidator` (installed without its dependencies by the Makefile) imports TensorFlow only
+    to recognise TensorFlow models: a stand-in module with `Module` and `device` serves here."""
+    import os
+    import subprocess
+    import sys
+
+    stand_in = tmp_path / "stand_in" / "tensorflow"
+    stand_in.mkdir(parents=True)
+    (stand_in / "__init__.py").write_text("import contextlib\n\n\nclass Module:\n    pass\n\n\n"
+                                          "def device(name):\n    return contextlib.nullcontext()\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(stand_in.parent),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-m", "hearvalidator.validate", "audioscene.hear", "--model", str(tiny_run),
+                             "--device", "cpu"], capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0 and "Looks good!" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Interval between timestamps is 40.0ms" in result.stdout

@@ -21,7 +21,7 @@ import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -265,6 +265,33 @@ class Run:
         if path not in self._kept:
             self._kept[path] = Checkpoint.load(path)
         return [(path, self._kept[path])]
+
+
+class Member(NamedTuple):
+    """One model of an ensemble of runs, built from its checkpoint."""
+
+    run: Run
+    path: Path
+    state: Checkpoint
+    model: models.AudioModel
+    frontend: nn.Module
+    labels: LabelSet
+
+
+def ensemble(runs: Sequence[str | os.PathLike | Run], checkpoint: str | os.PathLike = "best",
+             weights: str = "auto") -> list[Member]:
+    """The models of `runs` (each its `checkpoint`, see `Run.select`, with its `weights`), built with
+    their front ends; the members of an ensemble share their labels, and one that does not is
+    refused, named."""
+    members: list[Member] = []
+    for run in map(Run.open, runs):
+        for path, state in run.select(checkpoint):
+            member = Member(run, path, state, *state.build(path, weights))
+            if members and member.labels != members[0].labels:
+                raise CheckpointError(f"{path}: its labels differ from {members[0].path}'s; the members of an "
+                                      "ensemble share their labels")
+            members.append(member)
+    return members
 
 
 def initialise_from(model: models.AudioModel, state: Checkpoint, path: str, label_set: LabelSet) -> None:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ._io import atomic_open
-from .checkpoints import Run
+from .checkpoints import Run, ensemble
 from .data import DataSpec, OpenOptions
 from .errors import InputError
 from .labels import LabelSet
@@ -161,27 +161,17 @@ def predict_to_file(runs: Sequence[str | os.PathLike | Run], data: DataSpec | st
     """Write a teacher file: the clip probabilities of `runs` (each its `checkpoint`: best, last,
     avg or a path, with its `weights`: see `Checkpoint.weights`; all runs averaged, each through its
     own front end, at one sample rate) on the map-style data `data`, keyed by clip key."""
-    from .checkpoints import CheckpointError
     from .predictor import Predictor
 
     if not runs:
         raise InputError("need at least one teacher run")
-    members, frontends, labels, clip_seconds, first = [], [], None, 10.0, None
-    for run in runs:
-        for path, state in Run.open(run).select(checkpoint):
-            model, frontend, model_labels = state.build(path, weights)
-            if labels is None:
-                labels, first = model_labels, path
-                clip_seconds = state.train_config.get("clip_seconds", clip_seconds)
-            elif model_labels != labels:
-                raise CheckpointError(f"{path}: its labels differ from {first}'s; the runs of one teacher must share "
-                                      "them")
-            members.append(model)
-            frontends.append(frontend)
+    members = ensemble(runs, checkpoint, weights)
     spec = DataSpec.of(data)
-    for model in members:
-        spec.require_input(model.takes_audio, model.config.name)
-    predictor = Predictor(members, frontends, device)  # each member its own front end, at one sample rate
+    for member in members:
+        spec.require_input(member.model.takes_audio, member.model.config.name)
+    # each member its own front end, at one sample rate
+    predictor = Predictor([m.model for m in members], [m.frontend for m in members], device)
+    labels, clip_seconds = members[0].labels, members[0].state.train_config.get("clip_seconds", 10.0)
     dataset = spec.open_clips(OpenOptions(labels, clip_seconds, predictor.frontend.config.sample_rate), "predict")
     probs = predictor.predict(dataset, batch_size, workers, desc="predict", progress=progress)["clipwise"]
     return write_teacher(output, dataset.keys, probs, labels, data=data_identity(spec))

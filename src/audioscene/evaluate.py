@@ -18,7 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import models
-from .checkpoints import CheckpointError, Run
+from .checkpoints import Run, ensemble
 from .data import DataSpec, OpenOptions
 from .devices import resolve_device
 from .features import FrontendConfig
@@ -150,32 +150,24 @@ def evaluate_ensemble(runs: Sequence[str | os.PathLike | Run], data: DataSpec | 
     runs, as EfficientAT's ensembles). Each member runs through its own front end on the same audio;
     the members share their labels and sample rate. `variants` holds each member by its run's name
     (its chosen epoch) and "ensemble"."""
-    runs, data = [Run.open(run) for run in runs], DataSpec.of(data)
-    torch_device = resolve_device(device)
-    members = []
-    for run in runs:
-        for path, state in run.select(checkpoint):
-            model, frontend, labels = state.build(path, weights)
-            if members and labels != members[0][3]:
-                raise CheckpointError(f"{path}: its labels differ from {members[0][0]}'s; the members of an ensemble "
-                                      "share their labels")
-            data.require_input(model.takes_audio, model.config.name)
-            members.append((path, state, model, labels, frontend, run.name))
-    first = members[0][1]
-    rates = {FrontendConfig(**state.frontend_config).sample_rate for _, state, *_ in members}
-    if len(rates) > 1:
-        raise CheckpointError(f"models at different sample rates cannot be averaged: {sorted(rates)} Hz")
-    dataset = data.open_clips(OpenOptions(members[0][3], first.train_config.get("clip_seconds", 10.0), rates.pop()))
+    data = DataSpec.of(data)
+    members = ensemble(runs, checkpoint, weights)
+    for member in members:
+        data.require_input(member.model.takes_audio, member.model.config.name)
+    # checks the members' sample rates; each member is then scored alone through its own front end
+    rate = Predictor([m.model for m in members], [m.frontend for m in members], "cpu").frontend.config.sample_rate
+    first, torch_device = members[0].state, resolve_device(device)
+    dataset = data.open_clips(OpenOptions(members[0].labels, first.train_config.get("clip_seconds", 10.0), rate))
     require_scorable(dataset.targets, str(data))
     variants, total = {}, 0.0
-    for path, state, model, _, frontend, name in members:
-        clipwise = Predictor([model], frontend, torch_device, amp=amp).predict(
-            dataset, batch_size, workers, desc=f"{name}/{path.name}", progress=progress)["clipwise"]
+    for member in members:
+        clipwise = Predictor([member.model], member.frontend, torch_device, amp=amp).predict(
+            dataset, batch_size, workers, desc=f"{member.run.name}/{member.path.name}", progress=progress)["clipwise"]
         total = total + clipwise.astype(np.float64)
-        variants[name if name not in variants else f"{name}/{path.name}"] = Scored(
-            summarize(dataset.targets, clipwise), clipwise, state.epoch)
+        name = member.run.name if member.run.name not in variants else f"{member.run.name}/{member.path.name}"
+        variants[name] = Scored(summarize(dataset.targets, clipwise), clipwise, member.state.epoch)
     average = (total / len(members)).astype(np.float32)
     variants["ensemble"] = Scored(summarize(dataset.targets, average), average, None)
-    return RunEvaluation(members[0][3], {}, variants, dataset.targets, list(dataset.keys),
+    return RunEvaluation(members[0].labels, {}, variants, dataset.targets, list(dataset.keys),
                          {key: getattr(first, key) for key in ("model_config", "frontend_config", "train_config")},
                          str(data), "")

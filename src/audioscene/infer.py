@@ -32,7 +32,7 @@ import soundfile as sf
 import torch
 
 from . import audio, sed
-from .checkpoints import CheckpointError, Run
+from .checkpoints import Run, ensemble
 from .errors import InputError, check_number
 from .events import Event
 from .features import LogMel
@@ -190,17 +190,9 @@ class Tagger:
         """An ensemble: the outputs of several runs (each its `checkpoint`, with its own front end,
         computed from the same audio) averaged, as the paper's "Avg" across runs and EfficientAT's
         ensembles. The members share their labels, sample rate and frame hop."""
-        models, frontends, labels, first = [], [], None, None
-        for run in runs:
-            for path, state in Run.open(run).select(checkpoint):
-                model, frontend, member_labels = state.build(path, weights)
-                if labels is not None and member_labels != labels:
-                    raise CheckpointError(f"{path}: its labels differ from {first}'s; the members of an ensemble "
-                                          "share their labels")
-                labels, first = member_labels, first or path
-                models.append(model)
-                frontends.append(frontend)
-        return cls(models, frontends, labels, device=device, **options)
+        members = ensemble(runs, checkpoint, weights)
+        return cls([m.model for m in members], [m.frontend for m in members], members[0].labels, device=device,
+                   **options)
 
     @classmethod
     def from_pretrained(cls, name: str, device: str = "auto", **options) -> "Tagger":

@@ -86,13 +86,19 @@ def zoo(release_bytes, tmp_path, monkeypatch):
     httpd.shutdown()
 
 
-def test_first_use_fetches_checks_converts_and_reuses(zoo, tmp_path):
+def test_first_use_fetches_checks_converts_and_reuses(zoo, tmp_path, monkeypatch):
     run = Run.open(f"pretrained:{NAME}")
     assert run.folder == tmp_path / "cache" / "runs" / NAME and len(Files.gets) == 1
     (path, state), = run.last()
     assert state.source["catalogue"] == NAME and state.source["sha256"] == CATALOGUE[NAME].sha256
     assert state.frontend_config["kind"] == "efficientat" and len(state.labels) == 527
     assert Run.open(f"pretrained:{NAME}").folder == run.folder and len(Files.gets) == 1  # reused, not fetched
+    loads, real_load = [], Checkpoint.load.__func__
+    with monkeypatch.context() as patched:
+        patched.setattr(Checkpoint, "load", classmethod(lambda cls, path, **kw: loads.append(path) or
+                                                        real_load(cls, path, **kw)))
+        Run.open(f"pretrained:{NAME}").best()
+    assert len(loads) == 1  # loaded once: to check the cache, then kept by the run
     (tmp_path / "cache" / "runs" / NAME / "epoch_001.pt").write_bytes(b"garbage")  # a corrupt cached run
     assert Checkpoint.load(run_folder(NAME) / "epoch_001.pt").source["catalogue"] == NAME
     assert len(Files.gets) == 2  # detected and fetched again

@@ -198,9 +198,13 @@ class Run:
         if isinstance(run, Run):
             return run
         if str(run).startswith(PRETRAINED):
-            from .pretrained import run_folder
+            from .pretrained import cached_run
 
-            return cls(run_folder(str(run)[len(PRETRAINED):]))
+            folder, checked = cached_run(str(run)[len(PRETRAINED):])
+            opened = cls(folder)
+            if checked is not None:  # loaded to check the cache: not loaded again
+                opened._kept[opened.paths[0]] = checked
+            return opened
         return cls(run)
 
     def __str__(self) -> str:

@@ -237,9 +237,15 @@ def import_panns(path: str | os.PathLike, arch: str, out_dir: str | os.PathLike)
 
 
 def run_folder(name: str) -> Path:
+    """The cached run of the catalogue's `name` (see `cached_run`)."""
+    return cached_run(name)[0]
+
+
+def cached_run(name: str) -> tuple[Path, Checkpoint | None]:
     """The cached run of the catalogue's `name`, made on first use: its file fetched into the cache
     (`cache.fetch`, under the name's lock, so two processes leave one good copy), checked and
-    imported; a cached run that no longer loads is detected and fetched again."""
+    imported; a cached run that no longer loads is detected and fetched again. With it, its
+    checkpoint when that was loaded to check it (so that `checkpoints.Run` need not load it again)."""
     release = release_named(name)
     root = cache.home()
     run_dir, download = root / "runs" / name, root / "downloads" / release.file_name
@@ -247,8 +253,7 @@ def run_folder(name: str) -> Path:
     with cache.locked(name):
         if (run_dir / "epoch_001.pt").is_file():
             try:
-                Checkpoint.load(run_dir / "epoch_001.pt")
-                return run_dir
+                return run_dir, Checkpoint.load(run_dir / "epoch_001.pt")
             except CheckpointError as exc:
                 log.warning("the cached run of %s does not load (%s); fetching it again", name, exc)
                 shutil.rmtree(run_dir, ignore_errors=True)
@@ -266,7 +271,7 @@ def run_folder(name: str) -> Path:
         except CheckpointError:
             download.unlink(missing_ok=True)  # a file that fails its checks is not kept
             raise
-    return run_dir
+    return run_dir, None
 
 
 def import_into_cache(path: str | os.PathLike, name: str) -> Path:

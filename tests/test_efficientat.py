@@ -112,5 +112,7 @@ def test_the_catalogue_s_models_have_their_published_sizes():
         if release.model not in sizes:
             model = models.create(release.model)
             sizes[release.model] = sum(p.numel() for p in model.parameters()) / 1e6
-        assert sizes[release.model] == pytest.approx(release.parameters_m, rel=0.01), release.name
+        # CED's README gives two digits (Mini's 9.6 M is 9.70 M of the layers their code builds, Small's 22 M 21.6 M)
+        rel = 0.02 if release.name.startswith("ced_") else 0.01
+        assert sizes[release.model] == pytest.approx(release.parameters_m, rel=rel), release.name
         assert release.url.startswith("https://") and release.file_name in release.url.replace("%3D", "=")

@@ -233,7 +233,7 @@ def test_input_normalisation_is_stored_carried_into_fine_tuning_and_onnx_metadat
     fine, _ = training.configure(dict(train_data="a", eval_data="b", init=str(run / "epoch_001.pt")))
     assert fine.input_norm and fine.model_config(3).input_norm  # the checkpoint's, not the paper recipe's off
     captured = {}
-    monkeypatch.setattr(export, "check_parity", lambda data, *args: captured.setdefault("onnx", data) and
+    monkeypatch.setattr(export, "check_parity", lambda data, *args, **kwargs: captured.setdefault("onnx", data) and
                         export.Parity(0.0, 0.0, 1e-4, 0.0))
     export.export_onnx(run, tmp_path / "m.onnx")
     import onnx

@@ -16,8 +16,14 @@ bands) belongs to the model (`input_norm`), as for our ResNets.
 frames, a symmetric Hann window, power spectrum, Kaldi's mel filterbank, `(log(mel + 1e-5) + 4.5) / 5`
 (`EfficientATKind`). A 10 s clip at 32 kHz with hop 320 gives `1 + 319999 // 320 = 1000` frames.
 
+`ced` (the front end of CED's transformers, Dinkel et al. 2024): centred frames, a periodic Hann
+window as long as the FFT, power spectrum, HTK-mel triangles in Hz without normalisation, dB, and each
+clip floored at its loudest value less 120 dB (`CEDKind`). A 10 s clip at 16 kHz with hop 160 gives
+`1 + 160000 // 160 = 1001` frames.
+
 A kind is a `FrontendKind`: its filterbank, which spectrum the bands weigh, its log scale, whether
-frames are centred, its window, what it does to the waveform first and the value of silence. `LogMel` and the exported graph (`export.OnnxLogMel`)
+frames are centred, its window, what it does to the waveform first and to the whole clip's log-mel
+last, and the value of silence. `LogMel` and the exported graph (`export.OnnxLogMel`)
 both call those methods, so a new kind is one subclass and one `register_kind` line.
 
 >>> import torch
@@ -71,7 +77,8 @@ class FrontendConfig:
     kind: str = field(default="vggish", metadata={
         "help": "the front end's kind (features.FRONTEND_KINDS): vggish: magnitude, HTK mel, log(mel + offset), "
                 "no centring; panns: PANNs' front end (centred frames, power, Slaney mel, dB); efficientat: "
-                "EfficientAT's (pre-emphasis, centred frames, power, Kaldi mel, (log(mel + 1e-5) + 4.5) / 5)",
+                "EfficientAT's (pre-emphasis, centred frames, power, Kaldi mel, (log(mel + 1e-5) + 4.5) / 5); ced: CED's "
+                "(centred frames, power, HTK mel in Hz, dB floored 120 dB below each clip's loudest)",
         "flags": ("--frontend-kind",), "choices": lambda: tuple(FRONTEND_KINDS)})
 
     def __post_init__(self):
@@ -178,6 +185,7 @@ class FrontendKind:
     centred: bool = False  # frames centred on their hop: the signal reflected by half an FFT at both ends
     periodic_window: bool = True  # a periodic Hann window (False: symmetric, as torch.hann_window(periodic=False))
     mel_precision: torch.dtype = torch.float32  # of the filterbank (float64 where the energies span decades)
+    float32_window = False  # the window's values as torch.hann_window computes them in float32
 
     def prepare(self, waveform: Tensor) -> Tensor:
         """The waveform `[B, samples]` before framing (e.g. a pre-emphasis filter); as it is by default."""
@@ -198,6 +206,11 @@ class FrontendKind:
     def compress(self, config: FrontendConfig, energies: Tensor) -> Tensor:
         """Band energies to the kind's log scale."""
         raise NotImplementedError
+
+    def finish(self, config: FrontendConfig, logmel: Tensor) -> Tensor:
+        """The whole clips' log-mel `[B, frames, bands]` after `compress` (which may see a block of
+        frames at a time), e.g. a floor relative to each clip's loudest value; as it is by default."""
+        return logmel
 
     def silence(self, config: FrontendConfig) -> float:
         """The log-mel value of digital silence (what padding of a short input is filled with)."""
@@ -290,6 +303,38 @@ class EfficientATKind(FrontendKind):
         return (math.log(self.offset) + 4.5) / 5
 
 
+class CEDKind(PannsKind):
+    """CED's front end (Dinkel et al. 2024; `FrontEnd` in `models/audiotransformer.py` of RicherMans/CED,
+    torchaudio's `MelSpectrogram` then `AmplitudeToDB(top_db=120)`): centred frames (reflected), a
+    periodic Hann window as long as the FFT, power spectrum, HTK-mel triangles in Hz with peak 1 (no
+    area normalisation), `10 log10(max(mel, 1e-10))` as PANNs', then every value of a clip floored at
+    the clip's loudest less `top_db`. torchaudio floors a `[B, bands, frames]` batch at the whole
+    batch's loudest; CED's inference runs one clip at a time, so per clip is what their models see."""
+
+    name = "ced"
+    top_db = 120.0
+    # their window is torch's float32 Hann: its rounding moves what loud bins leak into the quietest
+    # (the bands below 60 Hz) by up to 7e-4 dB
+    float32_window = True
+
+    def filterbank(self, config: FrontendConfig) -> np.ndarray:
+        """torchaudio's `melscale_fbanks(norm=None, mel_scale="htk")`: edges evenly spaced on the HTK
+        scale `2595 log10(1 + f / 700)` between `f_min` and `f_max`, triangles compared in Hz with
+        the bins from 0 to the Nyquist rate. Computed in float32 in torchaudio's order, as CED's
+        models were trained with it: exact arithmetic moves the wide high bands' edge weights by up
+        to 5e-6 and their dB values by up to 1.4e-3."""
+        edges_mel = torch.linspace(2595.0 * math.log10(1.0 + config.f_min / 700.0),
+                                   2595.0 * math.log10(1.0 + config.f_max / 700.0), config.n_mels + 2)
+        edges = 700.0 * (10 ** (edges_mel / 2595.0) - 1.0)
+        bins = torch.linspace(0, config.sample_rate // 2, config.n_fft // 2 + 1)[:, None]
+        width = edges[1:] - edges[:-1]
+        rising, falling = (bins - edges[:-2]) / width[:-1], (edges[2:] - bins) / width[1:]
+        return torch.clamp(torch.minimum(rising, falling), min=0.0).double().numpy()
+
+    def finish(self, config: FrontendConfig, logmel: Tensor) -> Tensor:
+        return torch.maximum(logmel, logmel.amax(dim=(1, 2), keepdim=True) - self.top_db)
+
+
 def kaldi_mel(config: FrontendConfig) -> np.ndarray:
     """Kaldi's mel filterbank (`mel-computations.cc`, as torchaudio's `compliance.kaldi.get_mel_banks`
     with `vtln_warp_factor` 1): bands evenly spaced on the mel scale `1127 ln(1 + f / 700)` between
@@ -321,6 +366,7 @@ def register_kind(kind: FrontendKind) -> FrontendKind:
 register_kind(VGGishKind())
 register_kind(PannsKind())
 register_kind(EfficientATKind())
+register_kind(CEDKind())
 
 
 class LogMel(nn.Module):
@@ -343,6 +389,8 @@ class LogMel(nn.Module):
         window = np.zeros(config.n_fft)
         kind = config.frontend_kind
         hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / (n if kind.periodic_window else n - 1))
+        if kind.float32_window:
+            hann = torch.hann_window(n, periodic=kind.periodic_window, dtype=torch.float32).double().numpy()
         if config.centred:  # centred in the FFT frame, as librosa pads a shorter window
             start = (config.n_fft - n) // 2
             window[start:start + n] = hann
@@ -369,6 +417,7 @@ class LogMel(nn.Module):
                     self._logmel(frames[item, start:start + block], out[item, start:start + block])
         else:  # GPUs: the whole batch in one pass, a few large kernels instead of a loop of small ones
             self._logmel(frames, out)
+        out = self.kind.finish(cfg, out)
         return out[0] if squeeze else out
 
     def _logmel(self, frames: Tensor, out: Tensor) -> None:

@@ -16,7 +16,8 @@ Files load with `weights_only=True`. PANNs' released files are `torch.save({"ite
 files (`numpy.core.multiarray`) and numpy 2's in re-saved copies (`numpy._core.multiarray`):
 numpy's array reconstruction is allowed under either name and nothing else, so a pickle naming any
 other global is refused and nothing in a file is ever executed. EfficientAT's files are bare state
-dicts. Every weight is checked by name and shape against our model of the release.
+dicts; CED's are state dicts that carry their front end's window and filterbank beside the model.
+Every weight is checked by name and shape against our model of the release.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ PANNS_RECORD = "https://zenodo.org/records/3987831/files/"
 EFFICIENTAT_RELEASE = "https://github.com/fschmid56/EfficientAT/releases/download/v0.0.1/"
 PANNS_SOURCE = "Kong et al. 2020 (PANNs), Table 3 and their released file names"
 EFFICIENTAT_SOURCE = "Schmid et al. 2023, EfficientAT's README at commit a425fdc (single-model mAP)"
+CED_RECORD = "https://zenodo.org/record/{record}/files/{file_name}?download=1"
+CED_SOURCE = "Dinkel et al. 2024 (CED), their README's table at commit 60a0f54 (AudioSet-2M mAP)"
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,19 @@ def _efficientat(title: str, width: str, m_ap: float, parameters_m: float, hop_m
                    f"EfficientAT {title} (Schmid et al. 2023)")
 
 
+def _ced_frontend() -> FrontendConfig:
+    """Their `FrontEnd`: 16 kHz, 512-sample window and FFT, hop 160, 64 bands from 0 to 8 kHz."""
+    return FrontendConfig(sample_rate=16000, window_ms=32.0, hop_ms=10.0, n_fft=512, n_mels=64, f_min=0.0,
+                          f_max=8000.0, kind="ced")
+
+
+def _ced(size: str, file_name: str, m_ap: float, parameters_m: float, record: int = 8275347) -> Release:
+    return Release(f"ced_{size}", f"CED-{size.capitalize()}", f"ced_{size}", _ced_frontend(),
+                   CED_RECORD.format(record=record, file_name=file_name), file_name, {"mAP": m_ap}, CED_SOURCE,
+                   parameters_m, "GPL-3.0 (code); weights: the Zenodo record's terms",
+                   f"CED-{size.capitalize()} (Dinkel et al. 2024)")
+
+
 CATALOGUE: dict[str, Release] = {release.name: release for release in (
     _panns("panns_cnn14", "Cnn14", "cnn14", _panns_frontend(32000, 1024, 320, 14000.0), "Cnn14_mAP=0.431.pth",
            {"mAP": 0.431, "mAUC": 0.973, "d_prime": 2.732}),
@@ -121,11 +137,18 @@ CATALOGUE: dict[str, Release] = {release.name: release for release in (
     _efficientat("dymn04_as", "04", 0.450, 1.97, file_name="dymn04_as.pt"),
     _efficientat("dymn10_as", "10", 0.477, 10.57, file_name="dymn10_as.pt"),
     _efficientat("dymn20_as", "20", 0.491, 40.02, file_name="dymn20_as_mAP_493.pt"),
+    _ced("tiny", "audiotransformer_tiny_mAP_4814.pt", 0.481, 5.5),
+    _ced("mini", "audiotransformer_mini_mAP_4896.pt", 0.490, 9.6),
+    _ced("small", "audiotransformer_small_mAP_4958.pt", 0.496, 22.0, record=8275319),
+    _ced("base", "audiotransformer_base_mAP_4999.pt", 0.500, 86.0),
 )}
 # `import-panns --arch`: PANNs' own architecture names
 PANNS_ARCHS = {release.title: release.name for release in CATALOGUE.values() if release.name.startswith("panns_")}
+# front-end weights that released files carry beside the model's (PANNs', CED's), and of them the mel
+# filterbanks `[bins, bands]`, checked against the release's front end
 FRONTEND_KEYS = ("spectrogram_extractor.stft.conv_real.weight", "spectrogram_extractor.stft.conv_imag.weight",
-                 "logmel_extractor.melW")
+                 "logmel_extractor.melW", "front_end.0.spectrogram.window", "front_end.0.mel_scale.fb")
+MEL_KEYS = ("logmel_extractor.melW", "front_end.0.mel_scale.fb")
 
 
 def release_named(name: str) -> Release:
@@ -181,8 +204,8 @@ def check_release(path: Path, weights: dict[str, torch.Tensor], release: Release
                   ) -> dict[str, torch.Tensor]:
     """The model's weights of a released file, checked against the keys and shapes of our `model` of
     it (the first mismatches named: a wrong class count shows as the classifier's shape) and, for
-    PANNs' files, their front-end weights against the release's front end (a different mel
-    filterbank or FFT size means another front end)."""
+    PANNs' and CED's files, their mel filterbank against the release's front end (another
+    filterbank means another front end)."""
     expected = {key: value.shape for key, value in model.state_dict().items()}
     frontend = {key: weights[key] for key in FRONTEND_KEYS if key in weights}
     own = {key: value for key, value in weights.items() if key not in FRONTEND_KEYS}
@@ -193,11 +216,11 @@ def check_release(path: Path, weights: dict[str, torch.Tensor], release: Release
     if problems:
         raise CheckpointError(f"{path}: not a {release.title} checkpoint ({len(problems)} mismatches: "
                               f"{'; '.join(problems[:3])})")
-    melW = frontend.get("logmel_extractor.melW")
     ours = mel_matrix(release.frontend)
-    if melW is not None and (tuple(melW.shape) != ours.shape
-                             or not np.allclose(melW.double().numpy(), ours, rtol=1e-4, atol=1e-6)):
-        raise CheckpointError(f"{path}: its mel filterbank ({tuple(melW.shape)}) is not {release.title}'s published "
+    theirs = [frontend[key] for key in MEL_KEYS if key in frontend]
+    if theirs and (tuple(theirs[0].shape) != ours.shape
+                   or not np.allclose(theirs[0].double().numpy(), ours, rtol=1e-4, atol=1e-6)):
+        raise CheckpointError(f"{path}: its mel filterbank ({tuple(theirs[0].shape)}) is not {release.title}'s published "
                               f"front end ({release.frontend.sample_rate} Hz, n_fft {release.frontend.n_fft}, "
                               f"{release.frontend.n_mels} bands {release.frontend.f_min:g}-{release.frontend.f_max:g} "
                               "Hz)")

@@ -31,7 +31,9 @@ class Predictor:
     `frontend` is the models' shared front end (a `LogMel`, or `nn.Identity` for models on
     embeddings), or one per model (an ensemble of families, e.g.
     EfficientAT's and PANNs' at 32 kHz): each distinct front end runs once on the same audio. Frame
-    outputs of members whose front ends give a frame more or less (centred or not) are averaged
+    outputs are averaged on the coarsest member's grid (`frame_hop`): a member with a finer hop that
+    divides it (CED's 0.16 s beside CNN14's 0.32 s) contributes the mean of its frames within each
+    coarse frame; members whose front ends give a frame more or less (centred or not) are averaged
     over the frames they all have."""
 
     def __init__(self, models: Sequence[AudioModel | OnnxModel], frontend: nn.Module | Sequence[nn.Module],
@@ -44,6 +46,11 @@ class Predictor:
         rates = {f.config.sample_rate for f in frontends if isinstance(f, LogMel)}
         if len(rates) > 1:
             raise InputError(f"models at different sample rates cannot be averaged: {sorted(rates)} Hz")
+        hops = sorted({float(m.frame_hop) for m in models})
+        self.frame_hop = hops[-1]
+        self.pooling = [round(self.frame_hop / m.frame_hop) for m in models]
+        if any(abs(self.frame_hop / m.frame_hop - k) > 1e-6 for m, k in zip(models, self.pooling)):
+            raise InputError(f"models with frame hops {hops} s cannot be averaged: each must divide the coarsest")
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.models = [m.eval().to(self.device) for m in models]
         self.frontends = [f.to(self.device) for f in frontends]
@@ -67,6 +74,10 @@ class Predictor:
                     out = model(inputs[key])
             clipwise = clipwise + out["clipwise"].float()
             framewise.append(out["framewise"].float())
+        for i, k in enumerate(self.pooling):  # finer hops: the mean of the frames within each coarse frame
+            if k > 1:
+                frames = framewise[i][:, :framewise[i].shape[1] // k * k]
+                framewise[i] = frames.unflatten(1, (-1, k)).mean(dim=2)
         frames = min(f.shape[1] for f in framewise)
         n = len(self.models)
         return (clipwise / n).cpu(), (sum(f[:, :frames] for f in framewise) / n).cpu()

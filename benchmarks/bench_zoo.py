@@ -7,6 +7,11 @@ against CNN14's, measured in the same run. With `--efficientat-repo` (a checkout
 fschmid56/EfficientAT at the commit of tests/data/make_efficientat_reference.py), also `mn10_as` through
 the authors' own front end and model on the same weights and clips.
 
+Then `embed` on one long recording (`--embed-minutes`, default 2 and 20: noise and tones written as
+FLAC) with CED-Tiny and mn10_as: seconds of audio embedded per second (`Tagger.analyze_many(embeddings=True)`
+into `infer.write_embeddings`, as the `embed` command runs) and the process's peak memory at both
+lengths (flat when the file is streamed).
+
 Each model runs in a process of its own (its peak memory is its own).
 
     python benchmarks/bench_zoo.py [--clips 8] [--efficientat-repo /tmp/EfficientAT] [--quick]
@@ -72,6 +77,39 @@ def measure(name: str, n_clips: int) -> dict:
     return result
 
 
+def embed_long(name: str, minutes: float) -> dict:
+    """`embed` on one recording of `minutes`, in this process: audio seconds per second, peak memory."""
+    import tempfile
+
+    import soundfile as sf
+
+    from audioscene.features import LogMel
+    from audioscene.infer import Tagger, write_embeddings
+    from audioscene.labels import audioset
+    from audioscene.pretrained import CATALOGUE
+
+    release = CATALOGUE[name]
+    rate = release.frontend.sample_rate
+    tagger = Tagger([seeded(release.model, release.frontend)], LogMel(release.frontend), audioset(), device="cpu")
+    rng = np.random.default_rng(1)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "long.flac"
+        with sf.SoundFile(path, "w", rate, 1) as f:  # written a minute at a time
+            for minute in range(int(np.ceil(minutes))):
+                t = np.arange(int(60 * rate * min(1.0, minutes - minute))) / rate
+                f.write((0.05 * rng.standard_normal(len(t)) + 0.2 * np.sin(2 * np.pi * (300 + 50 * minute) * t)
+                         ).astype(np.float32))
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        started = time.perf_counter()
+        embedded = ((str(source), result) for source, result in tagger.analyze_many([path], embeddings=True))
+        _, n = write_embeddings(Path(folder) / "out.npz", embedded)
+        seconds = time.perf_counter() - started
+        with np.load(Path(folder) / "out.npz") as out:
+            frames = out["frames"].shape
+    return {"name": name, "minutes": minutes, "audio_s_per_s": 60 * minutes / seconds, "frames": list(frames),
+            "peak_rss_mb_before": before, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
 def theirs_mn10(repo: Path, n_clips: int) -> dict:
     """mn10_as's shape through the authors' AugmentMelSTFT and MN (stand-ins for torchvision and
     torchaudio from tests/data/make_efficientat_reference.py) and through ours, on the weights of the
@@ -129,15 +167,20 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--efficientat-repo", type=Path)
     parser.add_argument("--one", help=argparse.SUPPRESS)  # run one entry in this process (JSON on stdout)
+    parser.add_argument("--one-embed", help=argparse.SUPPRESS)  # embed one long file in this process
+    parser.add_argument("--embed-minutes", type=float, nargs="+", default=[2.0, 20.0])
     parser.add_argument("--quick", action="store_true", help="one clip, two small models (a check that it runs)")
     parser.add_argument("--json", type=Path, default=RESULTS / "bench_zoo.json")
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure(args.one, args.clips)))
         return
+    if args.one_embed:
+        print(json.dumps(embed_long(args.one_embed, args.embed_minutes[0])))
+        return
     from audioscene.pretrained import CATALOGUE
 
-    names = ["efficientat_mn04_as", "panns_cnn14_16k"] if args.quick else [
+    names = ["efficientat_mn04_as", "ced_tiny", "panns_cnn14_16k"] if args.quick else [
         name for name in CATALOGUE if not name.endswith(("_ext", "_no_im_pre"))]  # those share mn40_as's shape
     n_clips = 1 if args.quick else args.clips
     rows = []
@@ -153,6 +196,22 @@ def main() -> None:
               f"{row['clips_per_s_1t']:10.2f} {row['clips_per_s_2t']:6.2f} {row['rtf_2t']:7.4f} "
               f"{row['peak_rss_mb']:8.0f} {row['clips_per_s_2t'] / reference['clips_per_s_2t']:23.1f}x")
     result = {"clips": n_clips, "reference": reference["name"], "models": rows}
+    by_name = {row["name"]: row for row in rows}
+    if {"ced_tiny", "efficientat_mn10_as"} <= set(by_name):
+        ced, mn10 = by_name["ced_tiny"], by_name["efficientat_mn10_as"]
+        result["ced_tiny_vs_mn10_as"] = {f"{t}t": ced[f"clips_per_s_{t}t"] / mn10[f"clips_per_s_{t}t"] for t in (1, 2)}
+        print("CED-Tiny (0.481) vs mn10_as (0.471), clips/s: " + ", ".join(
+            f"{ratio:.2f}x on {t}" for t, ratio in result["ced_tiny_vs_mn10_as"].items()))
+    embeds = []
+    for name in ["ced_tiny"] if args.quick else ["ced_tiny", "efficientat_mn10_as"]:
+        for minutes in [0.5] if args.quick else args.embed_minutes:
+            out = subprocess.run([sys.executable, __file__, "--one-embed", name, "--embed-minutes", str(minutes)],
+                                 capture_output=True, text=True, check=True)
+            embeds.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            row = embeds[-1]
+            print(f"embed {name} on {minutes:g} min: {row['audio_s_per_s']:.0f} s of audio per s, frames "
+                  f"{row['frames']}, peak {row['peak_rss_mb']:.0f} MB (model loaded: {row['peak_rss_mb_before']:.0f} MB)")
+    result["embed_long_file"] = embeds
     if args.efficientat_repo:
         result["mn10_as_vs_authors"] = theirs_mn10(args.efficientat_repo, n_clips)
         print("mn10_as, ours vs the authors' code (same weights): " + json.dumps(result["mn10_as_vs_authors"]))

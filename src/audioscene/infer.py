@@ -41,6 +41,7 @@ from .models import AudioModel
 from .predictor import Predictor
 
 if TYPE_CHECKING:
+    from .live import LiveLine
     from .export import OnnxModel
 
 Source = str | os.PathLike | np.ndarray
@@ -340,6 +341,18 @@ class Tagger:
         for (stitcher, first, wave), clip, frames in zip(batch, clipwise, framewise):
             stitcher.add(first, wave, clip, frames)
         batch.clear()
+
+    def stream(self, chunks: Iterable[np.ndarray], **options) -> Iterator["LiveLine"]:
+        """The lines of a live stream (`live.LiveLine`: events when they close, with `onsets=True`
+        also when they open, tags with `tag_every`) as they are decided, from an iterator of mono
+        sample blocks at the tagger's rate; the end of the iterator closes the stream. `options`:
+        those of `live.LiveStream` (thresholds, median, upsample, classes, onsets, tag_every)."""
+        from .live import LiveStream
+
+        stream = LiveStream(self, **options)
+        for chunk in chunks:
+            yield from stream.feed(chunk)
+        yield from stream.close()
 
     def framewise(self, source: Source) -> Framewise:
         """Frame scores of a recording on one timeline: `(times, labels, scores [T', K])`."""

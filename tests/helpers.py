@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from audioscene.train import TrainConfig
 
@@ -88,3 +89,37 @@ def audioset_folder(split, names, out):
             shutil.copy(split / "audio" / name, out / "audio" / name)
             writer.writerow([name, ";".join(DCASE2018_AUDIOSET_NAMES[label][0] for label in labels[name])])
     return f"folder:{out / 'audio'}", str(out / "labels.csv")
+
+
+class LoudnessDetector(torch.nn.Module):
+    """A stand-in model for live detection with known answers: one class, "burst", whose score in
+    each 0.32 s frame is a steep sigmoid of that frame's mean log-mel above `level`; a frame's score
+    depends on its own audio only, so every window that covers it gives the same. `burn`: a model
+    also run on the same input and ignored, to cost a real model's compute."""
+
+    takes_audio = True
+    frame_hop = 0.32
+    min_frames = 32
+
+    def __init__(self, level: float = -1.0, burn: torch.nn.Module | None = None):
+        super().__init__()
+        self.level, self.burn = level, burn
+        self.config = type("Config", (), {"name": "loudness"})()
+
+    def forward(self, logmel):
+        if self.burn is not None:
+            self.burn(logmel)
+        frames = logmel.shape[1] // 32
+        loudness = logmel[:, :frames * 32].reshape(logmel.shape[0], frames, 32 * logmel.shape[2]).mean(dim=2)
+        framewise = torch.sigmoid(4.0 * (loudness - self.level))[:, :, None]
+        return {"clipwise": framewise.amax(dim=1), "framewise": framewise, "frame_hop": self.frame_hop}
+
+
+def noise_bursts(seconds: float, bursts: list[tuple[float, float]], seed: int = 0, rate: int = 16000) -> np.ndarray:
+    """Quiet noise with a loud burst of noise during each (onset, offset) in seconds."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    loud = np.zeros(len(t), bool)
+    for onset, offset in bursts:
+        loud |= (t >= onset) & (t < offset)
+    return (rng.standard_normal(len(t)) * np.where(loud, 0.3, 0.003)).astype(np.float32)

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .infer import Tagger
 
 PCM_FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
+QUIET_S = 10.0  # seconds of digital silence or clipping before a stream is said to be so
 
 
 class StreamError(InputError):
@@ -73,7 +74,8 @@ class LiveLine:
         return "\t".join(cells)
 
     def json(self) -> str:
-        return json.dumps({key: value for key, value in asdict(self).items() if value not in (None, "", ())})
+        return json.dumps({key: value for key, value in asdict(self).items()
+                           if not (value is None or (isinstance(value, (str, tuple)) and not value))})
 
 
 class _Events:
@@ -132,7 +134,7 @@ class _Events:
         """As `sed.to_events` times a run: µs-rounded, clipped to the duration, empty runs dropped."""
         onset = min(float(np.round(start * self.hop, 6)), duration)
         offset = min(float(np.round(end * self.hop, 6)), duration)
-        return (c, onset, offset, score) if offset > onset else None
+        return (c, onset, offset, float(score)) if offset > onset else None
 
     def provisional(self, pending: np.ndarray) -> np.ndarray:
         """Scores of the fine frames past the decided ones, from the final frames and the `pending`
@@ -292,26 +294,38 @@ class LiveStream:
     def _event_lines(self, ended: list[tuple]) -> list[LiveLine]:
         lines = []
         for c, onset, offset, score in ended:
-            self.announced[c] = -1
+            if 0 <= self.announced[c] * self.events.hop <= offset:  # its onset line was this event's
+                self.announced[c] = -1
             lines.append(LiveLine("event", self.stream_s, self.labels[c], onset, offset, score))
         return lines
 
     def _onset_lines(self) -> list[LiveLine]:
+        """An onset line for each class whose provisional scores begin a run after the end of the
+        run it last announced (so a run is announced once, however its provisional start moves)."""
         pending = (self.total / np.maximum(self.count, 1)[:, None]).astype(np.float32)[:np.count_nonzero(self.count)]
         scores = self.events.provisional(pending)
         active = scores > self.events.thresholds
-        lines = []
+        base, lines = self.events.decided, []
         for c in range(len(self.labels)):
-            final_open = self.events.since[c] >= 0
-            if self.announced[c] >= 0 and not final_open and self.announced[c] < self.events.decided:
-                self.announced[c] = -1  # decided past it without an event: the final scores stayed under
-            frames = np.flatnonzero(active[:, c])
-            if self.announced[c] < 0 and (final_open or len(frames)):
-                onset_frame = self.events.since[c] if final_open else self.events.decided + frames[0]
-                score = self.events.peak[c] if final_open else scores[frames, c].max()
-                self.announced[c] = onset_frame
+            column, since = active[:, c], int(self.events.since[c])
+            if 0 <= self.announced[c] < base and not 0 <= since <= self.announced[c]:
+                self.announced[c] = -1  # its run ended among the decided frames
+            before = np.concatenate([[since >= 0], column[:-1]])
+            starts = [since] * (since >= 0) + list(base + np.flatnonzero(column & ~before))
+            if self.announced[c] >= 0:
+                offset = max(self.announced[c] - base, 0)
+                gaps = np.flatnonzero(~column[offset:])
+                end = base + offset + gaps[0] if len(gaps) else math.inf
+                starts = [start for start in starts if start > end]
+            if starts:
+                onset = starts[0]
+                self.announced[c] = onset
+                run = column[max(onset - base, 0):]
+                length = np.flatnonzero(~run)[0] if (~run).any() else len(run)
+                score = max(float(scores[max(onset - base, 0):max(onset - base, 0) + length, c].max(initial=0.0)),
+                            self.events.peak[c] if onset == since else 0.0)
                 lines.append(LiveLine("onset", self.stream_s, self.labels[c],
-                                      float(np.round(onset_frame * self.events.hop, 6)), None, float(score)))
+                                      float(np.round(onset * self.events.hop, 6)), None, score))
         return lines
 
 
@@ -432,39 +446,54 @@ def _sounddevice():
     return sounddevice
 
 
-def run_live(stream: LiveStream, blocks: Iterable[np.ndarray], write, realtime: bool = False) -> int:
+def run_live(stream: LiveStream, blocks: Iterable[np.ndarray], write, realtime: bool = False,
+             source: str = "the stream") -> int:
     """Feed `blocks` to `stream`, `write` each line as it is decided; the end of the blocks, an error
-    of the source or Ctrl-C closes the stream and writes its last lines. With `realtime`, falling
-    behind the source drops windows (counted, said once on stderr). Returns the windows dropped."""
+    of the source or Ctrl-C closes the stream and writes its last lines first. With `realtime`,
+    falling behind the source drops windows (counted, said once). A stream silent or clipped for
+    `QUIET_S` is said once each on stderr. Returns the windows dropped."""
     import logging
 
     log = logging.getLogger(__name__)
-    rate, began, warned = stream.tagger.sample_rate, None, False
+    rate, began, said = stream.tagger.sample_rate, None, set()
+    silent = clipped = 0  # consecutive samples so far
     try:
         for block in blocks:
             if began is None:  # the source's clock: its first block has just been played
                 began = time.monotonic() - len(block) / rate
             # behind: this block was played more than a hop ago
             behind = realtime and time.monotonic() - began > (stream.n_samples + len(block) + stream.hop) / rate
-            for line in stream.feed(block, skip=behind):
+            try:
+                lines = stream.feed(block, skip=behind)
+            except InputError as exc:
+                raise StreamError(f"{source}: {exc}") from None
+            for line in lines:
                 write(line)
-            if stream.dropped and not warned:
-                warned = True
-                log.warning("the model cannot keep up with real time on this machine: dropping windows (counted at "
-                            "the end)")
+            loud = np.abs(block)
+            silent = silent + len(block) if loud.max(initial=0.0) == 0.0 else 0
+            clipped = clipped + len(block) if len(block) and (loud >= 0.999).mean() > 0.01 else 0
+            for problem, samples in (("digital silence", silent), ("clipped (over 1 % of samples at full scale)",
+                                                                     clipped)):
+                if samples >= QUIET_S * rate and problem not in said:
+                    said.add(problem)
+                    log.warning("%s: %g s of %s", source, QUIET_S, problem)
+            if stream.dropped and "dropped" not in said:
+                said.add("dropped")
+                log.warning("%s: the model cannot keep up with real time on this machine: dropping windows (counted "
+                            "at the end)", source)
     except KeyboardInterrupt:
         pass
     finally:
         for line in stream.close():
             write(line)
-        if stream.dropped:
-            log.warning("%d windows dropped to keep up with real time", stream.dropped)
     return stream.dropped
 
 
-def writer(fmt: str, out: IO[str] = sys.stdout):
-    """A function writing one `LiveLine` as TSV or a JSON line, flushed."""
+def writer(fmt: str, out: IO[str] | None = None):
+    """A function writing one `LiveLine` as TSV or a JSON line to `out` (default: standard output),
+    flushed."""
     def write(line: LiveLine) -> None:
-        out.write((line.tsv() if fmt == "tsv" else line.json()) + "\n")
-        out.flush()
+        stream = out or sys.stdout
+        stream.write((line.tsv() if fmt == "tsv" else line.json()) + "\n")
+        stream.flush()
     return write

@@ -253,6 +253,17 @@ def add_event_options(p) -> None:
                    help="odd median kernel in frames, one per class, or a sed-tune JSON (default 1: none)")
 
 
+def add_live_options(p) -> None:
+    """What a live stream reports (detect --stream, listen)."""
+    p.add_argument("--onsets", action="store_true",
+                   help="also report each event when it opens (provisional: its event line follows when it closes)")
+    p.add_argument("--tag-every", type=positive, metavar="SECONDS",
+                   help="also report the latest window's top labels at most every so many seconds")
+    p.add_argument("--lines", choices=("tsv", "json"), default="tsv",
+                   help="tsv: kind, stream s, clock time, label, onset, offset, score; json: one object per line "
+                        "(default tsv)")
+
+
 def add_data_option(p, flag: str, what: str, kinds: tuple[str, ...] | None = None) -> None:
     """A required data-spec flag and, for `folder:` specs, `--labels` (its CSV)."""
     from ..data.spec import forms_help
@@ -261,9 +272,11 @@ def add_data_option(p, flag: str, what: str, kinds: tuple[str, ...] | None = Non
     p.add_argument("--labels", help="for a folder: spec, its CSV filename,labels (default DIR/labels.csv)")
 
 
-def add_compute_options(p, batch_size: bool = True, workers: bool = True) -> None:
-    """Where and in what batches a command scores clips."""
-    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+def add_compute_options(p, batch_size: bool = True, workers: bool = True, device_flag: str = "--device") -> None:
+    """Where and in what batches a command scores clips (`device_flag`: where `--device` means
+    something else, e.g. `listen`'s sound input)."""
+    p.add_argument(device_flag, dest="device", type=device, default="auto",
+                   help="auto, cpu, cuda or cuda:N (default auto)")
     if batch_size:
         p.add_argument("--batch-size", type=positive_int, default=64, help="clips per batch (default 64)")
     if workers:
@@ -276,9 +289,9 @@ def add_weights_option(p) -> None:
                         "weights, ema: the moving average (default auto)")
 
 
-def add_model_options(p) -> None:
+def add_model_options(p, device_flag: str = "--device", run_required: bool = True) -> None:
     add_weights_option(p)
-    p.add_argument("--run", type=Path, action="append", required=True,
+    p.add_argument("--run", type=Path, action="append", required=run_required,
                    help="run folder with epoch_NNN.pt checkpoints, pretrained:NAME (a model of the zoo: `audioscene "
                         "pretrained list`), or a model.onnx from export-onnx; repeat for an ensemble (outputs "
                         "averaged)")
@@ -288,7 +301,7 @@ def add_model_options(p) -> None:
     p.add_argument("--classes", choices=("all", *CLASS_GROUPS), default="all",
                    help="all: the run's own labels; dcase2018: the 10 DCASE classes, each the max over its "
                         "AudioSet labels (default all)")
-    add_compute_options(p, batch_size=False, workers=False)
+    add_compute_options(p, batch_size=False, workers=False, device_flag=device_flag)
     p.add_argument("--hop-s", type=positive, help="window step in seconds (default: the window, about 10 s)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="windows per forward pass (default 8)")
 

@@ -48,3 +48,39 @@ def readable_analyses(args, tagger, paths, failed: list, embeddings: bool = Fals
             failed.append(path)
         else:
             yield name, result
+
+
+def run_stream(args, tagger, blocks=None) -> int:
+    """A live stream through `tagger` (`live.run_live`): lines on stdout as they are decided, the
+    events also to `--output` at the end. `blocks`: the samples (default: `--stream`'s source). A
+    source that fails ends in one error line after the lines so far."""
+    import sys
+
+    from .._io import prepare_output
+    from ..events import Event, write_events_tsv
+    from ..live import FfmpegSource, LiveStream, pcm_blocks, run_live, writer
+
+    output = prepare_output(args.output) if getattr(args, "output", None) else None
+    stream = LiveStream(tagger, args.thresholds, args.median, args.upsample, args.classes, args.onsets, args.tag_every)
+    name = "standard input" if getattr(args, "stream", None) == "-" else getattr(args, "stream", None) or "input"
+    if blocks is None:
+        if args.stream == "-":
+            blocks = pcm_blocks(sys.stdin.buffer, name, args.format, args.rate or tagger.sample_rate, args.channels,
+                                tagger.sample_rate)
+        else:
+            blocks = FfmpegSource(args.stream, tagger.sample_rate, realtime=args.realtime).blocks()
+    events, write = [], writer(args.lines)
+
+    def emit(line) -> None:
+        write(line)
+        if line.kind == "event":
+            events.append(Event(name, line.onset, line.offset, line.label))
+
+    try:
+        dropped = run_live(stream, blocks, emit, realtime=getattr(args, "realtime", True), source=name)
+    finally:
+        if output is not None:
+            write_events_tsv(output, events)
+    print(f"{len(events)} events in {stream.stream_s:.1f} s of {name}" + (f", {dropped} windows dropped" if dropped
+                                                                         else ""), file=sys.stderr)
+    return 0

@@ -12,6 +12,7 @@ from . import (
     evaluate,
     export_onnx,
     import_panns,
+    listen,
     pack,
     plot,
     predict,
@@ -27,5 +28,5 @@ from . import (
     view,
 )
 
-COMMANDS = [synth, synth_embeddings, train, evaluate, predict, report, tag, embed, export_onnx, view, detect, sed_eval,
+COMMANDS = [synth, synth_embeddings, train, evaluate, predict, report, tag, embed, export_onnx, view, detect, listen, sed_eval,
             sed_tune, plot, download, pack, verify, demo, pretrained, import_panns]

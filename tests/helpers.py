@@ -11,6 +11,9 @@ import torch
 
 from audioscene.train import TrainConfig
 
+# screenshots of the browser tests
+ARTIFACTS = Path(os.environ.get("AUDIOSCENE_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
+
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     """`audioscene ARGS` run in this process (`cli.main`, what `python -m audioscene` runs), its

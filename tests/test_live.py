@@ -121,8 +121,10 @@ def test_every_stream_flag_typed_reaches_the_stream(tiny_run, recording, tmp_pat
     started = __import__("time").monotonic()
     short = tmp_path / "short.wav"
     sf.write(short, wave[:3 * 16000], 16000, subtype="PCM_16")
-    played = run_cli("detect", "--stream", str(short), "--realtime", "--run", str(tiny_run), "--thresholds", "0.3")
+    played = run_cli("detect", "--stream", str(short), "--realtime", "--run", str(tiny_run), "--thresholds", "0.3",
+                     "--view", "--port", "0", "--host", "127.0.0.1", "--allow-host", "audio.example")
     assert played.returncode == 0 and __import__("time").monotonic() - started >= 2.9  # played at its own pace
+    assert f"live page of {short} on http://127.0.0.1:" in played.stderr
 
 
 def test_an_hour_of_stream_runs_in_flat_memory(tiny_run):
@@ -229,11 +231,14 @@ def test_listen_reads_the_sound_card_and_says_when_the_device_goes(tiny_run, rec
     listed = run_cli("listen", "--list-devices")
     assert listed.returncode == 0 and "fake microphone" in listed.stdout
     result = run_cli("listen", "--run", str(tiny_run), "--device", "0", "--compute-device", "cpu",
-                     "--thresholds", THRESHOLD, "--onsets", "--lines", "json")
+                     "--thresholds", THRESHOLD, "--median", "3", "--upsample", "2", "--hop-s", "2", "--onsets",
+                     "--tag-every", "3", "--lines", "json")
     _error_line(result, "input device 0: the input stopped (was it unplugged?)")
     assert fake.opened == [(16000, 1, "float32", 0)]
-    kinds = [json.loads(line)["kind"] for line in result.stdout.splitlines()]
-    assert "event" in kinds and "onset" in kinds  # open events were closed and flushed
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    kinds = [line["kind"] for line in lines]
+    assert "event" in kinds and "onset" in kinds and "tags" in kinds  # open events were closed and flushed
+    assert all(round(line["onset"] / 0.16, 6).is_integer() for line in lines if "onset" in line)  # upsampled grid
     monkeypatch.setitem(sys.modules, "sounddevice", None)  # not installed
     _error_line(run_cli("listen", "--run", str(tiny_run)), "pip install 'audioscene[live]'")
     _error_line(run_cli("listen"), "give --run RUN (or --list-devices)")
@@ -250,3 +255,62 @@ def test_the_stream_command_line_runs_as_a_pipe(tiny_run, recording):
     decode.wait()
     assert detect.returncode == 0, detect.stderr
     assert detect.stdout.count("event\t") >= 4
+
+
+def test_the_live_page_shows_the_stream_as_it_plays_in_headless_chromium(tmp_path):
+    """A fed stream (noise bursts through the stand-in model) on the live page: the spectrogram and
+    score lines are drawn, onsets appear as open events and are closed by their event lines, no
+    console errors; a request for another Host is refused."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    from audioscene.features import LogMel
+    from audioscene.labels import LabelSet
+    from audioscene.live import LiveStream
+    from audioscene.live_page import LivePage, serve_in_background
+    from helpers import ARTIFACTS, browser_path
+
+    executable = browser_path()
+    bursts = [(12.3, 14.0), (20.5, 23.2), (31.0, 31.8)]
+    wave = noise_bursts(45, bursts)
+    tagger = Tagger([LoudnessDetector()], LogMel(), LabelSet(("burst",)), device="cpu", hop_s=1.0)
+    stream = LiveStream(tagger, median=3, onsets=True, tag_every=5)
+    page_server = LivePage()
+    page_server.watch(stream)
+    url, server = serve_in_background(page_server, port=0)
+    try:
+        evil = urllib.request.Request(url + "api/stream", headers={"Host": "evil.example"})
+        with pytest.raises(urllib.error.HTTPError, match="400"):
+            urllib.request.urlopen(evil, timeout=10)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=executable, args=["--headless", "--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 900, "height": 900})
+            errors = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+            page.goto(url)
+            page.wait_for_selector("#status.live")
+            for block in np.split(wave, np.arange(1600, len(wave), 1600)):  # 0.1 s blocks, 4.5x real time
+                for line in stream.feed(block):
+                    page_server.publish_line(line)
+                time.sleep(0.02)
+            for line in stream.close():
+                page_server.publish_line(line)
+            page.wait_for_function("document.querySelectorAll('#events tbody tr').length >= 3", timeout=30_000)
+            page.wait_for_timeout(500)
+            rows = page.locator("#events tbody tr")
+            assert rows.count() == len(bursts) and page.locator("#events tbody tr.open").count() == 0, rows.all_inner_texts()
+            assert "burst" in page.locator("#legend").inner_text() and page.locator("#tags li").count() == 1
+            lit = page.evaluate("""() => { const c = document.getElementById('spectrogram');
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+                for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 0) n++; return n / (d.length / 4); }""")
+            assert lit > 0.5  # drawn over most of its width (45 s of stream for a 30 s view)
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "live.png"), full_page=True)
+            browser.close()
+    finally:
+        server.should_exit = True
+    assert errors == []

@@ -1,20 +1,17 @@
 """The web viewer: its HTTP API on a real server, and the page in headless Chromium."""
 
 import json
-import os
 import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
-from helpers import browser_path
+from helpers import ARTIFACTS, browser_path
 
 from audioscene.infer import Tagger
 from audioscene.viewer import LOOPBACK_NAMES, ViewerConfig, allowed_hosts, create_app
 
-ARTIFACTS = Path(os.environ.get("AUDIOSCENE_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
 
 
 @pytest.fixture(scope="module")

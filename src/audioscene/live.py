@@ -194,6 +194,8 @@ class LiveStream:
         self.last_tags = -math.inf
         self.dropped = 0
         self.closed = False
+        # called after each window with (stream, start sample, samples, clip scores, frame scores): the live page
+        self.watchers: list = []
 
     @property
     def stream_s(self) -> float:
@@ -268,6 +270,8 @@ class LiveStream:
             self.count = np.concatenate([self.count, np.zeros(grow, np.int64)])
         self.total[first - self.final:end - self.final] += frames
         self.count[first - self.final:end - self.final] += 1
+        for watcher in self.watchers:
+            watcher(self, start, wave, clip, frames)
         lines = []
         if not last:
             ended = self.events.add(self._take_final((start + self.hop) // self.frame_samples))

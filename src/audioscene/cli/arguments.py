@@ -262,6 +262,14 @@ def add_live_options(p) -> None:
     p.add_argument("--lines", choices=("tsv", "json"), default="tsv",
                    help="tsv: kind, stream s, clock time, label, onset, offset, score; json: one object per line "
                         "(default tsv)")
+    p.add_argument("--view", action="store_true",
+                   help="also serve a live page (spectrogram, score lines, events) while the stream plays")
+    p.add_argument("--port", type=number(integer=True, low=0, high=65535), default=8766,
+                   help="the live page's port (default 8766; 0: a free one)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address the live page listens on (default 127.0.0.1: this machine only)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="another Host name the live page answers to (e.g. behind a proxy); repeatable")
 
 
 def add_data_option(p, flag: str, what: str, kinds: tuple[str, ...] | None = None) -> None:

@@ -69,10 +69,19 @@ def run_stream(args, tagger, blocks=None) -> int:
                                 tagger.sample_rate)
         else:
             blocks = FfmpegSource(args.stream, tagger.sample_rate, realtime=args.realtime).blocks()
-    events, write = [], writer(args.lines)
+    events, write, page, server = [], writer(args.lines), None, None
+    if args.view:
+        from ..live_page import LivePage, serve_in_background
+
+        page = LivePage()
+        page.watch(stream)
+        url, server = serve_in_background(page, args.host, args.port, args.allow_host)
+        print(f"live page of {name} on {url}", file=sys.stderr, flush=True)
 
     def emit(line) -> None:
         write(line)
+        if page is not None:
+            page.publish_line(line)
         if line.kind == "event":
             events.append(Event(name, line.onset, line.offset, line.label))
 
@@ -81,6 +90,8 @@ def run_stream(args, tagger, blocks=None) -> int:
     finally:
         if output is not None:
             write_events_tsv(output, events)
+        if server is not None:
+            server.should_exit = True
     print(f"{len(events)} events in {stream.stream_s:.1f} s of {name}" + (f", {dropped} windows dropped" if dropped
                                                                          else ""), file=sys.stderr)
     return 0

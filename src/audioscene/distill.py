@@ -1,8 +1,10 @@
 """Knowledge distillation from stored teacher predictions (as EfficientAT and CED distil AudioSet
 from PaSST / large-model ensembles).
 
-`audioscene predict --run TEACHER [--run OTHER ...] --data SPEC -o teacher.npz` writes a teacher file:
-an `.npz` (no pickles) with
+`audioscene predict --run TEACHER [--run OTHER ...] --data SPEC -o teacher/` writes a teacher store
+(`teacher_store.py`: float16, memory-mapped, a sorted key index; for millions of clips), in parts
+that resume and that the ranks of `torchrun` share; `-o teacher.npz` writes the small form, an
+`.npz` (no pickles) with
 
 - `format`: "audioscene-teacher/1";
 - `keys` `[N]` (str): clip keys, the audio file's stem (shards keep it as their member key, so a
@@ -34,11 +36,13 @@ from .checkpoints import Run, ensemble
 from .data import DataSpec, OpenOptions
 from .errors import InputError
 from .labels import LabelSet
+from .teacher_store import TeacherStore, is_store, merge, part_done, write_part
 
 log = logging.getLogger(__name__)
 
 TEACHER_FORMAT = "audioscene-teacher/1"
 EPS = 1e-6
+PART_CLIPS = 8192  # clips per part of a teacher store: the work a rerun may repeat
 
 
 def write_teacher(path: str | os.PathLike, keys: Sequence[str], probs: np.ndarray, labels: LabelSet,
@@ -123,17 +127,30 @@ def read_teacher(path: str | os.PathLike) -> tuple[list[str], np.ndarray, tuple[
 
 
 class Teacher:
-    """A teacher file's targets, looked up by clip key."""
+    """A teacher's targets, looked up by clip key: a store (a folder, memory-mapped: a process holds
+    a batch's rows at a time) or a small `.npz` file (read whole)."""
 
     def __init__(self, path: str | os.PathLike, labels: LabelSet, temperature: float = 1.0):
-        keys, probs, names, self.data = read_teacher(path)
+        self.path, self.temperature = Path(path), temperature
+        if not self.path.exists():
+            raise InputError(f"{path}: no such teacher (a store folder or an .npz file from `audioscene predict`)")
+        if self.path.is_dir():
+            self.store = TeacherStore(self.path)
+            names, self.data = self.store.labels, self.store.data
+        else:
+            self.store = None
+            keys, probs, names, self.data = read_teacher(path)
+            self.row = {key: i for i, key in enumerate(keys)}
+            self.probs = probs
         if names != labels.names:
             raise InputError(f"{path}: the teacher's {len(names)} labels differ from this run's {len(labels)} "
                              "(distillation needs the same label set, in the same order)")
-        self.path = Path(path)
-        self.row = {key: i for i, key in enumerate(keys)}
-        logits = np.log(np.clip(probs, EPS, 1 - EPS)) - np.log1p(-np.clip(probs, EPS, 1 - EPS))
-        self.targets_array = torch.from_numpy((1 / (1 + np.exp(-logits / temperature))).astype(np.float32))
+
+    def rows(self, keys: Sequence[str]) -> np.ndarray:
+        """The row of each clip key (−1: none)."""
+        if self.store is not None:
+            return self.store.rows(keys)
+        return np.array([self.row.get(key, -1) for key in keys], dtype=np.int64)
 
     def check_data(self, data: str) -> None:
         """Warn when the file was written from another data set than `data` (the training spec)."""
@@ -141,30 +158,40 @@ class Teacher:
             log.warning("%s was written from %s, but this run trains on %s: a teacher's predictions on other clips "
                         "with the same keys teach the wrong targets", self.path, self.data, data)
 
-    def require(self, keys: Sequence[str]) -> None:
-        """Raise one `InputError` if any of `keys` has no teacher prediction."""
-        missing = [key for key in keys if key not in self.row]
-        if missing:
+    def require(self, keys: Sequence[str]) -> np.ndarray:
+        """The rows of `keys`; raise one `InputError` if any has no teacher prediction."""
+        rows = self.rows(keys)
+        if (rows < 0).any():
+            missing = [key for key, row in zip(keys, rows) if row < 0]
             raise InputError(f"{self.path}: {len(missing)} of {len(keys)} training clips have no teacher prediction "
                              f"(e.g. {missing[0]!r}); write the teacher file for the training data with "
                              "`audioscene predict`")
+        return rows
 
     def targets(self, keys: Sequence[str]) -> torch.Tensor:
-        """Teacher targets `[len(keys), K]` (float32)."""
-        self.require(keys)
-        return self.targets_array[[self.row[key] for key in keys]]
+        """Teacher targets `[len(keys), K]` (float32): `sigmoid(logit(p) / temperature)`."""
+        rows = self.require(keys)
+        probs = self.store.clip_probs(rows) if self.store is not None else self.probs[rows]
+        clipped = np.clip(probs.astype(np.float64), EPS, 1 - EPS)
+        logits = np.log(clipped) - np.log1p(-clipped)
+        return torch.from_numpy((1 / (1 + np.exp(-logits / self.temperature))).astype(np.float32))
 
 
 def predict_to_file(runs: Sequence[str | os.PathLike | Run], data: DataSpec | str, output: str | os.PathLike,
                     checkpoint: str = "best", device: str = "auto", batch_size: int = 64, workers: int = 0,
-                    progress: bool = True, weights: str = "auto") -> Path:
-    """Write a teacher file: the clip probabilities of `runs` (each its `checkpoint`: best, last,
-    avg or a path, with its `weights`: see `Checkpoint.weights`; all runs averaged, each through its
-    own front end, at one sample rate) on the map-style data `data`, keyed by clip key."""
+                    progress: bool = True, weights: str = "auto", frames: bool = False,
+                    part_clips: int = PART_CLIPS) -> Path:
+    """Write a teacher: the clip probabilities of `runs` (each its `checkpoint`: best, last, avg or a
+    path, with its `weights`: see `Checkpoint.weights`; all runs averaged, each through its own front
+    end, at one sample rate) on the map-style data `data`, keyed by clip key. `output` a folder (or
+    a name without a suffix): a store (`teacher_store.py`, with `frames` also the frame outputs),
+    written as `predict_store` says; a file name (`teacher.npz`): the small form, in one process."""
     from .predictor import Predictor
 
     if not runs:
         raise InputError("need at least one teacher run")
+    if frames and not is_store(output):
+        raise InputError(f"{output}: frame outputs go to a teacher store (a folder): give -o a name without a suffix")
     members = ensemble(runs, checkpoint, weights)
     spec = DataSpec.of(data)
     for member in members:
@@ -173,8 +200,60 @@ def predict_to_file(runs: Sequence[str | os.PathLike | Run], data: DataSpec | st
     predictor = Predictor([m.model for m in members], [m.frontend for m in members], device)
     labels, clip_seconds = members[0].labels, members[0].state.train_config.get("clip_seconds", 10.0)
     dataset = spec.open_clips(OpenOptions(labels, clip_seconds, predictor.frontend.config.sample_rate), "predict")
+    if is_store(output):
+        return predict_store(predictor, dataset, labels, output, data_identity(spec), batch_size, workers, progress,
+                             frames, part_clips)
     probs = predictor.predict(dataset, batch_size, workers, desc="predict", progress=progress)["clipwise"]
     return write_teacher(output, dataset.keys, probs, labels, data=data_identity(spec))
+
+
+def predict_store(predictor, dataset, labels: LabelSet, output: str | os.PathLike, data: str, batch_size: int = 64,
+                  workers: int = 0, progress: bool = True, frames: bool = False,
+                  part_clips: int = PART_CLIPS) -> Path:
+    """The outputs of `predictor` on `dataset` as a teacher store at `output`, in parts of
+    `part_clips` clips: under torchrun, rank r of w takes the parts r, r + w, ...; a part already
+    written is skipped (a rerun resumes); the process that finds every part written merges them (a
+    lock file makes that one process). No process group is needed."""
+    from torch.utils.data import Subset
+    from tqdm.auto import tqdm
+
+    from .distributed import launch_rank
+
+    output = Path(output)
+    n = len(dataset)
+    if (output / "meta.json").is_file():
+        store = TeacherStore(output, verify=False)
+        if store.n != n or store.labels != labels.names:
+            raise InputError(f"{output}: already holds a teacher of {store.n} clips and {len(store.labels)} labels; "
+                             f"this data has {n} clips: write to a new folder")
+        log.info("%s is written already (%d clips)", output, n)
+        return output
+    rank, world = launch_rank(), int(os.environ.get("WORLD_SIZE", "1"))
+    n_parts = max(1, -(-n // part_clips))
+    todo = [i for i in range(rank, n_parts, world) if not part_done(output, i)]
+    done_before = len(range(rank, n_parts, world)) - len(todo)
+    if done_before:
+        log.info("%s: %d of this rank's parts are written already; resuming", output, done_before)
+    for i in tqdm(todo, desc=f"predict (rank {rank})" if world > 1 else "predict", unit="part", disable=not progress):
+        lo, hi = i * part_clips, min((i + 1) * part_clips, n)
+        out = predictor.predict(Subset(dataset, range(lo, hi)), batch_size, workers, framewise=frames, progress=False)
+        write_part(output, i, dataset.keys[lo:hi], out["clipwise"], out.get("framewise"))
+    if not all(part_done(output, i) for i in range(n_parts)):
+        log.info("%s: this rank's parts are written; the last rank to finish merges", output)
+        return output
+    lock = output / "merge.lock"
+    try:
+        os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        if world > 1:  # another rank merges
+            return output
+        lock.unlink()  # one process: a merge that was interrupted
+        os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    try:
+        merge(output, n_parts, labels.names, data, predictor.frame_hop if frames else None)
+    finally:
+        lock.unlink(missing_ok=True)
+    return output
 
 
 def data_identity(spec: DataSpec) -> str:

@@ -203,7 +203,8 @@ class LiveStream:
 
     def feed(self, block: np.ndarray, skip: bool = False) -> list[LiveLine]:
         """Lines decided by one more block (mono float32 at the tagger's rate). With `skip` (the
-        caller is behind real time), every window this block completes but the newest is dropped."""
+        caller is behind real time), the windows this block completes are dropped (their frames
+        keep the other windows' scores; a frame no window covered scores 0)."""
         block = np.asarray(block, dtype=np.float32).reshape(-1)
         if not np.isfinite(block).all():
             raise StreamError(f"the stream holds NaN or Inf at {self.stream_s:.2f} s")
@@ -214,8 +215,8 @@ class LiveStream:
             starts.append(self.start)
             self.start += self.hop
         lines = []
-        for i, start in enumerate(starts):
-            if skip and i < len(starts) - 1:
+        for start in starts:
+            if skip:
                 self.dropped += 1
                 self._advance(start + self.hop)
                 continue

@@ -96,6 +96,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="25 s, the stand-in model alone (a check that it runs)")
+    parser.add_argument("--arms", type=int, nargs="+", help="run only these arms (0, 1, 2)")
     parser.add_argument("--json", type=Path, default=RESULTS / "bench_live.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -103,6 +104,8 @@ def main() -> None:
         ("stand-in alone, hop 1 s", None, 1.0),
         ("+ CED-Tiny compute, hop 1 s", "ced_tiny", 1.0),
         ("+ CED-Base compute, hop 0.32 s (too fast for it)", "ced_base", 0.32)]
+    if args.arms:
+        arms = [arms[i] for i in args.arms]
     seconds = 25.0 if args.quick else args.seconds
     rows = []
     for name, burn, hop in arms:

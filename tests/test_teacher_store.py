@@ -151,3 +151,28 @@ def test_a_store_looks_up_rows_by_key_and_refuses_duplicates(store, tmp_path, ti
     assert_one_line_error(run_cli("train", "--data", str(tiny_data / "train"), "--eval-data", str(tiny_data / "eval"),
                                   "--teacher", str(tmp_path / "nothing"), "--kd-lambda", "0.5", "--out",
                                   str(tmp_path / "r")), "nothing: no such teacher")
+
+
+def test_shards_are_predicted_one_part_per_shard_by_two_ranks(tiny_run, tiny_data, tmp_path):
+    """`shards:` data (a stream) into a store: the ranks take whole shards; the rows equal those of the
+    folder the shards were packed from."""
+    assert run_cli("pack", "--data", str(tiny_data / "train"), "--out", str(tmp_path / "shards"), "--shard-mb",
+                   "0.5").returncode == 0
+    n_shards = len(json.loads((tmp_path / "shards" / "index.json").read_text())["shards"])
+    assert n_shards >= 3
+    store = tmp_path / "from_shards"
+    command = [sys.executable, "-m", "audioscene", "predict", "--run", str(tiny_run), "--data",
+               f"shards:{tmp_path / 'shards'}", "-o", str(store), "--device", "cpu", "--batch-size", "5"]
+    ranks = [subprocess.Popen(command, env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2"}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for r in range(2)]
+    outputs = [rank.communicate(timeout=300) for rank in ranks]
+    assert all(rank.returncode == 0 for rank in ranks), outputs
+    folder = tmp_path / "from_folder"
+    distill.predict_to_file([tiny_run], str(tiny_data / "train"), folder, progress=False)
+    streamed, listed = TeacherStore(store), TeacherStore(folder)
+    assert streamed.n == listed.n == 64 and np.array_equal(np.asarray(streamed.keys), np.asarray(listed.keys))
+    keys = [key.decode() for key in np.asarray(listed.keys)]
+    np.testing.assert_allclose(streamed.clip_probs(streamed.rows(keys)), listed.clip_probs(listed.rows(keys)),
+                               atol=1e-3)
+    assert_one_line_error(run_cli("predict", "--run", str(tiny_run), "--data", f"shards:{tmp_path / 'shards'}", "-o",
+                                  str(tmp_path / "t.npz")), "shards need a teacher store")

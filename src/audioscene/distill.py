@@ -199,7 +199,11 @@ def predict_to_file(runs: Sequence[str | os.PathLike | Run], data: DataSpec | st
     # each member its own front end, at one sample rate
     predictor = Predictor([m.model for m in members], [m.frontend for m in members], device)
     labels, clip_seconds = members[0].labels, members[0].state.train_config.get("clip_seconds", 10.0)
-    dataset = spec.open_clips(OpenOptions(labels, clip_seconds, predictor.frontend.config.sample_rate), "predict")
+    options = OpenOptions(labels, clip_seconds, predictor.frontend.config.sample_rate)
+    if is_store(output) and spec.streamed:  # shards: one part per shard
+        return predict_store(predictor, spec.open(options), labels, output, data_identity(spec), batch_size, workers,
+                             progress, frames, part_clips)
+    dataset = spec.open_clips(options, "predict (shards need a teacher store: -o a folder)")
     if is_store(output):
         return predict_store(predictor, dataset, labels, output, data_identity(spec), batch_size, workers, progress,
                              frames, part_clips)
@@ -210,17 +214,19 @@ def predict_to_file(runs: Sequence[str | os.PathLike | Run], data: DataSpec | st
 def predict_store(predictor, dataset, labels: LabelSet, output: str | os.PathLike, data: str, batch_size: int = 64,
                   workers: int = 0, progress: bool = True, frames: bool = False,
                   part_clips: int = PART_CLIPS) -> Path:
-    """The outputs of `predictor` on `dataset` as a teacher store at `output`, in parts of
-    `part_clips` clips: under torchrun, rank r of w takes the parts r, r + w, ...; a part already
-    written is skipped (a rerun resumes); the process that finds every part written merges them (a
-    lock file makes that one process). No process group is needed."""
+    """The outputs of `predictor` on `dataset` as a teacher store at `output`, in parts: `part_clips`
+    clips of a map-style set, or one shard each of a `shards:` stream. Under torchrun, rank r of w
+    takes the parts r, r + w, ...; a part already written is skipped (a rerun resumes); the process
+    that finds every part written merges them (a lock file makes that one process). No process
+    group is needed."""
     from torch.utils.data import Subset
     from tqdm.auto import tqdm
 
     from .distributed import launch_rank
 
     output = Path(output)
-    n = len(dataset)
+    streamed = not hasattr(dataset, "__len__")
+    n = dataset.n_clips_total if streamed else len(dataset)
     if (output / "meta.json").is_file():
         store = TeacherStore(output, verify=False)
         if store.n != n or store.labels != labels.names:
@@ -229,15 +235,21 @@ def predict_store(predictor, dataset, labels: LabelSet, output: str | os.PathLik
         log.info("%s is written already (%d clips)", output, n)
         return output
     rank, world = launch_rank(), int(os.environ.get("WORLD_SIZE", "1"))
-    n_parts = max(1, -(-n // part_clips))
+    shards = dataset.index["shards"] if streamed else None
+    n_parts = len(shards) if streamed else max(1, -(-n // part_clips))
     todo = [i for i in range(rank, n_parts, world) if not part_done(output, i)]
     done_before = len(range(rank, n_parts, world)) - len(todo)
     if done_before:
         log.info("%s: %d of this rank's parts are written already; resuming", output, done_before)
     for i in tqdm(todo, desc=f"predict (rank {rank})" if world > 1 else "predict", unit="part", disable=not progress):
-        lo, hi = i * part_clips, min((i + 1) * part_clips, n)
-        out = predictor.predict(Subset(dataset, range(lo, hi)), batch_size, workers, framewise=frames, progress=False)
-        write_part(output, i, dataset.keys[lo:hi], out["clipwise"], out.get("framewise"))
+        if streamed:
+            keys, out = _predict_shard(predictor, dataset, dataset.shard_dir / shards[i]["name"], batch_size, frames)
+        else:
+            lo, hi = i * part_clips, min((i + 1) * part_clips, n)
+            keys = dataset.keys[lo:hi]
+            out = predictor.predict(Subset(dataset, range(lo, hi)), batch_size, workers, framewise=frames,
+                                    progress=False)
+        write_part(output, i, keys, out["clipwise"], out.get("framewise"))
     if not all(part_done(output, i) for i in range(n_parts)):
         log.info("%s: this rank's parts are written; the last rank to finish merges", output)
         return output
@@ -254,6 +266,30 @@ def predict_store(predictor, dataset, labels: LabelSet, output: str | os.PathLik
     finally:
         lock.unlink(missing_ok=True)
     return output
+
+
+def _predict_shard(predictor, dataset, path: Path, batch_size: int, frames: bool) -> tuple[list[str], dict]:
+    """Keys and outputs of one shard's clips, read as a stream in batches."""
+    keys, clipwise, framewise, waves = [], [], [], []
+
+    def run() -> None:
+        clip, frame = predictor(torch.stack(waves))
+        clipwise.append(clip.numpy())
+        if frames:
+            framewise.append(frame.numpy())
+        waves.clear()
+
+    for wave, _, key, *_ in dataset.read_shard(path):
+        keys.append(key)
+        waves.append(wave)
+        if len(waves) == batch_size:
+            run()
+    if waves:
+        run()
+    out = {"clipwise": np.concatenate(clipwise) if clipwise else np.zeros((0, len(dataset.label_set)), np.float32)}
+    if frames and framewise:
+        out["framewise"] = np.concatenate(framewise)
+    return keys, out
 
 
 def data_identity(spec: DataSpec) -> str:

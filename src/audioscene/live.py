@@ -203,8 +203,8 @@ class LiveStream:
 
     def feed(self, block: np.ndarray, skip: bool = False) -> list[LiveLine]:
         """Lines decided by one more block (mono float32 at the tagger's rate). With `skip` (the
-        caller is behind real time), the windows this block completes are dropped (their frames
-        keep the other windows' scores; a frame no window covered scores 0)."""
+        caller is behind real time), the windows this block completes are dropped but the newest
+        (their frames keep the other windows' scores; a frame no window covered scores 0)."""
         block = np.asarray(block, dtype=np.float32).reshape(-1)
         if not np.isfinite(block).all():
             raise StreamError(f"the stream holds NaN or Inf at {self.stream_s:.2f} s")
@@ -215,8 +215,8 @@ class LiveStream:
             starts.append(self.start)
             self.start += self.hop
         lines = []
-        for start in starts:
-            if skip:
+        for i, start in enumerate(starts):
+            if skip and i < len(starts) - 1:
                 self.dropped += 1
                 self._advance(start + self.hop)
                 continue
@@ -460,14 +460,11 @@ def run_live(stream: LiveStream, blocks: Iterable[np.ndarray], write, realtime: 
     import logging
 
     log = logging.getLogger(__name__)
-    rate, began, said = stream.tagger.sample_rate, None, set()
+    rate, said = stream.tagger.sample_rate, set()
     silent = clipped = 0  # consecutive samples so far
     try:
-        for block in blocks:
-            if began is None:  # the source's clock: its first block has just been played
-                began = time.monotonic() - len(block) / rate
-            # behind: this block was played more than a hop ago
-            behind = realtime and time.monotonic() - began > (stream.n_samples + len(block) + stream.hop) / rate
+        for block in (_gathered(blocks) if realtime else blocks):
+            behind = realtime and len(block) > stream.hop  # more than a hop of audio waited for the model
             try:
                 lines = stream.feed(block, skip=behind)
             except InputError as exc:
@@ -492,6 +489,38 @@ def run_live(stream: LiveStream, blocks: Iterable[np.ndarray], write, realtime: 
         for line in stream.close():
             write(line)
     return stream.dropped
+
+
+def _gathered(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """The blocks of a live source, read by a thread as they come; each item is all the audio that
+    arrived since the last one (so a model that fell behind sees how far, and catches up at once)."""
+    arrived: queue.Queue = queue.Queue()
+    end = object()
+
+    def read() -> None:
+        try:
+            for block in blocks:
+                arrived.put(block)
+            arrived.put(end)
+        except BaseException as exc:  # the source's error, raised again in the reading thread's caller
+            arrived.put(exc)
+
+    threading.Thread(target=read, daemon=True).start()
+    while True:
+        try:
+            items = [arrived.get(timeout=0.5)]  # a timeout: Ctrl-C is delivered between waits
+        except queue.Empty:
+            continue
+        while not arrived.empty():
+            items.append(arrived.get_nowait())
+        done = [item for item in items if item is end or isinstance(item, BaseException)]
+        audio = [item for item in items if isinstance(item, np.ndarray)]
+        if audio:
+            yield np.concatenate(audio)
+        if done:
+            if isinstance(done[0], BaseException):
+                raise done[0]
+            return
 
 
 def writer(fmt: str, out: IO[str] | None = None):

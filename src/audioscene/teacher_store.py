@@ -162,6 +162,7 @@ class TeacherStore:
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{path}: not a teacher store's meta.json ({type(exc).__name__}: {exc})") from None
         k = len(self.labels)
+        self.offsets: dict[str, int] = {}
         self.probs = self._array("probs", np.float16, (self.n, k))
         self.keys = self._array("keys", np.dtype(f"S{width}"), (self.n,))
         self.order = self._array("order", np.int64, (self.n,))
@@ -192,19 +193,28 @@ class TeacherStore:
         if size != offset + math.prod(shape) * np.dtype(dtype).itemsize:
             raise InputError(f"{file}: {size} bytes, but {shape} {np.dtype(dtype)} needs "
                              f"{offset + math.prod(shape) * np.dtype(dtype).itemsize} (truncated?)")
+        self.offsets[name] = offset
         return np.memmap(file, dtype=dtype, mode="r", offset=offset, shape=shape)
+
+    def _block(self, name: str, array: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Rows `start:stop` of a mapped array read as a file (the pages stay out of this process's
+        resident set, so checking a store does not make it look large)."""
+        row = array.itemsize * int(np.prod(array.shape[1:], dtype=np.int64))
+        with open(self.path / f"{name}.npy", "rb") as f:
+            f.seek(self.offsets[name] + start * row)
+            return np.frombuffer(f.read((stop - start) * row), dtype=array.dtype).reshape(-1, *array.shape[1:])
 
     def verify(self) -> None:
         """Probabilities in [0, 1], keys sorted and unique, `order` a permutation; block by block."""
         seen = np.zeros(self.n, dtype=bool)
         for start in range(0, self.n, BLOCK_ROWS):
             stop = min(start + BLOCK_ROWS, self.n)
-            _check_range(np.asarray(self.probs[start:stop]), f"{self.path}: probs rows {start}-{stop}")
-            keys = np.asarray(self.keys[max(start - 1, 0):stop])
+            _check_range(self._block("probs", self.probs, start, stop), f"{self.path}: probs rows {start}-{stop}")
+            keys = self._block("keys", self.keys, max(start - 1, 0), stop)
             if (keys[1:] <= keys[:-1]).any():
                 i = int(np.flatnonzero(keys[1:] <= keys[:-1])[0])
                 raise InputError(f"{self.path}: keys are not sorted and unique (at {keys[i + 1].decode(errors='replace')!r})")
-            order = np.asarray(self.order[start:stop])
+            order = self._block("order", self.order, start, stop)
             if ((order < 0) | (order >= self.n)).any() or seen[order].any() or len(np.unique(order)) != len(order):
                 raise InputError(f"{self.path}: order.npy is not a permutation of the rows")
             seen[order] = True

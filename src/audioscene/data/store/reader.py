@@ -92,7 +92,7 @@ class ShardDataset(IterableDataset):
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
         items = (item for shard in self._rank_shards(self.rank)[worker::n_workers]
-                 for item in self._read_shard(self.shard_dir / shard["name"]))
+                 for item in self.read_shard(self.shard_dir / shard["name"]))
         if self.balance_buffer:
             items = balanced_stream(items, self.balance_buffer,
                                     np.random.default_rng([self.seed, self.epoch, self.rank, worker]))
@@ -124,7 +124,8 @@ class ShardDataset(IterableDataset):
             raise ShardError(f"{path}: clip {key} lacks its .flac or .json member")
         return key, parts["flac"], parts["json"]
 
-    def _read_shard(self, path: Path) -> Iterator[tuple]:
+    def read_shard(self, path: Path) -> Iterator[tuple]:
+        """`(waveform, target, key)` (and events) of each clip of one shard, in its order."""
         for key, audio, meta in self._samples(path):
             try:
                 wave = decode(audio, f"{path}:{key}.flac", sr=self.sample_rate)

@@ -314,3 +314,21 @@ def test_the_live_page_shows_the_stream_as_it_plays_in_headless_chromium(tmp_pat
     finally:
         server.should_exit = True
     assert errors == []
+
+
+def test_a_stream_behind_real_time_drops_windows_but_no_event():
+    """Fed 3 s of backlog at a time with `skip` (as `run_live` does when the model is behind), only
+    the newest window of each backlog runs; every burst still gives its one event."""
+    from audioscene.features import LogMel
+    from audioscene.labels import LabelSet
+    from audioscene.live import LiveStream
+
+    bursts = [(11.3, 13.9), (21.3, 23.2), (29.1, 30.0), (36.2, 37.9), (43.0, 43.9), (51.9, 54.1)]
+    wave = noise_bursts(60, bursts)
+    tagger = Tagger([LoudnessDetector()], LogMel(), LabelSet(("burst",)), device="cpu", hop_s=0.32)
+    stream = LiveStream(tagger, median=3)
+    lines = [line for start in range(0, len(wave), 48000) for line in stream.feed(wave[start:start + 48000], skip=True)]
+    lines += stream.close()
+    events = [(line.onset, line.offset) for line in lines if line.kind == "event"]
+    assert stream.dropped > 100 and len(events) == len(bursts)
+    assert all(abs(on - b_on) <= 0.32 and abs(off - b_off) <= 0.32 for (on, off), (b_on, b_off) in zip(events, bursts))

@@ -218,7 +218,7 @@ class LiveStream:
         for i, start in enumerate(starts):
             if skip and i < len(starts) - 1:
                 self.dropped += 1
-                self._advance(start + self.hop)
+                lines += self._advance(start + self.hop)
                 continue
             lines += self._run(start, self._slice(start, start + self.window))
         self._trim()
@@ -249,11 +249,9 @@ class LiveStream:
     def _trim(self) -> None:
         self.buffer = self.buffer[max(self.start - self._buffer_start, 0):]
 
-    def _advance(self, final_to: int) -> None:
+    def _advance(self, final_to: int) -> list[LiveLine]:
         """Frames before sample `final_to` are final (a skipped window leaves its frames to others)."""
-        frames = self._take_final(final_to // self.frame_samples)
-        if len(frames):
-            self.events.add(frames)
+        return self._event_lines(self.events.add(self._take_final(final_to // self.frame_samples)))
 
     def _run(self, start: int, wave: np.ndarray, last: bool = False) -> list[LiveLine]:
         clipwise, framewise = self.tagger.predictor(torch.from_numpy(np.ascontiguousarray(wave))[None])

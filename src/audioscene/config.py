@@ -117,8 +117,8 @@ class TrainConfig:
                                            "(PANNs' bn0); embedding models keep their paper's own")
     # one key (and flag) per setting of a registered ingredient (recipe.ingredient_settings())
     recipe_settings: dict[str, int | float | str | bool] = _field({}, "the recipe ingredients' settings")
-    teacher: str = _field("", "knowledge distillation: a teacher file from `audioscene predict` (.npz of clip keys "
-                              "and probabilities)")
+    teacher: str = _field("", "knowledge distillation: a teacher from `audioscene predict` (a store folder, or an "
+                              ".npz of clip keys and probabilities)")
     kd_lambda: float = _field(0.0, "weight of the teacher's targets in the loss: (1 - l) BCE(labels) + l BCE(teacher)")
     kd_temperature: float = _field(1.0, "teacher logits are divided by this before the sigmoid")
     # --- detection from strong labels (strong.py) --------------------------------------------------------

@@ -127,3 +127,7 @@ class DownloadSetupError(AudioSceneError, ValueError):
 class FetchError(AudioSceneError, OSError):
     """A file of the model zoo could not be fetched or failed its checks; the message names the URL
     and how to fetch it by hand."""
+
+
+class StreamError(InputError):
+    """A live stream that cannot be read on (`live.py`): its source and the problem in one line."""

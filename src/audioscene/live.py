@@ -28,24 +28,17 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import IO, TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
+from typing import IO, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from . import sed
-from .errors import InputError
+from .errors import InputError, StreamError
 from .labels import CLASS_GROUPS, map_classes
-
-if TYPE_CHECKING:
-    from .infer import Tagger
 
 PCM_FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
 QUIET_S = 10.0  # seconds of digital silence or clipping before a stream is said to be so
-
-
-class StreamError(InputError):
-    """A stream that cannot be read on: its source and the problem in one line."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +141,7 @@ class LiveStream:
     module docstring).
 
     Args:
-        tagger: the model(s), windows (`window_s`, `hop_s`) and front end.
+        tagger: an `infer.Tagger`: the model(s), windows (`window_s`, `hop_s`) and front end.
         thresholds, median, upsample: as `Tagger.detect` / `audioscene detect` (a `sed.Tuning` gives
             per-class values; `upsample` defaults to the tuning's, else 1).
         classes: "all" (the model's labels), a name in `labels.CLASS_GROUPS`, or a mapping.
@@ -156,7 +149,7 @@ class LiveStream:
         tag_every: report the latest window's top `top_k` labels at most every so many seconds.
     """
 
-    def __init__(self, tagger: "Tagger", thresholds=0.5, median=1, upsample: int | None = None,
+    def __init__(self, tagger, thresholds=0.5, median=1, upsample: int | None = None,
                  classes: str | Mapping[str, Sequence[str]] = "all", onsets: bool = False,
                  tag_every: float | None = None, top_k: int = 5):
         self.tagger = tagger

@@ -35,10 +35,10 @@ PART = 8192
 
 def audioset_like(rng: np.random.Generator, n: int) -> np.ndarray:
     """Probabilities shaped like an AudioSet tagger's: most near 0, a few confident labels per clip."""
-    probs = rng.beta(0.08, 6.0, size=(n, LABELS))
-    hits = rng.random((n, LABELS)) < 3 / LABELS
-    probs[hits] = rng.beta(6.0, 1.5, size=int(hits.sum()))
-    return probs.astype(np.float32)
+    probs = rng.random((n, LABELS), dtype=np.float32) ** 12  # median 0.003, 5 % above 0.65
+    hits = rng.random((n, LABELS), dtype=np.float32) < 3 / LABELS
+    probs[hits] = 0.6 + 0.4 * rng.random(int(hits.sum()), dtype=np.float32)
+    return probs
 
 
 def write_store(folder: Path, n: int) -> dict:
@@ -90,7 +90,7 @@ def training_step_s() -> float:
     """One optimizer step of resnet_b_att (width 64), batch 32 of 10 s clips, on this CPU."""
     from audioscene.config import TrainConfig
     from audioscene.labels import audioset
-    from audioscene.recipe.base import MicroBatch
+    from audioscene.batches import MicroBatch
     from audioscene.train import build_learner, train_step
 
     torch.manual_seed(0)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
 import shutil
 import uuid
@@ -194,7 +195,10 @@ class TeacherStore:
             raise InputError(f"{file}: {size} bytes, but {shape} {np.dtype(dtype)} needs "
                              f"{offset + math.prod(shape) * np.dtype(dtype).itemsize} (truncated?)")
         self.offsets[name] = offset
-        return np.memmap(file, dtype=dtype, mode="r", offset=offset, shape=shape)
+        mapped = np.memmap(file, dtype=dtype, mode="r", offset=offset, shape=shape)
+        if hasattr(mmap, "MADV_RANDOM") and mapped.size:  # rows are read at random: no read-ahead around each
+            mapped._mmap.madvise(mmap.MADV_RANDOM)
+        return mapped
 
     def _block(self, name: str, array: np.ndarray, start: int, stop: int) -> np.ndarray:
         """Rows `start:stop` of a mapped array read as a file (the pages stay out of this process's

@@ -126,3 +126,36 @@ def noise_bursts(seconds: float, bursts: list[tuple[float, float]], seed: int = 
     for onset, offset in bursts:
         loud |= (t >= onset) & (t < offset)
     return (rng.standard_normal(len(t)) * np.where(loud, 0.3, 0.003)).astype(np.float32)
+
+
+def reference_script(name: str):
+    """A reference script of tests/data (e.g. "make_ced_reference") as a module: the tests share its
+    seeded weights and clips; it imports nothing of the authors' code at the top."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "data" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def released_run_goes_through_evaluate_report_and_fine_tuning(run: str, data: str, labels: str, tiny_data, tmp_path,
+                                                              row: str, published: str, head: str) -> tuple:
+    """`evaluate` and `report` of a zoo run by name (its published row, `published` mAP, beside ours)
+    and `train --init` onto the tiny data's labels (lr 1e-12: the weights kept but the new head
+    `head`); returns the fine-tuned checkpoint and the release's weights."""
+    from audioscene.checkpoints import Checkpoint, Run
+
+    evaluated = run_cli("evaluate", "--run", run, "--data", data, "--labels", labels)
+    assert evaluated.returncode == 0 and row in evaluated.stdout and published in evaluated.stdout, evaluated.stderr
+    reported = run_cli("report", "--runs", f"zoo={run}", "--eval-data", data, "--labels", labels, "--bootstrap", "100",
+                       "-o", str(tmp_path / "report"))
+    assert reported.returncode == 0, reported.stderr[-2000:]
+    table_row = next(line for line in reported.stdout.splitlines() if line.startswith("| zoo (peak"))
+    assert row in table_row and published in table_row
+    tuned = run_cli("train", "--data", str(tiny_data / "train"), "--eval-data", str(tiny_data / "eval"), "--init", run,
+                    "--epochs", "1", "--batch-size", "16", "--lr", "1e-12", "--out", str(tmp_path / "tuned"))
+    assert tuned.returncode == 0, tuned.stderr[-2000:]
+    state = Checkpoint.load(tmp_path / "tuned" / "epoch_001.pt")
+    assert state.model[head].shape[0] == len(state.labels) == 10  # a new head for its labels
+    return state, Checkpoint.load(Run.open(run).paths[0]).model

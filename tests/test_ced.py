@@ -4,31 +4,29 @@ tests/data/make_ced_reference.py with their code at a named commit); inputs shor
 their training length; the release files' checks; a CED release through every command, alone and
 in an ensemble with a CNN."""
 
-import importlib.util
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import assert_one_line_error, audioset_folder, run_cli
+from helpers import (
+    assert_one_line_error,
+    audioset_folder,
+    reference_script,
+    released_run_goes_through_evaluate_report_and_fine_tuning,
+    run_cli,
+)
 
 from audioscene import models
-from audioscene.checkpoints import Checkpoint, Run
+from audioscene.checkpoints import Checkpoint
 from audioscene.features import LogMel
 from audioscene.pretrained import CATALOGUE, import_release
 
 DATA = Path(__file__).parent / "data"
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("make_ced_reference", DATA / "make_ced_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-SCRIPT = _script()
+SCRIPT = reference_script("make_ced_reference")
 
 
 @pytest.fixture(scope="module")
@@ -151,20 +149,9 @@ def test_ced_goes_through_every_command(ced_cached, tiny_data, tmp_path):
     assert onnx.metadata["max_frames"] == 1012 and onnx.metadata["model"] == "ced_tiny"
     onnx_tags = run_cli("tag", str(clip), "--run", str(tmp_path / "m.onnx"), "--top-k", "3")
     assert onnx_tags.returncode == 0 and onnx_tags.stdout == tagged.stdout, onnx_tags.stderr
-    evaluated = run_cli("evaluate", "--run", run, "--data", data, "--labels", labels)
-    assert evaluated.returncode == 0 and "CED-Tiny (Dinkel et al. 2024)" in evaluated.stdout and "0.481" in evaluated.stdout
-    reported = run_cli("report", "--runs", f"tiny={run}", "--eval-data", data, "--labels", labels, "--bootstrap", "100",
-                       "-o", str(tmp_path / "report"))
-    assert reported.returncode == 0, reported.stderr[-2000:]
-    row = next(line for line in reported.stdout.splitlines() if line.startswith("| tiny (peak"))
-    assert "CED-Tiny (Dinkel et al. 2024)" in row and "0.481" in row
-    tuned = run_cli("train", "--data", str(tiny_data / "train"), "--eval-data", str(tiny_data / "eval"), "--init", run,
-                    "--epochs", "1", "--batch-size", "16", "--lr", "1e-12", "--out", str(tmp_path / "tuned"))
-    assert tuned.returncode == 0, tuned.stderr[-2000:]
-    state = Checkpoint.load(tmp_path / "tuned" / "epoch_001.pt")
+    state, source = released_run_goes_through_evaluate_report_and_fine_tuning(
+        run, data, labels, tiny_data, tmp_path, "CED-Tiny (Dinkel et al. 2024)", "0.481", "outputlayer.1.weight")
     assert state.model_config["name"] == "ced_tiny" and state.frontend_config["kind"] == "ced"
-    assert state.model["outputlayer.1.weight"].shape[0] == len(state.labels) == 10  # a new head for its labels
-    source = Checkpoint.load(Run.open(run).paths[0]).model  # the rest starts from the release (lr 1e-12: kept)
     for key in ("blocks.11.attn.qkv.weight", "outputlayer.0.weight", "time_pos_embed"):
         torch.testing.assert_close(state.model[key], source[key])
 

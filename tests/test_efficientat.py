@@ -3,14 +3,13 @@ input, and the whole chain, on seeded weights in their release format (the refer
 made by tests/data/make_efficientat_reference.py with their code at a named commit); the release
 files' checks; the catalogue's published shapes."""
 
-import importlib.util
 import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, reference_script, run_cli
 
 from audioscene import models
 from audioscene.checkpoints import Checkpoint, CheckpointError
@@ -20,14 +19,7 @@ from audioscene.pretrained import CATALOGUE, import_release
 DATA = Path(__file__).parent / "data"
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("make_efficientat_reference", DATA / "make_efficientat_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-SCRIPT = _script()
+SCRIPT = reference_script("make_efficientat_reference")
 
 
 @pytest.fixture(scope="module")

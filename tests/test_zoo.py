@@ -12,7 +12,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 import torch
-from helpers import assert_one_line_error, audioset_folder, run_cli
+from helpers import (
+    assert_one_line_error,
+    audioset_folder,
+    released_run_goes_through_evaluate_report_and_fine_tuning,
+    run_cli,
+)
 
 from audioscene import models
 from audioscene.checkpoints import Checkpoint, Run
@@ -186,21 +191,10 @@ def test_a_zoo_model_goes_through_every_command(zoo, tiny_data, tmp_path):
         assert teacher["probs"].shape == (8, 527)
     exported = run_cli("export-onnx", "--run", run, "-o", str(tmp_path / "m.onnx"), "--with-frontend")
     assert exported.returncode == 0, exported.stderr
-    evaluated = run_cli("evaluate", "--run", run, "--data", data, "--labels", labels)
-    assert evaluated.returncode == 0 and "EfficientAT mn04_as (Schmid et al. 2023)" in evaluated.stdout
-    assert "0.432" in evaluated.stdout  # the published mAP beside ours
-    reported = run_cli("report", "--runs", f"mn04={run}", "--eval-data", data, "--labels", labels, "--bootstrap", "100",
-                       "-o", str(tmp_path / "report"))
-    assert reported.returncode == 0, reported.stderr[-2000:]
-    row = next(line for line in reported.stdout.splitlines() if line.startswith("| mn04 (peak"))
-    assert "EfficientAT mn04_as (Schmid et al. 2023)" in row and "0.432" in row
-    tuned = run_cli("train", "--data", str(tiny_data / "train"), "--eval-data", str(tiny_data / "eval"), "--init", run,
-                    "--epochs", "1", "--batch-size", "16", "--lr", "1e-12", "--out", str(tmp_path / "tuned"))
-    assert tuned.returncode == 0, tuned.stderr[-2000:]
-    state = Checkpoint.load(tmp_path / "tuned" / "epoch_001.pt")
+    state, source = released_run_goes_through_evaluate_report_and_fine_tuning(
+        run, data, labels, tiny_data, tmp_path, "EfficientAT mn04_as (Schmid et al. 2023)", "0.432",
+        "classifier.5.weight")
     assert state.model_config["name"] == "efficientat_mn04" and state.frontend_config["kind"] == "efficientat"
-    assert state.model["classifier.5.weight"].shape[0] == len(state.labels) == 10  # a new head for its labels
-    source = Checkpoint.load(Run.open(run).paths[0]).model  # the trunk starts from the release (lr 1e-12: kept)
     torch.testing.assert_close(state.model["features.0.0.weight"], source["features.0.0.weight"])
 
 

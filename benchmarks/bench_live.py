@@ -95,7 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="25 s, the stand-in model alone (a check that it runs)")
+    parser.add_argument("--quick", action="store_true", help="15.5 s, the stand-in model alone (a check that it runs)")
     parser.add_argument("--arms", type=int, nargs="+", help="run only these arms (0, 1, 2)")
     parser.add_argument("--json", type=Path, default=RESULTS / "bench_live.json")
     args = parser.parse_args()
@@ -106,7 +106,7 @@ def main() -> None:
         ("+ CED-Base compute, hop 0.32 s (too fast for it)", "ced_base", 0.32)]
     if args.arms:
         arms = [arms[i] for i in args.arms]
-    seconds = 25.0 if args.quick else args.seconds
+    seconds = 15.5 if args.quick else args.seconds
     rows = []
     for name, burn, hop in arms:
         rows.append(arm(name, burn, hop, seconds))

@@ -139,13 +139,29 @@ def reference_script(name: str):
     return module
 
 
-def released_run_goes_through_evaluate_report_and_fine_tuning(run: str, data: str, labels: str, tiny_data, tmp_path,
-                                                              row: str, published: str, head: str) -> tuple:
-    """`evaluate` and `report` of a zoo run by name (its published row, `published` mAP, beside ours)
-    and `train --init` onto the tiny data's labels (lr 1e-12: the weights kept but the new head
-    `head`); returns the fine-tuned checkpoint and the release's weights."""
+def released_run_goes_through_every_command(run: str, tiny_data, tmp_path, row: str, published: str, head: str) -> dict:
+    """A zoo run by name through tag (top 3), detect (DCASE classes), predict, export-onnx with its
+    front end (ONNX Runtime parity), evaluate and report (its published row, `published` mAP, beside
+    ours) and `train --init` onto the tiny data's labels (lr 1e-12: the weights kept but the new head
+    `head`). Returns the clip, the tag output, the fine-tuned checkpoint and the release's weights."""
+    import re
+
     from audioscene.checkpoints import Checkpoint, Run
 
+    clip = sorted((tiny_data / "eval" / "audio").glob("*.flac"))[0]
+    tagged = run_cli("tag", str(clip), "--run", run, "--top-k", "3")
+    assert tagged.returncode == 0, tagged.stderr
+    assert tagged.stdout.startswith(f"{clip.name}\t") and len(re.findall(r" [01]\.\d{3}", tagged.stdout)) == 3
+    detected = run_cli("detect", str(clip), "--run", run, "--classes", "dcase2018", "-o", str(tmp_path / "e.tsv"))
+    assert detected.returncode == 0, detected.stderr
+    names = sorted(p.name for p in (tiny_data / "eval" / "audio").glob("*.flac"))[:8]
+    data, labels = audioset_folder(tiny_data / "eval", names, tmp_path / "eval8")  # scored on AudioSet's labels
+    assert run_cli("predict", "--run", run, "--data", data, "--labels", labels, "-o",
+                   str(tmp_path / "t.npz")).returncode == 0
+    with np.load(tmp_path / "t.npz") as teacher:
+        assert teacher["probs"].shape == (8, 527)
+    exported = run_cli("export-onnx", "--run", run, "-o", str(tmp_path / "m.onnx"), "--with-frontend")
+    assert exported.returncode == 0, exported.stderr
     evaluated = run_cli("evaluate", "--run", run, "--data", data, "--labels", labels)
     assert evaluated.returncode == 0 and row in evaluated.stdout and published in evaluated.stdout, evaluated.stderr
     reported = run_cli("report", "--runs", f"zoo={run}", "--eval-data", data, "--labels", labels, "--bootstrap", "100",
@@ -158,4 +174,4 @@ def released_run_goes_through_evaluate_report_and_fine_tuning(run: str, data: st
     assert tuned.returncode == 0, tuned.stderr[-2000:]
     state = Checkpoint.load(tmp_path / "tuned" / "epoch_001.pt")
     assert state.model[head].shape[0] == len(state.labels) == 10  # a new head for its labels
-    return state, Checkpoint.load(Run.open(run).paths[0]).model
+    return dict(clip=clip, tagged=tagged.stdout, tuned=state, release=Checkpoint.load(Run.open(run).paths[0]).model)

@@ -14,8 +14,7 @@ import pytest
 import torch
 from helpers import (
     assert_one_line_error,
-    audioset_folder,
-    released_run_goes_through_evaluate_report_and_fine_tuning,
+    released_run_goes_through_every_command,
     run_cli,
 )
 
@@ -176,26 +175,12 @@ def test_a_file_fetched_by_hand_is_imported_and_used_offline(zoo, tmp_path, rele
 def test_a_zoo_model_goes_through_every_command(zoo, tiny_data, tmp_path):
     """tag, detect (DCASE classes), predict, export-onnx (ONNX Runtime parity), evaluate, report (its
     published row beside ours) and fine-tuning onto the tiny data's labels, all by name."""
-    run = f"pretrained:{NAME}"
-    clip = sorted((tiny_data / "eval" / "audio").glob("*.flac"))[0]
-    tagged = run_cli("tag", str(clip), "--run", run, "--top-k", "3")
-    assert tagged.returncode == 0, tagged.stderr
-    assert tagged.stdout.startswith(f"{clip.name}\t") and len(re.findall(r" [01]\.\d{3}", tagged.stdout)) == 3
-    detected = run_cli("detect", str(clip), "--run", run, "--classes", "dcase2018", "-o", str(tmp_path / "e.tsv"))
-    assert detected.returncode == 0, detected.stderr
-    names = sorted(p.name for p in (tiny_data / "eval" / "audio").glob("*.flac"))[:8]
-    data, labels = audioset_folder(tiny_data / "eval", names, tmp_path / "eval8")  # scored on AudioSet's labels
-    assert run_cli("predict", "--run", run, "--data", data, "--labels", labels, "-o",
-                   str(tmp_path / "t.npz")).returncode == 0
-    with np.load(tmp_path / "t.npz") as teacher:
-        assert teacher["probs"].shape == (8, 527)
-    exported = run_cli("export-onnx", "--run", run, "-o", str(tmp_path / "m.onnx"), "--with-frontend")
-    assert exported.returncode == 0, exported.stderr
-    state, source = released_run_goes_through_evaluate_report_and_fine_tuning(
-        run, data, labels, tiny_data, tmp_path, "EfficientAT mn04_as (Schmid et al. 2023)", "0.432",
-        "classifier.5.weight")
+    walked = released_run_goes_through_every_command(f"pretrained:{NAME}", tiny_data, tmp_path,
+                                                     "EfficientAT mn04_as (Schmid et al. 2023)", "0.432",
+                                                     "classifier.5.weight")
+    state, source = walked["tuned"], walked["release"]
     assert state.model_config["name"] == "efficientat_mn04" and state.frontend_config["kind"] == "efficientat"
-    torch.testing.assert_close(state.model["features.0.0.weight"], source["features.0.0.weight"])
+    torch.testing.assert_close(state.model["features.0.0.weight"], source["features.0.0.weight"])  # the trunk kept
 
 
 def test_an_ensemble_averages_its_members_each_through_its_own_front_end(zoo, tiny_data, tmp_path):

@@ -48,6 +48,15 @@ def test_a_store_gives_the_small_file_s_targets_to_float16_precision_and_trains_
         expected, got = small.targets(keys), large.targets(keys)
         assert (got - expected).abs().max() <= 5e-4 and not torch.equal(got, expected)  # float16: close, not equal
     assert np.load(store / "frames.npy", mmap_mode="r").shape == (64, meta["frames"], 10) and meta["frames"] >= 31
+    finer = tmp_path / "finer"  # the teacher's frames on a student's 0.16 s grid
+    assert run_cli("predict", "--run", str(tiny_run), "--data", str(tiny_data / "train"), "-o", str(finer), "--frames",
+                   "--frame-hop", "0.16").returncode == 0
+    assert json.loads((finer / "meta.json").read_text())["frame_hop"] == 0.16
+    coarse, fine = np.load(store / "frames.npy").astype(np.float32), np.load(finer / "frames.npy").astype(np.float32)
+    assert fine.shape == (64, 2 * meta["frames"], 10)
+    np.testing.assert_allclose(fine[:, 1:-1:2][:, :-1], 0.75 * coarse[:, :-2] + 0.25 * coarse[:, 1:-1], atol=2e-3)
+    assert_one_line_error(run_cli("predict", "--run", str(tiny_run), "--data", str(tiny_data / "train"), "-o",
+                                  str(tmp_path / "x"), "--frame-hop", "0.16"), "give --frames too")
     run = training.train(tiny_config(tiny_data, tmp_path / "student", epochs=1, teacher=str(store), kd_lambda=0.5),
                          progress=False)
     assert Checkpoint.load(run / "epoch_001.pt").history[0]["train_loss"] > 0

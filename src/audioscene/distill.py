@@ -36,7 +36,7 @@ from .checkpoints import Run, ensemble
 from .data import DataSpec, OpenOptions
 from .errors import InputError
 from .labels import LabelSet
-from .teacher_store import TeacherStore, is_store, merge, part_done, write_part
+from .teacher_store import TeacherStore, is_store, merge, part_done, resample_frames, write_part
 
 log = logging.getLogger(__name__)
 
@@ -182,12 +182,13 @@ class Teacher:
 def predict_to_file(runs: Sequence[str | os.PathLike | Run], data: DataSpec | str, output: str | os.PathLike,
                     checkpoint: str = "best", device: str = "auto", batch_size: int = 64, workers: int = 0,
                     progress: bool = True, weights: str = "auto", frames: bool = False,
-                    part_clips: int = PART_CLIPS) -> Path:
+                    part_clips: int = PART_CLIPS, frame_hop: float | None = None) -> Path:
     """Write a teacher: the clip probabilities of `runs` (each its `checkpoint`: best, last, avg or a
     path, with its `weights`: see `Checkpoint.weights`; all runs averaged, each through its own front
     end, at one sample rate) on the map-style data `data`, keyed by clip key. `output` a folder (or
-    a name without a suffix): a store (`teacher_store.py`, with `frames` also the frame outputs),
-    written as `predict_store` says; a file name (`teacher.npz`): the small form, in one process."""
+    a name without a suffix): a store (`teacher_store.py`, with `frames` also the frame outputs, on
+    the grid `frame_hop` if given, e.g. a student's, else the teachers'), written as
+    `predict_store` says; a file name (`teacher.npz`): the small form, in one process."""
     from .predictor import Predictor
 
     if not runs:
@@ -204,18 +205,18 @@ def predict_to_file(runs: Sequence[str | os.PathLike | Run], data: DataSpec | st
     options = OpenOptions(labels, clip_seconds, predictor.frontend.config.sample_rate)
     if is_store(output) and spec.streamed:  # shards: one part per shard
         return predict_store(predictor, spec.open(options), labels, output, data_identity(spec), batch_size, workers,
-                             progress, frames, part_clips)
+                             progress, frames, part_clips, frame_hop)
     dataset = spec.open_clips(options, "predict (shards need a teacher store: -o a folder)")
     if is_store(output):
         return predict_store(predictor, dataset, labels, output, data_identity(spec), batch_size, workers, progress,
-                             frames, part_clips)
+                             frames, part_clips, frame_hop)
     probs = predictor.predict(dataset, batch_size, workers, desc="predict", progress=progress)["clipwise"]
     return write_teacher(output, dataset.keys, probs, labels, data=data_identity(spec))
 
 
 def predict_store(predictor, dataset, labels: LabelSet, output: str | os.PathLike, data: str, batch_size: int = 64,
                   workers: int = 0, progress: bool = True, frames: bool = False,
-                  part_clips: int = PART_CLIPS) -> Path:
+                  part_clips: int = PART_CLIPS, frame_hop: float | None = None) -> Path:
     """The outputs of `predictor` on `dataset` as a teacher store at `output`, in parts: `part_clips`
     clips of a map-style set, or one shard each of a `shards:` stream. Under torchrun, rank r of w
     takes the parts r, r + w, ...; a part already written is skipped (a rerun resumes); the process
@@ -251,6 +252,8 @@ def predict_store(predictor, dataset, labels: LabelSet, output: str | os.PathLik
             keys = dataset.keys[lo:hi]
             out = predictor.predict(Subset(dataset, range(lo, hi)), batch_size, workers, framewise=frames,
                                     progress=False)
+        if frames and frame_hop:
+            out["framewise"] = resample_frames(out["framewise"], predictor.frame_hop, frame_hop)
         write_part(output, i, keys, out["clipwise"], out.get("framewise"))
     if not all(part_done(output, i) for i in range(n_parts)):
         log.info("%s: this rank's parts are written; the last rank to finish merges", output)
@@ -264,7 +267,7 @@ def predict_store(predictor, dataset, labels: LabelSet, output: str | os.PathLik
         lock.unlink()  # one process: a merge that was interrupted
         os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     try:
-        merge(output, n_parts, labels.names, data, predictor.frame_hop if frames else None)
+        merge(output, n_parts, labels.names, data, (frame_hop or predictor.frame_hop) if frames else None)
     finally:
         lock.unlink(missing_ok=True)
     return output

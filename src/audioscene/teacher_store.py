@@ -9,7 +9,8 @@ A store is a folder (written by `audioscene predict -o DIR`, `distill.predict_to
 - `probs.npy` `[N, K]` float16: the clip probabilities, in the order the data set lists its clips;
 - `keys.npy` `[N]` bytes of width W (UTF-8 clip keys), sorted; `order.npy` `[N]` int64: the row of
   `probs` of each sorted key. A lookup is a binary search in the memory-mapped keys;
-- `frames.npy` `[N, T', K]` float16 (optional): frame outputs on the grid `frame_hop`.
+- `frames.npy` `[N, T', K]` float16 (optional): frame outputs on the grid `frame_hop` (the teachers'
+  own, or a student's: `resample_frames`).
 
 Float16 keeps 11 significant bits: a probability in [0.5, 1] is stored within 2⁻¹² ≈ 2.4e-4, a
 smaller one within 4.9e-4 of itself (down to 6e-8, below which it is 0 or subnormal); targets of a
@@ -140,6 +141,20 @@ def merge(folder: str | os.PathLike, n_parts: int, labels: Sequence[str], data: 
         json.dump(meta, f)
     shutil.rmtree(folder / "parts", ignore_errors=True)
     return folder
+
+
+def resample_frames(frames: np.ndarray, hop: float, new_hop: float) -> np.ndarray:
+    """Frame outputs `[N, T, K]` on a grid of `hop` seconds put on a grid of `new_hop` (a student's):
+    `round(T · hop / new_hop)` frames, each the linear interpolation between the old frames whose
+    centres surround its centre (held flat beyond the first and last), as `sed.upsample` does for
+    whole factors."""
+    n_frames = frames.shape[1]
+    count = max(1, int(round(n_frames * hop / new_hop)))
+    positions = np.clip(((np.arange(count) + 0.5) * new_hop) / hop - 0.5, 0, n_frames - 1)
+    low = np.floor(positions).astype(int)
+    high = np.minimum(low + 1, n_frames - 1)
+    weight = (positions - low)[None, :, None]
+    return (frames[:, low] * (1 - weight) + frames[:, high] * weight).astype(frames.dtype)
 
 
 class TeacherStore:

@@ -10,6 +10,7 @@ from ..arguments import (
     add_compute_options,
     add_data_option,
     add_weights_option,
+    positive,
     positive_int,
 )
 
@@ -34,8 +35,10 @@ def arguments(sub) -> None:
     p.add_argument("-o", "--output", type=Path, required=True,
                    help="teacher store to write (a folder: a name without a suffix) or small teacher file (.npz)")
     p.add_argument("--frames", action="store_true",
-                   help="also store the frame outputs (a store only; on the teachers' frame grid, for detection "
-                        "students)")
+                   help="also store the frame outputs (a store only; for detection students)")
+    p.add_argument("--frame-hop", type=positive, metavar="SECONDS",
+                   help="with --frames: put the frame outputs on this grid (a student's, e.g. 0.32), by linear "
+                        "interpolation (default: the teachers' own)")
     p.add_argument("--part-clips", type=positive_int, default=8192,
                    help="clips per part of a store: the most work a rerun repeats (default 8192)")
     add_compute_options(p)
@@ -47,10 +50,12 @@ def run(args) -> None:
     from ..._io import prepare_output
     from ...checkpoints import Run
     from ...distill import predict_to_file
-    from ...errors import OutputError
+    from ...errors import InputError, OutputError
     from ...teacher_store import is_store
     from ..common import data_spec
 
+    if args.frame_hop and not args.frames:
+        raise InputError("--frame-hop sets the grid of the frame outputs: give --frames too")
     data = data_spec(args.data, args.labels, "--data", "--labels")
     runs = [Run.open(run) for run in args.run]
     if is_store(args.output):
@@ -61,7 +66,7 @@ def run(args) -> None:
         prepare_output(args.output, data.sources)
     path = predict_to_file(runs, data, args.output, checkpoint=args.checkpoint, device=args.device,
                            batch_size=args.batch_size, workers=args.workers, weights=args.weights, frames=args.frames,
-                           part_clips=args.part_clips)
+                           part_clips=args.part_clips, frame_hop=args.frame_hop)
     finished = path.suffix == ".npz" or (path / "meta.json").is_file()
     print(f"clip probabilities of {len(args.run)} run(s) on {args.data} -> {path} "
           + ("(a teacher for --teacher)" if finished else "(this rank's parts; the last rank merges)"))

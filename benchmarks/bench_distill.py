@@ -55,6 +55,20 @@ def train_and_score(job: tuple) -> tuple[str, int, str, dict, float]:
     return role, seed, str(run), evaluate(run, data), time.perf_counter() - started
 
 
+class InProcess:
+    """A stand-in for the process pool that runs each job at once in this process (`--quick`)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def apply_async(self, function, args):
+        result = function(*args)
+        return type("Done", (), {"get": lambda self: result})()
+
+
 def ensemble_scores(runs: list[str], data: dict[str, Path]) -> float:
     """Eval mAP of the mean of the members' outputs (each its best-on-tune checkpoint)."""
     from audioscene.checkpoints import ensemble
@@ -88,7 +102,7 @@ def main() -> None:
         work = Path(work)
         data = proxy(work / "data", n_clips)
         common = dict(train_data=str(data["train"]), eval_data=str(data["tune"]), **base)
-        with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
+        with (InProcess() if args.quick else multiprocessing.get_context("spawn").Pool(args.processes)) as pool:
             jobs = [pool.apply_async(train_and_score, (("member", seed, common, {}, data, work),))
                     for seed in members_seeds]
             for job in jobs:

@@ -93,16 +93,20 @@ def test_an_interrupted_predict_resumes_at_its_first_missing_part(tiny_run, tiny
         assert np.array_equal(np.load(store / name), np.load(whole / name))
 
 
-def test_ranks_share_the_parts_and_the_last_one_merges(tiny_run, tiny_data, tmp_path):
-    """Two processes as torchrun starts them (RANK, WORLD_SIZE), no process group: each writes its
-    parts; whichever finds all parts written merges."""
+def test_ranks_share_the_parts_and_the_last_one_merges(tiny_run, tiny_data, tmp_path, monkeypatch):
+    """Two ranks as torchrun numbers them (RANK, WORLD_SIZE), one after the other, no process group:
+    each writes every second part; the one that finds all parts written merges (the processes of
+    `test_shards_are_predicted_one_part_per_shard_by_two_ranks` run at once)."""
     store = tmp_path / "teacher"
-    command = [sys.executable, "-m", "audioscene", "predict", "--run", str(tiny_run), "--data",
-               str(tiny_data / "train"), "-o", str(store), "--part-clips", "8", "--device", "cpu"]
-    ranks = [subprocess.Popen(command, env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2", "LOCAL_RANK": str(r)},
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
-    outputs = [rank.communicate(timeout=300) for rank in ranks]
-    assert all(rank.returncode == 0 for rank in ranks), outputs
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in (1, 0):
+        monkeypatch.setenv("RANK", str(rank))
+        distill.predict_to_file([tiny_run], str(tiny_data / "train"), store, progress=False, part_clips=8)
+        assert (store / "meta.json").is_file() == (rank == 0)  # rank 1 finished first: rank 0 found all 8 parts
+        if rank == 1:
+            assert sorted(p.name for p in (store / "parts").iterdir()) == [f"part-{i:06d}" for i in (1, 3, 5, 7)]
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "0")
     one = tmp_path / "one"
     distill.predict_to_file([tiny_run], str(tiny_data / "train"), one, progress=False, part_clips=8)
     assert TeacherStore(store).n == 64

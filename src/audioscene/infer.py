@@ -36,7 +36,7 @@ from .checkpoints import Run, ensemble
 from .errors import InputError, check_number
 from .events import Event
 from .features import LogMel
-from .labels import LabelSet, map_classes
+from .labels import LabelSet, class_columns, map_classes
 from .models import AudioModel
 from .predictor import Predictor
 
@@ -377,13 +377,7 @@ def to_classes(result: Analysis, groups: Mapping[str, Sequence[str]]) -> Analysi
     """Scores for coarser classes, each the max over a group of the model's labels (by name, the
     class's own name included, so a model trained on the coarse classes keeps its scores). Use
     `labels.DCASE2018_AUDIOSET_NAMES` to score a 527-label AudioSet model on the DCASE classes."""
-    index = {name: k for k, name in enumerate(result.labels)}
-    columns = {}
-    for cls, names in groups.items():
-        members = sorted({index[n] for n in (cls, *names) if n in index})
-        if not members:
-            raise InputError(f"class {cls!r}: the model has none of its labels {list(names)}")
-        columns[cls] = members
+    columns = class_columns(result.labels, groups)
     framewise, labels = map_classes(result.framewise, columns)
     clipwise, _ = map_classes(result.clipwise, columns)
     return replace(result, labels=labels, framewise=framewise, clipwise=clipwise)
@@ -393,12 +387,7 @@ def events_from_analysis(result: Analysis, filename: str, thresholds: float | Se
                          median: int | Sequence[int] | sed.Tuning = 1, upsample: int | None = None) -> list[Event]:
     """The SED chain on an `Analysis`, with per-class settings taken from a `sed.Tuning` if given;
     `upsample` (default: the tuning's, else 1) interpolates the frame scores onto a finer grid."""
-    if upsample is None:
-        upsample = next((t.upsample for t in (thresholds, median) if isinstance(t, sed.Tuning)), 1)
-    if isinstance(thresholds, sed.Tuning):
-        thresholds = thresholds.for_labels(result.labels)[0]
-    if isinstance(median, sed.Tuning):
-        median = median.for_labels(result.labels)[1]
+    thresholds, median, upsample = sed.chain_settings(result.labels, thresholds, median, upsample)
     return sed.events_from_frames({filename: result.framewise}, result.frame_hop, result.labels, thresholds, median,
                                   {filename: result.duration}, upsample)
 

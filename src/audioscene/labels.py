@@ -203,6 +203,20 @@ def dcase2018() -> LabelSet:
     return LabelSet(tuple(DCASE2018_AUDIOSET_NAMES))
 
 
+def class_columns(labels: Sequence[str], groups: Mapping[str, Sequence[str]]) -> dict[str, list[int]]:
+    """For each coarser class of `groups`, the indices in `labels` of its labels, by name (the
+    class's own name included, so a model trained on the coarse classes keeps its scores): what
+    `map_classes` takes. A class none of whose labels the model has raises `InputError`."""
+    index = {name: k for k, name in enumerate(labels)}
+    columns = {}
+    for cls, names in groups.items():
+        members = sorted({index[n] for n in (cls, *names) if n in index})
+        if not members:
+            raise InputError(f"class {cls!r}: the model has none of its labels {list(names)}")
+        columns[cls] = members
+    return columns
+
+
 def map_classes(frames: np.ndarray, groups: Mapping[str, Sequence[int]]) -> tuple[np.ndarray, tuple[str, ...]]:
     """Scores `[..., C]` of coarser classes, each the max over a group of the model's class indices
     (docs/protocol.md §5: a DCASE class's score is the max over its AudioSet labels,

@@ -35,7 +35,7 @@ import torch
 
 from . import sed
 from .errors import InputError, StreamError
-from .labels import CLASS_GROUPS, map_classes
+from .labels import CLASS_GROUPS, class_columns, map_classes
 
 PCM_FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
 QUIET_S = 10.0  # seconds of digital silence or clipping before a stream is said to be so
@@ -153,26 +153,12 @@ class LiveStream:
                  classes: str | Mapping[str, Sequence[str]] = "all", onsets: bool = False,
                  tag_every: float | None = None, top_k: int = 5):
         self.tagger = tagger
-        self.columns = None
-        labels = tagger.labels.names
+        self.columns = None  # "all": the model's labels as they are
         if classes != "all":
-            groups = CLASS_GROUPS[classes] if isinstance(classes, str) else classes
-            index = {name: k for k, name in enumerate(labels)}
-            self.columns = {}
-            for cls, names in groups.items():
-                members = sorted({index[n] for n in (cls, *names) if n in index})
-                if not members:
-                    raise InputError(f"class {cls!r}: the model has none of its labels {list(names)}")
-                self.columns[cls] = members
-            labels = tuple(self.columns)
-        self.labels = labels
-        if upsample is None:
-            upsample = next((t.upsample for t in (thresholds, median) if isinstance(t, sed.Tuning)), 1)
-        if isinstance(thresholds, sed.Tuning):
-            thresholds = thresholds.for_labels(labels)[0]
-        if isinstance(median, sed.Tuning):
-            median = median.for_labels(labels)[1]
-        self.events = _Events(labels, tagger.frame_hop, thresholds, median, upsample)
+            self.columns = class_columns(tagger.labels.names,
+                                         CLASS_GROUPS[classes] if isinstance(classes, str) else classes)
+        self.labels = labels = tuple(self.columns) if self.columns is not None else tagger.labels.names
+        self.events = _Events(labels, tagger.frame_hop, *sed.chain_settings(labels, thresholds, median, upsample))
         self.onsets, self.tag_every, self.top_k = onsets, tag_every, top_k
         self.frame_samples = tagger.frame_samples
         self.window = tagger.window_frames * self.frame_samples
@@ -256,10 +242,7 @@ class LiveStream:
         self.covered = start + len(wave)
         end = first + len(frames)
         self.frames_end = max(self.frames_end, end)
-        if end - self.final > len(self.count):
-            grow = end - self.final - len(self.count)
-            self.total = np.concatenate([self.total, np.zeros((grow, self.total.shape[1]))])
-            self.count = np.concatenate([self.count, np.zeros(grow, np.int64)])
+        self._pending_to(end)
         self.total[first - self.final:end - self.final] += frames
         self.count[first - self.final:end - self.final] += 1
         for watcher in self.watchers:
@@ -276,13 +259,18 @@ class LiveStream:
             lines.append(LiveLine("tags", self.stream_s, tags=tuple((self.labels[k], float(clip[k])) for k in order)))
         return lines
 
+    def _pending_to(self, end: int) -> None:
+        """Grow the pending sums and counts (no window yet: zeros) to reach frame `end`."""
+        grow = end - self.final - len(self.count)
+        if grow > 0:
+            self.total = np.concatenate([self.total, np.zeros((grow, self.total.shape[1]))])
+            self.count = np.concatenate([self.count, np.zeros(grow, np.int64)])
+
     def _take_final(self, final_to: int) -> np.ndarray:
         """The frames before `final_to` that became final, each the mean of the windows that covered
         it (no window: scored 0), removed from the pending ones."""
         n = max(final_to - self.final, 0)
-        if n > len(self.count):
-            self.total = np.concatenate([self.total, np.zeros((n - len(self.count), self.total.shape[1]))])
-            self.count = np.concatenate([self.count, np.zeros(n - len(self.count), np.int64)])
+        self._pending_to(final_to)
         frames = (self.total[:n] / np.maximum(self.count[:n], 1)[:, None]).astype(np.float32)
         self.total, self.count, self.final = self.total[n:], self.count[n:], self.final + n
         return frames

@@ -144,6 +144,20 @@ def _finer_kernels(kernels, factor: int):
     return np.where(np.asarray(kernels) == 1, 1, scaled + (scaled % 2 == 0))
 
 
+def chain_settings(labels: Sequence[str], thresholds: float | Sequence[float] | "Tuning" = 0.5,
+                   median: int | Sequence[int] | "Tuning" = 1, factor: int | None = None) -> tuple:
+    """`(thresholds, kernels, factor)` of the chain for `labels`: a `Tuning` given for the
+    thresholds or kernels gives its per-class values, and its upsampling factor when `factor` is
+    None (else 1)."""
+    if factor is None:
+        factor = next((t.upsample for t in (thresholds, median) if isinstance(t, Tuning)), 1)
+    if isinstance(thresholds, Tuning):
+        thresholds = thresholds.for_labels(labels)[0]
+    if isinstance(median, Tuning):
+        median = median.for_labels(labels)[1]
+    return thresholds, median, factor
+
+
 def events_from_frames(framewise: Mapping[str, np.ndarray], hop: float, labels: Sequence[str],
                        thresholds: float | Sequence[float] = 0.5, kernels: int | Sequence[int] = 1,
                        durations: Mapping[str, float] | None = None, factor: int = 1) -> list[Event]:

@@ -36,7 +36,15 @@ from .checkpoints import Run, ensemble
 from .data import DataSpec, OpenOptions
 from .errors import InputError
 from .labels import LabelSet
-from .teacher_store import TeacherStore, is_store, merge, part_done, resample_frames, write_part
+from .teacher_store import (
+    TeacherStore,
+    check_probabilities,
+    is_store,
+    merge,
+    part_done,
+    resample_frames,
+    write_part,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +122,7 @@ def read_teacher(path: str | os.PathLike) -> tuple[list[str], np.ndarray, tuple[
     if probs.ndim != 2 or probs.dtype.kind != "f" or probs.shape != (len(keys), len(labels)):
         raise InputError(f"{path}: 'probs' must be numbers of shape ({len(keys)} keys, {len(labels)} labels), got "
                          f"{probs.dtype} of shape {probs.shape}")
-    bad = ~((probs >= 0) & (probs <= 1))  # NaN fails both
-    if bad.any():
-        row, column = np.argwhere(bad)[0]
-        raise InputError(f"{path}: {int(bad.sum())} probabilities outside [0, 1] (e.g. {float(probs[row, column])} for "
-                         f"clip {str(keys[row])!r}, label {str(labels[column])!r})")
+    check_probabilities(probs, str(path), keys, labels)
     unique, counts = np.unique(keys, return_counts=True)
     if (counts > 1).any():
         raise InputError(f"{path}: clip key {str(unique[counts > 1][0])!r} occurs {counts[counts > 1][0]} times; a teacher "

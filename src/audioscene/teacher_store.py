@@ -66,7 +66,7 @@ def write_part(folder: str | os.PathLike, index: int, keys: Sequence[str], probs
     probs = np.asarray(probs)
     if probs.ndim != 2 or len(probs) != len(keys):
         raise InputError(f"part {index}: {len(keys)} keys but probabilities of shape {probs.shape}")
-    _check_range(probs, f"part {index}")
+    check_probabilities(probs, f"part {index}", keys)
     final = part_path(folder, index)
     staging = final.parent / f".staging-{index:06d}-{uuid.uuid4().hex[:8]}"
     staging.mkdir(parents=True)
@@ -81,12 +81,17 @@ def write_part(folder: str | os.PathLike, index: int, keys: Sequence[str], probs
     return final
 
 
-def _check_range(probs: np.ndarray, what: str) -> None:
+def check_probabilities(probs: np.ndarray, what: str, keys: Sequence[str] | None = None,
+                        labels: Sequence[str] | None = None) -> None:
+    """Raise one `InputError` naming `what` if any of `probs` `[N, K]` is outside [0, 1] or NaN,
+    with the first such value, its clip (by key when `keys` are given, else by row) and label."""
     bad = ~((probs >= 0) & (probs <= 1))  # NaN fails both
     if bad.any():
         row, column = np.argwhere(bad)[0]
-        raise InputError(f"{what}: {int(bad.sum())} probabilities outside [0, 1] (e.g. {float(probs[row, column])} in "
-                         f"row {row}, label {column})")
+        clip = f"for clip {str(keys[row])!r}" if keys is not None else f"in row {row}"
+        label = repr(str(labels[column])) if labels is not None else column
+        raise InputError(f"{what}: {int(bad.sum())} probabilities outside [0, 1] (e.g. {float(probs[row, column])} "
+                         f"{clip}, label {label})")
 
 
 def merge(folder: str | os.PathLike, n_parts: int, labels: Sequence[str], data: str = "",
@@ -228,7 +233,7 @@ class TeacherStore:
         seen = np.zeros(self.n, dtype=bool)
         for start in range(0, self.n, BLOCK_ROWS):
             stop = min(start + BLOCK_ROWS, self.n)
-            _check_range(self._block("probs", self.probs, start, stop), f"{self.path}: probs rows {start}-{stop}")
+            check_probabilities(self._block("probs", self.probs, start, stop), f"{self.path}: probs rows {start}-{stop}")
             keys = self._block("keys", self.keys, max(start - 1, 0), stop)
             if (keys[1:] <= keys[:-1]).any():
                 i = int(np.flatnonzero(keys[1:] <= keys[:-1])[0])
